@@ -1,0 +1,102 @@
+# test/lib.sh — shared by test/run.sh (the test command) and demo/run.sh.
+# Installs what is missing, builds, installs, and runs throwaway clusters as
+# an unprivileged user (initdb and postgres refuse to run as root).
+# Sourced, not executed.
+
+SYNC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_MAJOR=${PG_MAJOR:-15}
+PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_CONFIG=$PG_BINDIR/pg_config
+SYNC_USER=${SYNC_USER:-postgres}
+
+SYNC_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libcurl4-openssl-dev
+  libjson-c-dev libssl-dev libipc-run-perl make gcc python3 openssl ca-certificates"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Install the Debian packages that are missing (apt-get update only if needed).
+sync_install_deps() {
+  local missing=() p
+  for p in $SYNC_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}); run as root to install them"
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+  # Debian's postgresql package creates and starts a "main" cluster; we use
+  # our own throwaway clusters, so leave it alone.
+}
+
+# The unprivileged user that runs clusters and TAP tests.
+sync_ensure_user() {
+  id "$SYNC_USER" >/dev/null 2>&1 && return 0
+  [ "$(id -u)" -eq 0 ] || die "user $SYNC_USER does not exist"
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/bash "$SYNC_USER"
+}
+
+# Build with warnings as errors, then install into the server's directories.
+sync_build() {
+  say "building sync (warnings are errors)"
+  make -C "$SYNC_ROOT" -s PG_CONFIG="$PG_CONFIG" PG_CFLAGS=-Werror >/dev/null || die "build failed"
+  make -C "$SYNC_ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null || die "make install failed"
+}
+
+# Run a command as the unprivileged user, with the server binaries first on PATH.
+as_user() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u "$SYNC_USER" -- env PATH="$PG_BINDIR:$PATH" "$@"
+  else
+    env PATH="$PG_BINDIR:$PATH" "$@"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# sync_start_cluster DIR PORT [extra postgresql.conf lines...]
+# A throwaway cluster in DIR/data, listening on 127.0.0.1:PORT and a socket in DIR.
+sync_start_cluster() {
+  local dir=$1 port=$2; shift 2
+  as_user initdb -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log"; die "initdb failed"; }
+  {
+    echo "port = $port"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "unix_socket_directories = '$dir'"
+    echo "fsync = off"
+    echo "log_line_prefix = '%m [%p] %q%a '"
+    for line in "$@"; do echo "$line"; done
+  } >>"$dir/data/postgresql.conf"
+  as_user pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    || { cat "$dir/server.log"; die "cluster did not start"; }
+}
+
+sync_stop_cluster() {
+  local dir=$1
+  [ -f "$dir/data/postmaster.pid" ] && as_user pg_ctl -D "$dir/data" -m fast -w -t 30 stop >/dev/null 2>&1
+  return 0
+}
+
+# sync_start_emulator DIR [args...]: starts the emulator in the background as
+# the unprivileged user; sets EMULATOR_URL and EMULATOR_PID.
+sync_start_emulator() {
+  local dir=$1; shift
+  local out="$dir/emulator.out"
+  as_user python3 "${SYNC_TREE:-$SYNC_ROOT}/test/emulator/emulator.py" --port 0 "$@" >"$out" 2>"$dir/emulator.log" &
+  EMULATOR_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    EMULATOR_URL=$(sed -n 's/^emulator listening on //p' "$out" | head -1)
+    [ -n "$EMULATOR_URL" ] && return 0
+    kill -0 "$EMULATOR_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$dir/emulator.log" >&2
+  die "emulator did not start"
+}

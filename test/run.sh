@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# test/run.sh — the whole test suite, from a fresh Debian 12 machine as root.
+#
+#   bash test/run.sh                  every suite
+#   bash test/run.sh regress [NAME…]  pg_regress (sql/NAME.sql vs expected/NAME.out)
+#   bash test/run.sh isolation [NAME…] pg_isolation_regress (test/isolation/specs)
+#   bash test/run.sh tap [FILE…]      TAP tests (test/t/*.pl)
+#   bash test/run.sh emulator [PATTERN] the emulator's own unittest suite
+#
+# Installs missing packages, builds with -Werror, installs, runs each suite
+# against throwaway clusters owned by an unprivileged user, removes them
+# (also when a test fails), prints "N passed, N failed" last, and exits
+# non-zero on any failure.
+set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PASSED=0
+FAILED=0
+WORK=
+CLUSTER=
+EMU_PIDS=()
+
+cleanup() {
+  [ -n "$CLUSTER" ] && sync_stop_cluster "$CLUSTER"
+  local p
+  for p in "${EMU_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  [ -n "$WORK" ] && [ -z "${SYNC_KEEP_WORK:-}" ] && rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+count() { PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); }
+
+# A copy of the tree the unprivileged user can read, wherever the clone is.
+prepare_work() {
+  WORK=$(mktemp -d /tmp/sync-test.XXXXXX)
+  chmod 755 "$WORK"
+  mkdir -p "$WORK/tree"
+  (cd "$SYNC_ROOT" && tar --exclude=.git --exclude='*.o' --exclude='*.so' -cf - .) | tar -C "$WORK/tree" -xf -
+  [ "$(id -u)" -eq 0 ] && chown -R "$SYNC_USER" "$WORK"
+  SYNC_TREE=$WORK/tree
+  export SYNC_TREE
+}
+
+# Count pg_regress-style "... ok" / "... FAILED" lines.
+count_regress_output() {
+  local out=$1 ok bad
+  ok=$(grep -cE '\.\.\. ok( |$)' "$out")
+  bad=$(grep -cE '\.\.\. (FAILED|failed)' "$out")
+  count "$ok" "$bad"
+}
+
+run_regress() {
+  local tests=("$@")
+  [ ${#tests[@]} -eq 0 ] && tests=($(cd "$SYNC_TREE/sql" && ls *.sql 2>/dev/null | sed 's/\.sql$//'))
+  [ ${#tests[@]} -eq 0 ] && return 0
+  say "pg_regress: ${#tests[@]} tests"
+  local out="$WORK/regress.out" rc
+  as_user "$PG_REGRESS" --bindir="$PG_BINDIR" --inputdir="$SYNC_TREE" \
+      --outputdir="$WORK/regress" --host="$CLUSTER" --port="$PORT" \
+      --load-extension=sync "${tests[@]}" >"$out" 2>&1
+  rc=$?
+  cat "$out"
+  count_regress_output "$out"
+  if [ $rc -ne 0 ]; then
+    [ -f "$WORK/regress/regression.diffs" ] && head -200 "$WORK/regress/regression.diffs"
+    grep -qE '\.\.\. (FAILED|failed)' "$out" || count 0 1
+  fi
+}
+
+run_isolation() {
+  local specs=("$@")
+  [ ${#specs[@]} -eq 0 ] && specs=($(cd "$SYNC_TREE/test/isolation/specs" 2>/dev/null && ls *.spec 2>/dev/null | sed 's/\.spec$//'))
+  [ ${#specs[@]} -eq 0 ] && return 0
+  say "pg_isolation_regress: ${#specs[@]} specs"
+  local out="$WORK/isolation.out" rc
+  as_user "$PG_ISOLATION_REGRESS" --bindir="$PG_BINDIR" --inputdir="$SYNC_TREE/test/isolation" \
+      --outputdir="$WORK/isolation" --host="$CLUSTER" --port="$PORT" \
+      --dbname=isolation_regression --load-extension=sync "${specs[@]}" >"$out" 2>&1
+  rc=$?
+  cat "$out"
+  count_regress_output "$out"
+  if [ $rc -ne 0 ]; then
+    [ -f "$WORK/isolation/regression.diffs" ] && head -200 "$WORK/isolation/regression.diffs"
+    grep -qE '\.\.\. (FAILED|failed)' "$out" || count 0 1
+  fi
+}
+
+run_tap() {
+  local files=("$@") f
+  [ ${#files[@]} -eq 0 ] && files=($(cd "$SYNC_TREE" && ls test/t/*.pl 2>/dev/null))
+  [ ${#files[@]} -eq 0 ] && return 0
+  say "TAP: ${#files[@]} files"
+  mkdir -p "$WORK/tap" && [ "$(id -u)" -eq 0 ] && chown "$SYNC_USER" "$WORK/tap"
+  for f in "${files[@]}"; do
+    f=${f#"$SYNC_TREE"/}
+    local out="$WORK/tap/$(basename "$f").out" rc total bad
+    as_user mkdir -p "$WORK/tap/$(basename "$f" .pl)"
+    (cd "$SYNC_TREE" && as_user env TESTDIR="$WORK/tap/$(basename "$f" .pl)" \
+        PG_REGRESS="$PG_REGRESS" SYNC_TREE="$SYNC_TREE" PGPORT= PGHOST= \
+        prove -v -I "$PGXS_DIR/src/test/perl" -I "$SYNC_TREE/test/perl" "$f") >"$out" 2>&1
+    rc=$?
+    total=$(grep -cE '^ok [0-9]+' "$out")
+    bad=$(grep -cE '^not ok [0-9]+' "$out")
+    if [ $rc -ne 0 ]; then
+      cat "$out"
+      [ "$bad" -eq 0 ] && bad=1          # died, or wrong plan
+      local log
+      for log in "$WORK/tap/$(basename "$f" .pl)"/tmp_check/log/*; do
+        [ -f "$log" ] && { echo "---- $log (tail)"; tail -40 "$log"; }
+      done
+    else
+      grep -E '^(ok|not ok|#)' "$out" | grep -v '^# *$' | head -100
+    fi
+    echo "$f: $total ok, $bad failed"
+    count "$total" "$bad"
+  done
+}
+
+run_emulator_suite() {
+  [ -d "$SYNC_TREE/test/emulator/tests" ] || return 0
+  say "emulator unittest suite"
+  local out="$WORK/emulator.out" rc n bad
+  (cd "$SYNC_TREE/test/emulator" && as_user env PYTHONDONTWRITEBYTECODE=1 \
+      SYNC_FIXTURES="$SYNC_FIXTURES" python3 -m unittest discover -s tests \
+      ${1:+-p "$1"} -v) >"$out" 2>&1
+  rc=$?
+  n=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\}.*/\1/p' "$out" | tail -1)
+  n=${n:-0}
+  bad=$(grep -cE '^(FAIL|ERROR): ' "$out")
+  tail -5 "$out"
+  if [ $rc -ne 0 ]; then
+    grep -E '^(FAIL|ERROR): ' "$out"
+    sed -n '/^=====/,$p' "$out" | head -150
+    [ "$bad" -eq 0 ] && bad=1
+  fi
+  count $((n - (bad > n ? n : bad))) "$bad"
+}
+
+main() {
+  local suite=${1:-all}; [ $# -gt 0 ] && shift
+  case $suite in
+    all|regress|isolation|tap|emulator) ;;
+    *) die "unknown suite '$suite' (all, regress, isolation, tap, emulator)";;
+  esac
+  sync_install_deps
+  sync_ensure_user
+  sync_build
+  PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/../..
+  PGXS_DIR=$(cd "$PGXS_DIR" && pwd)
+  PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
+  PG_ISOLATION_REGRESS=$PGXS_DIR/src/test/isolation/pg_isolation_regress
+  SYNC_FIXTURES=${SYNC_FIXTURES:-$(cd "$SYNC_ROOT/.." && pwd)/shared/fixtures}
+  prepare_work
+
+  if [ "$suite" = all ] || [ "$suite" = regress ] || [ "$suite" = isolation ]; then
+    CLUSTER=$WORK/cluster; mkdir -p "$CLUSTER"; chown "$SYNC_USER" "$CLUSTER" 2>/dev/null
+    PORT=$(free_port)
+    sync_start_cluster "$CLUSTER" "$PORT" "max_prepared_transactions = 10"
+    { [ "$suite" = all ] || [ "$suite" = regress ]; } && run_regress "$@"
+    { [ "$suite" = all ] || [ "$suite" = isolation ]; } && run_isolation "$@"
+    sync_stop_cluster "$CLUSTER"; CLUSTER=
+  fi
+  { [ "$suite" = all ] || [ "$suite" = tap ]; } && run_tap "$@"
+  { [ "$suite" = all ] || [ "$suite" = emulator ]; } && run_emulator_suite "$@"
+
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
+}
+
+main "$@"
