@@ -4,7 +4,8 @@
 EXTENSION    = sync
 MODULE_big   = sync
 OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-DATA         = $(wildcard sync--*.sql)
+# the install script is assembled from src/sql/*.sql, in name order
+DATA_built   = sync--0.1.sql
 PGFILEDESC   = "sync - two-way sync of tables with SaaS APIs"
 
 # pg_regress: every sql/NAME.sql with expected/NAME.out
@@ -21,6 +22,11 @@ PG_CPPFLAGS  = -Isrc
 SHLIB_LINK   = -lcurl -ljson-c -lcrypto
 EXTRA_CLEAN  = results output_iso tmp_check tmp_check_iso log regression.diffs regression.out
 
+EXTRA_CLEAN += sync--0.1.sql
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sync--0.1.sql: $(sort $(wildcard src/sql/*.sql))
+	cat $^ > $@

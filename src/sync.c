@@ -10,8 +10,10 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "http.h"
 #include "sjson.h"
 #include "sync.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -29,6 +31,9 @@ _PG_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("sync: could not initialize libcurl")));
+
+	http_define_gucs();
+	worker_init();
 }
 
 /*

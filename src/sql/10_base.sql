@@ -1,5 +1,3 @@
--- sync extension, version 0.1
-\echo Use "CREATE EXTENSION sync" to load this file. \quit
 
 CREATE FUNCTION sync.version() RETURNS jsonb
     LANGUAGE C STRICT STABLE PARALLEL SAFE

@@ -1,0 +1,101 @@
+/*
+ * http.h — the extension's HTTP client: libcurl's multi interface behind a
+ * small API that knows nothing about providers.
+ *
+ * One long-lived HttpClient per process (keep-alive connections are reused
+ * across batches).  http_run() performs a set of requests concurrently, at
+ * most max_in_flight at a time, and returns when all are done.  While it
+ * waits it also watches the process latch and calls CHECK_FOR_INTERRUPTS(),
+ * so SIGTERM, SIGHUP (via the caller's latch handling) and query cancel are
+ * served mid-request; an ERROR thrown from there leaves no curl handle,
+ * header list or buffer behind (they are released by a memory context
+ * callback / resource cleanup, never leaked).
+ *
+ * Transport policy: https only, except plain http to loopback hosts
+ * (127.0.0.0/8, ::1, localhost) for tests; TLS verification always on
+ * (peer and host); an optional CA file per request; no redirects followed;
+ * connect and total timeouts; the response body is capped at
+ * sync.http_max_response_bytes while it is read; `User-Agent: sync/<version>`.
+ * Request/response logging happens at DEBUG2 with secrets redacted
+ * (Authorization header values and bodies marked secret are never logged).
+ */
+#ifndef SYNC_HTTP_H
+#define SYNC_HTTP_H
+
+#include "postgres.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+
+typedef enum HttpOutcome
+{
+	HTTP_PENDING = 0,
+	HTTP_DONE,					/* got a complete response (any status) */
+	HTTP_TIMEOUT,				/* connect or total timeout */
+	HTTP_CONNECT_FAILED,		/* DNS, refused, unreachable */
+	HTTP_TLS_FAILED,			/* certificate did not verify, handshake */
+	HTTP_TRANSPORT_FAILED,		/* reset mid-response, protocol error, ... */
+	HTTP_TOO_LARGE,				/* body exceeded the cap */
+	HTTP_REFUSED				/* policy: non-https URL to a non-loopback host */
+} HttpOutcome;
+
+typedef struct HttpHeader
+{
+	char	   *name;
+	char	   *value;
+} HttpHeader;
+
+typedef struct HttpRequest
+{
+	/* filled by the caller (palloc'd in the caller's context) */
+	const char *method;			/* "GET", "POST", "PATCH", "PUT", "DELETE" */
+	const char *url;
+	List	   *headers;		/* of HttpHeader *; Content-Type etc. */
+	const char *body;			/* may be NULL */
+	size_t		body_len;
+	bool		body_is_secret; /* never log the request body */
+	const char *ca_file;		/* NULL: system CAs */
+	int			timeout_ms;		/* total; 0 = sync.http_timeout */
+	void	   *user_data;		/* for the caller */
+
+	/* filled by http_run */
+	HttpOutcome outcome;
+	long		status;			/* HTTP status when outcome == HTTP_DONE */
+	StringInfoData response;	/* body (NUL-terminated) */
+	List	   *response_headers;	/* of HttpHeader *, names lower-cased */
+	char	   *error;			/* human-readable transport error, or NULL */
+	double		elapsed_ms;
+} HttpRequest;
+
+/* Build a request in CurrentMemoryContext. */
+extern HttpRequest *http_request_new(const char *method, const char *url);
+extern void http_add_header(HttpRequest *req, const char *name, const char *value);
+extern void http_set_body(HttpRequest *req, const char *body, size_t len, const char *content_type);
+
+/*
+ * Perform the requests concurrently (at most max_in_flight at once, <= 0 means
+ * sync.http_max_in_flight).  Every request ends with an outcome; transport
+ * failures are outcomes, not ERRORs.  ERRORs are raised only for interrupts
+ * (query cancel, termination) and internal failures (out of memory).
+ */
+extern void http_run(HttpRequest **reqs, int nreqs, int max_in_flight);
+
+/* Convenience: one request, synchronously. */
+extern void http_run_one(HttpRequest *req);
+
+/* Value of a response header (case-insensitive), or NULL. */
+extern const char *http_response_header(const HttpRequest *req, const char *name);
+
+/* "timed out after 30000 ms", "could not connect to host: Connection refused", ... */
+extern const char *http_outcome_text(const HttpRequest *req);
+
+/* Percent-encode for a URL query or path component (RFC 3986 unreserved kept). */
+extern char *http_url_encode(const char *s);
+
+/* GUCs (defined in http.c, registered by http_define_gucs from _PG_init) */
+extern int	sync_http_timeout_ms;
+extern int	sync_http_connect_timeout_ms;
+extern int	sync_http_max_in_flight;
+extern int	sync_http_max_response_bytes;
+extern void http_define_gucs(void);
+
+#endif							/* SYNC_HTTP_H */

@@ -1,0 +1,26 @@
+/*
+ * worker.h — background workers: a supervisor (no database) that starts one
+ * worker per database having the extension, and the per-database worker
+ * loop that runs the engine.
+ */
+#ifndef SYNC_WORKER_H
+#define SYNC_WORKER_H
+
+#include "postgres.h"
+
+/* _PG_init: GUCs always; shared memory, hooks and the supervisor only when
+ * loaded from shared_preload_libraries. */
+extern void worker_init(void);
+
+/* Wake the worker of database dboid now (no-op if none or not preloaded). */
+extern void sync_worker_wake(Oid dboid);
+
+/* Arrange for this database's worker to be woken when the current
+ * transaction commits (at most once per transaction; nothing on abort). */
+extern void sync_wake_at_commit(void);
+
+/* Entry points (bgw_function_name) */
+extern PGDLLEXPORT void sync_supervisor_main(Datum arg);
+extern PGDLLEXPORT void sync_db_worker_main(Datum arg);
+
+#endif							/* SYNC_WORKER_H */
