@@ -1,12 +1,1237 @@
 /*
- * engine.c — scheduling of push and pull work (being built; see engine.h).
+ * engine.c — the provider-independent engine: outbox processing, inbound
+ * apply, and the worker's scheduling round.
+ *
+ * Transactions.  In the worker (own_xacts) every step runs in its own short
+ * transaction and no transaction, snapshot or lock is held while waiting on
+ * the network:
+ *   push:  [claim a batch, commit] -> HTTP -> [record results, commit]
+ *   pull:  [read cursor, commit] -> HTTP -> [apply page + advance cursor, commit]
+ * Called from SQL (sync.push / sync.pull), the same code runs inside the
+ * caller's transaction.
+ *
+ * Memory.  Data that must outlive a transaction lives in the caller's
+ * context ("work"); each mirror's round in the worker runs in a context
+ * reset afterwards.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/md5.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "capture.h"
+#include "conn.h"
 #include "engine.h"
+#include "provider.h"
+
+int			sync_batch_size = 1000;
+int			sync_lease_seconds = 300;
+int			sync_journal_retention_days = 30;
+
+PG_FUNCTION_INFO_V1(sync_pull);
+PG_FUNCTION_INFO_V1(sync_push);
+
+/* ---------------------------------------------------------------------
+ * transactions and SPI
+ * --------------------------------------------------------------------- */
+
+static void
+xact_begin(bool own)
+{
+	if (own)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "sync: SPI_connect failed");
+}
+
+static void
+xact_end(bool own)
+{
+	SPI_finish();
+	if (own)
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_stat(false);
+	}
+	else
+		CommandCounterIncrement();
+}
+
+static void
+spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "sync: query failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+static char *
+getv(int row, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+static Datum
+text_array(char **items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(1, n));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(items[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* ---------------------------------------------------------------------
+ * mirrors
+ * --------------------------------------------------------------------- */
+
+typedef struct MirrorRef
+{
+	int			id;
+	char	   *connection;
+	char	   *table;
+	bool		push_due;
+	bool		pull_due;
+} MirrorRef;
+
+/* Load a mirror and its fields; allocated in `work`.  Inside SPI. */
+static SyncMirror *
+mirror_load(int id, MemoryContext work, char **connection)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(id)};
+	SyncMirror *m;
+	MemoryContext old;
+	int			i;
+	char	   *err;
+	char	   *opts;
+
+	spi_exec("SELECT m.remote_object, m.local_table::oid, m.local_table::text, m.key_column, "
+			 "       m.remote_id_column, m.stamp_column, m.direction, m.options::text, m.connection "
+			 "FROM sync.mirror m WHERE m.id = $1", 1, types, args, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("mirror %d does not exist", id)));
+	old = MemoryContextSwitchTo(work);
+	m = palloc0(sizeof(SyncMirror));
+	m->id = id;
+	m->remote_object = getv(0, 1);
+	m->relid = (Oid) strtoul(getv(0, 2), NULL, 10);
+	m->qualified_table = getv(0, 3);
+	m->key_column = getv(0, 4);
+	m->remote_id_column = getv(0, 5);
+	m->stamp_column = getv(0, 6);
+	m->direction = getv(0, 7)[1] == 'o' ? 'b' : (getv(0, 7)[1] == 'u' ? (getv(0, 7)[2] == 'l' ? 'l' : 'p') : 'b');
+	opts = getv(0, 8);
+	m->options = sjson_parse(opts, strlen(opts), &err);
+	*connection = getv(0, 9);
+	MemoryContextSwitchTo(old);
+
+	spi_exec("SELECT remote_name, local_column, remote_type, local_type, createable, updateable, "
+			 "       reference_to, authority "
+			 "FROM sync.field WHERE mirror = $1 ORDER BY local_column",
+			 1, types, args, NULL, SPI_OK_SELECT);
+	old = MemoryContextSwitchTo(work);
+	m->nfields = (int) SPI_processed;
+	m->fields = palloc0(sizeof(SyncField) * Max(1, m->nfields));
+	m->columns = palloc0(sizeof(char *) * Max(1, m->nfields));
+	m->authority = palloc0(sizeof(char *) * Max(1, m->nfields));
+	for (i = 0; i < m->nfields; i++)
+	{
+		SyncField  *f = &m->fields[i];
+
+		f->remote_name = getv(i, 1);
+		m->columns[i] = getv(i, 2);
+		f->remote_type = getv(i, 3);
+		f->local_type = getv(i, 4);
+		f->createable = strcmp(getv(i, 5), "t") == 0;
+		f->updateable = strcmp(getv(i, 6), "t") == 0;
+		f->reference_to = getv(i, 7);
+		m->authority[i] = getv(i, 8);
+		if (strcmp(m->columns[i], m->remote_id_column) == 0)
+			f->role = FIELD_ID;
+		else if (strcmp(m->columns[i], m->stamp_column) == 0)
+			f->role = FIELD_STAMP;
+		else
+			f->role = FIELD_DATA;
+	}
+	MemoryContextSwitchTo(old);
+	return m;
+}
+
+static int
+mirror_id_for_table(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(relid)};
+	bool		isnull;
+
+	spi_exec("SELECT id FROM sync.mirror WHERE local_table = $1", 1, types, args, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" is not mirrored", get_rel_name(relid) ? get_rel_name(relid) : "?"),
+				 errhint("Mirror it with sync.mirror().")));
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static const char *
+mirror_option(SyncMirror *m, const char *key)
+{
+	return sjson_get_string(m->options, key);
+}
+
+static void
+note_mirror_error(int mirror, const char *message, bool own)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		args[2] = {Int32GetDatum(mirror), CStringGetTextDatum(message)};
+
+	xact_begin(own);
+	spi_exec("UPDATE sync.mirror_state SET last_error = $2, last_error_at = now(), "
+			 "failures = failures + 1, "
+			 "next_pull_at = now() + least(interval '1 second' * power(2, least(failures, 9)), interval '10 minutes') "
+			 "WHERE mirror = $1", 2, types, args, NULL, SPI_OK_UPDATE);
+	xact_end(own);
+}
+
+static void
+save_usage(SyncConnection *conn)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		args[2];
+
+	if (conn->api_usage == NULL)
+		return;
+	args[0] = CStringGetTextDatum(conn->name);
+	args[1] = CStringGetTextDatum(conn->api_usage);
+	spi_exec("INSERT INTO sync.connection_state (connection, api_usage, updated_at) VALUES ($1, $2, now()) "
+			 "ON CONFLICT (connection) DO UPDATE SET api_usage = EXCLUDED.api_usage, updated_at = now() "
+			 "WHERE sync.connection_state.api_usage IS DISTINCT FROM EXCLUDED.api_usage",
+			 2, types, args, NULL, SPI_OK_INSERT);
+}
+
+static char *
+values_hash(char **values, int n)
+{
+	StringInfoData buf;
+	char		hex[33];
+	const char *errstr = NULL;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < n; i++)
+	{
+		appendStringInfoString(&buf, values[i] ? values[i] : "\\N");
+		appendStringInfoChar(&buf, '\x1f');
+	}
+	if (!pg_md5_hash(buf.data, buf.len, hex, &errstr))
+		return NULL;
+	return pstrdup(hex);
+}
+
+/* ---------------------------------------------------------------------
+ * push
+ * --------------------------------------------------------------------- */
+
+typedef struct PushBatch
+{
+	int			nitems;
+	SyncPushItem *items;
+	int		   *attempts;
+} PushBatch;
+
+/*
+ * Claim a batch of ready entries: the oldest entry of each row only (later
+ * entries of a row wait for earlier ones), with a lease so that a crashed
+ * claimer's entries are reclaimed.  Reads the values of inserts and updates
+ * from the table.  Inside SPI; results in `work`.
+ */
+static PushBatch *
+push_claim(SyncMirror *m, int limit, MemoryContext work)
+{
+	Oid			types[3] = {INT4OID, INT4OID, INT4OID};
+	Datum		args[3] = {Int32GetDatum(m->id), Int32GetDatum(limit), Int32GetDatum(sync_lease_seconds)};
+	PushBatch  *b;
+	MemoryContext old;
+	int			i,
+				j;
+	const char *idem = mirror_option(m, "idempotency_field");
+	StringInfoData sql;
+	char	  **keys;
+	bool	   *found;
+	int			nkeys = 0;
+
+	spi_exec("SELECT id, op, local_key, remote_id, idempotency_key, columns, attempts "
+			 "FROM sync._claim($1, $2, $3) ORDER BY id",
+			 3, types, args, NULL, SPI_OK_SELECT);
+
+	old = MemoryContextSwitchTo(work);
+	b = palloc0(sizeof(PushBatch));
+	b->nitems = (int) SPI_processed;
+	b->items = palloc0(sizeof(SyncPushItem) * Max(1, b->nitems));
+	b->attempts = palloc0(sizeof(int) * Max(1, b->nitems));
+	keys = palloc(sizeof(char *) * Max(1, b->nitems));
+	found = palloc0(sizeof(bool) * Max(1, b->nitems));
+	for (i = 0; i < b->nitems; i++)
+	{
+		SyncPushItem *it = &b->items[i];
+		bool		isnull;
+		Datum		cols;
+
+		it->outbox_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		it->op = getv(i, 2)[0];
+		it->local_key = getv(i, 3);
+		it->remote_id = getv(i, 4);
+		it->idempotency_key = idem ? getv(i, 5) : NULL;
+		b->attempts[i] = atoi(getv(i, 7));
+		it->send = palloc0(sizeof(bool) * Max(1, m->nfields));
+		it->values = palloc0(sizeof(char *) * Max(1, m->nfields));
+		it->value_null = palloc0(sizeof(bool) * Max(1, m->nfields));
+		cols = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 6, &isnull);
+		for (j = 0; j < m->nfields; j++)
+		{
+			SyncField  *f = &m->fields[j];
+			bool		pushable = f->role == FIELD_DATA &&
+				(it->op == 'I' ? f->createable : f->updateable) &&
+				strcmp(m->authority[j], "remote") != 0;
+
+			if (!pushable || it->op == 'D')
+				continue;
+			if (isnull)
+				it->send[j] = true;
+			else
+			{
+				Datum	   *elems;
+				int			nelems,
+							k;
+
+				deconstruct_array(DatumGetArrayTypeP(cols), NAMEOID, NAMEDATALEN, false,
+								  TYPALIGN_CHAR, &elems, NULL, &nelems);
+				for (k = 0; k < nelems; k++)
+					if (strcmp(NameStr(*DatumGetName(elems[k])), m->columns[j]) == 0)
+						it->send[j] = true;
+			}
+		}
+		if (it->op != 'D')
+			keys[nkeys++] = it->local_key;
+	}
+	MemoryContextSwitchTo(old);
+	if (nkeys == 0)
+		return b;
+
+	/* values, read from the table: the source of truth */
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s::text, %s", quote_identifier(m->key_column),
+					 quote_identifier(m->remote_id_column));
+	for (j = 0; j < m->nfields; j++)
+	{
+		/* values travel as JSON (to_json): typed, ISO dates, arrays */
+		if (m->fields[j].role != FIELD_DATA)
+			appendStringInfoString(&sql, ", NULL");
+		else
+			appendStringInfo(&sql, ", to_json(%s)::text", quote_identifier(m->columns[j]));
+	}
+	appendStringInfo(&sql, " FROM %s WHERE %s::text = ANY ($1)", m->qualified_table,
+					 quote_identifier(m->key_column));
+	{
+		Oid			t[1] = {TEXTARRAYOID};
+		Datum		a[1];
+
+		a[0] = text_array(keys, nkeys);
+		spi_exec(sql.data, 1, t, a, NULL, SPI_OK_SELECT);
+	}
+	old = MemoryContextSwitchTo(work);
+	for (i = 0; i < (int) SPI_processed; i++)
+	{
+		char	   *key = getv(i, 1);
+
+		for (j = 0; j < b->nitems; j++)
+		{
+			SyncPushItem *it = &b->items[j];
+			int			k;
+
+			if (it->op == 'D' || strcmp(it->local_key, key) != 0)
+				continue;
+			if (it->remote_id == NULL)
+				it->remote_id = getv(i, 2);
+			for (k = 0; k < m->nfields; k++)
+			{
+				it->values[k] = getv(i, 3 + k);
+				it->value_null[k] = (it->values[k] == NULL);
+			}
+			found[j] = true;
+		}
+	}
+	for (j = 0; j < b->nitems; j++)
+	{
+		SyncPushItem *it = &b->items[j];
+
+		if (it->op == 'D')
+			continue;
+		if (!found[j])
+		{
+			/* the row is gone: its delete is queued behind this entry */
+			it->result = PUSH_OK;
+			it->error_message = "skipped: row deleted locally before it was pushed";
+		}
+		/* an update of a row that never reached the remote becomes an insert */
+		if (it->op == 'U' && it->remote_id == NULL && it->result == PUSH_PENDING)
+		{
+			int			k;
+
+			it->op = 'I';
+			for (k = 0; k < m->nfields; k++)
+				it->send[k] = m->fields[k].role == FIELD_DATA && m->fields[k].createable &&
+					strcmp(m->authority[k], "remote") != 0;
+		}
+	}
+	MemoryContextSwitchTo(old);
+	return b;
+}
+
+/*
+ * Record the outcome of a pushed batch.  Inside SPI.
+ *   ok        -> entry deleted; new remote ID and stamp written back to the
+ *                row without re-capture; journal row
+ *   rejected  -> parked with the remote's message (sync.errors)
+ *   retry     -> lease released, next attempt after a backoff
+ */
+static void
+push_record(SyncMirror *m, PushBatch *b, int *nok, int *nrejected, int *nretry)
+{
+	StringInfoData wb;
+	Oid			wbtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Oid			t8[8] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT4OID, TEXTOID, INT4OID};
+	int			i;
+	int			saved = sync_applying_mirror;
+
+	initStringInfo(&wb);
+	appendStringInfo(&wb, "UPDATE %s SET %s = $1, %s = coalesce($2::timestamptz, %s) WHERE %s::text = $3",
+					 m->qualified_table, quote_identifier(m->remote_id_column),
+					 quote_identifier(m->stamp_column), quote_identifier(m->stamp_column),
+					 quote_identifier(m->key_column));
+
+	for (i = 0; i < b->nitems; i++)
+	{
+		SyncPushItem *it = &b->items[i];
+		Datum		a[8];
+		char		n[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		const char *result;
+
+		a[0] = Int64GetDatum(it->outbox_id);
+		a[1] = CStringGetTextDatum(it->error_code ? it->error_code : "");
+		a[2] = CStringGetTextDatum(it->error_message ? it->error_message : "");
+		if (it->error_message == NULL)
+			n[2] = 'n';
+		if (it->error_code == NULL)
+			n[1] = 'n';
+		a[3] = CStringGetTextDatum(it->error_fields ? it->error_fields : "");
+		if (it->error_fields == NULL)
+			n[3] = 'n';
+		a[4] = (Datum) 0;
+		n[4] = 'n';
+		a[5] = Int32GetDatum(m->id);
+		a[6] = CStringGetTextDatum(it->local_key);
+		a[7] = Int32GetDatum(it->retry_after_s);
+
+		switch (it->result)
+		{
+			case PUSH_OK:
+				(*nok)++;
+				result = "ok";
+				if (it->new_remote_id != NULL && it->op != 'D')
+				{
+					Datum		w[3];
+					char		wn[3] = {' ', ' ', ' '};
+
+					w[0] = CStringGetTextDatum(it->new_remote_id);
+					w[1] = CStringGetTextDatum(it->new_stamp ? it->new_stamp : "");
+					if (it->new_stamp == NULL)
+						wn[1] = 'n';
+					w[2] = CStringGetTextDatum(it->local_key);
+					sync_applying_mirror = m->id;
+					PG_TRY();
+					{
+						spi_exec(wb.data, 3, wbtypes, w, wn, SPI_OK_UPDATE);
+					}
+					PG_FINALLY();
+					{
+						sync_applying_mirror = saved;
+					}
+					PG_END_TRY();
+					/* a delete queued while this insert was in flight needs the ID */
+					if (SPI_processed == 0)
+					{
+						Oid			dt[3] = {INT4OID, TEXTOID, TEXTOID};
+						Datum		da[3] = {Int32GetDatum(m->id), w[2], w[0]};
+
+						spi_exec("UPDATE sync.outbox SET remote_id = $3 "
+								 "WHERE mirror = $1 AND local_key = $2 AND op = 'D' AND remote_id IS NULL",
+								 3, dt, da, NULL, SPI_OK_UPDATE);
+					}
+				}
+				spi_exec("DELETE FROM sync.outbox WHERE id = $1", 1, t8, a, n, SPI_OK_DELETE);
+				break;
+			case PUSH_REJECTED:
+				(*nrejected)++;
+				result = "rejected";
+				spi_exec("UPDATE sync.outbox SET state = 'parked', claimed_until = NULL, claimed_by = NULL, "
+						 "error_code = $2, error_message = $3, "
+						 "error_fields = CASE WHEN $4 IS NULL THEN NULL ELSE string_to_array($4, ',') END, "
+						 "updated_at = now() WHERE id = $1", 4, t8, a, n, SPI_OK_UPDATE);
+				break;
+			default:
+				(*nretry)++;
+				result = "retry";
+				{
+					long		wait = it->retry_after_s > 0 ? it->retry_after_s * 1000L :
+						backoff_ms(b->attempts[i], 1000, 15 * 60 * 1000);
+					Oid			rt[4] = {INT8OID, TEXTOID, TEXTOID, INT8OID};
+					Datum		ra[4] = {a[0], a[1], a[2], Int64GetDatum(wait)};
+
+					spi_exec("UPDATE sync.outbox SET claimed_until = NULL, claimed_by = NULL, "
+							 "error_code = $2, error_message = $3, "
+							 "next_attempt_at = now() + make_interval(secs => $4 / 1000.0), updated_at = now() "
+							 "WHERE id = $1", 4, rt, ra, n, SPI_OK_UPDATE);
+				}
+				break;
+		}
+
+		/* journal: what was sent, a hash of the values, the result */
+		{
+			Oid			jt[8] = {INT4OID, CHAROID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
+			Datum		ja[8];
+			char		jn[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+			char	  **sent = palloc(sizeof(char *) * Max(1, m->nfields));
+			char	  **vals = palloc(sizeof(char *) * Max(1, m->nfields));
+			int			ns = 0,
+						k;
+			char	   *hash;
+
+			for (k = 0; k < m->nfields; k++)
+				if (it->send[k])
+				{
+					sent[ns] = m->fields[k].remote_name;
+					vals[ns++] = it->values[k];
+				}
+			hash = values_hash(vals, ns);
+			ja[0] = Int32GetDatum(m->id);
+			ja[1] = CharGetDatum(it->op);
+			ja[2] = CStringGetTextDatum(it->local_key);
+			if (it->new_remote_id || it->remote_id)
+				ja[3] = CStringGetTextDatum(it->new_remote_id ? it->new_remote_id : it->remote_id);
+			else
+				jn[3] = 'n';
+			ja[4] = text_array(sent, ns);
+			if (hash)
+				ja[5] = CStringGetTextDatum(hash);
+			else
+				jn[5] = 'n';
+			ja[6] = CStringGetTextDatum(result);
+			if (it->error_message)
+				ja[7] = CStringGetTextDatum(it->error_code ?
+											psprintf("%s: %s", it->error_code, it->error_message) :
+											it->error_message);
+			else
+				jn[7] = 'n';
+			spi_exec("INSERT INTO sync.journal (mirror, direction, op, local_key, remote_id, fields, values_hash, result, detail) "
+					 "VALUES ($1, 'out', $2, $3, $4, $5, $6, $7, $8)", 8, jt, ja, jn, SPI_OK_INSERT);
+		}
+	}
+}
+
+/* Hand the claimed items to the provider, one operation at a time. */
+static void
+push_send(SyncConnection *conn, SyncMirror *m, PushBatch *b)
+{
+	static const char ops[3] = {'I', 'U', 'D'};
+	int			o;
+
+	for (o = 0; o < 3; o++)
+	{
+		SyncPushItem *group = palloc(sizeof(SyncPushItem) * Max(1, b->nitems));
+		int		   *index = palloc(sizeof(int) * Max(1, b->nitems));
+		int			n = 0,
+					i;
+
+		for (i = 0; i < b->nitems; i++)
+		{
+			SyncPushItem *it = &b->items[i];
+
+			if (it->op != ops[o] || it->result != PUSH_PENDING)
+				continue;
+			if (it->op == 'D' && it->remote_id == NULL)
+			{
+				/* never reached the remote: nothing to delete */
+				it->result = PUSH_OK;
+				it->error_message = "skipped: the row never reached the remote";
+				continue;
+			}
+			group[n] = *it;
+			index[n++] = i;
+		}
+		if (n > 0)
+		{
+			int			max = conn->provider->batch_max(conn, m, ops[o]);
+			int			start;
+
+			for (start = 0; start < n; start += max * Max(1, conn->max_in_flight))
+			{
+				int			chunk = Min(n - start, max * Max(1, conn->max_in_flight));
+
+				conn->provider->push(conn, m, group + start, chunk);
+			}
+			for (i = 0; i < n; i++)
+				b->items[index[i]] = group[i];
+		}
+	}
+}
+
+/* Push one mirror's ready entries; returns the number of entries handled. */
+static int64
+push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejected, int *nretry)
+{
+	int64		total = 0;
+
+	for (;;)
+	{
+		SyncMirror *m;
+		SyncConnection *conn;
+		PushBatch  *b;
+		char	   *connection;
+		int			limit;
+
+		xact_begin(own);
+		m = mirror_load(mirror_id, work, &connection);
+		if (m->direction == 'l')
+		{
+			xact_end(own);
+			break;
+		}
+		conn = conn_get(connection);
+		limit = conn->provider->batch_max(conn, m, 'U') * Max(1, conn->max_in_flight ? conn->max_in_flight : 1);
+		limit = Max(limit, sync_batch_size);
+		b = push_claim(m, limit, work);
+		xact_end(own);
+
+		if (b->nitems == 0)
+			break;
+
+		/* the network, outside any transaction (in the worker) */
+		push_send(conn, m, b);
+
+		xact_begin(own);
+		push_record(m, b, nok, nrejected, nretry);
+		save_usage(conn);
+		{
+			Oid			t[1] = {INT4OID};
+			Datum		a[1] = {Int32GetDatum(mirror_id)};
+
+			spi_exec("UPDATE sync.mirror_state SET last_push_at = now() WHERE mirror = $1",
+					 1, t, a, NULL, SPI_OK_UPDATE);
+		}
+		xact_end(own);
+		total += b->nitems;
+		if (b->nitems < limit || *nretry > 0)
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+	return total;
+}
+
+/* ---------------------------------------------------------------------
+ * pull and apply
+ * --------------------------------------------------------------------- */
+
+/*
+ * The upsert of one inbound record.  Identical rows are not touched (the
+ * WHERE compares the data columns), so user triggers don't fire on noise.
+ * Columns in $N (the row's pending local changes, under "local_wins") keep
+ * their local value.  Fields whose authority is "local" are never written.
+ */
+static char *
+apply_sql(SyncMirror *m, int *nparams)
+{
+	StringInfoData s,
+				vals,
+				set,
+				cmp_old,
+				cmp_new;
+	int			p = 1,
+				i;
+	bool		first = true;
+
+	initStringInfo(&s);
+	initStringInfo(&vals);
+	initStringInfo(&set);
+	initStringInfo(&cmp_old);
+	initStringInfo(&cmp_new);
+
+	appendStringInfo(&s, "INSERT INTO %s AS t (", m->qualified_table);
+	for (i = 0; i < m->nfields; i++)
+	{
+		const char *col = quote_identifier(m->columns[i]);
+
+		if (strcmp(m->authority[i], "local") == 0)
+		{
+			p++;				/* keep parameter numbering aligned with fields */
+			continue;
+		}
+		appendStringInfo(&s, "%s%s", first ? "" : ", ", col);
+		appendStringInfo(&vals, "%s$%d::%s", first ? "" : ", ", p, m->fields[i].local_type);
+		first = false;
+		if (m->fields[i].role == FIELD_ID)
+		{
+			p++;
+			continue;
+		}
+		if (m->fields[i].role == FIELD_STAMP)
+			appendStringInfo(&set, "%s = EXCLUDED.%s, ", col, col);
+		else
+		{
+			appendStringInfo(&set, "%s = CASE WHEN %s = ANY ($%d::text[]) THEN t.%s ELSE EXCLUDED.%s END, ",
+							 col, quote_literal_cstr(m->columns[i]), m->nfields + 1, col, col);
+			appendStringInfo(&cmp_old, "%st.%s", cmp_old.len ? ", " : "", col);
+			appendStringInfo(&cmp_new, "%sCASE WHEN %s = ANY ($%d::text[]) THEN t.%s ELSE EXCLUDED.%s END",
+							 cmp_new.len ? ", " : "", quote_literal_cstr(m->columns[i]),
+							 m->nfields + 1, col, col);
+		}
+		p++;
+	}
+	/* drop the trailing ", " */
+	if (set.len >= 2)
+		set.data[set.len -= 2] = '\0';
+	appendStringInfo(&s, ") VALUES (%s) ON CONFLICT (%s) DO UPDATE SET %s",
+					 vals.data, quote_identifier(m->remote_id_column), set.data);
+	if (cmp_old.len > 0)
+		appendStringInfo(&s, " WHERE ROW(%s, NULL) IS DISTINCT FROM ROW(%s, NULL)", cmp_old.data, cmp_new.data);
+	appendStringInfoString(&s, " RETURNING (xmax = 0) AS inserted");
+	*nparams = m->nfields + 1;
+	return s.data;
+}
+
+/*
+ * Columns with pending local changes per remote ID, as a text[] per record
+ * (NULL = none).  Under "remote_wins" those changes are dropped instead, so
+ * the remote value is applied and not pushed back.
+ */
+static Datum *
+pending_columns(SyncMirror *m, SyncPage *page, bool remote_wins, char *nulls)
+{
+	Datum	   *out = palloc0(sizeof(Datum) * Max(1, page->nrecords));
+	char	  **ids = palloc(sizeof(char *) * Max(1, page->nrecords));
+	StringInfoData q;
+	Oid			t[2] = {INT4OID, TEXTARRAYOID};
+	Datum		a[2];
+	int			i,
+				r;
+
+	for (i = 0; i < page->nrecords; i++)
+	{
+		ids[i] = page->records[i].remote_id;
+		nulls[i] = 'n';
+	}
+	a[0] = Int32GetDatum(m->id);
+	a[1] = text_array(ids, page->nrecords);
+
+	initStringInfo(&q);
+	appendStringInfo(&q,
+					 "SELECT t.%s, CASE WHEN bool_or(o.columns IS NULL) THEN NULL "
+					 "  ELSE array_agg(DISTINCT c) END::text[], bool_or(o.columns IS NULL) "
+					 "FROM %s t JOIN sync.outbox o ON o.mirror = $1 AND o.local_key = t.%s::text "
+					 "LEFT JOIN LATERAL unnest(o.columns) c ON true "
+					 "WHERE t.%s = ANY ($2) AND o.op <> 'D' GROUP BY 1",
+					 quote_identifier(m->remote_id_column), m->qualified_table,
+					 quote_identifier(m->key_column), quote_identifier(m->remote_id_column));
+	spi_exec(q.data, 2, t, a, NULL, SPI_OK_SELECT);
+	for (r = 0; r < (int) SPI_processed; r++)
+	{
+		char	   *rid = getv(r, 1);
+		bool		isnull,
+					all = strcmp(getv(r, 3), "t") == 0;
+		Datum		cols = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+
+		for (i = 0; i < page->nrecords; i++)
+		{
+			if (strcmp(ids[i], rid) != 0)
+				continue;
+			if (all)
+				out[i] = text_array(m->columns, m->nfields);
+			else
+				out[i] = datumCopy(cols, false, -1);
+			nulls[i] = ' ';
+		}
+	}
+
+	if (remote_wins && SPI_processed > 0)
+	{
+		/* the remote's values win: forget the local changes not yet sent */
+		resetStringInfo(&q);
+		appendStringInfo(&q,
+						 "DELETE FROM sync.outbox o USING %s t "
+						 "WHERE o.mirror = $1 AND o.local_key = t.%s::text AND t.%s = ANY ($2) "
+						 "  AND o.op = 'U' AND o.attempts = 0",
+						 m->qualified_table, quote_identifier(m->key_column),
+						 quote_identifier(m->remote_id_column));
+		spi_exec(q.data, 2, t, a, NULL, SPI_OK_DELETE);
+		for (i = 0; i < page->nrecords; i++)
+			nulls[i] = 'n';
+	}
+	return out;
+}
+
+/* Apply one page and advance the cursor, in the current transaction. */
+static void
+apply_page(SyncMirror *m, SyncPage *page, int64 *applied, int64 *deleted)
+{
+	int			nparams;
+	char	   *sql = apply_sql(m, &nparams);
+	SPIPlanPtr	plan;
+	Oid		   *types = palloc(sizeof(Oid) * nparams);
+	Datum	   *args = palloc(sizeof(Datum) * nparams);
+	char	   *nulls = palloc(nparams);
+	char	   *pnulls = palloc(Max(1, page->nrecords));
+	const char *conflict = mirror_option(m, "conflict");
+	const char *delpolicy = mirror_option(m, "delete");
+	Datum	   *pending;
+	int			saved = sync_applying_mirror;
+	int			i,
+				k;
+
+	for (k = 0; k < nparams; k++)
+		types[k] = TEXTOID;
+	types[nparams - 1] = TEXTARRAYOID;
+	plan = SPI_prepare(sql, nparams, types);
+	if (plan == NULL)
+		elog(ERROR, "sync: preparing apply for %s failed: %s", m->qualified_table,
+			 SPI_result_code_string(SPI_result));
+
+	pending = pending_columns(m, page, conflict && strcmp(conflict, "remote_wins") == 0, pnulls);
+
+	sync_applying_mirror = m->id;
+	PG_TRY();
+	{
+		for (i = 0; i < page->nrecords; i++)
+		{
+			SyncRecord *r = &page->records[i];
+
+			if (r->deleted)
+				continue;
+			for (k = 0; k < m->nfields; k++)
+			{
+				const char *v = r->values[k];
+
+				if (m->fields[k].role == FIELD_ID)
+					v = r->remote_id;
+				else if (m->fields[k].role == FIELD_STAMP)
+					v = r->stamp;
+				args[k] = v ? CStringGetTextDatum(v) : (Datum) 0;
+				nulls[k] = v ? ' ' : 'n';
+			}
+			args[nparams - 1] = pending[i];
+			nulls[nparams - 1] = pnulls[i];
+			if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+				elog(ERROR, "sync: applying a record to %s failed", m->qualified_table);
+			if (SPI_processed > 0)
+			{
+				Oid			jt[4] = {INT4OID, TEXTOID, TEXTOID, TEXTOID};
+				Datum		ja[4];
+				char	   *h = values_hash(r->values, m->nfields);
+
+				(*applied)++;
+				ja[0] = Int32GetDatum(m->id);
+				ja[1] = CStringGetTextDatum(r->remote_id);
+				ja[2] = CStringGetTextDatum(h ? h : "");
+				ja[3] = CStringGetTextDatum(strcmp(getv(0, 1), "t") == 0 ? "inserted" : "updated");
+				spi_exec("INSERT INTO sync.journal (mirror, direction, op, remote_id, values_hash, result) "
+						 "VALUES ($1, 'in', 'U', $2, $3, $4)", 4, jt, ja, NULL, SPI_OK_INSERT);
+			}
+		}
+
+		/* deletes: soft-deleted records in the page and delete feeds */
+		if (delpolicy == NULL || strcmp(delpolicy, "keep") != 0)
+		{
+			char	  **ids = palloc(sizeof(char *) * Max(1, page->nrecords + page->ndeleted_ids));
+			int			n = 0;
+
+			for (i = 0; i < page->nrecords; i++)
+				if (page->records[i].deleted)
+					ids[n++] = page->records[i].remote_id;
+			for (i = 0; i < page->ndeleted_ids && !page->reconcile; i++)
+				ids[n++] = page->deleted_ids[i];
+			if (n > 0 || page->reconcile)
+			{
+				StringInfoData q;
+				Oid			t[1] = {TEXTARRAYOID};
+				Datum		a[1];
+
+				initStringInfo(&q);
+				if (page->reconcile)
+				{
+					/* deleted_ids is the complete list of live remote IDs */
+					a[0] = text_array(page->deleted_ids, page->ndeleted_ids);
+					appendStringInfo(&q, "DELETE FROM %s WHERE %s IS NOT NULL AND NOT (%s = ANY ($1)) RETURNING %s",
+									 m->qualified_table, quote_identifier(m->remote_id_column),
+									 quote_identifier(m->remote_id_column),
+									 quote_identifier(m->remote_id_column));
+				}
+				else
+				{
+					a[0] = text_array(ids, n);
+					appendStringInfo(&q, "DELETE FROM %s WHERE %s = ANY ($1) RETURNING %s",
+									 m->qualified_table, quote_identifier(m->remote_id_column),
+									 quote_identifier(m->remote_id_column));
+				}
+				spi_exec(q.data, 1, t, a, NULL, SPI_OK_DELETE_RETURNING);
+				*deleted += SPI_processed;
+				if (SPI_processed > 0)
+				{
+					Oid			jt[2] = {INT4OID, TEXTARRAYOID};
+					Datum		ja[2];
+					char	  **gone = palloc(sizeof(char *) * SPI_processed);
+					int			g;
+
+					for (g = 0; g < (int) SPI_processed; g++)
+						gone[g] = getv(g, 1);
+					ja[0] = Int32GetDatum(m->id);
+					ja[1] = text_array(gone, (int) SPI_processed);
+					spi_exec("INSERT INTO sync.journal (mirror, direction, op, remote_id, result) "
+							 "SELECT $1, 'in', 'D', r, 'deleted' FROM unnest($2::text[]) r",
+							 2, jt, ja, NULL, SPI_OK_INSERT);
+				}
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		sync_applying_mirror = saved;
+	}
+	PG_END_TRY();
+	SPI_freeplan(plan);
+
+	/* the cursor advances with the page it covers */
+	{
+		Oid			t[6] = {INT4OID, TEXTOID, INT8OID, INT8OID, TEXTOID, BOOLOID};
+		Datum		a[6];
+		char		n[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+		char	   *maxstamp = NULL;
+
+		for (i = 0; i < page->nrecords; i++)
+			if (page->records[i].stamp &&
+				(maxstamp == NULL || strcmp(page->records[i].stamp, maxstamp) > 0))
+				maxstamp = page->records[i].stamp;
+		a[0] = Int32GetDatum(m->id);
+		if (page->cursor)
+			a[1] = CStringGetTextDatum(sjson_serialize(page->cursor));
+		else
+			n[1] = 'n';
+		a[2] = Int64GetDatum(page->nrecords);
+		a[3] = Int64GetDatum(page->total);
+		if (page->total < 0)
+			n[3] = 'n';
+		if (maxstamp)
+			a[4] = CStringGetTextDatum(maxstamp);
+		else
+			n[4] = 'n';
+		a[5] = BoolGetDatum(page->backfill_done);
+		spi_exec("UPDATE sync.mirror_state SET cursor = $2::jsonb, "
+				 "  backfill_done = CASE WHEN phase = 'backfill' THEN backfill_done + $3 ELSE backfill_done END, "
+				 "  backfill_total = coalesce($4, backfill_total), "
+				 "  remote_stamp_max = greatest(remote_stamp_max, $5::timestamptz), "
+				 "  phase = CASE WHEN $6 THEN 'incremental' ELSE phase END "
+				 "WHERE mirror = $1", 6, t, a, n, SPI_OK_UPDATE);
+	}
+}
+
+static SJson *
+load_cursor(int mirror_id, MemoryContext work)
+{
+	Oid			t[1] = {INT4OID};
+	Datum		a[1] = {Int32GetDatum(mirror_id)};
+	char	   *text;
+	char	   *err;
+	MemoryContext old;
+	SJson	   *cur;
+
+	spi_exec("SELECT cursor::text FROM sync.mirror_state WHERE mirror = $1", 1, t, a, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1 || (text = getv(0, 1)) == NULL)
+		return NULL;
+	old = MemoryContextSwitchTo(work);
+	cur = sjson_parse(text, strlen(text), &err);
+	MemoryContextSwitchTo(old);
+	return cur;
+}
+
+/* Pull pages until the remote has no more right now. */
+static int64
+pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted)
+{
+	int64		applied = 0;
+	MemoryContext pagecxt = AllocSetContextCreate(work, "sync page", ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		SyncMirror *m;
+		SyncConnection *conn;
+		SJson	   *cursor;
+		SyncPage   *page;
+		char	   *connection;
+		MemoryContext old;
+
+		MemoryContextReset(pagecxt);
+		xact_begin(own);
+		m = mirror_load(mirror_id, pagecxt, &connection);
+		if (m->direction == 'p')
+		{
+			xact_end(own);
+			break;
+		}
+		conn = conn_get(connection);
+		cursor = load_cursor(mirror_id, pagecxt);
+		xact_end(own);
+
+		/* the network, outside any transaction (in the worker) */
+		old = MemoryContextSwitchTo(pagecxt);
+		page = palloc0(sizeof(SyncPage));
+		page->total = -1;
+		conn->provider->pull_page(conn, m, cursor, page);
+		MemoryContextSwitchTo(old);
+
+		xact_begin(own);
+		apply_page(m, page, &applied, deleted);
+		save_usage(conn);
+		xact_end(own);
+
+		if (!page->more)
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	xact_begin(own);
+	{
+		Oid			t[1] = {INT4OID};
+		Datum		a[1] = {Int32GetDatum(mirror_id)};
+
+		spi_exec("UPDATE sync.mirror_state s SET last_pull_at = now(), failures = 0, last_error = NULL, "
+				 "  next_pull_at = now() + coalesce((m.options->>'pull_interval')::interval, "
+				 "                                  make_interval(secs => current_setting('sync.pull_interval')::int / 1000.0)) "
+				 "FROM sync.mirror m WHERE m.id = s.mirror AND s.mirror = $1",
+				 1, t, a, NULL, SPI_OK_UPDATE);
+	}
+	xact_end(own);
+	MemoryContextDelete(pagecxt);
+	return applied;
+}
+
+/* ---------------------------------------------------------------------
+ * the worker's round, and sync.pull / sync.push
+ * --------------------------------------------------------------------- */
+
+int			sync_pull_interval_ms = 30000;
+
+void
+engine_define_gucs(void)
+{
+	DefineCustomIntVariable("sync.batch_size",
+							"Outbox entries claimed per round for one mirror.",
+							"Providers split them into requests of their own batch maximum.",
+							&sync_batch_size, 1000, 1, 100000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.lease",
+							"Seconds a claimed outbox entry stays reserved for its claimer.",
+							"After a crash, entries are reclaimed when their lease expires.",
+							&sync_lease_seconds, 300, 10, 86400, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.pull_interval",
+							"Default time between incremental pulls of a mirror.",
+							"A mirror's \"pull_interval\" option overrides it.",
+							&sync_pull_interval_ms, 30000, 100, 86400000, PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.journal_retention",
+							"Days the journal of sent and received records is kept.",
+							NULL, &sync_journal_retention_days, 30, 0, 36500, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("sync.request_attempts",
+							"Attempts for a read request that fails transiently.",
+							NULL, &sync_request_attempts, 5, 1, 100, PGC_USERSET, 0,
+							NULL, NULL, NULL);
+}
+
+static void
+report_mirror_error(int mirror_id, bool own, MemoryContext work)
+{
+	ErrorData  *edata;
+	MemoryContext old = MemoryContextSwitchTo(work);
+
+	edata = CopyErrorData();
+	MemoryContextSwitchTo(old);
+	FlushErrorState();
+	if (own)
+	{
+		if (SPI_inside_nonatomic_context())
+			SPI_finish();
+		AbortCurrentTransaction();
+	}
+	ereport(LOG,
+			(errmsg("sync: mirror %d: %s", mirror_id, edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+	note_mirror_error(mirror_id, edata->detail ?
+					  psprintf("%s (%s)", edata->message, edata->detail) : edata->message, own);
+	FreeErrorData(edata);
+}
 
 long
 sync_engine_cycle(void)
 {
-	return -1;
+	MemoryContext work = AllocSetContextCreate(CurrentMemoryContext, "sync cycle",
+											   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(work);
+	MirrorRef  *refs = NULL;
+	int			nrefs = 0,
+				i;
+	long		next_ms = -1;
+	static TimestampTz last_cleanup = 0;
+
+	/* what is due, and when the next thing will be */
+	xact_begin(true);
+	spi_exec("SELECT m.id, "
+			 "  m.direction <> 'pull' AND EXISTS (SELECT 1 FROM sync.outbox o WHERE o.mirror = m.id "
+			 "     AND o.state = 'pending' AND o.next_attempt_at <= now() "
+			 "     AND (o.claimed_until IS NULL OR o.claimed_until < now())), "
+			 "  m.direction <> 'push' AND s.next_pull_at <= now() AND s.phase <> 'paused', "
+			 "  (extract(epoch FROM least(s.next_pull_at, "
+			 "     (SELECT min(greatest(o.next_attempt_at, coalesce(o.claimed_until, o.next_attempt_at))) "
+			 "        FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'pending')) - now()) * 1000)::bigint "
+			 "FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror = m.id ORDER BY m.id",
+			 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	MemoryContextSwitchTo(work);
+	nrefs = (int) SPI_processed;
+	refs = palloc0(sizeof(MirrorRef) * Max(1, nrefs));
+	for (i = 0; i < nrefs; i++)
+	{
+		char	   *due = getv(i, 4);
+
+		refs[i].id = atoi(getv(i, 1));
+		refs[i].push_due = strcmp(getv(i, 2), "t") == 0;
+		refs[i].pull_due = strcmp(getv(i, 3), "t") == 0;
+		if (due && !refs[i].push_due && !refs[i].pull_due)
+		{
+			long		ms = Max(1, atol(due));
+
+			next_ms = next_ms < 0 ? ms : Min(next_ms, ms);
+		}
+	}
+	xact_end(true);
+
+	for (i = 0; i < nrefs; i++)
+	{
+		int			nok = 0,
+					nrej = 0,
+					nretry = 0;
+		int64		deleted = 0;
+		MemoryContext mcxt = AllocSetContextCreate(work, "sync mirror", ALLOCSET_DEFAULT_SIZES);
+
+		MemoryContextSwitchTo(mcxt);
+		PG_TRY();
+		{
+			if (refs[i].push_due)
+			{
+				push_mirror(refs[i].id, true, mcxt, &nok, &nrej, &nretry);
+				if (nok + nrej > 0 && nretry == 0)
+					next_ms = 0;	/* there may be more */
+			}
+			if (refs[i].pull_due)
+				pull_mirror(refs[i].id, true, mcxt, &deleted);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(work);
+			report_mirror_error(refs[i].id, true, work);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(work);
+		MemoryContextDelete(mcxt);
+	}
+
+	/* journal retention, at most once a minute */
+	if (GetCurrentTimestamp() - last_cleanup > 60 * USECS_PER_SEC)
+	{
+		Oid			t[1] = {INT4OID};
+		Datum		a[1] = {Int32GetDatum(sync_journal_retention_days)};
+
+		xact_begin(true);
+		spi_exec("DELETE FROM sync.journal WHERE id IN (SELECT id FROM sync.journal "
+				 "WHERE at < now() - make_interval(days => $1) ORDER BY id LIMIT 10000)",
+				 1, t, a, NULL, SPI_OK_DELETE);
+		xact_end(true);
+		last_cleanup = GetCurrentTimestamp();
+	}
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(work);
+	return next_ms;
+}
+
+static Datum
+result_jsonb(const char *json)
+{
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+}
+
+Datum
+sync_push(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	int			id;
+	int			nok = 0,
+				nrej = 0,
+				nretry = 0;
+	int64		total;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "sync: SPI_connect failed");
+	id = mirror_id_for_table(relid);
+	SPI_finish();
+	total = push_mirror(id, false, CurrentMemoryContext, &nok, &nrej, &nretry);
+	PG_RETURN_DATUM(result_jsonb(psprintf("{\"processed\": " INT64_FORMAT ", \"sent\": %d, "
+										  "\"rejected\": %d, \"retrying\": %d}",
+										  total, nok, nrej, nretry)));
+}
+
+Datum
+sync_pull(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	int			id;
+	int64		applied,
+				deleted = 0;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "sync: SPI_connect failed");
+	id = mirror_id_for_table(relid);
+	SPI_finish();
+	applied = pull_mirror(id, false, CurrentMemoryContext, &deleted);
+	PG_RETURN_DATUM(result_jsonb(psprintf("{\"applied\": " INT64_FORMAT ", \"deleted\": " INT64_FORMAT "}",
+										  applied, deleted)));
 }

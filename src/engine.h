@@ -18,4 +18,8 @@
  */
 extern long sync_engine_cycle(void);
 
+/* GUCs (sync.batch_size, sync.lease, sync.pull_interval, ...) */
+extern void engine_define_gucs(void);
+extern int	sync_pull_interval_ms;
+
 #endif							/* SYNC_ENGINE_H */

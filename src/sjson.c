@@ -342,6 +342,13 @@ sjson_add_bool(SJson *obj, const char *key, bool val)
 }
 
 void
+sjson_add_number_text(SJson *obj, const char *key, const char *digits)
+{
+	/* keeps every digit of a numeric: serialised exactly as `digits` */
+	add_owned(obj, key, json_object_new_double_s(strtod(digits, NULL), digits));
+}
+
+void
 sjson_add_null(SJson *obj, const char *key)
 {
 	/* json-c represents JSON null as a NULL child */

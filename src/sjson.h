@@ -55,6 +55,7 @@ extern void sjson_add_string(SJson *obj, const char *key, const char *val);
 extern void sjson_add_int(SJson *obj, const char *key, int64 val);
 extern void sjson_add_double(SJson *obj, const char *key, double val);
 extern void sjson_add_bool(SJson *obj, const char *key, bool val);
+extern void sjson_add_number_text(SJson *obj, const char *key, const char *digits);	/* serialised as given */
 extern void sjson_add_null(SJson *obj, const char *key);
 extern void sjson_add_copy(SJson *obj, const char *key, const SJson *val);
 extern SJson *sjson_append_object(SJson *arr);

@@ -10,6 +10,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "engine.h"
 #include "http.h"
 #include "sjson.h"
 #include "sync.h"
@@ -33,6 +34,7 @@ _PG_init(void)
 				 errmsg("sync: could not initialize libcurl")));
 
 	http_define_gucs();
+	engine_define_gucs();
 	worker_init();
 }
 

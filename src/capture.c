@@ -1,0 +1,377 @@
+/*
+ * capture.c — the capture trigger: queue local writes to mirrored tables.
+ *
+ * Row-level AFTER INSERT/UPDATE/DELETE trigger, created by sync.mirror() as
+ *
+ *     sync.capture(mirror_id, key_column, remote_id_column, column...)
+ *
+ * where the columns are the mapped columns that may be pushed.  Carrying
+ * them in the trigger's arguments means no catalog lookup per row; the
+ * trigger is recreated whenever the mapping changes.
+ *
+ * For each row it writes the operation and the set of changed columns to
+ * sync.outbox, in the same transaction, coalescing with the row's entry
+ * that was never attempted:
+ *     insert + update = insert          update + update = union of columns
+ *     insert + delete = nothing         update + delete = delete
+ * An UPDATE that changes no pushable column writes nothing.  Values are not
+ * copied: the pusher reads them from the table, the source of truth.
+ *
+ * Rows written by an inbound apply of the same mirror are not captured
+ * (sync_applying_mirror); user triggers still fire on them, and their
+ * writes into other mirrors are captured.
+ *
+ * The outbox is writable by the extension owner only, so the trigger
+ * switches to the owner's user id for its own statements.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "capture.h"
+#include "worker.h"
+
+PG_FUNCTION_INFO_V1(sync_capture);
+PG_FUNCTION_INFO_V1(sync_truncate_guard);
+
+/* mirror whose inbound rows are being applied in this backend, or 0 */
+int			sync_applying_mirror = 0;
+
+/* Per-statement cache, in fn_extra: the trigger's columns as attnums. */
+typedef struct CaptureInfo
+{
+	Oid			tgoid;
+	int			mirror;
+	AttrNumber	key_att;
+	AttrNumber	remote_id_att;
+	int			ncols;
+	AttrNumber *atts;
+	Datum	   *names;			/* column names as name Datums */
+} CaptureInfo;
+
+static SPIPlanPtr upsert_plan = NULL;
+static SPIPlanPtr unqueue_plan = NULL;
+static SPIPlanPtr delete_plan = NULL;
+static Oid	owner_cache = InvalidOid;
+
+static Oid
+extension_owner(void)
+{
+	Oid			extoid;
+	HeapTuple	tup;
+	Oid			owner;
+
+	/* re-checked each time: cheap syscache lookups, and survives DROP/CREATE */
+	extoid = get_extension_oid("sync", false);
+	if (OidIsValid(owner_cache))
+		return owner_cache;
+	tup = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extoid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for extension %u", extoid);
+	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	ReleaseSysCache(tup);
+	owner_cache = owner;
+	return owner;
+}
+
+static AttrNumber
+column_attnum(Relation rel, const char *name, bool for_key)
+{
+	AttrNumber	att = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (att <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of mirrored table \"%s\" does not exist",
+						name, RelationGetRelationName(rel)),
+				 errdetail("sync maps this column%s; it was renamed or dropped after sync.mirror().",
+						   for_key ? " as the row's key" : " to a remote field"),
+				 errhint("Restore the column, or run sync.unmirror() and sync.mirror() again.")));
+	return att;
+}
+
+static CaptureInfo *
+capture_info(FunctionCallInfo fcinfo, TriggerData *td)
+{
+	CaptureInfo *info = (CaptureInfo *) fcinfo->flinfo->fn_extra;
+	Trigger    *tg = td->tg_trigger;
+	MemoryContext old;
+	int			i;
+
+	if (info != NULL && info->tgoid == tg->tgoid)
+		return info;
+
+	if (tg->tgnargs < 3)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("sync.capture() needs the mirror id, key column and remote-id column as arguments"),
+				 errhint("Triggers on mirrored tables are created by sync.mirror(); do not create them by hand.")));
+
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	info = palloc0(sizeof(CaptureInfo));
+	info->tgoid = tg->tgoid;
+	info->mirror = pg_strtoint32(tg->tgargs[0]);
+	info->key_att = column_attnum(td->tg_relation, tg->tgargs[1], true);
+	info->remote_id_att = column_attnum(td->tg_relation, tg->tgargs[2], true);
+	info->ncols = tg->tgnargs - 3;
+	info->atts = palloc(sizeof(AttrNumber) * Max(1, info->ncols));
+	info->names = palloc(sizeof(Datum) * Max(1, info->ncols));
+	for (i = 0; i < info->ncols; i++)
+	{
+		info->atts[i] = column_attnum(td->tg_relation, tg->tgargs[3 + i], false);
+		info->names[i] = DirectFunctionCall1(namein, CStringGetDatum(tg->tgargs[3 + i]));
+	}
+	MemoryContextSwitchTo(old);
+	fcinfo->flinfo->fn_extra = info;
+	return info;
+}
+
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "sync: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+static void
+prepare_plans(void)
+{
+	if (upsert_plan == NULL)
+	{
+		Oid			types[5] = {INT4OID, TEXTOID, CHAROID, NAMEARRAYOID, TEXTOID};
+
+		/*
+		 * The ON CONFLICT target is the partial index outbox_coalesce: one
+		 * never-attempted, non-delete entry per row.  insert+update stays an
+		 * insert (all columns); update+update unions the columns.
+		 */
+		upsert_plan = prepare_kept(
+								   "INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id) "
+								   "VALUES ($1, $2, $3, $4, $5) "
+								   "ON CONFLICT (mirror, local_key) WHERE attempts = 0 AND op <> 'D' "
+								   "DO UPDATE SET columns = CASE "
+								   "  WHEN o.op = 'I' OR o.columns IS NULL OR EXCLUDED.columns IS NULL THEN NULL "
+								   "  ELSE ARRAY(SELECT DISTINCT c FROM pg_catalog.unnest(o.columns || EXCLUDED.columns) AS c ORDER BY 1) END, "
+								   "  remote_id = COALESCE(EXCLUDED.remote_id, o.remote_id), "
+								   "  updated_at = pg_catalog.now()",
+								   5, types);
+	}
+	if (unqueue_plan == NULL)
+	{
+		Oid			types[2] = {INT4OID, TEXTOID};
+
+		unqueue_plan = prepare_kept(
+									"DELETE FROM sync.outbox "
+									"WHERE mirror = $1 AND local_key = $2 AND attempts = 0 AND op <> 'D' "
+									"RETURNING op",
+									2, types);
+	}
+	if (delete_plan == NULL)
+	{
+		Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
+
+		delete_plan = prepare_kept(
+								   "INSERT INTO sync.outbox (mirror, local_key, op, remote_id) "
+								   "VALUES ($1, $2, 'D', $3)",
+								   3, types);
+	}
+}
+
+static char *
+attr_text(HeapTuple tuple, TupleDesc desc, AttrNumber att, bool *isnull)
+{
+	Datum		d = heap_getattr(tuple, att, desc, isnull);
+	Oid			typoutput;
+	bool		varlena;
+
+	if (*isnull)
+		return NULL;
+	getTypeOutputInfo(TupleDescAttr(desc, att - 1)->atttypid, &typoutput, &varlena);
+	return OidOutputFunctionCall(typoutput, d);
+}
+
+/* Did the column's value change?  Compares the stored images, detoasted. */
+static bool
+column_changed(HeapTuple oldtup, HeapTuple newtup, TupleDesc desc, AttrNumber att)
+{
+	Form_pg_attribute a = TupleDescAttr(desc, att - 1);
+	bool		oldnull,
+				newnull;
+	Datum		oldd = heap_getattr(oldtup, att, desc, &oldnull);
+	Datum		newd = heap_getattr(newtup, att, desc, &newnull);
+
+	if (oldnull || newnull)
+		return oldnull != newnull;
+	return !datum_image_eq(oldd, newd, a->attbyval, a->attlen);
+}
+
+Datum
+sync_capture(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	CaptureInfo *info;
+	TupleDesc	desc;
+	HeapTuple	row;
+	char	   *key;
+	bool		isnull;
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			save_user;
+	int			save_sec;
+	int			rc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("sync.capture() must be called as a trigger")));
+	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("sync.capture() must be an AFTER ... FOR EACH ROW trigger")));
+
+	info = capture_info(fcinfo, td);
+	if (sync_applying_mirror == info->mirror)
+		return PointerGetDatum(NULL);	/* inbound apply of this mirror: no echo */
+
+	desc = RelationGetDescr(td->tg_relation);
+	row = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+
+	args[0] = Int32GetDatum(info->mirror);
+
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		Datum	   *changed = palloc(sizeof(Datum) * Max(1, info->ncols));
+		int			nchanged = 0;
+		int			i;
+		char	   *oldkey;
+
+		for (i = 0; i < info->ncols; i++)
+			if (column_changed(td->tg_trigtuple, td->tg_newtuple, desc, info->atts[i]))
+				changed[nchanged++] = info->names[i];
+
+		key = attr_text(row, desc, info->key_att, &isnull);
+		oldkey = attr_text(td->tg_trigtuple, desc, info->key_att, &isnull);
+		if (key == NULL || oldkey == NULL || strcmp(key, oldkey) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot change the primary key of a row of mirrored table \"%s\"",
+							RelationGetRelationName(td->tg_relation)),
+					 errdetail("sync identifies queued writes by the key column \"%s\".",
+							   td->tg_trigger->tgargs[1]),
+					 errhint("Delete the row and insert it with the new key instead.")));
+		if (nchanged == 0)
+			return PointerGetDatum(NULL);	/* nothing pushable changed */
+		args[1] = CStringGetTextDatum(key);
+		args[2] = CharGetDatum('U');
+		args[3] = PointerGetDatum(construct_array(changed, nchanged, NAMEOID,
+												  NAMEDATALEN, false, TYPALIGN_CHAR));
+	}
+	else
+	{
+		key = attr_text(row, desc, info->key_att, &isnull);
+		if (key == NULL)
+			return PointerGetDatum(NULL);	/* cannot happen for a primary key */
+		args[1] = CStringGetTextDatum(key);
+		args[2] = CharGetDatum(TRIGGER_FIRED_BY_INSERT(td->tg_event) ? 'I' : 'D');
+		nulls[3] = 'n';
+	}
+
+	{
+		char	   *rid = attr_text(row, desc, info->remote_id_att, &isnull);
+
+		if (rid != NULL)
+			args[4] = CStringGetTextDatum(rid);
+		else
+			nulls[4] = 'n';
+
+		/*
+		 * A row inserted with its remote ID already set adopts an existing
+		 * remote record: push it as an update of every column.
+		 */
+		if (TRIGGER_FIRED_BY_INSERT(td->tg_event) && rid != NULL)
+			args[2] = CharGetDatum('U');
+	}
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(extension_owner(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "sync: SPI_connect failed: %s", SPI_result_code_string(rc));
+	prepare_plans();
+
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		bool		was_insert = false;
+
+		rc = SPI_execute_plan(unqueue_plan, args, nulls, false, 0);
+		if (rc != SPI_OK_DELETE_RETURNING)
+			elog(ERROR, "sync: outbox delete failed: %s", SPI_result_code_string(rc));
+		if (SPI_processed > 0)
+		{
+			bool		opnull;
+			Datum		op = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &opnull);
+
+			was_insert = (DatumGetChar(op) == 'I');
+		}
+		/* insert + delete = nothing, unless an earlier attempt is in flight */
+		if (!was_insert || nulls[4] == ' ')
+		{
+			Datum		dargs[3] = {args[0], args[1], args[4]};
+			char		dnulls[3] = {' ', ' ', nulls[4]};
+
+			rc = SPI_execute_plan(delete_plan, dargs, dnulls, false, 0);
+			if (rc != SPI_OK_INSERT)
+				elog(ERROR, "sync: outbox insert failed: %s", SPI_result_code_string(rc));
+		}
+	}
+	else
+	{
+		rc = SPI_execute_plan(upsert_plan, args, nulls, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "sync: outbox insert failed: %s", SPI_result_code_string(rc));
+	}
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_user, save_sec);
+
+	sync_wake_at_commit();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * BEFORE TRUNCATE on mirrored tables: TRUNCATE fires no row triggers, so it
+ * would silently desynchronise the table from the remote.
+ */
+Datum
+sync_truncate_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("sync.truncate_guard() must be called as a trigger")));
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot truncate mirrored table \"%s\"",
+					RelationGetRelationName(td->tg_relation)),
+			 errdetail("TRUNCATE fires no row triggers, so the deletions would never reach the remote."),
+			 errhint("Use DELETE to delete remote records too, or sync.unmirror() the table first.")));
+	PG_RETURN_NULL();
+}

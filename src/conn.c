@@ -1,0 +1,438 @@
+/*
+ * conn.c — connections at run time (see conn.h).
+ *
+ * A connection's options and secrets are read from the catalog as the
+ * extension owner and kept in a per-process cache with the credentials the
+ * provider obtained, so a worker authenticates once, not once per batch.
+ * The cache entry is rebuilt when the catalog rows change (their xmin).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "conn.h"
+
+int			sync_request_attempts = 5;
+
+typedef struct ConnEntry
+{
+	char		name[NAMEDATALEN];	/* hash key */
+	SyncConnection *conn;
+	TransactionId conn_xmin;
+	TransactionId secret_xmin;
+} ConnEntry;
+
+static HTAB *conn_cache = NULL;
+
+/* Deep-merge src into dst (objects merge, everything else replaces). */
+static void
+merge_into(SJson *dst, const SJson *src)
+{
+	const char **keys;
+	int			n = sjson_object_keys(src, &keys);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		SJson	   *sv = sjson_get(src, keys[i]);
+		SJson	   *dv = sjson_get(dst, keys[i]);
+
+		if (sjson_type(sv) == SJSON_OBJECT && sjson_type(dv) == SJSON_OBJECT)
+			merge_into(dv, sv);
+		else
+			sjson_add_copy(dst, keys[i], sv);
+	}
+}
+
+const char *
+opt_string(SJson *options, const char *path)
+{
+	char	   *copy = pstrdup(path);
+	char	   *part;
+	char	   *save = NULL;
+	SJson	   *cur = options;
+
+	for (part = strtok_r(copy, ".", &save); part; part = strtok_r(NULL, ".", &save))
+		cur = sjson_get(cur, part);
+	pfree(copy);
+	return sjson_string(cur);
+}
+
+/* Read options, secrets and their xmins; NULL if the connection is unknown. */
+static bool
+load_catalog(const char *name, char **provider, char **options, char **secrets,
+			 TransactionId *cxmin, TransactionId *sxmin)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	int			rc;
+	bool		found = false;
+
+	args[0] = CStringGetTextDatum(name);
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "sync: SPI_connect failed: %s", SPI_result_code_string(rc));
+	rc = SPI_execute_with_args(
+							   "SELECT c.provider, c.options::text, s.secrets::text, "
+							   "       c.xmin::text::bigint, s.xmin::text::bigint "
+							   "FROM sync.connection c LEFT JOIN sync.connection_secret s ON s.connection = c.name "
+							   "WHERE c.name = $1",
+							   1, types, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "sync: reading connection failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	t = SPI_tuptable->vals[0];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(CurTransactionContext);
+
+		*provider = SPI_getvalue(t, d, 1);
+		*options = SPI_getvalue(t, d, 2);
+		*secrets = SPI_getvalue(t, d, 3);
+		*cxmin = (TransactionId) DatumGetInt64(SPI_getbinval(t, d, 4, &isnull));
+		*sxmin = isnull ? InvalidTransactionId :
+			(TransactionId) DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
+		MemoryContextSwitchTo(spi);
+		found = true;
+	}
+	SPI_finish();
+	return found;
+}
+
+static SJson *
+parse_or_error(const char *text, const char *what, const char *name)
+{
+	char	   *err;
+	SJson	   *j = sjson_parse(text, strlen(text), &err);
+
+	if (j == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("%s of connection \"%s\" are not valid JSON: %s", what, name, err)));
+	return j;
+}
+
+SyncConnection *
+conn_get(const char *name)
+{
+	ConnEntry  *entry;
+	bool		found;
+	char	   *provider = NULL,
+			   *options = NULL,
+			   *secrets = NULL;
+	TransactionId cxmin,
+				sxmin;
+	SyncConnection *conn;
+	MemoryContext old;
+	const char *ca;
+	SJson	   *mi;
+
+	if (strlen(name) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("connection \"%s\" does not exist", name)));
+	if (conn_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(ConnEntry);
+		conn_cache = hash_create("sync connections", 8, &ctl, HASH_ELEM | HASH_STRINGS);
+	}
+
+	if (!load_catalog(name, &provider, &options, &secrets, &cxmin, &sxmin))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("connection \"%s\" does not exist", name),
+				 errhint("Create it with sync.create_connection().")));
+
+	entry = hash_search(conn_cache, name, HASH_ENTER, &found);
+	if (found && entry->conn != NULL &&
+		entry->conn_xmin == cxmin && entry->secret_xmin == sxmin)
+		return entry->conn;
+
+	/* (re)build the entry; the old one, if any, goes away with its context */
+	if (found && entry->conn != NULL)
+		MemoryContextDelete(entry->conn->cxt);
+	entry->conn = NULL;
+
+	{
+		MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "sync connection",
+												  ALLOCSET_SMALL_SIZES);
+
+		old = MemoryContextSwitchTo(cxt);
+		conn = palloc0(sizeof(SyncConnection));
+		conn->cxt = cxt;
+		conn->name = pstrdup(name);
+		conn->provider = provider_lookup(provider, false);
+		conn->options = parse_or_error(options, "options", name);
+		if (secrets != NULL)
+			merge_into(conn->options, parse_or_error(secrets, "secrets", name));
+		ca = opt_string(conn->options, "ca_file");
+		conn->ca_file = ca ? pstrdup(ca) : NULL;
+		mi = sjson_get(conn->options, "max_in_flight");
+		conn->max_in_flight = (int) sjson_int(mi, 0);
+		/* generic rate option; providers translate their own in authenticate */
+		conn->bucket_rate_max = sjson_double(sjson_get(conn->options, "requests_per_second"), 0);
+		conn->bucket_rate = conn->bucket_rate_max;
+		conn->bucket_capacity = Max(1.0, conn->bucket_rate_max);
+		MemoryContextSwitchTo(old);
+	}
+	entry->conn = conn;
+	entry->conn_xmin = cxmin;
+	entry->secret_xmin = sxmin;
+	return conn;
+}
+
+void
+conn_invalidate_token(SyncConnection *conn)
+{
+	if (conn->access_token)
+		pfree(conn->access_token);
+	conn->access_token = NULL;
+}
+
+void
+conn_ensure_auth(SyncConnection *conn)
+{
+	if (conn->access_token == NULL ||
+		(conn->token_expires != 0 && GetCurrentTimestamp() >= conn->token_expires))
+	{
+		MemoryContext old = MemoryContextSwitchTo(conn->cxt);
+
+		conn_invalidate_token(conn);
+		conn->provider->authenticate(conn);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+void
+conn_sleep_ms(long ms)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	for (;;)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
+
+		CHECK_FOR_INTERRUPTS();
+		if (left <= 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(left, 1000), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+long
+backoff_ms(int attempt, long base_ms, long cap_ms)
+{
+	double		ms = base_ms * pow(2.0, Max(0, attempt - 1));
+	double		jitter = 0.75 + 0.5 * pg_prng_double(&pg_global_prng_state);
+
+	if (ms > cap_ms)
+		ms = cap_ms;
+	return (long) (ms * jitter);
+}
+
+/* Wait until the token bucket (and any 429 block) lets one request go. */
+static void
+rate_wait(SyncConnection *conn)
+{
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		long		wait_ms = 0;
+
+		if (conn->blocked_until > now)
+			wait_ms = TimestampDifferenceMilliseconds(now, conn->blocked_until);
+		else if (conn->bucket_rate > 0)
+		{
+			double		elapsed = (conn->bucket_at == 0) ? conn->bucket_capacity / conn->bucket_rate :
+				(now - conn->bucket_at) / 1000000.0;
+
+			conn->bucket_tokens = Min(conn->bucket_capacity,
+									  conn->bucket_tokens + elapsed * conn->bucket_rate);
+			conn->bucket_at = now;
+			if (conn->bucket_tokens >= 1.0)
+			{
+				conn->bucket_tokens -= 1.0;
+				return;
+			}
+			wait_ms = (long) ceil((1.0 - conn->bucket_tokens) * 1000.0 / conn->bucket_rate);
+		}
+		else
+			return;
+		conn_sleep_ms(Max(wait_ms, 1));
+	}
+}
+
+bool
+conn_transient(const HttpRequest *req)
+{
+	if (req->outcome == HTTP_TIMEOUT || req->outcome == HTTP_CONNECT_FAILED ||
+		req->outcome == HTTP_TRANSPORT_FAILED)
+		return true;
+	if (req->outcome != HTTP_DONE)
+		return false;
+	return req->status == 429 || req->status == 408 || req->status >= 500;
+}
+
+int
+conn_retry_after(const HttpRequest *req)
+{
+	const char *ra = http_response_header(req, "retry-after");
+	int			s;
+
+	if (ra == NULL)
+		return 0;
+	s = atoi(ra);
+	return (s > 0 && s < 3600) ? s : 0;
+}
+
+/* After a 429, hold every request of this connection for a while. */
+static void
+note_throttled(SyncConnection *conn, const HttpRequest *req)
+{
+	int			s = conn_retry_after(req);
+	long		ms = s > 0 ? s * 1000L : 1000L;
+
+	conn->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	/* adaptive: halve the rate after a 429; the configured rate is the cap */
+	if (conn->bucket_rate > 0.5)
+		conn->bucket_rate /= 2.0;
+}
+
+void
+conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs)
+{
+	int			i;
+	int			start;
+	bool		retried_auth = false;
+
+	conn_ensure_auth(conn);
+	for (i = 0; i < nreqs; i++)
+	{
+		if (conn->ca_file && reqs[i]->ca_file == NULL)
+			reqs[i]->ca_file = conn->ca_file;
+	}
+
+	/* waves: as many requests as the rate limiter lets go right now */
+	for (start = 0; start < nreqs;)
+	{
+		int			n = 0;
+
+		rate_wait(conn);
+		n = 1;
+		while (start + n < nreqs && (conn->bucket_rate <= 0 || conn->bucket_tokens >= 1.0))
+		{
+			if (conn->bucket_rate > 0)
+				conn->bucket_tokens -= 1.0;
+			n++;
+		}
+		for (i = start; i < start + n; i++)
+			conn->provider->sign(conn, reqs[i]);
+		http_run(reqs + start, n, conn->max_in_flight);
+		for (i = start; i < start + n; i++)
+		{
+			if (reqs[i]->outcome == HTTP_DONE && reqs[i]->status == 429)
+				note_throttled(conn, reqs[i]);
+			else if (conn->bucket_rate < conn->bucket_rate_max)
+				conn->bucket_rate = Min(conn->bucket_rate_max, conn->bucket_rate * 1.1);
+		}
+		start += n;
+	}
+
+	/* one re-authentication for requests refused with 401 */
+	for (i = 0; i < nreqs; i++)
+	{
+		if (reqs[i]->outcome != HTTP_DONE || reqs[i]->status != 401)
+			continue;
+		if (!retried_auth)
+		{
+			conn_invalidate_token(conn);
+			conn_ensure_auth(conn);
+			retried_auth = true;
+		}
+		resetStringInfo(&reqs[i]->response);
+		reqs[i]->response_headers = NIL;
+		reqs[i]->outcome = HTTP_PENDING;
+		rate_wait(conn);
+		conn->provider->sign(conn, reqs[i]);
+		http_run(&reqs[i], 1, 1);
+	}
+}
+
+void
+conn_send_retrying(SyncConnection *conn, HttpRequest *req, int attempts)
+{
+	int			attempt;
+
+	if (attempts <= 0)
+		attempts = sync_request_attempts;
+	for (attempt = 1;; attempt++)
+	{
+		long		wait;
+
+		conn_send(conn, &req, 1);
+		if (!conn_transient(req) || attempt >= attempts)
+			return;
+		wait = conn_retry_after(req) * 1000L;
+		if (wait == 0)
+			wait = backoff_ms(attempt, 500, 30000);
+		ereport(DEBUG1,
+				(errmsg("sync: connection \"%s\": %s %s: %s; retrying in %ld ms",
+						conn->name, req->method, req->url, http_outcome_text(req), wait)));
+		conn_sleep_ms(wait);
+		resetStringInfo(&req->response);
+		req->response_headers = NIL;
+		req->outcome = HTTP_PENDING;
+	}
+}
+
+void
+conn_note_usage(SyncConnection *conn, const char *usage)
+{
+	MemoryContext old;
+
+	if (usage == NULL)
+		return;
+	if (conn->api_usage && strcmp(conn->api_usage, usage) == 0)
+		return;
+	old = MemoryContextSwitchTo(conn->cxt);
+	if (conn->api_usage)
+		pfree(conn->api_usage);
+	conn->api_usage = pstrdup(usage);
+	MemoryContextSwitchTo(old);
+}
+
+void
+conn_error_from_response(SyncConnection *conn, const char *what,
+						 const HttpRequest *req, const char *remote_msg)
+{
+	if (req->outcome != HTTP_DONE)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("connection \"%s\": %s failed: %s", conn->name, what, http_outcome_text(req)),
+				 errhint(req->outcome == HTTP_TLS_FAILED ?
+						 "Check the server certificate, or set the connection's \"ca_file\" option." :
+						 "Check the connection's URL options and that the host is reachable.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("connection \"%s\": %s failed with HTTP %ld: %s",
+					conn->name, what, req->status,
+					remote_msg ? remote_msg : "(no message from the remote)")));
+}

@@ -1,0 +1,60 @@
+/*
+ * conn.h — connections at run time: loading options and secrets, the
+ * per-process cache, authentication, rate limiting and request retries.
+ */
+#ifndef SYNC_CONN_H
+#define SYNC_CONN_H
+
+#include "provider.h"
+
+/* The connection, loaded (or reused from the cache) and authenticated. */
+extern SyncConnection *conn_get(const char *name);
+
+/* Authenticate now unless the cached credentials are still good. */
+extern void conn_ensure_auth(SyncConnection *conn);
+
+/* Forget the cached credentials (e.g. after a 401). */
+extern void conn_invalidate_token(SyncConnection *conn);
+
+/*
+ * Send requests for a connection: waits for the rate limiter, lets the
+ * provider sign each request, runs them concurrently (max_in_flight), and
+ * on 401 re-authenticates once and re-sends those requests.  Transport
+ * failures and other statuses are left to the caller.
+ */
+extern void conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs);
+
+/*
+ * One request, retried on transient failures (429, 5xx, timeouts, dropped
+ * connections) with exponential backoff and jitter, honouring Retry-After,
+ * up to `attempts` times.  For reads (describe, pull); pushes are retried
+ * through the outbox instead.
+ */
+extern void conn_send_retrying(SyncConnection *conn, HttpRequest *req, int attempts);
+
+/* Is this response a transient failure worth retrying later? */
+extern bool conn_transient(const HttpRequest *req);
+
+/* Seconds the remote asked us to wait (Retry-After), or 0. */
+extern int	conn_retry_after(const HttpRequest *req);
+
+/* Sleep on the latch, serving interrupts. */
+extern void conn_sleep_ms(long ms);
+
+/* Record the remote's reported API usage (shown in sync.status). */
+extern void conn_note_usage(SyncConnection *conn, const char *usage);
+
+/* Exponential backoff with jitter: base * 2^(attempt-1), capped, +-25%. */
+extern long backoff_ms(int attempt, long base_ms, long cap_ms);
+
+/* Options helpers for providers (NULL-safe). */
+extern const char *opt_string(SJson *options, const char *path);
+
+/* ereport helper: the remote said no. */
+extern void conn_error_from_response(SyncConnection *conn, const char *what,
+									 const HttpRequest *req, const char *remote_msg) pg_attribute_noreturn();
+
+/* GUC */
+extern int	sync_request_attempts;
+
+#endif							/* SYNC_CONN_H */

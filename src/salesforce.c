@@ -1,0 +1,1038 @@
+/*
+ * salesforce.c — the Salesforce REST API as a sync provider.
+ *
+ * Auth: OAuth 2.0 client credentials, refresh token, or JWT bearer (RS256,
+ * signed with OpenSSL); API calls go to the token response's instance_url.
+ * Schema: /sobjects/{Object}/describe.  Pull: SOQL ordered by
+ * SystemModstamp, Id — /query for the backfill, /queryAll (soft deletes as
+ * IsDeleted = true) for increments, with an overlap window; getDeleted as
+ * the safety net, and a full ID reconciliation when its log was purged.
+ * Push: sObject Collections, 200 records a request, allOrNone false;
+ * creates with an idempotency field go through collection upsert by
+ * external ID.  docs/salesforce.md documents the type mapping and choices.
+ */
+#include "postgres.h"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "common/base64.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "conn.h"
+#include "provider.h"
+#include "sync.h"
+
+#define SF_BATCH_MAX 200
+#define SF_DEFAULT_VERSION "v59.0"
+#define SF_OVERLAP_SECONDS 60
+
+static const char *const sf_option_keys[] = {
+	"login_url", "auth", "api_version", "ca_file", "requests_per_day",
+	"max_in_flight", "requests_per_second", NULL
+};
+
+/* ---------------------------------------------------------------------
+ * options
+ * --------------------------------------------------------------------- */
+
+static void
+bad_option(const char *key, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid Salesforce connection option \"%s\": %s", key, why)));
+}
+
+static bool
+url_ok(const char *url)
+{
+	if (strncmp(url, "https://", 8) == 0)
+		return true;
+	/* plain http only for loopback (tests against the emulator) */
+	return strncmp(url, "http://127.", 11) == 0 || strncmp(url, "http://localhost", 16) == 0 ||
+		strncmp(url, "http://[::1]", 12) == 0;
+}
+
+static void
+sf_check_options(SJson *o)
+{
+	const char **keys;
+	int			n = sjson_object_keys(o, &keys);
+	int			i;
+	SJson	   *auth = sjson_get(o, "auth");
+	const char *type;
+	const char *login = sjson_get_string(o, "login_url");
+	const char *ver = sjson_get_string(o, "api_version");
+
+	for (i = 0; i < n; i++)
+	{
+		int			k;
+		bool		known = false;
+
+		for (k = 0; sf_option_keys[k]; k++)
+			known |= strcmp(keys[i], sf_option_keys[k]) == 0;
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown Salesforce connection option \"%s\"", keys[i]),
+					 errhint("Known options: login_url, auth, api_version, ca_file, requests_per_day, max_in_flight.")));
+	}
+	if (login == NULL)
+		bad_option("login_url", "required, e.g. \"https://login.salesforce.com\" or your My Domain URL");
+	if (!url_ok(login))
+		bad_option("login_url", "must be an https:// URL");
+	if (ver != NULL && (ver[0] != 'v' || atof(ver + 1) < 59.0))
+		bad_option("api_version", "must look like \"v59.0\" (v59.0 or later)");
+	if (sjson_type(auth) != SJSON_OBJECT)
+		bad_option("auth", "required: {\"type\": \"client_credentials\" | \"refresh_token\" | \"jwt_bearer\", ...}");
+	type = sjson_get_string(auth, "type");
+	if (type == NULL)
+		bad_option("auth.type", "required: client_credentials, refresh_token or jwt_bearer");
+	if (sjson_get_string(auth, "client_id") == NULL)
+		bad_option("auth.client_id", "required (the connected app's consumer key)");
+	if (strcmp(type, "client_credentials") == 0)
+	{
+		if (sjson_get_string(auth, "client_secret") == NULL)
+			bad_option("auth.client_secret", "required for client_credentials");
+	}
+	else if (strcmp(type, "refresh_token") == 0)
+	{
+		if (sjson_get_string(auth, "refresh_token") == NULL)
+			bad_option("auth.refresh_token", "required for refresh_token");
+	}
+	else if (strcmp(type, "jwt_bearer") == 0)
+	{
+		const char *key = sjson_get_string(auth, "private_key");
+
+		if (sjson_get_string(auth, "username") == NULL)
+			bad_option("auth.username", "required for jwt_bearer");
+		if (key == NULL || strstr(key, "PRIVATE KEY-----") == NULL)
+			bad_option("auth.private_key", "required for jwt_bearer: the PEM private key");
+	}
+	else
+		bad_option("auth.type", "must be client_credentials, refresh_token or jwt_bearer");
+	if (sjson_has_key(o, "max_in_flight") &&
+		(sjson_int(sjson_get(o, "max_in_flight"), 0) < 1 || sjson_int(sjson_get(o, "max_in_flight"), 0) > 64))
+		bad_option("max_in_flight", "must be an integer from 1 to 64");
+	if (sjson_has_key(o, "requests_per_day") && sjson_int(sjson_get(o, "requests_per_day"), 0) < 1)
+		bad_option("requests_per_day", "must be a positive integer");
+}
+
+static bool
+sf_is_secret(const char *path)
+{
+	return strcmp(path, "auth.client_secret") == 0 ||
+		strcmp(path, "auth.refresh_token") == 0 ||
+		strcmp(path, "auth.private_key") == 0;
+}
+
+/* ---------------------------------------------------------------------
+ * HTTP helpers
+ * --------------------------------------------------------------------- */
+
+static const char *
+api_version(SyncConnection *conn)
+{
+	const char *v = sjson_get_string(conn->options, "api_version");
+
+	return v ? v : SF_DEFAULT_VERSION;
+}
+
+static char *
+data_url(SyncConnection *conn, const char *fmt,...) pg_attribute_printf(2, 3);
+
+static char *
+data_url(SyncConnection *conn, const char *fmt,...)
+{
+	StringInfoData buf;
+	va_list		ap;
+
+	conn_ensure_auth(conn);
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s/services/data/%s/", conn->api_base, api_version(conn));
+	for (;;)
+	{
+		int			needed;
+
+		va_start(ap, fmt);
+		needed = appendStringInfoVA(&buf, fmt, ap);
+		va_end(ap);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	return buf.data;
+}
+
+static SJson *
+response_json(const HttpRequest *req)
+{
+	char	   *err;
+
+	if (req->outcome != HTTP_DONE || req->response.len == 0)
+		return NULL;
+	return sjson_parse(req->response.data, req->response.len, &err);
+}
+
+/* Salesforce's error body is an array of {message, errorCode, fields}. */
+static char *
+sf_error_text(const HttpRequest *req, char **code)
+{
+	SJson	   *j = response_json(req);
+	SJson	   *e = sjson_type(j) == SJSON_ARRAY ? sjson_array_get(j, 0) : j;
+	const char *msg = sjson_get_string(e, "message");
+	const char *c = sjson_get_string(e, "errorCode");
+
+	if (c == NULL)
+		c = sjson_get_string(e, "error");
+	if (msg == NULL)
+		msg = sjson_get_string(e, "error_description");
+	if (code)
+		*code = c ? pstrdup(c) : NULL;
+	if (msg == NULL && req->outcome == HTTP_DONE)
+		return req->response.len ? pnstrdup(req->response.data, Min(req->response.len, 300)) : NULL;
+	return msg ? (c ? psprintf("%s: %s", c, msg) : pstrdup(msg)) : NULL;
+}
+
+static void
+note_limits(SyncConnection *conn, const HttpRequest *req)
+{
+	const char *info = http_response_header(req, "sforce-limit-info");
+
+	if (info)
+		conn_note_usage(conn, info);
+}
+
+static HttpRequest *
+sf_get(SyncConnection *conn, const char *url)
+{
+	HttpRequest *req = http_request_new("GET", url);
+
+	http_add_header(req, "Accept", "application/json");
+	conn_send_retrying(conn, req, 0);
+	note_limits(conn, req);
+	return req;
+}
+
+/* ---------------------------------------------------------------------
+ * authentication
+ * --------------------------------------------------------------------- */
+
+static char *
+base64url(const unsigned char *data, int len)
+{
+	int			cap = pg_b64_enc_len(len) + 1;
+	char	   *out = palloc(cap);
+	int			n = pg_b64_encode((const char *) data, len, out, cap);
+	int			i,
+				j = 0;
+
+	if (n < 0)
+		elog(ERROR, "sync: base64 encoding failed");
+	for (i = 0; i < n; i++)
+	{
+		if (out[i] == '=')
+			break;
+		out[j++] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+	}
+	out[j] = '\0';
+	return out;
+}
+
+/* An RS256-signed JWT for the bearer flow. */
+static char *
+sf_jwt(SyncConnection *conn, SJson *auth)
+{
+	const char *pem = sjson_get_string(auth, "private_key");
+	const char *login = sjson_get_string(conn->options, "login_url");
+	SJson	   *claims = sjson_new_object();
+	char	   *header = base64url((const unsigned char *) "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", 27);
+	char	   *body;
+	char	   *signing_input;
+	BIO		   *bio;
+	EVP_PKEY   *key;
+	EVP_MD_CTX *md;
+	unsigned char sig[1024];
+	size_t		siglen = sizeof(sig);
+	bool		ok;
+
+	sjson_add_string(claims, "iss", sjson_get_string(auth, "client_id"));
+	sjson_add_string(claims, "sub", sjson_get_string(auth, "username"));
+	sjson_add_string(claims, "aud", sjson_get_string(auth, "audience") ?
+					 sjson_get_string(auth, "audience") : login);
+	sjson_add_int(claims, "exp", (int64) time(NULL) + 180);
+	body = sjson_serialize(claims);
+	signing_input = psprintf("%s.%s", header, base64url((unsigned char *) body, strlen(body)));
+
+	bio = BIO_new_mem_buf(pem, -1);
+	key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	if (bio)
+		BIO_free(bio);
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("connection \"%s\": auth.private_key is not a readable PEM private key", conn->name),
+				 errhint("Use an unencrypted RSA key in PEM form (-----BEGIN PRIVATE KEY-----).")));
+	md = EVP_MD_CTX_new();
+	ok = md != NULL &&
+		EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
+		EVP_DigestSign(md, sig, &siglen, (unsigned char *) signing_input, strlen(signing_input)) == 1;
+	if (md)
+		EVP_MD_CTX_free(md);
+	EVP_PKEY_free(key);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("connection \"%s\": could not sign the JWT with auth.private_key", conn->name)));
+	return psprintf("%s.%s", signing_input, base64url(sig, (int) siglen));
+}
+
+static void
+sf_authenticate(SyncConnection *conn)
+{
+	SJson	   *auth = sjson_get(conn->options, "auth");
+	const char *type = sjson_get_string(auth, "type");
+	const char *login = sjson_get_string(conn->options, "login_url");
+	HttpRequest *req;
+	StringInfoData form;
+	SJson	   *resp;
+	const char *token,
+			   *instance;
+
+	initStringInfo(&form);
+	if (strcmp(type, "client_credentials") == 0)
+		appendStringInfo(&form, "grant_type=client_credentials&client_id=%s&client_secret=%s",
+						 http_url_encode(sjson_get_string(auth, "client_id")),
+						 http_url_encode(sjson_get_string(auth, "client_secret")));
+	else if (strcmp(type, "refresh_token") == 0)
+	{
+		appendStringInfo(&form, "grant_type=refresh_token&client_id=%s&refresh_token=%s",
+						 http_url_encode(sjson_get_string(auth, "client_id")),
+						 http_url_encode(sjson_get_string(auth, "refresh_token")));
+		if (sjson_get_string(auth, "client_secret"))
+			appendStringInfo(&form, "&client_secret=%s",
+							 http_url_encode(sjson_get_string(auth, "client_secret")));
+	}
+	else
+		appendStringInfo(&form, "grant_type=%s&assertion=%s",
+						 http_url_encode("urn:ietf:params:oauth:grant-type:jwt-bearer"),
+						 http_url_encode(sf_jwt(conn, auth)));
+
+	req = http_request_new("POST", psprintf("%s/services/oauth2/token", login));
+	http_set_body(req, form.data, form.len, "application/x-www-form-urlencoded");
+	http_add_header(req, "Accept", "application/json");
+	req->body_is_secret = true;
+	if (conn->ca_file)
+		req->ca_file = conn->ca_file;
+	http_run_one(req);
+
+	resp = response_json(req);
+	if (req->outcome != HTTP_DONE || req->status != 200)
+	{
+		const char *desc = sjson_get_string(resp, "error_description");
+		const char *err = sjson_get_string(resp, "error");
+
+		if (req->outcome != HTTP_DONE)
+			conn_error_from_response(conn, "Salesforce authentication", req, NULL);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("connection \"%s\": Salesforce refused the %s grant: %s",
+						conn->name, type, desc ? desc : (err ? err : "no reason given")),
+				 err ? errdetail("OAuth error \"%s\", HTTP %ld from %s.", err, req->status, login) : 0,
+				 errhint("Check the connection's auth options with sync.alter_connection().")));
+	}
+	token = sjson_get_string(resp, "access_token");
+	instance = sjson_get_string(resp, "instance_url");
+	if (token == NULL || instance == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("connection \"%s\": Salesforce token response lacks access_token or instance_url",
+						conn->name)));
+	if (!url_ok(instance))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("connection \"%s\": Salesforce returned a non-https instance_url", conn->name)));
+	conn->access_token = MemoryContextStrdup(conn->cxt, token);
+	conn->api_base = MemoryContextStrdup(conn->cxt, instance);
+	conn->token_expires = 0;	/* opaque tokens: we learn of expiry by a 401 */
+	if (conn->bucket_rate_max == 0)
+	{
+		/* a daily budget becomes a steady rate, with a burst of one minute */
+		int64		per_day = sjson_int(sjson_get(conn->options, "requests_per_day"), 0);
+
+		if (per_day > 0)
+		{
+			conn->bucket_rate_max = conn->bucket_rate = per_day / 86400.0;
+			conn->bucket_capacity = Max(1.0, per_day / 1440.0);
+		}
+	}
+}
+
+static void
+sf_sign(SyncConnection *conn, HttpRequest *req)
+{
+	ListCell   *lc;
+
+	foreach(lc, req->headers)
+	{
+		HttpHeader *h = (HttpHeader *) lfirst(lc);
+
+		if (pg_strcasecmp(h->name, "Authorization") == 0)
+		{
+			h->value = psprintf("Bearer %s", conn->access_token);
+			return;
+		}
+	}
+	http_add_header(req, "Authorization", psprintf("Bearer %s", conn->access_token));
+}
+
+static void
+sf_test(SyncConnection *conn, SJson *facts)
+{
+	HttpRequest *req = sf_get(conn, data_url(conn, "sobjects/"));
+	SJson	   *j = response_json(req);
+
+	if (req->outcome != HTTP_DONE || req->status != 200)
+		conn_error_from_response(conn, "listing Salesforce objects", req, sf_error_text(req, NULL));
+	sjson_add_string(facts, "instance_url", conn->api_base);
+	sjson_add_string(facts, "api_version", api_version(conn));
+	sjson_add_int(facts, "objects", sjson_array_length(sjson_get(j, "sobjects")));
+	sjson_add_int(facts, "max_batch_size", sjson_int(sjson_get(j, "maxBatchSize"), SF_BATCH_MAX));
+}
+
+/* ---------------------------------------------------------------------
+ * schema
+ * --------------------------------------------------------------------- */
+
+static const char *
+local_type_for(const char *t)
+{
+	static const char *const map[][2] = {
+		{"id", "text"}, {"reference", "text"}, {"string", "text"}, {"picklist", "text"},
+		{"email", "text"}, {"phone", "text"}, {"url", "text"}, {"textarea", "text"},
+		{"combobox", "text"}, {"encryptedstring", "text"}, {"anyType", "text"},
+		{"boolean", "boolean"}, {"int", "integer"}, {"long", "bigint"},
+		{"double", "numeric"}, {"currency", "numeric"}, {"percent", "numeric"},
+		{"date", "date"}, {"datetime", "timestamptz"}, {"time", "time"},
+		{"multipicklist", "text[]"},
+	};
+	int			i;
+
+	for (i = 0; i < lengthof(map); i++)
+		if (strcmp(map[i][0], t) == 0)
+			return map[i][1];
+	return NULL;				/* address, location, base64, complexvalue */
+}
+
+static List *
+sf_describe(SyncConnection *conn, const char *object)
+{
+	HttpRequest *req = sf_get(conn, data_url(conn, "sobjects/%s/describe", http_url_encode(object)));
+	SJson	   *j = response_json(req);
+	SJson	   *fields;
+	List	   *out = NIL;
+	int			i;
+
+	if (req->outcome == HTTP_DONE && req->status == 404)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("Salesforce object \"%s\" does not exist (connection \"%s\")", object, conn->name),
+				 errdetail("Salesforce said: %s", sf_error_text(req, NULL)),
+				 errhint("Object names are case-sensitive API names, e.g. Account, Contact, My_Object__c.")));
+	if (req->outcome != HTTP_DONE || req->status != 200)
+		conn_error_from_response(conn, psprintf("describing %s", object), req, sf_error_text(req, NULL));
+
+	fields = sjson_get(j, "fields");
+	for (i = 0; i < sjson_array_length(fields); i++)
+	{
+		SJson	   *f = sjson_array_get(fields, i);
+		SyncField  *sf = palloc0(sizeof(SyncField));
+		const char *type = sjson_get_string(f, "type");
+		SJson	   *refs = sjson_get(f, "referenceTo");
+
+		sf->remote_name = pstrdup(sjson_get_string(f, "name"));
+		if (strcmp(sf->remote_name, "IsDeleted") == 0)
+			continue;			/* deletes are applied, not mirrored as a flag */
+		sf->label = sjson_get_string(f, "label") ? pstrdup(sjson_get_string(f, "label")) : NULL;
+		sf->remote_type = pstrdup(type ? type : "unknown");
+		sf->local_type = type ? (char *) local_type_for(type) : NULL;
+		sf->createable = sjson_bool(sjson_get(f, "createable"), false);
+		sf->updateable = sjson_bool(sjson_get(f, "updateable"), false);
+		sf->nillable = sjson_bool(sjson_get(f, "nillable"), true);
+		sf->unique = sjson_bool(sjson_get(f, "unique"), false);
+		sf->external_id = sjson_bool(sjson_get(f, "externalId"), false);
+		sf->length = (int) sjson_int(sjson_get(f, "length"), 0);
+		if (sjson_array_length(refs) > 0 && sjson_string(sjson_array_get(refs, 0)))
+			sf->reference_to = pstrdup(sjson_string(sjson_array_get(refs, 0)));
+		if (strcmp(sf->remote_name, "Id") == 0)
+			sf->role = FIELD_ID;
+		else if (strcmp(sf->remote_name, "SystemModstamp") == 0)
+			sf->role = FIELD_STAMP;
+		out = lappend(out, sf);
+	}
+	return out;
+}
+
+/* ---------------------------------------------------------------------
+ * pull
+ * --------------------------------------------------------------------- */
+
+/* A Salesforce stamp (…+0000) minus `back` seconds, as a SOQL literal. */
+static char *
+soql_datetime(const char *stamp, int back)
+{
+	TimestampTz ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+															 CStringGetDatum(stamp),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)));
+	pg_time_t	t = timestamptz_to_time_t(ts) - back;
+	char		buf[32];
+
+	pg_strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", pg_gmtime(&t));
+	return pstrdup(buf);
+}
+
+static char *
+field_list(SyncMirror *m, bool with_deleted)
+{
+	StringInfoData s;
+	int			i;
+
+	initStringInfo(&s);
+	for (i = 0; i < m->nfields; i++)
+		appendStringInfo(&s, "%s%s", i ? ", " : "", m->fields[i].remote_name);
+	if (with_deleted)
+		appendStringInfoString(&s, ", IsDeleted");
+	return s.data;
+}
+
+static char *
+soql(SyncMirror *m, const char *since, bool with_deleted)
+{
+	const char *filter = sjson_get_string(m->options, "filter");
+	StringInfoData q;
+
+	initStringInfo(&q);
+	appendStringInfo(&q, "SELECT %s FROM %s", field_list(m, with_deleted), m->remote_object);
+	if (since || filter)
+		appendStringInfoString(&q, " WHERE ");
+	if (since)
+		appendStringInfo(&q, "SystemModstamp >= %s", since);
+	if (since && filter)
+		appendStringInfoString(&q, " AND ");
+	if (filter)
+		appendStringInfo(&q, "(%s)", filter);
+	appendStringInfoString(&q, " ORDER BY SystemModstamp, Id");
+	return q.data;
+}
+
+/* Salesforce multipicklist "a;b" -> PostgreSQL array literal {"a","b"} */
+static char *
+picklist_array(const char *v)
+{
+	StringInfoData s;
+	const char *p;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"");
+	for (p = v; *p; p++)
+	{
+		if (*p == ';')
+			appendStringInfoString(&s, "\",\"");
+		else
+		{
+			if (*p == '"' || *p == '\\')
+				appendStringInfoChar(&s, '\\');
+			appendStringInfoChar(&s, *p);
+		}
+	}
+	appendStringInfoString(&s, "\"}");
+	return *v ? s.data : pstrdup("{}");
+}
+
+static void
+records_to_page(SyncMirror *m, SJson *records, SyncPage *page, char **max_stamp)
+{
+	int			n = sjson_array_length(records);
+	int			i,
+				k;
+
+	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
+	page->nrecords = n;
+	for (i = 0; i < n; i++)
+	{
+		SJson	   *r = sjson_array_get(records, i);
+		SyncRecord *rec = &page->records[i];
+
+		rec->remote_id = pstrdup(sjson_get_string(r, "Id") ? sjson_get_string(r, "Id") : "");
+		rec->stamp = sjson_get_string(r, "SystemModstamp") ? pstrdup(sjson_get_string(r, "SystemModstamp")) : NULL;
+		rec->deleted = sjson_bool(sjson_get(r, "IsDeleted"), false);
+		rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
+		for (k = 0; k < m->nfields; k++)
+		{
+			SJson	   *v = sjson_get(r, m->fields[k].remote_name);
+
+			if (sjson_type(v) == SJSON_NULL)
+				continue;
+			if (strcmp(m->fields[k].local_type, "text[]") == 0 && sjson_string(v))
+				rec->values[k] = picklist_array(sjson_string(v));
+			else
+				rec->values[k] = sjson_scalar_text(v);
+		}
+		if (rec->stamp && (*max_stamp == NULL || strcmp(rec->stamp, *max_stamp) > 0))
+			*max_stamp = rec->stamp;
+	}
+}
+
+/* getDeleted since `since`; true if the delete log no longer covers it. */
+static bool
+sf_deleted_since(SyncConnection *conn, SyncMirror *m, const char *since, SyncPage *page)
+{
+	pg_time_t	now = time(NULL);
+	char		end[32];
+	HttpRequest *req;
+	SJson	   *j,
+			   *recs;
+	const char *earliest;
+	int			i;
+
+	pg_strftime(end, sizeof(end), "%Y-%m-%dT%H:%M:%SZ", pg_gmtime(&now));
+	req = sf_get(conn, data_url(conn, "sobjects/%s/deleted/?start=%s&end=%s",
+								http_url_encode(m->remote_object), http_url_encode(since),
+								http_url_encode(end)));
+	j = response_json(req);
+	if (req->outcome == HTTP_DONE && req->status == 400)
+	{
+		char	   *code = NULL;
+
+		(void) sf_error_text(req, &code);
+		if (code && strcmp(code, "INVALID_REPLICATION_DATE") == 0)
+			return true;		/* older than the 15-day window */
+	}
+	if (req->outcome != HTTP_DONE || req->status != 200)
+		conn_error_from_response(conn, psprintf("reading deleted %s records", m->remote_object),
+								 req, sf_error_text(req, NULL));
+	earliest = sjson_get_string(j, "earliestDateAvailable");
+	if (earliest && strncmp(soql_datetime(earliest, 0), since, 19) > 0)
+		return true;			/* purged early: part of our window is gone */
+	recs = sjson_get(j, "deletedRecords");
+	page->ndeleted_ids = sjson_array_length(recs);
+	page->deleted_ids = palloc(sizeof(char *) * Max(1, page->ndeleted_ids));
+	for (i = 0; i < page->ndeleted_ids; i++)
+		page->deleted_ids[i] = pstrdup(sjson_get_string(sjson_array_get(recs, i), "id"));
+	return false;
+}
+
+/* Every live ID (for reconciliation after the delete log was purged). */
+static void
+sf_all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
+{
+	const char *filter = sjson_get_string(m->options, "filter");
+	char	   *q = psprintf("SELECT Id FROM %s%s%s%s", m->remote_object,
+							 filter ? " WHERE (" : "", filter ? filter : "", filter ? ")" : "");
+	char	   *url = data_url(conn, "query?q=%s", http_url_encode(q));
+	int			cap = 1024;
+
+	page->deleted_ids = palloc(sizeof(char *) * cap);
+	page->ndeleted_ids = 0;
+	page->reconcile = true;
+	while (url)
+	{
+		HttpRequest *req = sf_get(conn, url);
+		SJson	   *j = response_json(req);
+		SJson	   *recs = sjson_get(j, "records");
+		const char *next = sjson_get_string(j, "nextRecordsUrl");
+		int			i;
+
+		if (req->outcome != HTTP_DONE || req->status != 200 || j == NULL)
+			conn_error_from_response(conn, psprintf("listing %s IDs", m->remote_object),
+									 req, sf_error_text(req, NULL));
+		for (i = 0; i < sjson_array_length(recs); i++)
+		{
+			if (page->ndeleted_ids == cap)
+			{
+				cap *= 2;
+				page->deleted_ids = repalloc(page->deleted_ids, sizeof(char *) * cap);
+			}
+			page->deleted_ids[page->ndeleted_ids++] =
+				pstrdup(sjson_get_string(sjson_array_get(recs, i), "Id"));
+		}
+		url = next ? psprintf("%s%s", conn->api_base, next) : NULL;
+	}
+}
+
+/*
+ * Cursor: {"mode": "backfill"|"incremental", "next": locator path or
+ * absent, "since": newest stamp fully applied, "deletes_checked": when
+ * getDeleted last ran}.
+ */
+static void
+sf_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
+{
+	const char *mode = sjson_get_string(cursor, "mode");
+	const char *next = sjson_get_string(cursor, "next");
+	const char *since = sjson_get_string(cursor, "since");
+	const char *checked = sjson_get_string(cursor, "deletes_checked");
+	bool		backfill = (mode == NULL || strcmp(mode, "backfill") == 0);
+	char	   *url;
+	HttpRequest *req;
+	SJson	   *j;
+	char	   *max_stamp = since ? pstrdup(since) : NULL;
+	const char *newnext;
+	SJson	   *cur;
+
+	if (next)
+		url = psprintf("%s%s", conn->api_base, next);
+	else if (backfill)
+		url = data_url(conn, "query?q=%s",
+					   http_url_encode(soql(m, since ? soql_datetime(since, 0) : NULL, false)));
+	else
+		url = data_url(conn, "queryAll?q=%s",
+					   http_url_encode(soql(m, soql_datetime(since, SF_OVERLAP_SECONDS), true)));
+
+	req = sf_get(conn, url);
+	if (next && req->outcome == HTTP_DONE && req->status == 400)
+	{
+		char	   *code = NULL;
+
+		(void) sf_error_text(req, &code);
+		if (code && strcmp(code, "INVALID_QUERY_LOCATOR") == 0)
+		{
+			/* the cursor expired: restart from the newest stamp applied, not from scratch */
+			ereport(LOG,
+					(errmsg("sync: %s: Salesforce query cursor expired; resuming from %s",
+							m->qualified_table, since ? since : "the beginning")));
+			url = data_url(conn, backfill ? "query?q=%s" : "queryAll?q=%s",
+						   http_url_encode(soql(m, since ? soql_datetime(since, backfill ? 0 : SF_OVERLAP_SECONDS) : NULL,
+												!backfill)));
+			req = sf_get(conn, url);
+		}
+	}
+	j = response_json(req);
+	if (req->outcome != HTTP_DONE || req->status != 200 || sjson_type(j) != SJSON_OBJECT)
+		conn_error_from_response(conn, psprintf("querying %s", m->remote_object), req,
+								 sf_error_text(req, NULL));
+
+	records_to_page(m, sjson_get(j, "records"), page, &max_stamp);
+	if (backfill && next == NULL && since == NULL)
+		page->total = sjson_int(sjson_get(j, "totalSize"), -1);
+	newnext = sjson_get_string(j, "nextRecordsUrl");
+
+	cur = sjson_new_object();
+	sjson_add_string(cur, "mode", (backfill && newnext) ? "backfill" : "incremental");
+	if (newnext)
+		sjson_add_string(cur, "next", newnext);
+	if (max_stamp)
+		sjson_add_string(cur, "since", max_stamp);
+	page->more = newnext != NULL;
+	page->backfill_done = backfill && newnext == NULL;
+
+	/* the delete log as a safety net, at most every ten minutes */
+	if (!newnext)
+	{
+		pg_time_t	now = time(NULL);
+		char		nowbuf[32];
+
+		pg_strftime(nowbuf, sizeof(nowbuf), "%Y-%m-%dT%H:%M:%SZ", pg_gmtime(&now));
+		if (!backfill && checked && max_stamp)
+		{
+			TimestampTz last = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+																	   CStringGetDatum(checked),
+																	   ObjectIdGetDatum(InvalidOid),
+																	   Int32GetDatum(-1)));
+
+			if (GetCurrentTimestamp() - last >= 10 * 60 * USECS_PER_SEC)
+			{
+				if (sf_deleted_since(conn, m, checked, page))
+				{
+					ereport(LOG,
+							(errmsg("sync: %s: the Salesforce delete log no longer reaches back to %s; reconciling all IDs",
+									m->qualified_table, checked)));
+					sf_all_ids(conn, m, page);
+				}
+				sjson_add_string(cur, "deletes_checked", nowbuf);
+			}
+			else
+				sjson_add_string(cur, "deletes_checked", checked);
+		}
+		else
+			sjson_add_string(cur, "deletes_checked", checked ? checked : nowbuf);
+	}
+	else if (checked)
+		sjson_add_string(cur, "deletes_checked", checked);
+	page->cursor = cur;
+}
+
+static void
+sf_check_mirror(SyncConnection *conn, SyncMirror *m)
+{
+	const char *filter = sjson_get_string(m->options, "filter");
+	int			depth = 0;
+	bool		quoted = false;
+	const char *p;
+	HttpRequest *req;
+
+	if (filter == NULL)
+		return;
+	/* a condition only: balanced, no statement separators or clauses */
+	for (p = filter; *p; p++)
+	{
+		if (*p == '\\' && quoted && p[1])
+			p++;
+		else if (*p == '\'')
+			quoted = !quoted;
+		else if (!quoted && *p == '(')
+			depth++;
+		else if (!quoted && *p == ')' && --depth < 0)
+			break;
+		else if (!quoted && *p == ';')
+			depth = -1;
+		if (depth < 0)
+			break;
+	}
+	if (depth != 0 || quoted ||
+		pg_strcasecmp(filter, "") == 0 ||
+		strcasestr(filter, " order by") || strcasestr(filter, " limit ") ||
+		strcasestr(filter, " group by") || strcasestr(filter, " offset "))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mirror option \"filter\": %s", filter),
+				 errdetail("The filter must be one SOQL condition (what follows WHERE), with balanced quotes and parentheses, and no ORDER BY, LIMIT, GROUP BY or OFFSET.")));
+	/* let Salesforce judge the rest */
+	req = sf_get(conn, data_url(conn, "query?q=%s",
+								http_url_encode(psprintf("SELECT Id FROM %s WHERE (%s) LIMIT 1",
+														 m->remote_object, filter))));
+	if (req->outcome == HTTP_DONE && req->status == 400)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mirror option \"filter\" for %s", m->remote_object),
+				 errdetail("Salesforce said: %s", sf_error_text(req, NULL))));
+	if (req->outcome != HTTP_DONE || req->status != 200)
+		conn_error_from_response(conn, "checking the filter", req, sf_error_text(req, NULL));
+}
+
+/* ---------------------------------------------------------------------
+ * push: sObject Collections
+ * --------------------------------------------------------------------- */
+
+static int
+sf_batch_max(SyncConnection *conn, SyncMirror *m, char op)
+{
+	return SF_BATCH_MAX;
+}
+
+/* Put one outbound value (JSON text from to_json()) into a record. */
+static void
+put_value(SJson *rec, SyncField *f, const char *json)
+{
+	char	   *err;
+	SJson	   *v;
+
+	if (json == NULL)
+	{
+		sjson_add_null(rec, f->remote_name);
+		return;
+	}
+	if (strcmp(f->local_type, "numeric") == 0 || strcmp(f->local_type, "integer") == 0 ||
+		strcmp(f->local_type, "bigint") == 0)
+	{
+		sjson_add_number_text(rec, f->remote_name, json);
+		return;
+	}
+	v = sjson_parse(json, strlen(json), &err);
+	if (sjson_type(v) == SJSON_ARRAY)
+	{
+		/* text[] -> multipicklist "a;b" */
+		StringInfoData s;
+		int			i;
+
+		initStringInfo(&s);
+		for (i = 0; i < sjson_array_length(v); i++)
+			appendStringInfo(&s, "%s%s", i ? ";" : "",
+							 sjson_string(sjson_array_get(v, i)) ? sjson_string(sjson_array_get(v, i)) : "");
+		sjson_add_string(rec, f->remote_name, s.data);
+	}
+	else
+		sjson_add_copy(rec, f->remote_name, v);
+}
+
+static bool
+transient_code(const char *code)
+{
+	return code && (strcmp(code, "UNABLE_TO_LOCK_ROW") == 0 ||
+					strcmp(code, "SERVER_UNAVAILABLE") == 0 ||
+					strcmp(code, "REQUEST_RUNNING_TOO_LONG") == 0 ||
+					strcmp(code, "QUERY_TIMEOUT") == 0);
+}
+
+/* Apply a whole-request failure to every item of the request. */
+static void
+request_failed(SyncConnection *conn, HttpRequest *req, SyncPushItem *items, int n)
+{
+	char	   *code = NULL;
+	char	   *msg = sf_error_text(req, &code);
+	bool		retry = conn_transient(req) || (req->outcome == HTTP_DONE && req->status == 200) ||
+		(code && strcmp(code, "REQUEST_LIMIT_EXCEEDED") == 0);
+	int			wait = conn_retry_after(req);
+	int			i;
+
+	if (code && strcmp(code, "REQUEST_LIMIT_EXCEEDED") == 0 && wait == 0)
+		wait = 600;				/* the daily budget is spent: come back later */
+	for (i = 0; i < n; i++)
+	{
+		items[i].result = retry ? PUSH_RETRY : PUSH_REJECTED;
+		items[i].retry_after_s = wait;
+		items[i].error_code = code ? code : (req->outcome == HTTP_DONE ? psprintf("HTTP_%ld", req->status) : "TRANSPORT");
+		items[i].error_message = req->outcome == HTTP_DONE ?
+			(msg ? msg : psprintf("unreadable response (HTTP %ld)", req->status)) :
+			pstrdup(http_outcome_text(req));
+	}
+}
+
+static void
+parse_results(SyncConnection *conn, HttpRequest *req, SyncPushItem *items, int n, char op)
+{
+	SJson	   *j = response_json(req);
+	int			i;
+
+	if (req->outcome != HTTP_DONE || req->status != 200 ||
+		sjson_type(j) != SJSON_ARRAY || sjson_array_length(j) != n)
+	{
+		request_failed(conn, req, items, n);
+		return;
+	}
+	for (i = 0; i < n; i++)
+	{
+		SJson	   *r = sjson_array_get(j, i);
+		SJson	   *errs = sjson_get(r, "errors");
+		SyncPushItem *it = &items[i];
+
+		if (sjson_bool(sjson_get(r, "success"), false))
+		{
+			it->result = PUSH_OK;
+			if (op == 'I' && sjson_get_string(r, "id"))
+				it->new_remote_id = pstrdup(sjson_get_string(r, "id"));
+		}
+		else
+		{
+			SJson	   *e = sjson_array_get(errs, 0);
+			const char *code = sjson_get_string(e, "statusCode");
+			SJson	   *fields = sjson_get(e, "fields");
+			StringInfoData fl;
+			int			k;
+
+			if (op == 'D' && code && (strcmp(code, "ENTITY_IS_DELETED") == 0 ||
+									  strcmp(code, "INVALID_CROSS_REFERENCE_KEY") == 0))
+			{
+				it->result = PUSH_OK;	/* already gone: the goal is reached */
+				it->error_message = psprintf("already deleted remotely (%s)", code);
+				continue;
+			}
+			it->result = transient_code(code) ? PUSH_RETRY : PUSH_REJECTED;
+			it->error_code = code ? pstrdup(code) : "UNKNOWN";
+			it->error_message = sjson_get_string(e, "message") ?
+				pstrdup(sjson_get_string(e, "message")) : "rejected without a message";
+			initStringInfo(&fl);
+			for (k = 0; k < sjson_array_length(fields); k++)
+				appendStringInfo(&fl, "%s%s", k ? "," : "",
+								 sjson_string(sjson_array_get(fields, k)) ? sjson_string(sjson_array_get(fields, k)) : "");
+			it->error_fields = fl.len ? fl.data : NULL;
+		}
+	}
+}
+
+static void
+sf_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
+{
+	const char *idem = sjson_get_string(m->options, "idempotency_field");
+	char		op = items[0].op;
+	int			nreq = (n + SF_BATCH_MAX - 1) / SF_BATCH_MAX;
+	HttpRequest **reqs = palloc(sizeof(HttpRequest *) * nreq);
+	int			r,
+				i,
+				k;
+
+	conn_ensure_auth(conn);
+	for (r = 0; r < nreq; r++)
+	{
+		int			start = r * SF_BATCH_MAX;
+		int			cnt = Min(SF_BATCH_MAX, n - start);
+
+		if (op == 'D')
+		{
+			StringInfoData ids;
+
+			initStringInfo(&ids);
+			for (i = 0; i < cnt; i++)
+				appendStringInfo(&ids, "%s%s", i ? "," : "", items[start + i].remote_id);
+			reqs[r] = http_request_new("DELETE",
+									   data_url(conn, "composite/sobjects?ids=%s&allOrNone=false",
+												http_url_encode(ids.data)));
+			http_add_header(reqs[r], "Accept", "application/json");
+		}
+		else
+		{
+			SJson	   *body = sjson_new_object();
+			SJson	   *recs;
+			bool		upsert = (op == 'I' && idem != NULL);
+			char	   *text;
+
+			sjson_add_bool(body, "allOrNone", false);
+			recs = sjson_add_array(body, "records");
+			for (i = 0; i < cnt; i++)
+			{
+				SyncPushItem *it = &items[start + i];
+				SJson	   *rec = sjson_append_object(recs);
+				SJson	   *attrs = sjson_add_object(rec, "attributes");
+
+				sjson_add_string(attrs, "type", m->remote_object);
+				if (op == 'U')
+					sjson_add_string(rec, "id", it->remote_id);
+				for (k = 0; k < m->nfields; k++)
+					if (it->send[k] && !(upsert && strcmp(m->fields[k].remote_name, idem) == 0))
+						put_value(rec, &m->fields[k], it->values[k]);
+				if (upsert)
+					sjson_add_string(rec, idem, it->idempotency_key);
+			}
+			text = sjson_serialize(body);
+			if (upsert)
+				reqs[r] = http_request_new("PATCH", data_url(conn, "composite/sobjects/%s/%s",
+															 http_url_encode(m->remote_object),
+															 http_url_encode(idem)));
+			else
+				reqs[r] = http_request_new(op == 'I' ? "POST" : "PATCH",
+										   data_url(conn, "composite/sobjects"));
+			http_set_body(reqs[r], text, strlen(text), "application/json");
+			http_add_header(reqs[r], "Accept", "application/json");
+		}
+	}
+
+	conn_send(conn, reqs, nreq);
+
+	for (r = 0; r < nreq; r++)
+	{
+		int			start = r * SF_BATCH_MAX;
+		int			cnt = Min(SF_BATCH_MAX, n - start);
+
+		note_limits(conn, reqs[r]);
+		parse_results(conn, reqs[r], items + start, cnt, op);
+	}
+}
+
+const SyncProvider salesforce_provider = {
+	.name = "salesforce",
+	.check_options = sf_check_options,
+	.is_secret = sf_is_secret,
+	.authenticate = sf_authenticate,
+	.sign = sf_sign,
+	.test = sf_test,
+	.describe = sf_describe,
+	.check_mirror = sf_check_mirror,
+	.pull_page = sf_pull_page,
+	.batch_max = sf_batch_max,
+	.push = sf_push,
+};

@@ -1,0 +1,134 @@
+-- ---------------------------------------------------------------------------
+-- Catalog: connections, secrets, mirrors, field mappings, pull state, outbox,
+-- journal.  Every table is owned by the extension owner and readable by
+-- nobody else unless granted; the secrets table never is.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE sync.connection (
+    name        text PRIMARY KEY
+                CHECK (name ~ '^[a-z_][a-z0-9_]{0,62}$'),
+    provider    text NOT NULL,
+    options     jsonb NOT NULL DEFAULT '{}'     -- everything but the secrets
+                CHECK (jsonb_typeof(options) = 'object'),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE sync.connection IS 'one row per remote account; secrets live in sync.connection_secret';
+
+-- Secrets are split off so that the non-secret options can be shown; this
+-- table is readable only by its owner (the extension owner).
+CREATE TABLE sync.connection_secret (
+    connection  text PRIMARY KEY REFERENCES sync.connection (name) ON DELETE CASCADE,
+    secrets     jsonb NOT NULL                  -- same paths as in options
+);
+REVOKE ALL ON sync.connection_secret FROM PUBLIC;
+COMMENT ON TABLE sync.connection_secret IS 'secret connection options; owner-only, never shown';
+
+CREATE TABLE sync.mirror (
+    id              serial PRIMARY KEY,
+    connection      text NOT NULL REFERENCES sync.connection (name),
+    remote_object   text NOT NULL,
+    local_table     regclass NOT NULL UNIQUE,
+    direction       text NOT NULL DEFAULT 'both'
+                    CHECK (direction IN ('both', 'pull', 'push')),
+    options         jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(options) = 'object'),
+    key_column      name NOT NULL,              -- the table's primary key
+    remote_id_column name NOT NULL,             -- unique; NULL until pushed
+    stamp_column    name NOT NULL,              -- the remote's modification stamp
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE sync.field (
+    mirror          int NOT NULL REFERENCES sync.mirror (id) ON DELETE CASCADE,
+    remote_name     text NOT NULL,
+    local_column    name NOT NULL,
+    remote_type     text NOT NULL,
+    local_type      text NOT NULL,
+    createable      boolean NOT NULL,
+    updateable      boolean NOT NULL,
+    reference_to    text,                       -- remote object a reference points at
+    authority       text NOT NULL DEFAULT 'both'
+                    CHECK (authority IN ('both', 'local', 'remote')),
+    PRIMARY KEY (mirror, remote_name),
+    UNIQUE (mirror, local_column)
+);
+COMMENT ON COLUMN sync.field.authority IS
+    'both: two-way; local: never written from the remote; remote: never pushed';
+
+-- Pull progress per mirror.  The cursor is the provider's own (opaque here)
+-- and advances in the same transaction as the page it covers.
+CREATE TABLE sync.mirror_state (
+    mirror          int PRIMARY KEY REFERENCES sync.mirror (id) ON DELETE CASCADE,
+    phase           text NOT NULL DEFAULT 'backfill'
+                    CHECK (phase IN ('backfill', 'incremental', 'paused')),
+    cursor          jsonb,
+    backfill_total  bigint,
+    backfill_done   bigint NOT NULL DEFAULT 0,
+    next_pull_at    timestamptz NOT NULL DEFAULT now(),
+    last_pull_at    timestamptz,
+    last_push_at    timestamptz,
+    remote_stamp_max timestamptz,               -- newest remote change applied
+    last_error      text,
+    last_error_at   timestamptz,
+    failures        int NOT NULL DEFAULT 0
+);
+
+-- Pending local writes.  The capture trigger writes the operation and the
+-- set of changed columns; values are read from the table at push time.
+-- An entry that was never attempted (attempts = 0) absorbs later writes to
+-- the same row; once attempted it is sealed and later writes queue behind it.
+CREATE TABLE sync.outbox (
+    id              bigserial PRIMARY KEY,
+    mirror          int NOT NULL,               -- no FK: the check would cost every
+                                                -- captured write; unmirror cleans up
+    local_key       text NOT NULL,              -- primary key value, as text
+    op              "char" NOT NULL CHECK (op IN ('I', 'U', 'D')),
+    columns         name[],                     -- changed columns; NULL = all
+    remote_id       text,                       -- known remote ID (deletes)
+    idempotency_key text,
+    state           text NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'parked')),
+    attempts        int NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    claimed_until   timestamptz,                -- lease of the claimer
+    claimed_by      int,
+    error_code      text,
+    error_message   text,
+    error_fields    text[],
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+-- at most one coalescable (never attempted, not a delete) entry per row
+CREATE UNIQUE INDEX outbox_coalesce ON sync.outbox (mirror, local_key)
+    WHERE attempts = 0 AND op <> 'D';
+CREATE INDEX outbox_row ON sync.outbox (mirror, local_key, id);
+CREATE INDEX outbox_ready ON sync.outbox (mirror, next_attempt_at) WHERE state = 'pending';
+
+-- What was sent and received: record, fields, a hash of the values, result.
+CREATE TABLE sync.journal (
+    id          bigserial PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT now(),
+    mirror      int NOT NULL,
+    direction   text NOT NULL CHECK (direction IN ('out', 'in')),
+    op          "char" NOT NULL,
+    local_key   text,
+    remote_id   text,
+    fields      text[],
+    values_hash text,
+    result      text NOT NULL,
+    detail      text
+);
+CREATE INDEX journal_at ON sync.journal (at);
+CREATE INDEX journal_remote ON sync.journal (mirror, remote_id);
+
+-- pg_dump keeps connections, mirrors, mappings and pull state.
+SELECT pg_catalog.pg_extension_config_dump('sync.connection', '');
+SELECT pg_catalog.pg_extension_config_dump('sync.connection_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('sync.mirror', '');
+SELECT pg_catalog.pg_extension_config_dump('sync.mirror_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sync.field', '');
+SELECT pg_catalog.pg_extension_config_dump('sync.mirror_state', '');
+SELECT pg_catalog.pg_extension_config_dump('sync.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('sync.outbox_id_seq', '');
+
+REVOKE ALL ON ALL TABLES IN SCHEMA sync FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA sync FROM PUBLIC;
