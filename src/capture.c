@@ -65,24 +65,25 @@ static SPIPlanPtr unqueue_plan = NULL;
 static SPIPlanPtr delete_plan = NULL;
 static Oid	owner_cache = InvalidOid;
 
+/*
+ * The extension owner, looked up once per backend.  (An ALTER EXTENSION
+ * OWNER is rare; a new backend sees it.)
+ */
 static Oid
 extension_owner(void)
 {
 	Oid			extoid;
 	HeapTuple	tup;
-	Oid			owner;
 
-	/* re-checked each time: cheap syscache lookups, and survives DROP/CREATE */
-	extoid = get_extension_oid("sync", false);
 	if (OidIsValid(owner_cache))
 		return owner_cache;
+	extoid = get_extension_oid("sync", false);
 	tup = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extoid));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for extension %u", extoid);
-	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	owner_cache = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 	ReleaseSysCache(tup);
-	owner_cache = owner;
-	return owner;
+	return owner_cache;
 }
 
 static AttrNumber

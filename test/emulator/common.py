@@ -93,7 +93,9 @@ class ApiBase:
     name = None
 
     def __init__(self, emu):
-        self.emu = emu              # the server: .config (dict), .now()
+        self.emu = emu              # the server: .config (dict), .now() (aware UTC
+                                    # datetime), .time() (epoch seconds); both
+                                    # follow POST /__emulator/clock
         self.lock = threading.RLock()
 
     def owns(self, path):
@@ -122,6 +124,20 @@ class ApiBase:
 
     def control_delete(self, obj, rid):
         raise NotImplementedError
+
+    def control(self, method, parts, query, body):
+        """Optional API-specific control endpoints: /__emulator/{name}/{parts...}.
+        parts: path segments after the API name (unquoted); query: parse_qs
+        dict; body: raw bytes.  Return a Response, or None for 404.  Raise
+        KeyError for an unknown object/id (404) or ValueError (400)."""
+        return None
+
+    def fault_response(self, status, req):
+        """The body this API answers when a fault of kind "status" fires
+        (POST /__emulator/faults).  Override to use the API's own error
+        format; the server adds Retry-After itself.  Generic default."""
+        return json_response(status, {"error": "injected_fault", "status": status,
+                                      "message": "fault injected by the emulator"})
 
     def load_seed(self, seed):
         """Apply this API's part of a --seed file (custom objects, fields,
