@@ -1032,14 +1032,14 @@ pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted)
 
 	xact_begin(own);
 	{
-		Oid			t[1] = {INT4OID};
-		Datum		a[1] = {Int32GetDatum(mirror_id)};
+		Oid			t[2] = {INT4OID, INT4OID};
+		Datum		a[2] = {Int32GetDatum(mirror_id), Int32GetDatum(sync_pull_interval_ms)};
 
 		spi_exec("UPDATE sync.mirror_state s SET last_pull_at = now(), failures = 0, last_error = NULL, "
 				 "  next_pull_at = now() + coalesce((m.options->>'pull_interval')::interval, "
-				 "                                  make_interval(secs => current_setting('sync.pull_interval')::int / 1000.0)) "
+				 "                                  make_interval(secs => $2 / 1000.0)) "
 				 "FROM sync.mirror m WHERE m.id = s.mirror AND s.mirror = $1",
-				 1, t, a, NULL, SPI_OK_UPDATE);
+				 2, t, a, NULL, SPI_OK_UPDATE);
 	}
 	xact_end(own);
 	MemoryContextDelete(pagecxt);
@@ -1087,12 +1087,9 @@ report_mirror_error(int mirror_id, bool own, MemoryContext work)
 	edata = CopyErrorData();
 	MemoryContextSwitchTo(old);
 	FlushErrorState();
+	/* aborting also unwinds SPI (AtEOXact_SPI); idle is fine too */
 	if (own)
-	{
-		if (SPI_inside_nonatomic_context())
-			SPI_finish();
 		AbortCurrentTransaction();
-	}
 	ereport(LOG,
 			(errmsg("sync: mirror %d: %s", mirror_id, edata->message),
 			 edata->detail ? errdetail_internal("%s", edata->detail) : 0));

@@ -10,7 +10,8 @@ PG_CONFIG=$PG_BINDIR/pg_config
 SYNC_USER=${SYNC_USER:-postgres}
 
 SYNC_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libcurl4-openssl-dev
-  libjson-c-dev libssl-dev libipc-run-perl make gcc python3 openssl ca-certificates"
+  libjson-c-dev libssl-dev libipc-run-perl libio-socket-ssl-perl make gcc python3 openssl
+  ca-certificates curl"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -454,10 +454,21 @@ RETURNS SETOF sync.outbox LANGUAGE sql SET search_path = pg_catalog, pg_temp AS 
     RETURNING o.*
 $$;
 
--- Connections with their secrets redacted.
+-- The dotted paths of a JSON object's leaves: {"auth": {"token": 1}} -> {auth.token}
+CREATE FUNCTION sync._leaf_paths(j jsonb) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE t(path, value) AS (
+        SELECT e.key, e.value FROM jsonb_each(j) e
+        UNION ALL
+        SELECT t.path || '.' || e.key, e.value
+          FROM t, jsonb_each(CASE jsonb_typeof(t.value) WHEN 'object' THEN t.value ELSE '{}' END) e)
+    SELECT coalesce(array_agg(path ORDER BY path), '{}') FROM t WHERE jsonb_typeof(value) <> 'object'
+$$;
+
+-- Connections with their secrets redacted: only the names of secret options.
 CREATE VIEW sync.connections AS
 SELECT c.name, c.provider, c.options,
-       (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(s.secrets) k) AS secret_keys,
+       sync._leaf_paths(s.secrets) AS secret_keys,
        st.api_usage, c.created_at
   FROM sync.connection c
   LEFT JOIN sync.connection_secret s ON s.connection = c.name

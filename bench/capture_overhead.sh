@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# bench/capture_overhead.sh — UPDATE throughput on a mirrored table (the C
+# capture trigger) vs. the same table with no trigger, vs. an equivalent
+# PL/pgSQL trigger writing the same outbox rows.  Prints the ratios from one
+# run.  Target: the C trigger costs <= 30 % (ratio >= 0.70).
+#
+#   bash bench/capture_overhead.sh [seconds per run, default 20] [clients, default 2]
+#
+# Runs on a throwaway cluster (like the test command); not a timed test.
+set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
+SECS=${1:-20}
+CLIENTS=${2:-2}
+ROWS=${BENCH_ROWS:-100000}
+
+sync_install_deps
+sync_ensure_user
+sync_build
+DIR=$(mktemp -d /tmp/sync-bench.XXXXXX); chmod 755 "$DIR"; chown "$SYNC_USER" "$DIR"
+trap 'sync_stop_cluster "$DIR"; rm -rf "$DIR"' EXIT
+PORT=$(free_port)
+sync_start_cluster "$DIR" "$PORT" "shared_buffers = 256MB" "synchronous_commit = off" \
+  "max_wal_size = 4GB" "checkpoint_timeout = 30min"
+psql_() { as_user psql -X -q -h "$DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
+
+psql_ <<SQL
+CREATE EXTENSION sync;
+CREATE TABLE plain   (id bigint PRIMARY KEY, remote_id text UNIQUE, first_name text, last_name text, email text, n int, remote_modified_at timestamptz);
+CREATE TABLE mirrored (LIKE plain INCLUDING ALL);
+CREATE TABLE plpgsql (LIKE plain INCLUDING ALL);
+INSERT INTO plain SELECT g, 'r' || g, 'f' || g, 'l' || g, g || '@x', 0, now() FROM generate_series(1, $ROWS) g;
+INSERT INTO mirrored SELECT * FROM plain;
+INSERT INTO plpgsql SELECT * FROM plain;
+INSERT INTO sync.connection (name, provider) VALUES ('bench', 'salesforce');
+INSERT INTO sync.mirror (connection, remote_object, local_table, key_column, remote_id_column, stamp_column)
+  VALUES ('bench', 'Contact', 'mirrored', 'id', 'remote_id', 'remote_modified_at'),
+         ('bench', 'Contact', 'plpgsql', 'id', 'remote_id', 'remote_modified_at');
+INSERT INTO sync.field (mirror, remote_name, local_column, remote_type, local_type, createable, updateable)
+  SELECT m.id, f.r, f.l, 'string', 'text', true, true FROM sync.mirror m,
+    (VALUES ('FirstName','first_name'), ('LastName','last_name'), ('Email','email'), ('N__c','n')) f(r, l);
+INSERT INTO sync.mirror_state (mirror) SELECT id FROM sync.mirror;
+SELECT sync._install_triggers(id) FROM sync.mirror WHERE local_table = 'mirrored'::regclass;
+
+-- the same work in PL/pgSQL: compare OLD/NEW per column, coalescing upsert
+CREATE FUNCTION plpgsql_capture() RETURNS trigger LANGUAGE plpgsql AS \$\$
+DECLARE
+    cols name[] := '{}';
+BEGIN
+    IF NEW.first_name IS DISTINCT FROM OLD.first_name THEN cols := cols || 'first_name'::name; END IF;
+    IF NEW.last_name IS DISTINCT FROM OLD.last_name THEN cols := cols || 'last_name'::name; END IF;
+    IF NEW.email IS DISTINCT FROM OLD.email THEN cols := cols || 'email'::name; END IF;
+    IF NEW.n IS DISTINCT FROM OLD.n THEN cols := cols || 'n'::name; END IF;
+    IF cardinality(cols) = 0 THEN RETURN NULL; END IF;
+    INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id)
+    VALUES (2, NEW.id::text, 'U', cols, NEW.remote_id)
+    ON CONFLICT (mirror, local_key) WHERE attempts = 0 AND op <> 'D'
+    DO UPDATE SET columns = ARRAY(SELECT DISTINCT c FROM unnest(o.columns || EXCLUDED.columns) c ORDER BY 1),
+                  updated_at = now();
+    RETURN NULL;
+END \$\$;
+CREATE TRIGGER capture AFTER UPDATE ON plpgsql FOR EACH ROW EXECUTE FUNCTION plpgsql_capture();
+VACUUM ANALYZE;
+SQL
+
+run() {   # run TABLE -> tps
+  local t=$1
+  echo "\\set id random(1, $ROWS)
+UPDATE $t SET n = n + 1 WHERE id = :id;" >"$DIR/$t.sql"
+  chown "$SYNC_USER" "$DIR/$t.sql"
+  psql_ -c "DELETE FROM sync.outbox" >/dev/null
+  as_user pgbench -n -h "$DIR" -p "$PORT" -c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -f "$DIR/$t.sql" postgres 2>/dev/null \
+    | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+}
+
+echo "UPDATE throughput, $CLIENTS clients, $SECS s each, $ROWS rows (random row per transaction):"
+P=$(run plain); M=$(run mirrored); L=$(run plpgsql)
+QUEUED=$(psql_ -At -c "SELECT count(*) FROM sync.outbox")
+python3 - "$P" "$M" "$L" <<'PY'
+import sys
+p, m, l = map(float, sys.argv[1:4])
+print(f"  no trigger          {p:10.0f} tps")
+print(f"  C capture trigger   {m:10.0f} tps   ratio {m/p:.2f} of no trigger  (overhead {100*(1-m/p):.0f} %, target <= 30 %)")
+print(f"  PL/pgSQL trigger    {l:10.0f} tps   ratio {l/p:.2f} of no trigger  (C trigger is {m/l:.2f}x PL/pgSQL)")
+PY
+echo "  (outbox entries after the PL/pgSQL run: $QUEUED)"
