@@ -191,6 +191,17 @@ conn_get(const char *name)
 		conn->bucket_capacity = Max(1.0, conn->bucket_rate_max);
 		MemoryContextSwitchTo(old);
 	}
+	/* options written around sync.create_connection() are checked too */
+	PG_TRY();
+	{
+		conn->provider->check_options(conn->options);
+	}
+	PG_CATCH();
+	{
+		MemoryContextDelete(conn->cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	entry->conn = conn;
 	entry->conn_xmin = cxmin;
 	entry->secret_xmin = sxmin;
