@@ -144,10 +144,6 @@ worker_init(void)
 {
 	BackgroundWorker bgw;
 
-	DefineCustomIntVariable("sync.max_workers",
-							"Most databases served by a sync worker at once.",
-							"Each uses one background worker slot (max_worker_processes), plus one for the supervisor.",
-							&sync_max_workers, 8, 1, 900, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("sync.poll_interval",
 							"Longest sleep of an idle sync worker.",
 							"Commits of captured writes wake the worker at once; this only bounds the sleep.",
@@ -160,6 +156,12 @@ worker_init(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	/* a postmaster-level setting can only exist when loaded at start-up */
+	DefineCustomIntVariable("sync.max_workers",
+							"Most databases served by a sync worker at once.",
+							"Each uses one background worker slot (max_worker_processes), plus one for the supervisor.",
+							&sync_max_workers, 8, 1, 900, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = sync_shmem_request;
