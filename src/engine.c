@@ -261,7 +261,97 @@ typedef struct PushBatch
 	int			nitems;
 	SyncPushItem *items;
 	int		   *attempts;
+	char	  **resolved;		/* nitems x nfields: remote IDs put in for "@key" */
+	bool		deferred;		/* some items wait for a parent */
 } PushBatch;
+
+/*
+ * References to rows not yet pushed.  A reference column (e.g. a Contact's
+ * account_id) may hold "@<key>": the primary key of a row in the table that
+ * mirrors the referenced object on the same connection.  At push time the
+ * parent's remote ID is put in its place (and written back into the row
+ * after success); while the parent has no remote ID yet, the child waits.
+ */
+static void
+resolve_references(SyncMirror *m, const char *connection, PushBatch *b, MemoryContext work)
+{
+	int			k,
+				i;
+
+	for (k = 0; k < m->nfields; k++)
+	{
+		const char *target = m->fields[k].reference_to;
+		char	   *parent_sql = NULL;
+		char	   *parent_table = NULL;
+
+		if (target == NULL || m->fields[k].role != FIELD_DATA)
+			continue;
+		for (i = 0; i < b->nitems; i++)
+		{
+			SyncPushItem *it = &b->items[i];
+			const char *v = it->values[k];
+			char	   *key;
+			Oid			t[1] = {TEXTOID};
+			Datum		a[1];
+			MemoryContext old;
+
+			if (!it->send[k] || v == NULL || strncmp(v, "\"@", 2) != 0 || it->result != PUSH_PENDING)
+				continue;
+			key = pnstrdup(v + 2, strlen(v) - 3);	/* "@42" -> 42 */
+			if (parent_sql == NULL)
+			{
+				Oid			pt[2] = {TEXTOID, TEXTOID};
+				Datum		pa[2] = {CStringGetTextDatum(connection), CStringGetTextDatum(target)};
+
+				spi_exec("SELECT local_table::text, key_column, remote_id_column FROM sync.mirror "
+						 "WHERE connection = $1 AND remote_object = $2 ORDER BY id LIMIT 1",
+						 2, pt, pa, NULL, SPI_OK_SELECT);
+				if (SPI_processed == 0)
+				{
+					old = MemoryContextSwitchTo(work);
+					it->result = PUSH_REJECTED;
+					it->error_code = "UNRESOLVED_REFERENCE";
+					it->error_message = psprintf("%s refers to local row %s, but no table mirrors %s on connection \"%s\"",
+												 m->columns[k], v, target, connection);
+					MemoryContextSwitchTo(old);
+					continue;
+				}
+				parent_table = pstrdup(getv(0, 1));
+				parent_sql = psprintf("SELECT %s FROM %s WHERE %s::text = $1",
+									  quote_identifier(getv(0, 3)), parent_table,
+									  quote_identifier(getv(0, 2)));
+			}
+			a[0] = CStringGetTextDatum(key);
+			spi_exec(parent_sql, 1, t, a, NULL, SPI_OK_SELECT);
+			old = MemoryContextSwitchTo(work);
+			if (SPI_processed == 1 && getv(0, 1) != NULL)
+			{
+				char	   *rid = getv(0, 1);
+
+				it->values[k] = psprintf("\"%s\"", rid);
+				b->resolved[i * m->nfields + k] = rid;
+			}
+			else if (SPI_processed == 0)
+			{
+				it->result = PUSH_REJECTED;
+				it->error_code = "UNRESOLVED_REFERENCE";
+				it->error_message = psprintf("%s refers to row %s of %s, which does not exist",
+											 m->columns[k], key, parent_table);
+			}
+			else
+			{
+				/* the parent is not pushed yet: try again shortly */
+				it->result = PUSH_RETRY;
+				it->retry_after_s = 1;
+				it->error_code = "WAITING_FOR_PARENT";
+				it->error_message = psprintf("waiting for row %s of %s to reach the remote",
+											 key, parent_table);
+				b->deferred = true;
+			}
+			MemoryContextSwitchTo(old);
+		}
+	}
+}
 
 /*
  * Claim a batch of ready entries: the oldest entry of each row only (later
@@ -293,6 +383,7 @@ push_claim(SyncMirror *m, int limit, MemoryContext work)
 	b->nitems = (int) SPI_processed;
 	b->items = palloc0(sizeof(SyncPushItem) * Max(1, b->nitems));
 	b->attempts = palloc0(sizeof(int) * Max(1, b->nitems));
+	b->resolved = palloc0(sizeof(char *) * Max(1, b->nitems) * Max(1, m->nfields));
 	keys = palloc(sizeof(char *) * Max(1, b->nitems));
 	found = palloc0(sizeof(bool) * Max(1, b->nitems));
 	for (i = 0; i < b->nitems; i++)
@@ -422,12 +513,17 @@ push_claim(SyncMirror *m, int limit, MemoryContext work)
 static void
 push_record(SyncMirror *m, PushBatch *b, int *nok, int *nrejected, int *nretry)
 {
-	StringInfoData wb;
+	StringInfoData wb,
+				echo;
 	Oid			wbtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Oid			t8[8] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT4OID, TEXTOID, INT4OID};
 	int			i;
 	int			saved = sync_applying_mirror;
 
+	initStringInfo(&echo);
+	appendStringInfo(&echo, "DELETE FROM %s WHERE %s = $1 AND %s::text <> $2",
+					 m->qualified_table, quote_identifier(m->remote_id_column),
+					 quote_identifier(m->key_column));
 	initStringInfo(&wb);
 	appendStringInfo(&wb, "UPDATE %s SET %s = $1, %s = coalesce($2::timestamptz, %s) WHERE %s::text = $3",
 					 m->qualified_table, quote_identifier(m->remote_id_column),
@@ -475,6 +571,17 @@ push_record(SyncMirror *m, PushBatch *b, int *nok, int *nrejected, int *nretry)
 					sync_applying_mirror = m->id;
 					PG_TRY();
 					{
+						/*
+						 * A pull that ran while this create was in flight may
+						 * have brought the new record in as a row of its own:
+						 * that row is the echo of this one, so it goes.
+						 */
+						if (it->op == 'I')
+						{
+							Datum		ea[2] = {w[0], w[2]};
+
+							spi_exec(echo.data, 2, wbtypes, ea, NULL, SPI_OK_DELETE);
+						}
 						spi_exec(wb.data, 3, wbtypes, w, wn, SPI_OK_UPDATE);
 					}
 					PG_FINALLY();
@@ -494,6 +601,35 @@ push_record(SyncMirror *m, PushBatch *b, int *nok, int *nrejected, int *nretry)
 					}
 				}
 				spi_exec("DELETE FROM sync.outbox WHERE id = $1", 1, t8, a, n, SPI_OK_DELETE);
+				/* "@key" references now hold the parent's remote ID */
+				{
+					int			k;
+
+					for (k = 0; k < m->nfields; k++)
+					{
+						char	   *rid = b->resolved[i * m->nfields + k];
+						Oid			rt[2] = {TEXTOID, TEXTOID};
+						Datum		ra[2];
+
+						if (rid == NULL)
+							continue;
+						ra[0] = CStringGetTextDatum(rid);
+						ra[1] = CStringGetTextDatum(it->local_key);
+						sync_applying_mirror = m->id;
+						PG_TRY();
+						{
+							spi_exec(psprintf("UPDATE %s SET %s = $1 WHERE %s::text = $2",
+											  m->qualified_table, quote_identifier(m->columns[k]),
+											  quote_identifier(m->key_column)),
+									 2, rt, ra, NULL, SPI_OK_UPDATE);
+						}
+						PG_FINALLY();
+						{
+							sync_applying_mirror = saved;
+						}
+						PG_END_TRY();
+					}
+				}
 				break;
 			case PUSH_REJECTED:
 				(*nrejected)++;
@@ -635,6 +771,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		limit = conn->provider->batch_max(conn, m, 'U') * Max(1, conn->max_in_flight ? conn->max_in_flight : 1);
 		limit = Max(limit, sync_batch_size);
 		b = push_claim(m, limit, work);
+		resolve_references(m, connection, b, work);
 		xact_end(own);
 
 		if (b->nitems == 0)
@@ -803,6 +940,60 @@ pending_columns(SyncMirror *m, SyncPage *page, bool remote_wins, char *nulls)
 	return out;
 }
 
+/*
+ * Records this mirror created but whose result was not recorded yet (the
+ * worker crashed, or the pull ran while the push was in flight) come back
+ * carrying our idempotency key: give the key's local row its remote ID
+ * before the upsert, so the record updates that row instead of arriving as
+ * a second copy.
+ */
+static void
+adopt_own_creates(SyncMirror *m, SyncPage *page)
+{
+	const char *idem = mirror_option(m, "idempotency_field");
+	char	  **ids,
+			  **keys;
+	int			k,
+				i,
+				n = 0;
+	StringInfoData q;
+	Oid			t[3] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		a[3];
+
+	if (idem == NULL)
+		return;
+	for (k = 0; k < m->nfields; k++)
+		if (strcmp(m->fields[k].remote_name, idem) == 0)
+			break;
+	if (k == m->nfields)
+		return;					/* the key is not mapped: write-back resolves it */
+	ids = palloc(sizeof(char *) * Max(1, page->nrecords));
+	keys = palloc(sizeof(char *) * Max(1, page->nrecords));
+	for (i = 0; i < page->nrecords; i++)
+		if (!page->records[i].deleted && page->records[i].values[k] != NULL &&
+			strncmp(page->records[i].values[k], "sync-", 5) == 0)
+		{
+			ids[n] = page->records[i].remote_id;
+			keys[n++] = page->records[i].values[k];
+		}
+	if (n == 0)
+		return;
+	a[0] = Int32GetDatum(m->id);
+	a[1] = text_array(ids, n);
+	a[2] = text_array(keys, n);
+	initStringInfo(&q);
+	appendStringInfo(&q,
+					 "UPDATE %s t SET %s = v.rid "
+					 "FROM unnest($2::text[], $3::text[]) AS v(rid, key) "
+					 "JOIN sync.outbox o ON o.mirror = $1 AND o.idempotency_key = v.key "
+					 "WHERE t.%s::text = o.local_key AND t.%s IS NULL "
+					 "  AND NOT EXISTS (SELECT 1 FROM %s d WHERE d.%s = v.rid)",
+					 m->qualified_table, quote_identifier(m->remote_id_column),
+					 quote_identifier(m->key_column), quote_identifier(m->remote_id_column),
+					 m->qualified_table, quote_identifier(m->remote_id_column));
+	spi_exec(q.data, 3, t, a, NULL, SPI_OK_UPDATE);
+}
+
 /* Apply one page and advance the cursor, in the current transaction. */
 static void
 apply_page(SyncMirror *m, SyncPage *page, int64 *applied, int64 *deleted)
@@ -834,6 +1025,7 @@ apply_page(SyncMirror *m, SyncPage *page, int64 *applied, int64 *deleted)
 	sync_applying_mirror = m->id;
 	PG_TRY();
 	{
+		adopt_own_creates(m, page);
 		for (i = 0; i < page->nrecords; i++)
 		{
 			SyncRecord *r = &page->records[i];
@@ -1120,7 +1312,10 @@ sync_engine_cycle(void)
 			 "  (extract(epoch FROM least(s.next_pull_at, "
 			 "     (SELECT min(greatest(o.next_attempt_at, coalesce(o.claimed_until, o.next_attempt_at))) "
 			 "        FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'pending')) - now()) * 1000)::bigint "
-			 "FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror = m.id ORDER BY m.id",
+			 "FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror = m.id "
+			 /* parents first: objects other mirrors' reference fields point at */
+			 "ORDER BY (SELECT count(*) FROM sync.field f JOIN sync.mirror c ON c.id = f.mirror "
+			 "          WHERE f.reference_to = m.remote_object AND c.connection = m.connection) DESC, m.id",
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	MemoryContextSwitchTo(work);
 	nrefs = (int) SPI_processed;

@@ -691,8 +691,9 @@ sf_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		url = data_url(conn, "query?q=%s",
 					   http_url_encode(soql(m, since ? soql_datetime(since, 0) : NULL, false)));
 	else
+		/* no stamp yet (the object was empty): everything, deletes included */
 		url = data_url(conn, "queryAll?q=%s",
-					   http_url_encode(soql(m, soql_datetime(since, SF_OVERLAP_SECONDS), true)));
+					   http_url_encode(soql(m, since ? soql_datetime(since, SF_OVERLAP_SECONDS) : NULL, true)));
 
 	req = sf_get(conn, url);
 	if (next && req->outcome == HTTP_DONE && req->status == 400)
