@@ -53,7 +53,7 @@ BEGIN
     IF cardinality(cols) = 0 THEN RETURN NULL; END IF;
     INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id)
     VALUES (2, NEW.id::text, 'U', cols, NEW.remote_id)
-    ON CONFLICT (mirror, local_key) WHERE attempts = 0 AND op <> 'D'
+    ON CONFLICT (mirror, local_key, slot)
     DO UPDATE SET columns = ARRAY(SELECT DISTINCT c FROM unnest(o.columns || EXCLUDED.columns) c ORDER BY 1),
                   updated_at = now();
     RETURN NULL;

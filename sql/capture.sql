@@ -68,7 +68,7 @@ SELECT * FROM outbox;
 -- an entry that was attempted is sealed: later writes queue behind it
 DELETE FROM sync.outbox;
 INSERT INTO crm.contact (first_name, last_name) VALUES ('Alan', 'Turing');
-UPDATE sync.outbox SET attempts = 1, claimed_until = now() + interval '5 minutes';
+UPDATE sync.outbox SET attempts = 1, slot = -id, claimed_until = now() + interval '5 minutes';
 UPDATE crm.contact SET email = 'alan@example.com' WHERE id = 3;
 UPDATE crm.contact SET first_name = 'A. M.' WHERE id = 3;
 SELECT * FROM outbox;
@@ -101,7 +101,7 @@ SELECT count(*) AS queued FROM sync.outbox;
 
 -- parked failures show in sync.errors; sync.retry requeues them
 INSERT INTO crm.contact (first_name) VALUES ('Bad') RETURNING id AS bad \gset
-UPDATE sync.outbox SET state = 'parked', attempts = 1, error_code = 'REQUIRED_FIELD_MISSING',
+UPDATE sync.outbox SET state = 'parked', attempts = 1, slot = -id, error_code = 'REQUIRED_FIELD_MISSING',
        error_message = 'Required fields are missing: [LastName]', error_fields = '{LastName}';
 SELECT local_table, local_key, operation, error_code, error_message, error_fields FROM sync.errors;
 SELECT local_table, backlog, failures FROM sync.status;

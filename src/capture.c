@@ -157,14 +157,14 @@ prepare_plans(void)
 		Oid			types[5] = {INT4OID, TEXTOID, CHAROID, NAMEARRAYOID, TEXTOID};
 
 		/*
-		 * The ON CONFLICT target is the partial index outbox_coalesce: one
-		 * never-attempted, non-delete entry per row.  insert+update stays an
-		 * insert (all columns); update+update unions the columns.
+		 * The ON CONFLICT target is the row's open entry (slot 0, see
+		 * sync.outbox).  insert+update stays an insert (all columns);
+		 * update+update unions the columns.
 		 */
 		upsert_plan = prepare_kept(
 								   "INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id) "
 								   "VALUES ($1, $2, $3, $4, $5) "
-								   "ON CONFLICT (mirror, local_key) WHERE attempts = 0 AND op <> 'D' "
+								   "ON CONFLICT (mirror, local_key, slot) "
 								   "DO UPDATE SET columns = CASE "
 								   "  WHEN o.op = 'I' OR o.columns IS NULL OR EXCLUDED.columns IS NULL THEN NULL "
 								   "  ELSE ARRAY(SELECT DISTINCT c FROM pg_catalog.unnest(o.columns || EXCLUDED.columns) AS c ORDER BY 1) END, "
@@ -178,7 +178,7 @@ prepare_plans(void)
 
 		unqueue_plan = prepare_kept(
 									"DELETE FROM sync.outbox "
-									"WHERE mirror = $1 AND local_key = $2 AND attempts = 0 AND op <> 'D' "
+									"WHERE mirror = $1 AND local_key = $2 AND slot = 0 "
 									"RETURNING op",
 									2, types);
 	}
@@ -187,8 +187,8 @@ prepare_plans(void)
 		Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
 
 		delete_plan = prepare_kept(
-								   "INSERT INTO sync.outbox (mirror, local_key, op, remote_id) "
-								   "VALUES ($1, $2, 'D', $3)",
+								   "INSERT INTO sync.outbox (mirror, local_key, op, remote_id, slot) "
+								   "VALUES ($1, $2, 'D', $3, 1) ON CONFLICT (mirror, local_key, slot) DO NOTHING",
 								   3, types);
 	}
 }

@@ -930,7 +930,7 @@ pending_columns(SyncMirror *m, SyncPage *page, bool remote_wins, char *nulls)
 		appendStringInfo(&q,
 						 "DELETE FROM sync.outbox o USING %s t "
 						 "WHERE o.mirror = $1 AND o.local_key = t.%s::text AND t.%s = ANY ($2) "
-						 "  AND o.op = 'U' AND o.attempts = 0",
+						 "  AND o.op = 'U' AND o.slot = 0",
 						 m->qualified_table, quote_identifier(m->key_column),
 						 quote_identifier(m->remote_id_column));
 		spi_exec(q.data, 2, t, a, NULL, SPI_OK_DELETE);

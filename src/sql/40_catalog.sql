@@ -74,8 +74,12 @@ CREATE TABLE sync.mirror_state (
 
 -- Pending local writes.  The capture trigger writes the operation and the
 -- set of changed columns; values are read from the table at push time.
--- An entry that was never attempted (attempts = 0) absorbs later writes to
--- the same row; once attempted it is sealed and later writes queue behind it.
+-- An entry that was never attempted absorbs later writes to the same row;
+-- once attempted it is sealed and later writes queue behind it.  `slot`
+-- says which: 0 = the row's open insert/update entry, 1 = its open delete,
+-- -id = sealed.  One unique index on (mirror, local_key, slot) thus serves
+-- coalescing (ON CONFLICT), per-row order and per-row lookups: every
+-- captured write maintains two indexes, not four.
 CREATE TABLE sync.outbox (
     id              bigserial PRIMARY KEY,
     mirror          int NOT NULL,               -- no FK: the check would cost every
@@ -87,6 +91,7 @@ CREATE TABLE sync.outbox (
     idempotency_key text,
     state           text NOT NULL DEFAULT 'pending'
                     CHECK (state IN ('pending', 'parked')),
+    slot            bigint NOT NULL DEFAULT 0,
     attempts        int NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     claimed_until   timestamptz,                -- lease of the claimer
@@ -97,11 +102,7 @@ CREATE TABLE sync.outbox (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
--- at most one coalescable (never attempted, not a delete) entry per row
-CREATE UNIQUE INDEX outbox_coalesce ON sync.outbox (mirror, local_key)
-    WHERE attempts = 0 AND op <> 'D';
-CREATE INDEX outbox_row ON sync.outbox (mirror, local_key, id);
-CREATE INDEX outbox_ready ON sync.outbox (mirror, next_attempt_at) WHERE state = 'pending';
+CREATE UNIQUE INDEX outbox_row ON sync.outbox (mirror, local_key, slot);
 
 -- What was sent and received: record, fields, a hash of the values, result.
 CREATE TABLE sync.journal (

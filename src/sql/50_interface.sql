@@ -447,7 +447,7 @@ RETURNS SETOF sync.outbox LANGUAGE sql SET search_path = pg_catalog, pg_temp AS 
            FOR UPDATE SKIP LOCKED)
     UPDATE sync.outbox o
        SET claimed_until = now() + make_interval(secs => lease_seconds),
-           claimed_by = pg_backend_pid(), attempts = o.attempts + 1, updated_at = now(),
+           claimed_by = pg_backend_pid(), attempts = o.attempts + 1, slot = -o.id, updated_at = now(),
            idempotency_key = CASE WHEN o.op = 'I' THEN coalesce(o.idempotency_key,
                'sync-' || to_hex(hashtext(current_database())) || '-' || o.mirror || '-' || o.id) END
       FROM ready WHERE o.id = ready.id
