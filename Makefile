@@ -30,3 +30,6 @@ include $(PGXS)
 
 sync--0.1.sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@
+
+# objects depend on every header (struct layouts are shared)
+$(OBJS): $(wildcard src/*.h)

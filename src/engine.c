@@ -128,7 +128,9 @@ mirror_load(int id, MemoryContext work, char **connection)
 	char	   *opts;
 
 	spi_exec("SELECT m.remote_object, m.local_table::oid, m.local_table::text, m.key_column, "
-			 "       m.remote_id_column, m.stamp_column, m.direction, m.options::text, m.connection "
+			 "       m.remote_id_column, m.stamp_column, m.direction, m.options::text, m.connection, "
+			 "       (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+			 "         WHERE a.attrelid = m.local_table AND a.attname = m.key_column) "
 			 "FROM sync.mirror m WHERE m.id = $1", 1, types, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		ereport(ERROR,
@@ -147,6 +149,7 @@ mirror_load(int id, MemoryContext work, char **connection)
 	opts = getv(0, 8);
 	m->options = sjson_parse(opts, strlen(opts), &err);
 	*connection = getv(0, 9);
+	m->key_type = getv(0, 10) ? getv(0, 10) : "text";
 	MemoryContextSwitchTo(old);
 
 	spi_exec("SELECT remote_name, local_column, remote_type, local_type, createable, updateable, "
@@ -303,8 +306,10 @@ resolve_references(SyncMirror *m, const char *connection, PushBatch *b, MemoryCo
 				Oid			pt[2] = {TEXTOID, TEXTOID};
 				Datum		pa[2] = {CStringGetTextDatum(connection), CStringGetTextDatum(target)};
 
-				spi_exec("SELECT local_table::text, key_column, remote_id_column FROM sync.mirror "
-						 "WHERE connection = $1 AND remote_object = $2 ORDER BY id LIMIT 1",
+				spi_exec("SELECT m.local_table::text, m.key_column, m.remote_id_column, "
+						 "  (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+						 "    WHERE a.attrelid = m.local_table AND a.attname = m.key_column) "
+						 "FROM sync.mirror m WHERE m.connection = $1 AND m.remote_object = $2 ORDER BY m.id LIMIT 1",
 						 2, pt, pa, NULL, SPI_OK_SELECT);
 				if (SPI_processed == 0)
 				{
@@ -317,9 +322,9 @@ resolve_references(SyncMirror *m, const char *connection, PushBatch *b, MemoryCo
 					continue;
 				}
 				parent_table = pstrdup(getv(0, 1));
-				parent_sql = psprintf("SELECT %s FROM %s WHERE %s::text = $1",
+				parent_sql = psprintf("SELECT %s FROM %s WHERE %s = $1::%s",
 									  quote_identifier(getv(0, 3)), parent_table,
-									  quote_identifier(getv(0, 2)));
+									  quote_identifier(getv(0, 2)), getv(0, 4));
 			}
 			a[0] = CStringGetTextDatum(key);
 			spi_exec(parent_sql, 1, t, a, NULL, SPI_OK_SELECT);
@@ -445,8 +450,8 @@ push_claim(SyncMirror *m, int limit, MemoryContext work)
 		else
 			appendStringInfo(&sql, ", to_json(%s)::text", quote_identifier(m->columns[j]));
 	}
-	appendStringInfo(&sql, " FROM %s WHERE %s::text = ANY ($1)", m->qualified_table,
-					 quote_identifier(m->key_column));
+	appendStringInfo(&sql, " FROM %s WHERE %s = ANY ($1::%s[])", m->qualified_table,
+					 quote_identifier(m->key_column), m->key_type);
 	{
 		Oid			t[1] = {TEXTARRAYOID};
 		Datum		a[1];
@@ -521,14 +526,14 @@ push_record(SyncMirror *m, PushBatch *b, int *nok, int *nrejected, int *nretry)
 	int			saved = sync_applying_mirror;
 
 	initStringInfo(&echo);
-	appendStringInfo(&echo, "DELETE FROM %s WHERE %s = $1 AND %s::text <> $2",
+	appendStringInfo(&echo, "DELETE FROM %s WHERE %s = $1 AND %s <> $2::%s",
 					 m->qualified_table, quote_identifier(m->remote_id_column),
-					 quote_identifier(m->key_column));
+					 quote_identifier(m->key_column), m->key_type);
 	initStringInfo(&wb);
-	appendStringInfo(&wb, "UPDATE %s SET %s = $1, %s = coalesce($2::timestamptz, %s) WHERE %s::text = $3",
+	appendStringInfo(&wb, "UPDATE %s SET %s = $1, %s = coalesce($2::timestamptz, %s) WHERE %s = $3::%s",
 					 m->qualified_table, quote_identifier(m->remote_id_column),
 					 quote_identifier(m->stamp_column), quote_identifier(m->stamp_column),
-					 quote_identifier(m->key_column));
+					 quote_identifier(m->key_column), m->key_type);
 
 	for (i = 0; i < b->nitems; i++)
 	{
@@ -618,9 +623,9 @@ push_record(SyncMirror *m, PushBatch *b, int *nok, int *nrejected, int *nretry)
 						sync_applying_mirror = m->id;
 						PG_TRY();
 						{
-							spi_exec(psprintf("UPDATE %s SET %s = $1 WHERE %s::text = $2",
+							spi_exec(psprintf("UPDATE %s SET %s = $1 WHERE %s = $2::%s",
 											  m->qualified_table, quote_identifier(m->columns[k]),
-											  quote_identifier(m->key_column)),
+											  quote_identifier(m->key_column), m->key_type),
 									 2, rt, ra, NULL, SPI_OK_UPDATE);
 						}
 						PG_FINALLY();
@@ -986,10 +991,10 @@ adopt_own_creates(SyncMirror *m, SyncPage *page)
 					 "UPDATE %s t SET %s = v.rid "
 					 "FROM unnest($2::text[], $3::text[]) AS v(rid, key) "
 					 "JOIN sync.outbox o ON o.mirror = $1 AND o.idempotency_key = v.key "
-					 "WHERE t.%s::text = o.local_key AND t.%s IS NULL "
+					 "WHERE t.%s = o.local_key::%s AND t.%s IS NULL "
 					 "  AND NOT EXISTS (SELECT 1 FROM %s d WHERE d.%s = v.rid)",
 					 m->qualified_table, quote_identifier(m->remote_id_column),
-					 quote_identifier(m->key_column), quote_identifier(m->remote_id_column),
+					 quote_identifier(m->key_column), m->key_type, quote_identifier(m->remote_id_column),
 					 m->qualified_table, quote_identifier(m->remote_id_column));
 	spi_exec(q.data, 3, t, a, NULL, SPI_OK_UPDATE);
 }

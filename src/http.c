@@ -1,19 +1,51 @@
 /*
  * http.c — libcurl's multi interface behind the small API of http.h.
  *
- * One multi handle per process, created on first use and kept (its
- * connection cache gives keep-alive reuse across batches).  http_run()
- * drives transfers with curl's socket API and waits in a WaitEventSet that
- * holds curl's sockets *and* the process latch, so interrupts (query
- * cancel, SIGTERM via die(), postmaster death) are served mid-request.
+ * Process-wide state
+ *   One CURLM per process, created on first use and freed at process exit
+ *   (on_proc_exit).  Its connection cache keeps keep-alive connections (and
+ *   its DNS cache the lookups) from one http_run to the next; a CURLSH shares
+ *   TLS sessions between easy handles, so a new connection to a known host
+ *   resumes its TLS session.  Easy handles are per request.
  *
- * Everything curl allocates with malloc for a run (easy handles, header
- * lists, the wait set's epoll fd) is registered on a memory context whose
- * reset callback releases it, so an ERROR thrown from anywhere inside a run
- * leaks nothing.
+ * Driving transfers
+ *   curl's socket API: CURLMOPT_SOCKETFUNCTION keeps a table of the sockets
+ *   curl wants watched and CURLMOPT_TIMERFUNCTION the deadline it wants to be
+ *   called back at.  http_run waits in a WaitEventSet holding the process
+ *   latch, postmaster death (WL_EXIT_ON_PM_DEATH) and every socket of the
+ *   table, for at most the time until curl's deadline (and never more than a
+ *   second).  After every wake-up it calls CHECK_FOR_INTERRUPTS(), so query
+ *   cancel, statement_timeout and die() (SIGTERM with the standard handler)
+ *   are served mid-request, within milliseconds.  The wait set is rebuilt
+ *   only when curl adds or removes a socket; a change of direction on a
+ *   known socket is a ModifyWaitEvent.
+ *
+ * Errors and cleanup
+ *   Nothing in here ever throws from inside a libcurl callback (a longjmp
+ *   through libcurl would leave it inconsistent): the callbacks allocate
+ *   with MCXT_ALLOC_NO_OOM and report failure to curl by return value; the
+ *   ERROR is raised afterwards, outside curl.  Everything malloc'd for a run
+ *   (easy handles, curl_slist header lists, the wait set's epoll fd) hangs off
+ *   the run and is released by release_run(), which runs on normal exit, in
+ *   the PG_CATCH of http_run (an interrupt or out-of-memory ERROR), and, as a
+ *   last resort, at the start of the next run and at process exit.  A run
+ *   interrupted by FATAL (die()) goes straight to proc_exit, where the exit
+ *   callback releases it.
+ *
+ * Transport policy (see http.h): https, or plain http to loopback only
+ *   (checked with curl's own URL parser before any handle exists, and the
+ *   handle then limited to that one scheme); TLS verification always on; no
+ *   redirects; connect and total timeouts; response body capped while read
+ *   (decoded bytes, so a gzip bomb stops at the cap too).
+ *
+ * Logging: one DEBUG2 line per request (method, redacted URL, outcome,
+ *   size, time, new connections).  With log level DEBUG5, curl's verbose
+ *   trace is logged too, with credentials redacted and bodies left out.
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <curl/curl.h>
 
 #include "miscadmin.h"
@@ -27,52 +59,86 @@
 #include "http.h"
 #include "sync.h"
 
+#if LIBCURL_VERSION_NUM < 0x075500
+#error "libcurl >= 7.85.0 is required (CURLOPT_PROTOCOLS_STR)"
+#endif
+
 int			sync_http_timeout_ms = 30000;
 int			sync_http_connect_timeout_ms = 10000;
 int			sync_http_max_in_flight = 8;
 int			sync_http_max_response_bytes = 64 * 1024 * 1024;
 
-#define MAX_SOCKETS 1024
+/* response headers of one response (the last block) are capped at this */
+#define MAX_HEADER_BYTES	(1024 * 1024)
+/* longest single wait: a safety net, curl's timer normally decides */
+#define MAX_WAIT_MS			1000
 
-/* sockets curl wants watched (kept as long as the multi handle) */
+/* ---------------------------------------------------------------------
+ * process-wide state
+ * --------------------------------------------------------------------- */
+
+/* a socket curl wants watched */
 typedef struct SockWatch
 {
 	curl_socket_t fd;
-	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+	int			what;			/* CURL_POLL_IN / OUT / INOUT (NONE: not
+								 * watched) */
+	int			pos;			/* position in the current wait set, or -1 */
+	bool		modified;		/* what changed since the wait set was built */
 } SockWatch;
 
 static CURLM *multi = NULL;
-static SockWatch socks[MAX_SOCKETS];
-static int	nsocks = 0;
-static long curl_timeout_ms = -1;
+static CURLSH *share = NULL;
 
-/* one transfer of a run */
+static SockWatch *socks = NULL;	/* in TopMemoryContext */
+static int	nsocks = 0;
+static int	maxsocks = 0;
+static bool socks_added_or_removed = false;
+static bool socks_modified = false;
+
+static bool timer_armed = false;
+static TimestampTz timer_deadline = 0;
+
+struct Run;
+static struct Run *current_run = NULL;
+
+/* ---------------------------------------------------------------------
+ * per-run state
+ * --------------------------------------------------------------------- */
+
 typedef struct Transfer
 {
 	HttpRequest *req;
-	CURL	   *easy;
-	struct curl_slist *headers;
-	char		errbuf[CURL_ERROR_SIZE];
-	bool		too_large;
+	CURL	   *easy;			/* malloc'd by curl; NULL once cleaned up */
+	struct curl_slist *headers; /* malloc'd by curl */
 	bool		active;			/* added to the multi handle */
-	MemoryContext cxt;			/* where the response goes */
+	bool		too_large;		/* body over the cap: write_cb refused it */
+	bool		headers_too_large;
+	bool		oom;			/* a callback could not allocate */
+	bool		https;
+	int			timeout_ms;
+	MemoryContext cxt;			/* the run's context */
+	/* raw header block of the last response, in the run's context */
+	char	   *hdr;
+	size_t		hdr_len;
+	size_t		hdr_cap;
+	char		errbuf[CURL_ERROR_SIZE];
 } Transfer;
 
 typedef struct Run
 {
-	MemoryContextCallback cb;
+	MemoryContext cxt;			/* holds this struct and the transfers */
 	Transfer   *t;
 	int			n;
-	WaitEventSet *wes;
+	WaitEventSet *wes;			/* malloc'd epoll fd inside; NULL when none */
+	int			wes_size;
 } Run;
 
-static void
-http_at_exit(int code, Datum arg)
-{
-	if (multi)
-		curl_multi_cleanup(multi);
-	multi = NULL;
-}
+static void release_run(Run *run);
+
+/* ---------------------------------------------------------------------
+ * libcurl callbacks: none of them may throw
+ * --------------------------------------------------------------------- */
 
 static int
 socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
@@ -82,71 +148,254 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	for (i = 0; i < nsocks; i++)
 		if (socks[i].fd == fd)
 			break;
+
 	if (what == CURL_POLL_REMOVE)
 	{
 		if (i < nsocks)
+		{
 			socks[i] = socks[--nsocks];
+			socks_added_or_removed = true;
+		}
 		return 0;
 	}
+
 	if (i == nsocks)
 	{
-		if (nsocks == MAX_SOCKETS)
-			return -1;
+		if (nsocks == maxsocks)
+		{
+			int			newmax = maxsocks ? maxsocks * 2 : 64;
+			SockWatch  *n;
+
+			n = MemoryContextAllocExtended(TopMemoryContext, sizeof(SockWatch) * newmax,
+										   MCXT_ALLOC_NO_OOM);
+			if (n == NULL)
+				return -1;		/* curl fails the transfer */
+			if (socks)
+			{
+				memcpy(n, socks, sizeof(SockWatch) * nsocks);
+				pfree(socks);
+			}
+			socks = n;
+			maxsocks = newmax;
+		}
 		nsocks++;
+		socks[i].fd = fd;
+		socks[i].what = what;
+		socks[i].pos = -1;
+		socks[i].modified = false;
+		socks_added_or_removed = true;
 	}
-	socks[i].fd = fd;
-	socks[i].what = what;
+	else if (socks[i].what != what)
+	{
+		socks[i].what = what;
+		socks[i].modified = true;
+		socks_modified = true;
+	}
 	return 0;
 }
 
 static int
 timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
-	curl_timeout_ms = timeout_ms;
+	if (timeout_ms < 0)
+		timer_armed = false;
+	else
+	{
+		timer_armed = true;
+		timer_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	}
 	return 0;
 }
 
-static CURLM *
-get_multi(void)
+/*
+ * Grow a buffer without throwing: returns false when out of memory.  The new
+ * buffer is allocated in the old one's context (or cxt when there is none).
+ */
+static bool
+grow_noerror(char **buf, size_t *cap, size_t need, MemoryContext cxt)
 {
-	if (multi == NULL)
+	size_t		newcap;
+	char	   *n;
+
+	if (need <= *cap)
+		return true;
+	newcap = Max(*cap * 2, (size_t) 1024);
+	while (newcap < need)
+		newcap *= 2;
+	if (newcap > MaxAllocSize)
+		newcap = MaxAllocSize;
+	if (newcap < need)
+		return false;
+	if (*buf)
+		cxt = GetMemoryChunkContext(*buf);
+	n = MemoryContextAllocExtended(cxt, newcap, MCXT_ALLOC_NO_OOM);
+	if (n == NULL)
+		return false;
+	if (*buf)
 	{
-		multi = curl_multi_init();
-		if (multi == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not create a libcurl multi handle")));
-		curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-		curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 64L);
-		on_proc_exit(http_at_exit, (Datum) 0);
+		memcpy(n, *buf, *cap);
+		pfree(*buf);
 	}
-	return multi;
+	*buf = n;
+	*cap = newcap;
+	return true;
 }
 
-/* Releases what curl malloc'd for a run: normal end and ERROR alike. */
-static void
-run_release(void *arg)
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
-	Run		   *run = (Run *) arg;
-	int			i;
+	Transfer   *t = (Transfer *) userp;
+	StringInfo	s = &t->req->response;
+	size_t		n = size * nmemb;
+	size_t		cap;
 
-	for (i = 0; i < run->n; i++)
+	if ((size_t) s->len + n > (size_t) sync_http_max_response_bytes)
 	{
-		Transfer   *t = &run->t[i];
-
-		if (t->easy)
-		{
-			if (t->active && multi)
-				curl_multi_remove_handle(multi, t->easy);
-			curl_easy_cleanup(t->easy);
-			t->easy = NULL;
-		}
-		if (t->headers)
-			curl_slist_free_all(t->headers);
-		t->headers = NULL;
+		t->too_large = true;
+		return 0;				/* != n: curl aborts with CURLE_WRITE_ERROR */
 	}
-	if (run->wes)
-		FreeWaitEventSet(run->wes);
-	run->wes = NULL;
+	cap = (size_t) s->maxlen;
+	/* s->data exists (http_run made sure): it grows in its own context */
+	if (!grow_noerror(&s->data, &cap, (size_t) s->len + n + 1, t->cxt))
+	{
+		t->oom = true;
+		return 0;
+	}
+	s->maxlen = (int) cap;
+	memcpy(s->data + s->len, data, n);
+	s->len += (int) n;
+	s->data[s->len] = '\0';
+	return n;
+}
+
+/*
+ * Raw response header lines, parsed after the transfer.  Every status line
+ * ("HTTP/1.1 100 Continue", a redirect, the final one) starts a new block:
+ * only the last block is kept.
+ */
+static size_t
+header_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	Transfer   *t = (Transfer *) userp;
+	size_t		n = size * nmemb;
+
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+		t->hdr_len = 0;
+	if (t->hdr_len + n > MAX_HEADER_BYTES)
+	{
+		t->headers_too_large = true;
+		return 0;
+	}
+	if (!grow_noerror(&t->hdr, &t->hdr_cap, t->hdr_len + n + 1, t->cxt))
+	{
+		t->oom = true;
+		return 0;
+	}
+	memcpy(t->hdr + t->hdr_len, data, n);
+	t->hdr_len += n;
+	t->hdr[t->hdr_len] = '\0';
+	return n;
+}
+
+/*
+ * CURLOPT_VERBOSE trace at DEBUG5: informational text and headers, with
+ * credentials redacted; bodies (which may hold secrets) are never logged.
+ */
+static int
+debug_cb(CURL *easy, curl_infotype type, char *data, size_t size, void *userp)
+{
+	const char *dir;
+	MemoryContext old = CurrentMemoryContext;
+
+	switch (type)
+	{
+		case CURLINFO_TEXT:
+			dir = "*";
+			break;
+		case CURLINFO_HEADER_IN:
+			dir = "<";
+			break;
+		case CURLINFO_HEADER_OUT:
+			dir = ">";
+			break;
+		default:
+			return 0;
+	}
+
+	/* logging must not throw through libcurl: swallow any error */
+	PG_TRY();
+	{
+		const char *p = data;
+		const char *end = data + size;
+
+		while (p < end)
+		{
+			const char *eol = memchr(p, '\n', end - p);
+			int			len = (int) ((eol ? eol : end) - p);
+			const char *colon;
+
+			if (len > 0 && p[len - 1] == '\r')
+				len--;
+			colon = memchr(p, ':', len);
+			if (len > 0 && type == CURLINFO_HEADER_OUT && p == data)
+			{
+				/* the request line: "GET /path?query HTTP/1.1" */
+				elog(DEBUG5, "sync http %s %s", dir, http_redact_url(pnstrdup(p, len)));
+			}
+			else if (len > 0 && colon && type != CURLINFO_TEXT &&
+				((colon - p == 13 && pg_strncasecmp(p, "authorization", 13) == 0) ||
+				 (colon - p == 19 && pg_strncasecmp(p, "proxy-authorization", 19) == 0) ||
+				 (colon - p == 6 && pg_strncasecmp(p, "cookie", 6) == 0) ||
+				 (colon - p == 10 && pg_strncasecmp(p, "set-cookie", 10) == 0) ||
+				 pg_strncasecmp(p, "x-api-key", 9) == 0))
+				elog(DEBUG5, "sync http %s %.*s: [redacted]", dir, (int) (colon - p), p);
+			else if (len > 0)
+				elog(DEBUG5, "sync http %s %.*s", dir, len, p);
+			p = eol ? eol + 1 : end;
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * process-wide handles
+ * --------------------------------------------------------------------- */
+
+static void
+http_at_exit(int code, Datum arg)
+{
+	if (current_run)
+		release_run(current_run);
+	if (multi)
+		curl_multi_cleanup(multi);
+	multi = NULL;
+	if (share)
+		curl_share_cleanup(share);
+	share = NULL;
+}
+
+static void
+ensure_multi(void)
+{
+	if (multi != NULL)
+		return;
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	share = curl_share_init();
+	if (share)
+		curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	on_proc_exit(http_at_exit, (Datum) 0);
 }
 
 /* ---------------------------------------------------------------------
@@ -199,6 +448,33 @@ http_response_header(const HttpRequest *req, const char *name)
 }
 
 const char *
+http_outcome_name(HttpOutcome outcome)
+{
+	switch (outcome)
+	{
+		case HTTP_PENDING:
+			return "pending";
+		case HTTP_DONE:
+			return "done";
+		case HTTP_TIMEOUT:
+			return "timeout";
+		case HTTP_CONNECT_FAILED:
+			return "connect_failed";
+		case HTTP_TLS_FAILED:
+			return "tls_failed";
+		case HTTP_TRANSPORT_FAILED:
+			return "transport_failed";
+		case HTTP_TOO_LARGE:
+			return "too_large";
+		case HTTP_REFUSED:
+			return "refused";
+		case HTTP_CANCELLED:
+			return "cancelled";
+	}
+	return "unknown";
+}
+
+const char *
 http_outcome_text(const HttpRequest *req)
 {
 	switch (req->outcome)
@@ -208,7 +484,7 @@ http_outcome_text(const HttpRequest *req)
 		case HTTP_PENDING:
 			return "not sent";
 		default:
-			return req->error ? req->error : "failed";
+			return req->error ? req->error : http_outcome_name(req->outcome);
 	}
 }
 
@@ -224,7 +500,7 @@ http_url_encode(const char *s)
 	{
 		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			(*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~')
-			appendStringInfoChar(&buf, *p);
+			appendStringInfoChar(&buf, (char) *p);
 		else
 		{
 			appendStringInfoChar(&buf, '%');
@@ -235,222 +511,581 @@ http_url_encode(const char *s)
 	return buf.data;
 }
 
-/* The URL without secrets in its query string, for logs. */
-static char *
-redacted_url(const char *url)
+/* a query parameter whose value must not be logged */
+static bool
+secret_param(const char *name, int len)
 {
-	const char *q = strchr(url, '?');
+	static const char *const words[] = {
+		"token", "secret", "password", "passwd", "signature", "sig", "key",
+		"assertion", "code", "auth", "credential", "session"
+	};
+	char	   *lower = pnstrdup(name, len);
+	bool		found = false;
+	int			i;
 
-	return q ? psprintf("%.*s?[query]", (int) (q - url), url) : pstrdup(url);
+	for (i = 0; lower[i]; i++)
+		lower[i] = pg_tolower((unsigned char) lower[i]);
+	for (i = 0; i < lengthof(words) && !found; i++)
+		found = strstr(lower, words[i]) != NULL;
+	pfree(lower);
+	return found;
 }
 
-/* https, or plain http to a loopback host only. */
+char *
+http_redact_url(const char *url)
+{
+	StringInfoData buf;
+	const char *p = url;
+	const char *scheme_end = strstr(url, "://");
+	const char *q;
+
+	initStringInfo(&buf);
+
+	/* userinfo: scheme://user:password@host -> scheme://[redacted]@host */
+	if (scheme_end)
+	{
+		const char *auth = scheme_end + 3;
+		size_t		authlen = strcspn(auth, "/?#");
+		const char *at = NULL;
+		const char *c;
+
+		for (c = auth; c < auth + authlen; c++)
+			if (*c == '@')
+				at = c;
+		if (at)
+		{
+			appendBinaryStringInfo(&buf, url, (int) (auth - url));
+			appendStringInfoString(&buf, "[redacted]");
+			p = at;
+		}
+	}
+
+	q = strchr(p, '?');
+	if (q == NULL)
+	{
+		appendBinaryStringInfo(&buf, p, (int) strcspn(p, "#"));
+		return buf.data;
+	}
+	appendBinaryStringInfo(&buf, p, (int) (q - p) + 1);
+	p = q + 1;
+	while (*p && *p != '#')
+	{
+		size_t		plen = strcspn(p, "&#");
+		const char *eq = memchr(p, '=', plen);
+
+		if (eq && secret_param(p, (int) (eq - p)))
+		{
+			appendBinaryStringInfo(&buf, p, (int) (eq - p) + 1);
+			appendStringInfoString(&buf, "[redacted]");
+		}
+		else
+			appendBinaryStringInfo(&buf, p, (int) plen);
+		p += plen;
+		if (*p == '&')
+		{
+			appendStringInfoChar(&buf, '&');
+			p++;
+		}
+	}
+	return buf.data;
+}
+
+/* host as curl's URL parser reports it: a loopback address or localhost? */
 static bool
-url_allowed(const char *url, char **why)
+loopback_host(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	char		buf[INET6_ADDRSTRLEN + 2];
+	size_t		len = strlen(host);
+
+	if (pg_strcasecmp(host, "localhost") == 0)
+		return true;			/* curl resolves it to loopback itself */
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (len > 2 && len < sizeof(buf) && host[0] == '[' && host[len - 1] == ']')
+	{
+		memcpy(buf, host + 1, len - 2);
+		buf[len - 2] = '\0';
+		if (inet_pton(AF_INET6, buf, &a6) == 1)
+			return IN6_IS_ADDR_LOOPBACK(&a6) ||
+				(IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/*
+ * The transport policy: https anywhere, plain http to loopback hosts only.
+ * Parsed with curl's own URL parser, so what is checked is what curl will
+ * connect to.  Returns NULL when allowed (and sets *https), else the reason.
+ */
+static char *
+url_refusal(const char *url, bool *https)
 {
 	CURLU	   *u = curl_url();
 	char	   *scheme = NULL,
 			   *host = NULL;
-	bool		ok = false;
+	char	   *why = NULL;
+	CURLUcode	rc;
 
 	if (u == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-		curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
-		*why = psprintf("malformed URL \"%s\"", redacted_url(url));
+	rc = curl_url_set(u, CURLUPART_URL, url, 0);
+	if (rc == CURLUE_OK)
+		rc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+	if (rc == CURLUE_OK)
+		rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+
+	if (rc != CURLUE_OK)
+		why = psprintf("malformed URL \"%s\": %s", http_redact_url(url), curl_url_strerror(rc));
 	else if (pg_strcasecmp(scheme, "https") == 0)
-		ok = true;
-	else if (pg_strcasecmp(scheme, "http") == 0 &&
-			 (strncmp(host, "127.", 4) == 0 || strcmp(host, "[::1]") == 0 ||
-			  strcmp(host, "::1") == 0 || pg_strcasecmp(host, "localhost") == 0))
-		ok = true;
+		*https = true;
+	else if (pg_strcasecmp(scheme, "http") == 0 && loopback_host(host))
+		*https = false;
+	else if (pg_strcasecmp(scheme, "http") == 0)
+		why = psprintf("refused to send a request to \"%s\": plain http is allowed only to loopback hosts (127.0.0.0/8, ::1, localhost); use https",
+					   http_redact_url(url));
 	else
-		*why = psprintf("refusing %s: only https is allowed (plain http only to loopback hosts)",
-						redacted_url(url));
+		why = psprintf("refused to send a request to \"%s\": unsupported scheme \"%s\" (only https, and http to loopback hosts)",
+					   http_redact_url(url), scheme);
 	if (scheme)
 		curl_free(scheme);
 	if (host)
 		curl_free(host);
 	curl_url_cleanup(u);
-	return ok;
-}
-
-static size_t
-write_cb(char *data, size_t size, size_t nmemb, void *userp)
-{
-	Transfer   *t = (Transfer *) userp;
-	size_t		n = size * nmemb;
-
-	if ((size_t) t->req->response.len + n > (size_t) sync_http_max_response_bytes)
-	{
-		t->too_large = true;
-		return 0;				/* aborts the transfer */
-	}
-	{
-		MemoryContext old = MemoryContextSwitchTo(t->cxt);
-
-		appendBinaryStringInfo(&t->req->response, data, (int) n);
-		MemoryContextSwitchTo(old);
-	}
-	return n;
-}
-
-static size_t
-header_cb(char *data, size_t size, size_t nmemb, void *userp)
-{
-	Transfer   *t = (Transfer *) userp;
-	size_t		n = size * nmemb;
-	MemoryContext old;
-	char	   *colon;
-	char	   *line;
-	int			len = (int) n,
-				i;
-
-	while (len > 0 && (data[len - 1] == '\r' || data[len - 1] == '\n'))
-		len--;
-	old = MemoryContextSwitchTo(t->cxt);
-	line = pnstrdup(data, len);
-	if (strncmp(line, "HTTP/", 5) == 0)
-		t->req->response_headers = NIL;	/* a new header block (after 100 Continue) */
-	else if ((colon = strchr(line, ':')) != NULL)
-	{
-		HttpHeader *h = palloc(sizeof(HttpHeader));
-
-		*colon = '\0';
-		for (i = 0; line[i]; i++)
-			line[i] = pg_tolower((unsigned char) line[i]);
-		h->name = line;
-		h->value = colon + 1;
-		while (*h->value == ' ' || *h->value == '\t')
-			h->value++;
-		t->req->response_headers = lappend(t->req->response_headers, h);
-	}
-	MemoryContextSwitchTo(old);
-	return n;
+	return why;
 }
 
 static void
-setup_easy(Transfer *t)
+check_setopt(CURLcode rc, const char *what)
+{
+	if (rc == CURLE_OUT_OF_MEMORY)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	if (rc != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not set libcurl option %s: %s", what, curl_easy_strerror(rc))));
+}
+
+#define SETOPT(e, opt, val) check_setopt(curl_easy_setopt((e), (opt), (val)), #opt)
+
+static void
+append_header(Transfer *t, const char *line)
+{
+	struct curl_slist *nl = curl_slist_append(t->headers, line);
+
+	if (nl == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	t->headers = nl;
+}
+
+/*
+ * Create and configure the easy handle of a transfer.  Anything malloc'd is
+ * stored in the Transfer at once, so an ERROR here leaks nothing.
+ */
+static void
+setup_easy(Transfer *t, bool verbose)
 {
 	HttpRequest *req = t->req;
-	CURL	   *e = curl_easy_init();
+	CURL	   *e;
 	ListCell   *lc;
-	long		timeout = req->timeout_ms > 0 ? req->timeout_ms : sync_http_timeout_ms;
+	const char *m = req->method;
 
+	if (m[0] == '\0' || strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(m))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid HTTP method \"%s\"", m)));
+
+	t->easy = e = curl_easy_init();
 	if (e == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not create a libcurl handle")));
-	t->easy = e;
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+
 	foreach(lc, req->headers)
 	{
 		HttpHeader *h = (HttpHeader *) lfirst(lc);
-		char	   *line = psprintf("%s: %s", h->name, h->value);
-		struct curl_slist *nl = curl_slist_append(t->headers, line);
 
-		if (nl == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-		t->headers = nl;
+		if (strpbrk(h->name, "\r\n:") || strpbrk(h->value, "\r\n"))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid HTTP header \"%s\": names and values must not contain line breaks",
+							h->name)));
+		append_header(t, psprintf("%s: %s", h->name, h->value));
 	}
 	/* no 100-continue round trip before bodies */
-	t->headers = curl_slist_append(t->headers, "Expect:");
+	append_header(t, "Expect:");
 
-	curl_easy_setopt(e, CURLOPT_URL, req->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	t->errbuf[0] = '\0';
+	SETOPT(e, CURLOPT_ERRORBUFFER, t->errbuf);
+	SETOPT(e, CURLOPT_URL, req->url);
+	SETOPT(e, CURLOPT_PRIVATE, t);
+	SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+	/* the URL was checked: allow only its scheme, and never redirects */
+	SETOPT(e, CURLOPT_PROTOCOLS_STR, t->https ? "https" : "http");
+	SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+	SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
+	if (!t->https)
+		SETOPT(e, CURLOPT_PROXY, "");	/* loopback: never through a proxy */
+	SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (req->ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(sync_http_connect_timeout_ms, timeout));
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "sync/" SYNC_VERSION);
-	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-	if (strcmp(req->method, "GET") == 0)
-		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+		SETOPT(e, CURLOPT_CAINFO, req->ca_file);
+	if (share)
+		SETOPT(e, CURLOPT_SHARE, share);
+	SETOPT(e, CURLOPT_TIMEOUT_MS, (long) t->timeout_ms);
+	SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(sync_http_connect_timeout_ms, t->timeout_ms));
+	SETOPT(e, CURLOPT_USERAGENT, "sync/" SYNC_VERSION);
+	SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
+	SETOPT(e, CURLOPT_HTTPHEADER, t->headers);
+	SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) sync_http_max_response_bytes);
+	SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
+	SETOPT(e, CURLOPT_WRITEDATA, t);
+	SETOPT(e, CURLOPT_HEADERFUNCTION, header_cb);
+	SETOPT(e, CURLOPT_HEADERDATA, t);
+	if (verbose)
+	{
+		SETOPT(e, CURLOPT_DEBUGFUNCTION, debug_cb);
+		SETOPT(e, CURLOPT_VERBOSE, 1L);
+	}
+
+	if (strcmp(m, "GET") == 0 && req->body == NULL)
+		SETOPT(e, CURLOPT_HTTPGET, 1L);
+	else if (strcmp(m, "HEAD") == 0)
+		SETOPT(e, CURLOPT_NOBODY, 1L);
 	else
 	{
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+		if (strcmp(m, "POST") != 0)
+			SETOPT(e, CURLOPT_CUSTOMREQUEST, m);
 		if (req->body != NULL)
 		{
-			curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
-			curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+			SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+			SETOPT(e, CURLOPT_POSTFIELDS, req->body);
 		}
-		else if (strcmp(req->method, "POST") == 0 || strcmp(req->method, "PATCH") == 0 ||
-				 strcmp(req->method, "PUT") == 0)
+		else if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0)
 		{
-			curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-			curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+			SETOPT(e, CURLOPT_POSTFIELDSIZE, 0L);
+			SETOPT(e, CURLOPT_POSTFIELDS, "");
 		}
 	}
 }
 
+/* the raw header block -> response_headers (names lower-cased) */
 static void
-finish(Transfer *t, CURLcode code)
+parse_headers(Transfer *t)
 {
 	HttpRequest *req = t->req;
-	MemoryContext old = MemoryContextSwitchTo(t->cxt);
-	double		total = 0;
+	char	   *p;
+	HttpHeader *last = NULL;
 
-	curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
-	req->elapsed_ms = total * 1000.0;
-	if (code == CURLE_OK)
+	req->response_headers = NIL;
+	if (t->hdr == NULL)
+		return;
+	p = t->hdr;
+	while (*p)
 	{
-		req->outcome = HTTP_DONE;
-		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &req->status);
-	}
-	else
-	{
-		const char *detail = t->errbuf[0] ? t->errbuf : curl_easy_strerror(code);
+		char	   *eol = strchr(p, '\n');
+		char	   *line;
+		char	   *colon;
+		int			len = (int) (eol ? eol - p : strlen(p));
 
-		switch (code)
+		while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == '\n'))
+			len--;
+		line = pnstrdup(p, len);
+		p = eol ? eol + 1 : p + strlen(p);
+
+		if (len == 0 || strncmp(line, "HTTP/", 5) == 0)
+			continue;
+		if ((line[0] == ' ' || line[0] == '\t') && last)
 		{
-			case CURLE_OPERATION_TIMEDOUT:
-				req->outcome = HTTP_TIMEOUT;
-				break;
-			case CURLE_COULDNT_CONNECT:
-			case CURLE_COULDNT_RESOLVE_HOST:
-			case CURLE_COULDNT_RESOLVE_PROXY:
-				req->outcome = HTTP_CONNECT_FAILED;
-				break;
-			case CURLE_PEER_FAILED_VERIFICATION:
-			case CURLE_SSL_CONNECT_ERROR:
-			case CURLE_SSL_CERTPROBLEM:
-			case CURLE_SSL_CIPHER:
-			case CURLE_SSL_CACERT_BADFILE:
-				req->outcome = HTTP_TLS_FAILED;
-				break;
-			case CURLE_WRITE_ERROR:
-				req->outcome = t->too_large ? HTTP_TOO_LARGE : HTTP_TRANSPORT_FAILED;
-				break;
-			default:
-				req->outcome = HTTP_TRANSPORT_FAILED;
-				break;
+			/* obsolete line folding: continues the previous value */
+			last->value = psprintf("%s %s", last->value, line + strspn(line, " \t"));
+			continue;
 		}
-		if (req->outcome == HTTP_TOO_LARGE)
-			req->error = psprintf("%s %s: response larger than sync.http_max_response_bytes (%d bytes)",
-								  req->method, redacted_url(req->url), sync_http_max_response_bytes);
-		else if (req->outcome == HTTP_TIMEOUT)
-			req->error = psprintf("%s %s: timed out after %.0f ms (%s)",
-								  req->method, redacted_url(req->url), req->elapsed_ms, detail);
-		else
-			req->error = psprintf("%s %s: %s", req->method, redacted_url(req->url), detail);
+		colon = strchr(line, ':');
+		if (colon == NULL)
+			continue;
+		{
+			HttpHeader *h = palloc(sizeof(HttpHeader));
+			char	   *v;
+			int			i,
+						vl;
+
+			*colon = '\0';
+			for (i = 0; line[i]; i++)
+				line[i] = pg_tolower((unsigned char) line[i]);
+			v = colon + 1 + strspn(colon + 1, " \t");
+			vl = (int) strlen(v);
+			while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+				v[--vl] = '\0';
+			h->name = line;
+			h->value = v;
+			req->response_headers = lappend(req->response_headers, h);
+			last = h;
+		}
 	}
-	ereport(DEBUG2,
-			(errmsg_internal("sync http: %s %s -> %s in %.1f ms", req->method, redacted_url(req->url),
-							 http_outcome_text(req), req->elapsed_ms)));
+}
+
+static double
+info_ms(CURL *e, CURLINFO what)
+{
+	curl_off_t	us = 0;
+
+	if (curl_easy_getinfo(e, what, &us) != CURLE_OK)
+		return 0;
+	return (double) us / 1000.0;
+}
+
+static HttpOutcome
+map_curlcode(Transfer *t, CURLcode code)
+{
+	switch (code)
+	{
+		case CURLE_OK:
+			return HTTP_DONE;
+		case CURLE_OPERATION_TIMEDOUT:
+			return HTTP_TIMEOUT;
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+			return HTTP_CONNECT_FAILED;
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_SSL_ENGINE_NOTFOUND:
+		case CURLE_SSL_ENGINE_SETFAILED:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_ENGINE_INITFAILED:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_SHUTDOWN_FAILED:
+		case CURLE_SSL_CRL_BADFILE:
+		case CURLE_SSL_ISSUER_ERROR:
+		case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		case CURLE_SSL_INVALIDCERTSTATUS:
+		case CURLE_SSL_CLIENTCERT:
+		case CURLE_USE_SSL_FAILED:
+			return HTTP_TLS_FAILED;
+		case CURLE_FILESIZE_EXCEEDED:
+			return HTTP_TOO_LARGE;
+		case CURLE_WRITE_ERROR:
+			if (t->too_large || t->headers_too_large)
+				return HTTP_TOO_LARGE;
+			return HTTP_TRANSPORT_FAILED;
+		case CURLE_UNSUPPORTED_PROTOCOL:
+		case CURLE_URL_MALFORMAT:
+			return HTTP_REFUSED;
+		default:
+			return HTTP_TRANSPORT_FAILED;
+	}
+}
+
+/* where a timed-out transfer was, from curl's phase timings */
+static char *
+timeout_detail(Transfer *t)
+{
+	CURL	   *e = t->easy;
+	double		dns = info_ms(e, CURLINFO_NAMELOOKUP_TIME_T);
+	double		conn = info_ms(e, CURLINFO_CONNECT_TIME_T);
+	double		tls = info_ms(e, CURLINFO_APPCONNECT_TIME_T);
+	double		pre = info_ms(e, CURLINFO_PRETRANSFER_TIME_T);
+	double		first = info_ms(e, CURLINFO_STARTTRANSFER_TIME_T);
+	double		total = info_ms(e, CURLINFO_TOTAL_TIME_T);
+	const char *phase;
+
+	if (conn == 0)
+		phase = "connecting";
+	else if (t->https && tls == 0)
+		phase = "in the TLS handshake";
+	else if (first == 0)
+		phase = "waiting for the response";
+	else
+		phase = "receiving the response";
+	return psprintf("%s; DNS %.1f ms, TCP connect %.1f ms, TLS handshake %.1f ms, request sent at %.1f ms, first byte at %.1f ms, total %.1f ms",
+					phase, dns, conn > 0 ? conn - dns : 0.0,
+					tls > 0 ? tls - conn : 0.0, pre, first, total);
+}
+
+/* A transfer ended: outcome, status, headers, message, log line, cleanup. */
+static void
+finish_transfer(Transfer *t, CURLcode code, MemoryContext caller)
+{
+	HttpRequest *req = t->req;
+	MemoryContext old;
+	long		nconn = 0;
+	const char *detail;
+
+	if (t->oom || code == CURLE_OUT_OF_MEMORY)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+						errmsg("out of memory while receiving an HTTP response")));
+
+	old = MemoryContextSwitchTo(caller);
+	req->elapsed_ms = info_ms(t->easy, CURLINFO_TOTAL_TIME_T);
+	curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &nconn);
+	req->new_connections = (int) nconn;
+	req->outcome = map_curlcode(t, code);
+	detail = t->errbuf[0] ? t->errbuf : curl_easy_strerror(code);
+
+	switch (req->outcome)
+	{
+		case HTTP_DONE:
+			curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &req->status);
+			parse_headers(t);
+			break;
+		case HTTP_TIMEOUT:
+			req->error = psprintf("%s %s: timed out after %.0f ms (limit %d ms, connect limit %d ms; %s): %s",
+								  req->method, http_redact_url(req->url), req->elapsed_ms,
+								  t->timeout_ms, Min(sync_http_connect_timeout_ms, t->timeout_ms),
+								  timeout_detail(t), detail);
+			break;
+		case HTTP_TOO_LARGE:
+			if (t->headers_too_large)
+				req->error = psprintf("%s %s: response headers larger than %d bytes",
+									  req->method, http_redact_url(req->url), MAX_HEADER_BYTES);
+			else
+				req->error = psprintf("%s %s: response body larger than sync.http_max_response_bytes (%d bytes)",
+									  req->method, http_redact_url(req->url), sync_http_max_response_bytes);
+			break;
+		case HTTP_CONNECT_FAILED:
+			req->error = psprintf("%s %s: could not connect: %s",
+								  req->method, http_redact_url(req->url), detail);
+			break;
+		case HTTP_TLS_FAILED:
+			req->error = psprintf("%s %s: TLS failed: %s",
+								  req->method, http_redact_url(req->url), detail);
+			break;
+		default:
+			req->error = psprintf("%s %s: %s", req->method, http_redact_url(req->url), detail);
+			break;
+	}
+	if (req->outcome != HTTP_DONE)
+		req->status = 0;
+
+	if (message_level_is_interesting(DEBUG2))
+		ereport(DEBUG2,
+				(errmsg_internal("sync http: %s %s -> %s, %d bytes in %.1f ms, %d new connection(s)",
+								 req->method, http_redact_url(req->url), http_outcome_text(req),
+								 req->response.len, req->elapsed_ms, req->new_connections)));
 	MemoryContextSwitchTo(old);
+
+	curl_multi_remove_handle(multi, t->easy);
+	t->active = false;
+	curl_easy_cleanup(t->easy);
+	t->easy = NULL;
+	curl_slist_free_all(t->headers);
+	t->headers = NULL;
+}
+
+/* Releases what curl malloc'd for a run: normal end, ERROR and exit alike. */
+static void
+release_run(Run *run)
+{
+	int			i;
+
+	for (i = 0; i < run->n; i++)
+	{
+		Transfer   *t = &run->t[i];
+
+		if (t->easy)
+		{
+			if (t->active && multi)
+				curl_multi_remove_handle(multi, t->easy);
+			curl_easy_cleanup(t->easy);
+			t->easy = NULL;
+			t->active = false;
+		}
+		if (t->headers)
+			curl_slist_free_all(t->headers);
+		t->headers = NULL;
+	}
+	if (run->wes)
+		FreeWaitEventSet(run->wes);
+	run->wes = NULL;
+	if (current_run == run)
+		current_run = NULL;
+}
+
+/* (Re)build or update the wait set for curl's current sockets. */
+static void
+prepare_wait_set(Run *run)
+{
+	int			i;
+
+	if (run->wes && !socks_added_or_removed && socks_modified)
+	{
+		/* only directions changed: modify in place where possible */
+		for (i = 0; i < nsocks && run->wes; i++)
+		{
+			SockWatch  *s = &socks[i];
+			uint32		ev = 0;
+
+			if (!s->modified)
+				continue;
+			s->modified = false;
+			if (s->what & CURL_POLL_IN)
+				ev |= WL_SOCKET_READABLE;
+			if (s->what & CURL_POLL_OUT)
+				ev |= WL_SOCKET_WRITEABLE;
+			if (s->pos >= 0 && ev != 0)
+				ModifyWaitEvent(run->wes, s->pos, ev, NULL);
+			else
+				socks_added_or_removed = true;	/* to or from "not watched" */
+		}
+		socks_modified = false;
+	}
+	if (run->wes && !socks_added_or_removed)
+		return;
+
+	if (run->wes)
+		FreeWaitEventSet(run->wes);
+	run->wes = NULL;
+	run->wes = CreateWaitEventSet(run->cxt, nsocks + 2);
+	AddWaitEventToSet(run->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	if (IsUnderPostmaster)
+		AddWaitEventToSet(run->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (i = 0; i < nsocks; i++)
+	{
+		SockWatch  *s = &socks[i];
+		uint32		ev = 0;
+
+		if (s->what & CURL_POLL_IN)
+			ev |= WL_SOCKET_READABLE;
+		if (s->what & CURL_POLL_OUT)
+			ev |= WL_SOCKET_WRITEABLE;
+		s->modified = false;
+		s->pos = ev ? AddWaitEventToSet(run->wes, ev, s->fd, NULL, NULL) : -1;
+	}
+	socks_added_or_removed = false;
+	socks_modified = false;
 }
 
 static void
-drain_messages(Run *run, int *inflight)
+socket_action(curl_socket_t fd, int flags)
+{
+	int			running;
+	CURLMcode	rc;
+
+	rc = curl_multi_socket_action(multi, fd, flags, &running);
+	if (rc == CURLM_OUT_OF_MEMORY)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	if (rc != CURLM_OK && rc != CURLM_BAD_SOCKET)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("libcurl: %s", curl_multi_strerror(rc))));
+}
+
+/* curl's timer due? run it */
+static void
+run_timer_if_due(void)
+{
+	if (timer_armed && GetCurrentTimestamp() >= timer_deadline)
+	{
+		timer_armed = false;	/* curl re-arms it if it wants */
+		socket_action(CURL_SOCKET_TIMEOUT, 0);
+	}
+}
+
+static void
+drain_messages(Run *run, int *inflight, MemoryContext caller)
 {
 	CURLMsg    *msg;
 	int			left;
@@ -458,158 +1093,245 @@ drain_messages(Run *run, int *inflight)
 	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
 	{
 		Transfer   *t = NULL;
+		CURLcode	result;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
+		result = msg->data.result;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
-		finish(t, msg->data.result);
-		curl_multi_remove_handle(multi, t->easy);
-		t->active = false;
-		curl_easy_cleanup(t->easy);
-		t->easy = NULL;
-		curl_slist_free_all(t->headers);
-		t->headers = NULL;
+		if (t == NULL)
+			continue;
 		(*inflight)--;
+		finish_transfer(t, result, caller);
 	}
 }
 
+/* should_stop said stop: abort what is in flight */
+static void
+cancel_run(Run *run, MemoryContext caller)
+{
+	int			i;
+
+	for (i = 0; i < run->n; i++)
+	{
+		Transfer   *t = &run->t[i];
+
+		if (t->easy == NULL)
+			continue;
+		t->req->outcome = HTTP_CANCELLED;
+		t->req->error = MemoryContextStrdup(caller,
+											psprintf("%s %s: cancelled while in flight (it may or may not have reached the server)",
+													 t->req->method, http_redact_url(t->req->url)));
+	}
+	release_run(run);
+}
+
 void
-http_run(HttpRequest **reqs, int nreqs, int max_in_flight)
+http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
+			 HttpStopCheck should_stop, void *arg)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext runcxt;
 	Run		   *run;
 	int			next = 0,
 				inflight = 0,
-				running = 0,
 				i;
 	bool		latch_seen = false;
+	bool		verbose;
 
 	if (nreqs <= 0)
 		return;
 	if (max_in_flight <= 0)
 		max_in_flight = sync_http_max_in_flight;
-	get_multi();
+
+	/* a run cut short in a way that skipped its cleanup: release it now */
+	if (current_run)
+		release_run(current_run);
+
+	ensure_multi();
+	/* keep enough idle connections for the next batch at this concurrency */
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(max_in_flight, 16));
+	verbose = message_level_is_interesting(DEBUG5);
 
 	runcxt = AllocSetContextCreate(caller, "sync http run", ALLOCSET_SMALL_SIZES);
-	MemoryContextSwitchTo(runcxt);
-	run = palloc0(sizeof(Run));
+	run = MemoryContextAllocZero(runcxt, sizeof(Run));
+	run->cxt = runcxt;
 	run->n = nreqs;
-	run->t = palloc0(sizeof(Transfer) * nreqs);
-	run->cb.func = run_release;
-	run->cb.arg = run;
-	MemoryContextRegisterResetCallback(runcxt, &run->cb);
+	run->t = MemoryContextAllocZero(runcxt, sizeof(Transfer) * nreqs);
 	for (i = 0; i < nreqs; i++)
 	{
-		run->t[i].req = reqs[i];
-		run->t[i].cxt = caller;
-		reqs[i]->outcome = HTTP_PENDING;
-	}
+		HttpRequest *req = reqs[i];
 
-	for (;;)
+		run->t[i].req = req;
+		run->t[i].cxt = runcxt;
+		req->outcome = HTTP_PENDING;
+		req->status = 0;
+		req->error = NULL;
+		req->elapsed_ms = 0;
+		req->new_connections = 0;
+		req->response_headers = NIL;
+		if (req->response.data == NULL)
+			initStringInfo(&req->response);
+		else
+			resetStringInfo(&req->response);
+	}
+	current_run = run;
+
+	PG_TRY();
 	{
-		WaitEvent	events[16];
-		int			nev,
-					s;
-		long		timeout;
-
-		/* start transfers up to the in-flight limit */
-		while (next < nreqs && inflight < max_in_flight)
+		for (;;)
 		{
-			Transfer   *t = &run->t[next++];
-			char	   *why = NULL;
+			WaitEvent	events[64];
+			int			nev;
+			long		timeout;
+			bool		started = false;
 
-			if (!url_allowed(t->req->url, &why))
+			CHECK_FOR_INTERRUPTS();
+			if (should_stop && should_stop(arg))
 			{
-				MemoryContext old = MemoryContextSwitchTo(caller);
-
-				t->req->outcome = HTTP_REFUSED;
-				t->req->error = pstrdup(why);
-				MemoryContextSwitchTo(old);
-				continue;
+				cancel_run(run, caller);
+				break;
 			}
-			setup_easy(t);
-			if (curl_multi_add_handle(multi, t->easy) != CURLM_OK)
-				ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("curl_multi_add_handle failed")));
-			t->active = true;
-			inflight++;
-			curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
-			drain_messages(run, &inflight);
-		}
-		if (inflight == 0 && next >= nreqs)
-			break;
 
-		/* wait on curl's sockets and the latch */
-		run->wes = CreateWaitEventSet(runcxt, nsocks + 2);
-		AddWaitEventToSet(run->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		if (IsUnderPostmaster)
-			AddWaitEventToSet(run->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-		for (s = 0; s < nsocks; s++)
-		{
-			int			ev = 0;
-
-			if (socks[s].what & CURL_POLL_IN)
-				ev |= WL_SOCKET_READABLE;
-			if (socks[s].what & CURL_POLL_OUT)
-				ev |= WL_SOCKET_WRITEABLE;
-			if (ev)
-				AddWaitEventToSet(run->wes, ev, socks[s].fd, NULL, NULL);
-		}
-		timeout = curl_timeout_ms < 0 ? 1000 : Min(curl_timeout_ms, 1000);
-		nev = (timeout == 0) ? 0 :
-			WaitEventSetWait(run->wes, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
-		for (i = 0; i < nev; i++)
-		{
-			if (events[i].events & WL_LATCH_SET)
+			/* start transfers up to the in-flight limit */
+			while (next < nreqs && inflight < max_in_flight)
 			{
-				ResetLatch(MyLatch);
-				latch_seen = true;
-				CHECK_FOR_INTERRUPTS();
-				continue;
+				Transfer   *t = &run->t[next++];
+				HttpRequest *req = t->req;
+				char	   *why;
+
+				MemoryContextSwitchTo(caller);
+				why = url_refusal(req->url, &t->https);
+				MemoryContextSwitchTo(runcxt);
+				if (why)
+				{
+					req->outcome = HTTP_REFUSED;
+					req->error = why;
+					ereport(DEBUG2,
+							(errmsg_internal("sync http: %s", why)));
+					continue;
+				}
+				t->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : sync_http_timeout_ms;
+				setup_easy(t, verbose);
+				if (curl_multi_add_handle(multi, t->easy) != CURLM_OK)
+					ereport(ERROR,
+							(errcode(ERRCODE_INTERNAL_ERROR),
+							 errmsg("curl_multi_add_handle failed")));
+				t->active = true;
+				inflight++;
+				started = true;
 			}
-			curl_multi_socket_action(multi, events[i].fd,
-									 ((events[i].events & WL_SOCKET_READABLE) ? CURL_CSELECT_IN : 0) |
-									 ((events[i].events & WL_SOCKET_WRITEABLE) ? CURL_CSELECT_OUT : 0),
-									 &running);
+			MemoryContextSwitchTo(runcxt);
+			if (started)
+			{
+				/* kick the new transfers off now (curl asked for 0 ms anyway) */
+				timer_armed = true;
+				timer_deadline = 0;
+			}
+
+			run_timer_if_due();
+			drain_messages(run, &inflight, caller);
+			if (inflight == 0 && next >= nreqs)
+				break;
+			if (inflight < max_in_flight && next < nreqs)
+				continue;		/* slots freed: start more first */
+
+			/* wait for curl's sockets, its timer or the latch */
+			prepare_wait_set(run);
+			timeout = MAX_WAIT_MS;
+			if (timer_armed)
+			{
+				long		secs;
+				int			usecs;
+
+				TimestampDifference(GetCurrentTimestamp(), timer_deadline, &secs, &usecs);
+				timeout = Min(timeout, secs * 1000 + (usecs + 999) / 1000);
+			}
+			if (timeout <= 0 && timer_armed)
+				continue;		/* due now */
+
+			nev = WaitEventSetWait(run->wes, timeout, events, lengthof(events),
+								   PG_WAIT_EXTENSION);
+			for (i = 0; i < nev; i++)
+			{
+				WaitEvent  *ev = &events[i];
+				int			flags = 0;
+
+				if (ev->events & WL_LATCH_SET)
+				{
+					ResetLatch(MyLatch);
+					latch_seen = true;
+					continue;
+				}
+				if (ev->events & WL_SOCKET_READABLE)
+					flags |= CURL_CSELECT_IN;
+				if (ev->events & WL_SOCKET_WRITEABLE)
+					flags |= CURL_CSELECT_OUT;
+				if (flags)
+					socket_action(ev->fd, flags);
+			}
+			/* interrupts first: CHECK_FOR_INTERRUPTS at the top of the loop */
+			run_timer_if_due();
+			drain_messages(run, &inflight, caller);
 		}
-		FreeWaitEventSet(run->wes);
-		run->wes = NULL;
-		if (nev == 0)
-			curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
-		drain_messages(run, &inflight);
-		CHECK_FOR_INTERRUPTS();
 	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		release_run(run);
+		MemoryContextDelete(runcxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	MemoryContextSwitchTo(caller);
-	MemoryContextDelete(runcxt);	/* run_release: nothing left, normally */
+	release_run(run);			/* normally nothing left but the wait set */
+	MemoryContextDelete(runcxt);
 	/* a wake-up that arrived during the run is kept for the caller */
 	if (latch_seen)
 		SetLatch(MyLatch);
 }
 
 void
-http_run_one(HttpRequest *req)
+http_run(HttpRequest **reqs, int nreqs, int max_in_flight)
 {
-	http_run(&req, 1, 1);
+	http_run_ext(reqs, nreqs, max_in_flight, NULL, NULL);
 }
 
+void
+http_run_one(HttpRequest *req)
+{
+	http_run_ext(&req, 1, 1, NULL, NULL);
+}
+
+/*
+ * The GUCs are PGC_SUSET: postgresql.conf / ALTER SYSTEM / ALTER DATABASE
+ * set them for the workers (reloaded on SIGHUP like PGC_SIGHUP ones), and a
+ * superuser may also change them in a session (tests, a one-off sync.pull
+ * of a huge page).  An ordinary user must not: sync.pull and sync.push run
+ * in the caller's backend, and a larger response cap or longer timeouts
+ * would let them hold more memory and connections than the administrator
+ * allowed.
+ */
 void
 http_define_gucs(void)
 {
 	DefineCustomIntVariable("sync.http_timeout",
 							"Total time allowed for one HTTP request.",
-							NULL, &sync_http_timeout_ms, 30000, 100, 3600000,
-							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+							"Connecting, sending and receiving the whole response.",
+							&sync_http_timeout_ms, 30000, 100, 3600000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("sync.http_connect_timeout",
-							"Time allowed to connect (TCP and TLS) for one HTTP request.",
+							"Time allowed to connect (TCP and TLS handshake) for one HTTP request.",
 							NULL, &sync_http_connect_timeout_ms, 10000, 100, 600000,
-							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("sync.http_max_in_flight",
 							"Concurrent HTTP requests per connection, unless its max_in_flight option says otherwise.",
 							NULL, &sync_http_max_in_flight, 8, 1, 256,
-							PGC_SIGHUP, 0, NULL, NULL, NULL);
+							PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("sync.http_max_response_bytes",
-							"Largest HTTP response body accepted; larger ones are cut off while reading.",
-							NULL, &sync_http_max_response_bytes, 64 * 1024 * 1024, 1024, INT_MAX,
+							"Largest HTTP response body accepted; a larger one is cut off while it is read.",
+							"The decoded (decompressed) size counts.",
+							&sync_http_max_response_bytes, 64 * 1024 * 1024, 1024, (int) (MaxAllocSize - 1),
 							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 }

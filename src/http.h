@@ -8,8 +8,26 @@
  * waits it also watches the process latch and calls CHECK_FOR_INTERRUPTS(),
  * so SIGTERM, SIGHUP (via the caller's latch handling) and query cancel are
  * served mid-request; an ERROR thrown from there leaves no curl handle,
- * header list or buffer behind (they are released by a memory context
- * callback / resource cleanup, never leaked).
+ * header list, socket or wait set behind (http_run releases them in its
+ * PG_CATCH before re-throwing; a FATAL exit releases them at proc_exit).
+ *
+ * Signals, for callers (background workers in particular):
+ *  - SIGTERM with the standard die() handler (or one that calls die()):
+ *    nothing to do; CHECK_FOR_INTERRUPTS() inside http_run exits the process
+ *    mid-request.
+ *  - A handler that only sets a flag (got_sigterm = true; SetLatch(MyLatch)):
+ *    use http_run_ext() with a should_stop callback that reads the flag; the
+ *    run then ends within milliseconds with the in-flight requests
+ *    HTTP_CANCELLED and the rest HTTP_PENDING, and the caller exits cleanly.
+ *    Treat both as "outcome unknown / not sent", never as remote failures.
+ *  - SIGHUP (SignalHandlerForConfigReload) and other wake-ups: http_run does
+ *    not reload the configuration; it re-sets the latch before returning if
+ *    it was set during the run, so the caller's loop sees ConfigReloadPending
+ *    and its own flags at its next WaitLatch.
+ *  - Query cancel / statement_timeout: an ERROR from CHECK_FOR_INTERRUPTS(),
+ *    as for any long-running C function; catch it where a round ends.
+ *  - Never call http_run while holding a transaction you could avoid, a
+ *    snapshot, or a lock: requests can take up to sync.http_timeout.
  *
  * Transport policy: https only, except plain http to loopback hosts
  * (127.0.0.0/8, ::1, localhost) for tests; TLS verification always on
@@ -35,7 +53,12 @@ typedef enum HttpOutcome
 	HTTP_TLS_FAILED,			/* certificate did not verify, handshake */
 	HTTP_TRANSPORT_FAILED,		/* reset mid-response, protocol error, ... */
 	HTTP_TOO_LARGE,				/* body exceeded the cap */
-	HTTP_REFUSED				/* policy: non-https URL to a non-loopback host */
+	HTTP_REFUSED,				/* policy: non-https URL to a non-loopback host,
+								 * or a malformed URL; nothing was sent */
+	HTTP_CANCELLED				/* in flight when http_run_ext's should_stop
+								 * said stop: it may or may not have reached
+								 * the server (requests never started stay
+								 * HTTP_PENDING: certainly not sent) */
 } HttpOutcome;
 
 typedef struct HttpHeader
@@ -64,6 +87,8 @@ typedef struct HttpRequest
 	List	   *response_headers;	/* of HttpHeader *, names lower-cased */
 	char	   *error;			/* human-readable transport error, or NULL */
 	double		elapsed_ms;
+	int			new_connections;	/* connections opened for it (0: reused a
+									 * keep-alive connection) */
 } HttpRequest;
 
 /* Build a request in CurrentMemoryContext. */
@@ -79,6 +104,23 @@ extern void http_set_body(HttpRequest *req, const char *body, size_t len, const 
  */
 extern void http_run(HttpRequest **reqs, int nreqs, int max_in_flight);
 
+/*
+ * http_run with a caller-supplied stop check, for processes whose signal
+ * handlers set their own flags instead of using die()/the standard interrupt
+ * machinery.  The handler must also SetLatch(MyLatch): http_run wakes on the
+ * latch, calls CHECK_FOR_INTERRUPTS() and then should_stop(arg); when that
+ * returns true, the transfers in flight are aborted (outcome HTTP_CANCELLED),
+ * the ones not started stay HTTP_PENDING, and http_run_ext returns normally.
+ * should_stop is also called at least once a second.  It must not throw.
+ *
+ * Both http_run variants reset the latch while they wait; if it was set
+ * during the run they set it again before returning, so a wake-up (SIGHUP,
+ * a commit notification) is never lost to the caller's own WaitLatch.
+ */
+typedef bool (*HttpStopCheck) (void *arg);
+extern void http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
+						 HttpStopCheck should_stop, void *arg);
+
 /* Convenience: one request, synchronously. */
 extern void http_run_one(HttpRequest *req);
 
@@ -87,6 +129,12 @@ extern const char *http_response_header(const HttpRequest *req, const char *name
 
 /* "timed out after 30000 ms", "could not connect to host: Connection refused", ... */
 extern const char *http_outcome_text(const HttpRequest *req);
+
+/* "done", "timeout", "connect_failed", "tls_failed", ... (stable names) */
+extern const char *http_outcome_name(HttpOutcome outcome);
+
+/* The URL with userinfo and secret-looking query values redacted, for logs. */
+extern char *http_redact_url(const char *url);
 
 /* Percent-encode for a URL query or path component (RFC 3986 unreserved kept). */
 extern char *http_url_encode(const char *s);

@@ -79,6 +79,7 @@ typedef struct SyncMirror
 	Oid			relid;
 	char	   *qualified_table;	/* quoted schema.table */
 	char	   *key_column;
+	char	   *key_type;		/* SQL type of the key column, for index-friendly casts */
 	char	   *remote_id_column;
 	char	   *stamp_column;
 	char		direction;		/* 'b', 'l' (pull), 'p' (push) */

@@ -8,6 +8,7 @@
 
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 
 #include "engine.h"
@@ -36,6 +37,9 @@ _PG_init(void)
 	http_define_gucs();
 	engine_define_gucs();
 	worker_init();
+
+	/* a misspelt sync.* setting is reported, not silently kept */
+	MarkGUCPrefixReserved("sync");
 }
 
 /*

@@ -1,46 +1,69 @@
 /*
  * worker.c — background workers: a supervisor and one worker per database.
  *
- * The supervisor (static, registered from shared_preload_libraries) is
- * connected to no database; like the autovacuum launcher it can still read
- * the shared catalog pg_database.  It starts one dynamic worker per
- * database that allows connections.  A worker whose database lacks the
- * extension marks its slot "no extension" and exits with code 0; the
- * supervisor leaves that database alone until CREATE EXTENSION asks for a
- * worker again (at commit) or the database list changes.  So every
- * database with the extension gets its worker with no per-database
- * configuration and no restart.
+ * Topology (pglogical's, see docs/worker.md):
  *
- * The per-database worker loops: run one engine round (sync_engine_cycle,
- * which manages its own short transactions), then sleep on its latch until
- * the next due item, sync.poll_interval at most.  A commit of captured
- * writes sets the latch (sync_wake_at_commit), so pushes start at once.
- * SIGTERM uses die(): the latch is set and CHECK_FOR_INTERRUPTS() — also
- * called inside HTTP waits — exits within a fraction of a second.
+ *   postmaster
+ *    └─ sync supervisor          static, connected to no database
+ *        ├─ sync worker (db1)    dynamic, one per database with the extension
+ *        └─ sync worker (db2)
+ *
+ * The supervisor reads the shared catalog pg_database (as the autovacuum
+ * launcher does) and starts one dynamic worker per database that allows
+ * connections and is not a template.  A worker whose database lacks the
+ * extension records "no_extension" in its slot and exits with code 0; the
+ * supervisor then leaves that database alone until CREATE EXTENSION asks
+ * for a worker (sync._request_worker(), at commit) or the database is
+ * dropped and forgotten.  New databases are found at the next scan
+ * (sync.database_rescan_interval), so a database created from a template
+ * that has the extension gets its worker with no configuration.
+ *
+ * The per-database worker loops: check the extension is still there, run
+ * one engine round (sync_engine_cycle, which manages its own short
+ * transactions), then sleep on its latch until the next due item,
+ * sync.poll_interval at most.  A commit of captured writes sets the latch
+ * (sync_wake_at_commit), so pushes start at once.  An ERROR in a round is
+ * reported, recorded in the slot and followed by a growing pause; it does
+ * not end the worker.  SIGTERM uses die(): the latch is set and the next
+ * CHECK_FOR_INTERRUPTS() — also called inside HTTP waits — exits.
+ *
+ * Database-level commands that need the database to themselves (DROP
+ * DATABASE, ALTER DATABASE RENAME / SET TABLESPACE, CREATE DATABASE ...
+ * TEMPLATE) would otherwise wait 5 s for our worker and fail with "being
+ * accessed by other users": a ProcessUtility hook stops the worker first
+ * and holds its restart until the command is over.
  */
 #include "postgres.h"
 
-#include "access/genam.h"
+#include <signal.h>
+#include <unistd.h>
+
 #include "access/heapam.h"
-#include "access/tableam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "commands/extension.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -55,55 +78,108 @@ PG_FUNCTION_INFO_V1(sync_wake);
 PG_FUNCTION_INFO_V1(sync_worker_status);
 PG_FUNCTION_INFO_V1(sync_request_worker);
 
+/* ---------------------------------------------------------------------
+ * shared state: one slot per database the supervisor knows about
+ * --------------------------------------------------------------------- */
+
 typedef enum SlotState
 {
 	SLOT_FREE = 0,
-	SLOT_STARTING,
-	SLOT_RUNNING,
+	SLOT_STARTING,				/* registered; the extension not yet confirmed */
+	SLOT_RUNNING,				/* the extension is there; the loop runs */
 	SLOT_NO_EXTENSION,			/* the database has no sync extension */
-	SLOT_EXITED					/* stopped (signal, error); restarted after a pause */
+	SLOT_EXITED,				/* stopped by a signal or a hold; restarted */
+	SLOT_FAILED					/* died of an error; restarted after a pause */
 } SlotState;
 
 static const char *const slot_state_names[] = {
-	"free", "starting", "running", "no extension", "exited"
+	"free", "starting", "running", "no_extension", "exited", "failed"
 };
+
+#define SLOT_ACTIVE(s) ((s)->state == SLOT_STARTING || (s)->state == SLOT_RUNNING)
+
+/* a worker that ran at least this long starts its backoff afresh */
+#define HEALTHY_RUN_MS		60000
+#define MAX_BACKOFF_MS		60000
+/* how long a database-level command may hold a database's worker off */
+#define HOLD_SAFETY_MS		(10 * 60 * 1000)
+/* how long that command waits for the worker to go */
+#define HOLD_WAIT_MS		5000
 
 typedef struct DbSlot
 {
 	Oid			dboid;
 	SlotState	state;
+	uint32		generation;		/* bumped at every start: stale workers exit */
 	pid_t		pid;
 	Latch	   *latch;
+	bool		requested;		/* CREATE EXTENSION committed since the start */
 	TimestampTz started_at;
 	TimestampTz exited_at;
-	TimestampTz last_wake;
-	int64		cycles;
-	int			restarts;
+	TimestampTz restart_at;		/* EXITED / FAILED: not before */
+	TimestampTz hold_until;		/* a database-level command holds it off */
+	TimestampTz last_wake;		/* the latch woke the worker */
+	int64		cycles;			/* engine rounds completed (or failed) */
+	int			restarts;		/* consecutive short runs: the backoff */
 	int			poll_interval_ms;	/* as the worker sees it (after SIGHUP) */
+	int64		memory_bytes;	/* TopMemoryContext, after the last round */
 	char		last_error[256];
 } DbSlot;
 
 typedef struct SyncShmem
 {
 	slock_t		mutex;
+	pid_t		supervisor_pid;
 	Latch	   *supervisor_latch;
-	bool		rescan;			/* look at every database again */
 	int			nslots;
 	DbSlot		slots[FLEXIBLE_ARRAY_MEMBER];
 } SyncShmem;
 
 static SyncShmem *shm = NULL;
+
+/* GUCs */
 static int	sync_max_workers = 8;
 static int	sync_poll_interval_ms = 10000;
 static int	sync_rescan_interval_s = 60;
+static int	sync_worker_log_level = -1;
+
+static const struct config_enum_entry log_level_options[] = {
+	{"default", -1, false},
+	{"debug5", DEBUG5, false},
+	{"debug4", DEBUG4, false},
+	{"debug3", DEBUG3, false},
+	{"debug2", DEBUG2, false},
+	{"debug1", DEBUG1, false},
+	{"debug", DEBUG2, true},
+	{"info", INFO, false},
+	{"notice", NOTICE, false},
+	{"warning", WARNING, false},
+	{"error", ERROR, false},
+	{"log", LOG, false},
+	{"fatal", FATAL, false},
+	{"panic", PANIC, false},
+	{NULL, 0, false}
+};
+
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
-/* slots: the workers plus room to remember databases without the extension */
+static void sync_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+								bool readOnlyTree, ProcessUtilityContext context,
+								ParamListInfo params, QueryEnvironment *queryEnv,
+								DestReceiver *dest, QueryCompletion *qc);
+
+/*
+ * Slots: the workers, plus room to remember databases without the
+ * extension.  When every slot is taken, the oldest "no_extension" entry is
+ * forgotten (that database is simply probed again later), so any number of
+ * databases works.
+ */
 static int
 slot_count(void)
 {
-	return sync_max_workers + 64;
+	return sync_max_workers + 256;
 }
 
 static Size
@@ -128,13 +204,12 @@ sync_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shm = ShmemInitStruct("sync", shmem_size(), &found);
+	shm = ShmemInitStruct("sync workers", shmem_size(), &found);
 	if (!found)
 	{
 		memset(shm, 0, shmem_size());
 		SpinLockInit(&shm->mutex);
 		shm->nslots = slot_count();
-		shm->rescan = true;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -150,23 +225,31 @@ worker_init(void)
 							&sync_poll_interval_ms, 10000, 10, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("sync.database_rescan_interval",
-							"How often the supervisor looks for new databases.",
-							NULL, &sync_rescan_interval_s, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
+							"How often the sync supervisor looks for new databases.",
+							"CREATE EXTENSION sync starts a worker at once; this finds databases created from a template that has the extension.",
+							&sync_rescan_interval_s, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("sync.worker_log_level",
+							 "log_min_messages of the sync supervisor and workers.",
+							 "\"default\" keeps the server's log_min_messages; debug1 logs every round.",
+							 &sync_worker_log_level, -1, log_level_options, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
-	if (!process_shared_preload_libraries_in_progress)
+	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
 
 	/* a postmaster-level setting can only exist when loaded at start-up */
 	DefineCustomIntVariable("sync.max_workers",
 							"Most databases served by a sync worker at once.",
 							"Each uses one background worker slot (max_worker_processes), plus one for the supervisor.",
-							&sync_max_workers, 8, 1, 900, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							&sync_max_workers, 8, 1, 1000, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = sync_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = sync_shmem_startup;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = sync_ProcessUtility;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -179,6 +262,47 @@ worker_init(void)
 	RegisterBackgroundWorker(&bgw);
 }
 
+/* the slot of a database, or -1; caller holds the mutex */
+static int
+find_slot(Oid dboid)
+{
+	static int	cached = -1;
+	int			i;
+
+	if (cached >= 0 && cached < shm->nslots && shm->slots[cached].dboid == dboid)
+		return cached;
+	for (i = 0; i < shm->nslots; i++)
+		if (shm->slots[i].dboid == dboid)
+			return cached = i;
+	return -1;
+}
+
+static long
+backoff_ms(int restarts)
+{
+	return Min(1000L << Min(restarts, 6), (long) MAX_BACKOFF_MS);
+}
+
+/* sync.worker_log_level: this process's log_min_messages */
+static void
+apply_worker_log_level(void)
+{
+	const struct config_enum_entry *e;
+
+	if (sync_worker_log_level == -1)
+	{
+		/* back to the value of the configuration file (a RESET) */
+		SetConfigOption("log_min_messages", NULL, PGC_SUSET, PGC_S_SESSION);
+		return;
+	}
+	for (e = log_level_options; e->name; e++)
+		if (e->val == sync_worker_log_level && !e->hidden)
+		{
+			SetConfigOption("log_min_messages", e->name, PGC_SUSET, PGC_S_SESSION);
+			return;
+		}
+}
+
 /* ---------------------------------------------------------------------
  * waking
  * --------------------------------------------------------------------- */
@@ -186,23 +310,63 @@ worker_init(void)
 void
 sync_worker_wake(Oid dboid)
 {
+	Latch	   *latch = NULL;
 	int			i;
 
 	if (shm == NULL)
 		return;
 	SpinLockAcquire(&shm->mutex);
-	for (i = 0; i < shm->nslots; i++)
-		if (shm->slots[i].dboid == dboid && shm->slots[i].latch != NULL)
-		{
-			SetLatch(shm->slots[i].latch);
-			break;
-		}
+	i = find_slot(dboid);
+	if (i >= 0)
+		latch = shm->slots[i].latch;
 	SpinLockRelease(&shm->mutex);
+	/*
+	 * Outside the spinlock (SetLatch may signal).  A latch is a PGPROC's: if
+	 * the worker exited meanwhile, another process gets a harmless wakeup.
+	 */
+	if (latch)
+		SetLatch(latch);
 }
 
+static void
+kick_supervisor(void)
+{
+	Latch	   *latch;
+
+	SpinLockAcquire(&shm->mutex);
+	latch = shm->supervisor_latch;
+	SpinLockRelease(&shm->mutex);
+	if (latch)
+		SetLatch(latch);
+}
+
+static void release_held_databases(void);
+
 static bool wake_pending = false;
-static bool supervisor_kick_pending = false;
+static bool request_pending = false;
 static bool xact_callback_registered = false;
+
+/* CREATE EXTENSION committed here: whatever the slot says, start a worker */
+static void
+request_worker_now(Oid dboid)
+{
+	int			i;
+
+	SpinLockAcquire(&shm->mutex);
+	i = find_slot(dboid);
+	if (i >= 0)
+	{
+		DbSlot	   *s = &shm->slots[i];
+
+		s->requested = true;
+		if (s->state == SLOT_NO_EXTENSION)
+			s->state = SLOT_FREE;
+		if (s->state == SLOT_EXITED || s->state == SLOT_FAILED)
+			s->restart_at = 0;
+	}
+	SpinLockRelease(&shm->mutex);
+	kick_supervisor();
+}
 
 static void
 wake_xact_callback(XactEvent event, void *arg)
@@ -210,33 +374,23 @@ wake_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
+			/* the commit is visible to others by now (ProcArrayEndTransaction) */
 			if (wake_pending)
 				sync_worker_wake(MyDatabaseId);
-			if (supervisor_kick_pending && shm != NULL)
-			{
-				int			i;
-
-				SpinLockAcquire(&shm->mutex);
-				for (i = 0; i < shm->nslots; i++)
-					if (shm->slots[i].dboid == MyDatabaseId &&
-						shm->slots[i].state == SLOT_NO_EXTENSION)
-						shm->slots[i].state = SLOT_FREE;
-				shm->rescan = true;
-				if (shm->supervisor_latch)
-					SetLatch(shm->supervisor_latch);
-				SpinLockRelease(&shm->mutex);
-			}
-			wake_pending = supervisor_kick_pending = false;
+			if (request_pending)
+				request_worker_now(MyDatabaseId);
+			wake_pending = request_pending = false;
+			release_held_databases();
 			break;
 		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+
 			/*
-			 * A prepared transaction's writes are pushed at the worker's next
-			 * round (sync.poll_interval at most), not at COMMIT PREPARED.
+			 * Nothing to see yet at PREPARE TRANSACTION: COMMIT PREPARED
+			 * wakes the worker instead (see sync_ProcessUtility).
 			 */
-			wake_pending = supervisor_kick_pending = false;
+			wake_pending = request_pending = false;
+			release_held_databases();
 			break;
 		default:
 			break;
@@ -276,17 +430,216 @@ sync_request_worker(PG_FUNCTION_ARGS)
 	if (shm != NULL)
 	{
 		register_xact_callback();
-		supervisor_kick_pending = true;
+		request_pending = true;
 	}
 	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * database-level commands: stop the worker, hold it off, let it go
+ * --------------------------------------------------------------------- */
+
+/* Stop dboid's worker and keep it stopped until release_database(). */
+static bool
+hold_database(Oid dboid)
+{
+	TimestampTz deadline;
+	int			i;
+	pid_t		pid = 0;
+
+	SpinLockAcquire(&shm->mutex);
+	i = find_slot(dboid);
+	if (i >= 0)
+	{
+		shm->slots[i].hold_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HOLD_SAFETY_MS);
+		pid = shm->slots[i].pid;
+	}
+	SpinLockRelease(&shm->mutex);
+	if (i < 0)
+		return false;
+	if (pid != 0)
+		(void) kill(pid, SIGTERM);
+
+	/*
+	 * Wait until it is gone.  One that is starting sees the hold when it has
+	 * connected and leaves; the command itself waits a further 5 s for
+	 * other sessions to go.
+	 */
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HOLD_WAIT_MS);
+	for (;;)
+	{
+		bool		gone;
+
+		SpinLockAcquire(&shm->mutex);
+		gone = shm->slots[i].dboid != dboid || shm->slots[i].pid == 0;
+		SpinLockRelease(&shm->mutex);
+		if (gone || GetCurrentTimestamp() >= deadline)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+static void
+release_database(Oid dboid)
+{
+	int			i;
+
+	SpinLockAcquire(&shm->mutex);
+	i = find_slot(dboid);
+	if (i >= 0)
+	{
+		shm->slots[i].hold_until = 0;
+		shm->slots[i].restart_at = 0;
+	}
+	SpinLockRelease(&shm->mutex);
+	kick_supervisor();
+}
+
+/*
+ * Held databases are let go when the transaction ends, not when the command
+ * returns: until DROP DATABASE commits, the supervisor would still see the
+ * database and start a worker that could only fail.
+ */
+static List *held_databases = NIL;
+
+static void
+release_held_databases(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, held_databases)
+		release_database(lfirst_oid(lc));
+	list_free(held_databases);
+	held_databases = NIL;
+}
+
+/* the database a database-level command needs to itself, if any */
+static Oid
+database_needed_alone(Node *parsetree)
+{
+	const char *name = NULL;
+	ListCell   *lc;
+	Oid			dboid;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_DropdbStmt:
+			/* (it will fail in a transaction block: leave the worker be) */
+			if (!IsTransactionBlock())
+				name = ((DropdbStmt *) parsetree)->dbname;
+			break;
+		case T_RenameStmt:
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+				name = ((RenameStmt *) parsetree)->subname;
+			break;
+		case T_AlterDatabaseStmt:
+			foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
+				if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
+					name = ((AlterDatabaseStmt *) parsetree)->dbname;
+			break;
+		case T_CreatedbStmt:
+			if (IsTransactionBlock())
+				break;
+			foreach(lc, ((CreatedbStmt *) parsetree)->options)
+			{
+				DefElem    *d = (DefElem *) lfirst(lc);
+
+				if (strcmp(d->defname, "template") == 0 && d->arg != NULL)
+					name = defGetString(d);
+			}
+			break;
+		default:
+			break;
+	}
+	if (name == NULL)
+		return InvalidOid;
+	dboid = get_database_oid(name, true);
+	/* only for those allowed to run the command: nobody else may pause a worker */
+	if (!OidIsValid(dboid) || !pg_database_ownercheck(dboid, GetUserId()))
+		return InvalidOid;
+	return dboid;
+}
+
+/* DROP EXTENSION sync (alone or in a list) */
+static bool
+drops_this_extension(Node *parsetree)
+{
+	DropStmt   *drop;
+	ListCell   *lc;
+
+	if (!IsA(parsetree, DropStmt))
+		return false;
+	drop = (DropStmt *) parsetree;
+	if (drop->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, drop->objects)
+		if (IsA(lfirst(lc), String) && strcmp(strVal(lfirst(lc)), "sync") == 0)
+			return true;
+	return false;
+}
+
+static void
+sync_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					bool readOnlyTree, ProcessUtilityContext context,
+					ParamListInfo params, QueryEnvironment *queryEnv,
+					DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		wake = false;
+
+	if (shm != NULL)
+	{
+		Oid			dboid = database_needed_alone(parsetree);
+
+		if (OidIsValid(dboid) && hold_database(dboid))
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			register_xact_callback();
+			held_databases = lappend_oid(held_databases, dboid);
+			MemoryContextSwitchTo(old);
+		}
+
+		/*
+		 * COMMIT PREPARED: a prepared transaction's captured writes become
+		 * visible (it must run in the prepared transaction's database).
+		 * DROP EXTENSION: the worker should notice now, not at its next
+		 * round.  Both wake it when this transaction commits.
+		 */
+		wake = (IsA(parsetree, TransactionStmt) &&
+				((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED) ||
+			drops_this_extension(parsetree);
+	}
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	if (wake)
+		sync_wake_at_commit();
 }
 
 /* ---------------------------------------------------------------------
  * the supervisor
  * --------------------------------------------------------------------- */
 
-static BackgroundWorkerHandle *handles[1024];
+typedef struct DbInfo
+{
+	Oid			oid;
+	char		name[NAMEDATALEN];
+} DbInfo;
 
+/* the supervisor's handles of the workers it started, by slot */
+static BackgroundWorkerHandle **handles = NULL;
+
+/* Databases that allow connections and are not templates. */
 static List *
 database_list(void)
 {
@@ -296,6 +649,7 @@ database_list(void)
 	HeapTuple	tup;
 	MemoryContext caller = CurrentMemoryContext;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
@@ -304,25 +658,44 @@ database_list(void)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
+		/* a template with a worker would block CREATE DATABASE from it */
 		if (db->datallowconn && !db->datistemplate)
 		{
 			/* the list must outlive the transaction */
 			MemoryContext old = MemoryContextSwitchTo(caller);
+			DbInfo	   *d = palloc(sizeof(DbInfo));
 
-			dbs = lappend_oid(dbs, db->oid);
+			d->oid = db->oid;
+			strlcpy(d->name, NameStr(db->datname), NAMEDATALEN);
+			dbs = lappend(dbs, d);
 			MemoryContextSwitchTo(old);
 		}
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
 	return dbs;
 }
 
+static DbInfo *
+db_in_list(List *dbs, Oid dboid)
+{
+	ListCell   *lc;
+
+	foreach(lc, dbs)
+		if (((DbInfo *) lfirst(lc))->oid == dboid)
+			return (DbInfo *) lfirst(lc);
+	return NULL;
+}
+
 static bool
-start_db_worker(int slot, Oid dboid)
+start_db_worker(int slot, const DbInfo *db, uint32 generation)
 {
 	BackgroundWorker bgw;
+	BackgroundWorkerHandle *h;
+	MemoryContext old;
+	bool		ok;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -330,123 +703,265 @@ start_db_worker(int slot, Oid dboid)
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the supervisor restarts it */
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "sync");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "sync_db_worker_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "sync worker for database %u", dboid);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "sync worker for database \"%s\"", db->name);
 	snprintf(bgw.bgw_type, BGW_MAXLEN, "sync worker");
-	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
+	bgw.bgw_main_arg = ObjectIdGetDatum(db->oid);
+	memcpy(bgw.bgw_extra, &slot, sizeof(int));
+	memcpy(bgw.bgw_extra + sizeof(int), &generation, sizeof(uint32));
 	bgw.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&bgw, &handles[slot]))
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&bgw, &h);
+	MemoryContextSwitchTo(old);
+	if (!ok)
 		return false;
+	if (handles[slot])
+		pfree(handles[slot]);
+	handles[slot] = h;
 	return true;
 }
 
-static void
-supervise(bool *warned)
+/* a process we have no handle for (started by a previous supervisor) */
+static bool
+pid_alive(pid_t pid)
+{
+	return pid != 0 && (kill(pid, 0) == 0 || errno != ESRCH);
+}
+
+/*
+ * One pass: notice workers that are gone, forget databases that are gone,
+ * start the workers that are due.  Returns the ms until the next pass is
+ * due for a pending restart (-1: none).
+ */
+static long
+supervise(bool *warned_cap, bool *warned_slots)
 {
 	List	   *dbs = database_list();
 	ListCell   *lc;
 	int			i,
-				running = 0;
+				active = 0;
+	bool		cap_blocked = false,
+				cap_all_real = true,
+				slots_blocked = false;
+	const char *blocked_name = NULL;
 	TimestampTz now = GetCurrentTimestamp();
+	long		next_ms = -1;
 
-	/* notice workers that are gone */
 	for (i = 0; i < shm->nslots; i++)
 	{
 		DbSlot	   *s = &shm->slots[i];
-		pid_t		pid;
+		bool		gone = false;
+		pid_t		pid = 0;
 
-		if ((s->state == SLOT_STARTING || s->state == SLOT_RUNNING) && handles[i] != NULL &&
-			GetBackgroundWorkerPid(handles[i], &pid) == BGWH_STOPPED)
+		if (SLOT_ACTIVE(s))
 		{
-			SpinLockAcquire(&shm->mutex);
-			if (s->state == SLOT_STARTING || s->state == SLOT_RUNNING)
+			if (handles[i] != NULL)
 			{
-				s->state = SLOT_EXITED;
-				s->exited_at = now;
-				s->latch = NULL;
-				s->pid = 0;
+				BgwHandleStatus st = GetBackgroundWorkerPid(handles[i], &pid);
+
+				if (st == BGWH_POSTMASTER_DIED)
+					proc_exit(1);
+				gone = (st == BGWH_STOPPED);
 			}
-			SpinLockRelease(&shm->mutex);
+			else
+				gone = s->pid == 0 ?
+					TimestampDifferenceExceeds(s->started_at, now, 30000) :
+					!pid_alive(s->pid);
 		}
-		if (s->state == SLOT_STARTING || s->state == SLOT_RUNNING)
-			running++;
-		/* forget databases that are gone */
-		if (s->dboid != InvalidOid && s->state != SLOT_STARTING && s->state != SLOT_RUNNING &&
-			!list_member_oid(dbs, s->dboid))
+		SpinLockAcquire(&shm->mutex);
+		if (gone && SLOT_ACTIVE(s))
 		{
-			SpinLockAcquire(&shm->mutex);
+			/* died before its exit callback could run (or before attaching) */
+			s->state = SLOT_FAILED;
+			s->exited_at = now;
+			s->restart_at = TimestampTzPlusMilliseconds(now, backoff_ms(s->restarts));
+			s->restarts++;
+			s->pid = 0;
+			s->latch = NULL;
+		}
+		if (SLOT_ACTIVE(s))
+		{
+			active++;
+			if (s->state != SLOT_RUNNING)
+				cap_all_real = false;
+			pid = s->pid;
+			if (pid != 0 && db_in_list(dbs, s->dboid) == NULL)
+			{
+				/* no longer a database we serve (ALLOW_CONNECTIONS false, template) */
+				SpinLockRelease(&shm->mutex);
+				(void) kill(pid, SIGTERM);
+				SpinLockAcquire(&shm->mutex);
+			}
+		}
+		else if (s->dboid != InvalidOid && db_in_list(dbs, s->dboid) == NULL)
+		{
+			/* the database is gone: forget it */
 			memset(s, 0, sizeof(DbSlot));
-			SpinLockRelease(&shm->mutex);
+		}
+		SpinLockRelease(&shm->mutex);
+		if (s->dboid == InvalidOid && handles[i] != NULL)
+		{
+			pfree(handles[i]);
 			handles[i] = NULL;
 		}
 	}
 
 	foreach(lc, dbs)
 	{
-		Oid			dboid = lfirst_oid(lc);
-		int			slot = -1,
-					free_slot = -1;
+		DbInfo	   *db = (DbInfo *) lfirst(lc);
+		int			slot;
 		DbSlot	   *s;
+		uint32		generation;
 
-		for (i = 0; i < shm->nslots; i++)
-		{
-			if (shm->slots[i].dboid == dboid)
-				slot = i;
-			else if (shm->slots[i].dboid == InvalidOid && free_slot < 0)
-				free_slot = i;
-		}
+		SpinLockAcquire(&shm->mutex);
+		slot = find_slot(db->oid);
 		if (slot < 0)
 		{
-			if (free_slot < 0)
-				continue;		/* no room to remember it: try at the next scan */
-			slot = free_slot;
+			/* a new database: a free slot, or the oldest database without the extension */
+			int			victim = -1;
+
+			for (i = 0; i < shm->nslots; i++)
+			{
+				DbSlot	   *c = &shm->slots[i];
+
+				if (c->dboid == InvalidOid)
+				{
+					victim = i;
+					break;
+				}
+				if (c->state == SLOT_NO_EXTENSION && !c->requested &&
+					(victim < 0 || c->exited_at < shm->slots[victim].exited_at))
+					victim = i;
+			}
+			if (victim >= 0)
+			{
+				memset(&shm->slots[victim], 0, sizeof(DbSlot));
+				shm->slots[victim].dboid = db->oid;
+				shm->slots[victim].state = SLOT_FREE;
+			}
+			slot = victim;
+		}
+		SpinLockRelease(&shm->mutex);
+		if (slot < 0)
+		{
+			slots_blocked = true;	/* every slot busy: try again next pass */
+			continue;
 		}
 		s = &shm->slots[slot];
-		if (s->state == SLOT_RUNNING || s->state == SLOT_STARTING || s->state == SLOT_NO_EXTENSION)
+
+		if (SLOT_ACTIVE(s) || (s->state == SLOT_NO_EXTENSION && !s->requested))
 			continue;
-		/* a worker that stopped is restarted after a pause that grows */
-		if (s->state == SLOT_EXITED &&
-			!TimestampDifferenceExceeds(s->exited_at, now, Min(1000 * (1 << Min(s->restarts, 6)), 60000)))
-			continue;
-		if (running >= sync_max_workers)
+		if (s->hold_until > now)
 		{
-			if (!*warned)
-				ereport(WARNING,
-						(errmsg("sync: not starting a worker for database %u: sync.max_workers (%d) reached",
-								dboid, sync_max_workers),
-						 errhint("Raise sync.max_workers (and max_worker_processes).")));
-			*warned = true;
+			long		ms = (long) ((s->hold_until - now) / 1000) + 1;
+
+			next_ms = next_ms < 0 ? ms : Min(next_ms, ms);
 			continue;
 		}
+		if ((s->state == SLOT_EXITED || s->state == SLOT_FAILED) && s->restart_at > now)
+		{
+			long		ms = (long) ((s->restart_at - now) / 1000) + 1;
+
+			next_ms = next_ms < 0 ? ms : Min(next_ms, ms);
+			continue;
+		}
+		if (active >= sync_max_workers)
+		{
+			cap_blocked = true;
+			if (blocked_name == NULL)
+				blocked_name = pstrdup(db->name);
+			continue;
+		}
+
 		SpinLockAcquire(&shm->mutex);
-		if (s->state == SLOT_EXITED)
-			s->restarts++;
-		s->dboid = dboid;
+		generation = ++s->generation;
 		s->state = SLOT_STARTING;
+		s->requested = false;
+		s->pid = 0;
+		s->latch = NULL;
 		s->started_at = now;
+		s->cycles = 0;
 		SpinLockRelease(&shm->mutex);
-		if (!start_db_worker(slot, dboid))
+
+		if (!start_db_worker(slot, db, generation))
 		{
 			SpinLockAcquire(&shm->mutex);
-			s->state = SLOT_EXITED;
+			s->state = SLOT_FAILED;
 			s->exited_at = now;
+			s->restart_at = TimestampTzPlusMilliseconds(now, 5000);
+			strlcpy(s->last_error, "no background worker slot free (max_worker_processes)",
+					sizeof(s->last_error));
 			SpinLockRelease(&shm->mutex);
-			if (!*warned)
+			next_ms = next_ms < 0 ? 5000 : Min(next_ms, 5000);
+			if (!*warned_slots)
 				ereport(WARNING,
-						(errmsg("sync: could not start a worker for database %u: no background worker slot free", dboid),
-						 errhint("Raise max_worker_processes.")));
-			*warned = true;
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("sync: could not start a worker for database \"%s\": out of background worker slots",
+								db->name),
+						 errhint("You might need to increase max_worker_processes: each database with sync uses one, plus one for the supervisor.")));
+			*warned_slots = true;
 			continue;
 		}
-		running++;
+		*warned_slots = false;
+		active++;
+		cap_all_real = false;
 	}
-	list_free(dbs);
+
+	/*
+	 * Warn (once per episode) when the cap keeps a database from its worker.
+	 * Short-lived probes of databases without the extension also count
+	 * against the cap; while one runs, the others simply wait for the next
+	 * pass (a probe's exit wakes us), which is no reason to warn.
+	 */
+	if (cap_blocked && cap_all_real)
+	{
+		if (!*warned_cap)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("sync: not starting a worker for database \"%s\": sync.max_workers (%d) reached",
+							blocked_name, sync_max_workers),
+					 errhint("Raise sync.max_workers (and max_worker_processes) and restart the server.")));
+		*warned_cap = true;
+	}
+	else if (!cap_blocked)
+		*warned_cap = false;
+	if (slots_blocked)
+		next_ms = next_ms < 0 ? 1000 : Min(next_ms, 1000);
+	return next_ms;
+}
+
+/*
+ * A supervisor restarted on its own (after an error; the workers live on)
+ * finds slots it has no handle for: it keeps those whose process is alive
+ * and lets the others be started again.
+ */
+static void
+adopt_slots(void)
+{
+	int			i;
+	TimestampTz now = GetCurrentTimestamp();
+
+	for (i = 0; i < shm->nslots; i++)
+	{
+		DbSlot	   *s = &shm->slots[i];
+
+		SpinLockAcquire(&shm->mutex);
+		if (s->state == SLOT_STARTING && s->pid == 0)
+		{
+			/* registered by our predecessor: a stale start exits by itself */
+			s->generation++;
+			s->state = SLOT_EXITED;
+			s->restart_at = now;
+		}
+		SpinLockRelease(&shm->mutex);
+	}
 }
 
 void
 sync_supervisor_main(Datum arg)
 {
-	bool		warned = false;
-	TimestampTz last_scan = 0;
+	bool		warned_cap = false,
+				warned_slots = false;
 	MemoryContext cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -454,38 +969,41 @@ sync_supervisor_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("sync supervisor");
+	apply_worker_log_level();
 
+	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(BackgroundWorkerHandle *) * shm->nslots);
+	adopt_slots();
 	SpinLockAcquire(&shm->mutex);
+	shm->supervisor_pid = MyProcPid;
 	shm->supervisor_latch = MyLatch;
 	SpinLockRelease(&shm->mutex);
-	ereport(LOG, (errmsg("sync supervisor started")));
+	ereport(LOG, (errmsg("sync supervisor started (sync.max_workers = %d)", sync_max_workers)));
 	cxt = AllocSetContextCreate(TopMemoryContext, "sync supervisor", ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
-		bool		rescan;
+		long		next_ms,
+					timeout;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			apply_worker_log_level();
 		}
-		SpinLockAcquire(&shm->mutex);
-		rescan = shm->rescan;
-		shm->rescan = false;
-		SpinLockRelease(&shm->mutex);
 
-		/* worker exits also set our latch (bgw_notify_pid) */
-		(void) rescan;
+		/* every wake is a pass: worker exits (bgw_notify_pid), requests, timeouts */
 		MemoryContextSwitchTo(cxt);
-		supervise(&warned);
+		next_ms = supervise(&warned_cap, &warned_slots);
+		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(cxt);
-		if (rescan || TimestampDifferenceExceeds(last_scan, GetCurrentTimestamp(), sync_rescan_interval_s * 1000))
-			last_scan = GetCurrentTimestamp();
 
+		timeout = sync_rescan_interval_s * 1000L;
+		if (next_ms >= 0)
+			timeout = Min(timeout, Max(next_ms, 10));
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(sync_rescan_interval_s * 1000L, 5000L), PG_WAIT_EXTENSION);
+						 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
@@ -495,89 +1013,202 @@ sync_supervisor_main(Datum arg)
  * --------------------------------------------------------------------- */
 
 static int	my_slot = -1;
+static uint32 my_generation = 0;
+static volatile sig_atomic_t got_sigterm = false;
 
+/* SIGTERM: remember it was one (an "exited", not a "failed"), then die() */
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	got_sigterm = true;
+	die(postgres_signal_arg);
+}
+
+static DbSlot *
+my_slot_locked(void)
+{
+	DbSlot	   *s = &shm->slots[my_slot];
+
+	return (s->pid == MyProcPid && s->generation == my_generation) ? s : NULL;
+}
+
+/* before_shmem_exit: the slot tells what became of us */
 static void
 db_worker_exit(int code, Datum arg)
 {
 	DbSlot	   *s;
+	TimestampTz now = GetCurrentTimestamp();
 
-	if (my_slot < 0 || shm == NULL)
-		return;
-	s = &shm->slots[my_slot];
 	SpinLockAcquire(&shm->mutex);
-	if (s->pid == MyProcPid)
+	s = my_slot_locked();
+	if (s != NULL)
 	{
-		if (s->state == SLOT_RUNNING || s->state == SLOT_STARTING)
-			s->state = SLOT_EXITED;
-		s->exited_at = GetCurrentTimestamp();
+		if (SLOT_ACTIVE(s))
+			s->state = (got_sigterm || code == 0) ? SLOT_EXITED : SLOT_FAILED;
+		if (s->hold_until > now)
+			s->restart_at = s->hold_until;	/* held off: not a failure */
+		else
+		{
+			if (TimestampDifferenceExceeds(s->started_at, now, HEALTHY_RUN_MS))
+				s->restarts = 0;
+			s->restart_at = TimestampTzPlusMilliseconds(now, backoff_ms(s->restarts));
+			s->restarts++;
+		}
+		s->exited_at = now;
 		s->latch = NULL;
 		s->pid = 0;
 	}
 	SpinLockRelease(&shm->mutex);
 }
 
-static bool
-extension_present(void)
+/* keep the text of the error that ends the process for the slot */
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static void
+worker_emit_log(ErrorData *edata)
 {
-	bool		present;
+	if (edata->elevel >= ERROR && my_slot >= 0 && edata->message)
+	{
+		SpinLockAcquire(&shm->mutex);
+		if (my_slot_locked() != NULL)
+			strlcpy(shm->slots[my_slot].last_error, edata->message,
+					sizeof(shm->slots[my_slot].last_error));
+		SpinLockRelease(&shm->mutex);
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+static char my_dbname[NAMEDATALEN];
+
+/* the extension's OID (InvalidOid: not installed), in a short transaction */
+static Oid
+extension_oid(void)
+{
+	Oid			oid;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	present = OidIsValid(get_extension_oid("sync", true));
+	oid = get_extension_oid("sync", true);
+	if (my_dbname[0] == '\0')
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		strlcpy(my_dbname, name ? name : "?", sizeof(my_dbname));
+	}
 	CommitTransactionCommand();
-	return present;
+	return oid;
+}
+
+/* leave with code 0 (not restarted unless asked for); never returns */
+static void
+leave(SlotState state, bool restart_now)
+{
+	DbSlot	   *s;
+
+	SpinLockAcquire(&shm->mutex);
+	s = my_slot_locked();
+	if (s != NULL)
+	{
+		/* CREATE EXTENSION committed after our start: look again */
+		if (state == SLOT_NO_EXTENSION && s->requested)
+		{
+			state = SLOT_EXITED;
+			restart_now = true;
+		}
+		s->state = state;
+		s->exited_at = GetCurrentTimestamp();
+		s->restart_at = restart_now ? 0 : TimestampTzPlusMilliseconds(s->exited_at, backoff_ms(0));
+		s->latch = NULL;
+		s->pid = 0;
+	}
+	SpinLockRelease(&shm->mutex);
+	proc_exit(0);
 }
 
 static void
-leave_no_extension(void)
+note_error(const char *msg)
 {
 	SpinLockAcquire(&shm->mutex);
-	shm->slots[my_slot].state = SLOT_NO_EXTENSION;
-	shm->slots[my_slot].latch = NULL;
-	shm->slots[my_slot].pid = 0;
+	if (my_slot_locked() != NULL)
+		strlcpy(shm->slots[my_slot].last_error, msg, sizeof(shm->slots[my_slot].last_error));
 	SpinLockRelease(&shm->mutex);
-	proc_exit(0);				/* code 0: not restarted */
 }
 
 void
 sync_db_worker_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
-	int			i;
+	Oid			ext_oid;
 	MemoryContext loop_cxt;
 	int			consecutive_errors = 0;
+	bool		ok;
+	DbSlot	   *s;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 
-	for (i = 0; i < shm->nslots; i++)
-		if (shm->slots[i].dboid == dboid)
-			my_slot = i;
-	if (my_slot < 0)
+	memcpy(&my_slot, MyBgworkerEntry->bgw_extra, sizeof(int));
+	memcpy(&my_generation, MyBgworkerEntry->bgw_extra + sizeof(int), sizeof(uint32));
+	if (my_slot < 0 || my_slot >= shm->nslots)
+		proc_exit(0);
+
+	/* claim the slot, unless a newer start (or a forgotten database) owns it */
+	SpinLockAcquire(&shm->mutex);
+	s = &shm->slots[my_slot];
+	ok = s->dboid == dboid && s->generation == my_generation && s->state == SLOT_STARTING;
+	if (ok)
+	{
+		s->pid = MyProcPid;
+		s->latch = MyLatch;
+		s->last_error[0] = '\0';
+	}
+	SpinLockRelease(&shm->mutex);
+	if (!ok)
 		proc_exit(0);
 	before_shmem_exit(db_worker_exit, (Datum) 0);
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = worker_emit_log;
 
-	/* runs as the bootstrap superuser: it reads secrets and writes any mirrored table */
+	/*
+	 * As the bootstrap superuser: the worker reads the connections' secrets
+	 * and writes every mirrored table, whoever owns it; the engine switches
+	 * to the extension owner where it acts on the extension's behalf.
+	 */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("sync worker");
+	apply_worker_log_level();
+
+	/* a database-level command (DROP DATABASE ...) wants the database */
+	SpinLockAcquire(&shm->mutex);
+	ok = shm->slots[my_slot].hold_until <= GetCurrentTimestamp();
+	SpinLockRelease(&shm->mutex);
+	if (!ok)
+		leave(SLOT_EXITED, false);
+
+	ext_oid = extension_oid();
+	if (!OidIsValid(ext_oid))
+		leave(SLOT_NO_EXTENSION, false);
 
 	SpinLockAcquire(&shm->mutex);
-	shm->slots[my_slot].pid = MyProcPid;
-	shm->slots[my_slot].latch = MyLatch;
-	shm->slots[my_slot].state = SLOT_RUNNING;
-	shm->slots[my_slot].started_at = GetCurrentTimestamp();
+	if ((s = my_slot_locked()) != NULL)
+		s->state = SLOT_RUNNING;
 	SpinLockRelease(&shm->mutex);
+	ereport(LOG, (errmsg("sync worker started for database \"%s\"", my_dbname)));
 
-	if (!extension_present())
-		leave_no_extension();
-	ereport(LOG, (errmsg("sync worker started for database %u", dboid)));
-
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "sync worker loop", ALLOCSET_DEFAULT_SIZES);
+	/*
+	 * Start-up recovery (e.g. releasing claims left by a crashed predecessor)
+	 * belongs to the engine's first round: sync_engine_cycle() is the only
+	 * engine entry point the worker calls.
+	 */
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "sync worker round", ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		long		next_ms = -1;
 		long		timeout;
+		Oid			cur;
+		TimestampTz t0;
 		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
@@ -585,13 +1216,26 @@ sync_db_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-		}
-		if (!extension_present())
-		{
-			ereport(LOG, (errmsg("sync worker: the extension was dropped; exiting")));
-			leave_no_extension();
+			apply_worker_log_level();
+			elog(DEBUG1, "sync worker: configuration reloaded: sync.poll_interval = %d ms",
+				 sync_poll_interval_ms);
 		}
 
+		cur = extension_oid();
+		if (!OidIsValid(cur))
+		{
+			ereport(LOG, (errmsg("sync worker: the extension was dropped from database \"%s\"; exiting",
+								 my_dbname)));
+			leave(SLOT_NO_EXTENSION, false);
+		}
+		if (cur != ext_oid)
+		{
+			/* dropped and created again: start afresh (the engine may cache OIDs) */
+			ereport(LOG, (errmsg("sync worker: the extension was created again; restarting")));
+			leave(SLOT_EXITED, true);
+		}
+
+		t0 = GetCurrentTimestamp();
 		MemoryContextSwitchTo(loop_cxt);
 		PG_TRY();
 		{
@@ -603,39 +1247,58 @@ sync_db_worker_main(Datum arg)
 		{
 			ErrorData  *edata;
 
+			/* one failing round must not end the worker: report, clean up, pause */
+			HOLD_INTERRUPTS();
 			MemoryContextSwitchTo(loop_cxt);
+			EmitErrorReport();
 			edata = CopyErrorData();
 			FlushErrorState();
 			AbortCurrentTransaction();
-			ereport(LOG, (errmsg("sync worker: %s", edata->message)));
-			SpinLockAcquire(&shm->mutex);
-			strlcpy(shm->slots[my_slot].last_error, edata->message, sizeof(shm->slots[my_slot].last_error));
-			SpinLockRelease(&shm->mutex);
-			FreeErrorData(edata);
+			/* an error outside any transaction (between transactions, in HTTP) */
+			LWLockReleaseAll();
+			ConditionVariableCancelSleep();
+			pgstat_report_wait_end();
+			note_error(edata->message ? edata->message : "unknown error");
+			RESUME_INTERRUPTS();
 			consecutive_errors++;
-			next_ms = Min(1000L << Min(consecutive_errors, 6), 60000L);
+			next_ms = backoff_ms(consecutive_errors - 1);
+			/* a DROP EXTENSION while the round ran: leave at once, quietly */
+			if (!OidIsValid(extension_oid()))
+				leave(SLOT_NO_EXTENSION, false);
 		}
 		PG_END_TRY();
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(loop_cxt);
 		pgstat_report_activity(STATE_IDLE, NULL);
-		pgstat_report_stat(true);
-
-		SpinLockAcquire(&shm->mutex);
-		shm->slots[my_slot].cycles++;
-		shm->slots[my_slot].poll_interval_ms = sync_poll_interval_ms;
-		SpinLockRelease(&shm->mutex);
 
 		timeout = (next_ms < 0) ? sync_poll_interval_ms : Min(next_ms, (long) sync_poll_interval_ms);
+		elog(DEBUG1, "sync worker: round took %ld ms; sleeping %ld ms",
+			 (long) ((GetCurrentTimestamp() - t0) / 1000), timeout);
+
+		SpinLockAcquire(&shm->mutex);
+		if ((s = my_slot_locked()) != NULL)
+		{
+			s->cycles++;
+			s->poll_interval_ms = sync_poll_interval_ms;
+			s->memory_bytes = (int64) MemoryContextMemAllocated(TopMemoryContext, true);
+		}
+		SpinLockRelease(&shm->mutex);
+
 		if (timeout == 0)
+		{
+			pgstat_report_stat(false);
 			continue;
+		}
+		/* flush statistics before a sleep: it may be long */
+		pgstat_report_stat(true);
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		if (rc & WL_LATCH_SET)
 		{
 			SpinLockAcquire(&shm->mutex);
-			shm->slots[my_slot].last_wake = GetCurrentTimestamp();
+			if ((s = my_slot_locked()) != NULL)
+				s->last_wake = GetCurrentTimestamp();
 			SpinLockRelease(&shm->mutex);
 		}
 	}
@@ -657,17 +1320,18 @@ sync_worker_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < shm->nslots; i++)
 	{
 		DbSlot		s;
-		Datum		v[9];
-		bool		n[9] = {0};
+		Datum		v[12];
+		bool		n[12] = {0};
 		char	   *dbname;
 
 		SpinLockAcquire(&shm->mutex);
 		s = shm->slots[i];
 		SpinLockRelease(&shm->mutex);
-		if (s.dboid == InvalidOid)
+		if (s.dboid == InvalidOid || s.state == SLOT_FREE)
 			continue;
 		dbname = get_database_name(s.dboid);
-		v[0] = CStringGetTextDatum(dbname ? dbname : "?");
+		v[0] = dbname ? CStringGetTextDatum(dbname) : (Datum) 0;
+		n[0] = dbname == NULL;
 		v[1] = Int32GetDatum(s.pid);
 		n[1] = s.pid == 0;
 		v[2] = CStringGetTextDatum(slot_state_names[s.state]);
@@ -681,6 +1345,11 @@ sync_worker_status(PG_FUNCTION_ARGS)
 		n[7] = s.last_error[0] == '\0';
 		v[8] = Int32GetDatum(s.poll_interval_ms);
 		n[8] = s.poll_interval_ms == 0;
+		v[9] = TimestampTzGetDatum(s.restart_at);
+		n[9] = !(s.state == SLOT_EXITED || s.state == SLOT_FAILED) || s.restart_at == 0;
+		v[10] = Int64GetDatum(s.memory_bytes);
+		n[10] = s.memory_bytes == 0;
+		v[11] = ObjectIdGetDatum(s.dboid);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	return (Datum) 0;

@@ -85,6 +85,17 @@ CREATE FUNCTION sync.capture() RETURNS trigger
 CREATE FUNCTION sync.truncate_guard() RETURNS trigger
     LANGUAGE C AS 'MODULE_PATHNAME', 'sync_truncate_guard';
 
+CREATE FUNCTION sync._drop_triggers(t regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tg name;
+BEGIN
+    FOR tg IN SELECT tgname FROM pg_trigger WHERE tgrelid = t
+               AND tgname IN ('sync_capture', 'sync_truncate_guard') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', tg, t);
+    END LOOP;
+END $$;
+
 -- (Re)create the capture trigger of a mirror from its field mapping.
 CREATE FUNCTION sync._install_triggers(m int) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -93,8 +104,7 @@ DECLARE
     args text;
 BEGIN
     SELECT * INTO STRICT mr FROM sync.mirror WHERE id = m;
-    EXECUTE format('DROP TRIGGER IF EXISTS sync_capture ON %s', mr.local_table);
-    EXECUTE format('DROP TRIGGER IF EXISTS sync_truncate_guard ON %s', mr.local_table);
+    PERFORM sync._drop_triggers(mr.local_table);
     IF mr.direction = 'pull' THEN
         RETURN;
     END IF;
@@ -215,7 +225,9 @@ BEGIN
     END IF;
 
     -- the remote schema (ERROR for an unknown object, with the remote's words)
-    DROP TABLE IF EXISTS pg_temp.sync_remote_fields_tmp;
+    IF to_regclass('pg_temp.sync_remote_fields_tmp') IS NOT NULL THEN
+        DROP TABLE pg_temp.sync_remote_fields_tmp;
+    END IF;
     CREATE TEMP TABLE sync_remote_fields_tmp ON COMMIT DROP AS
         SELECT * FROM sync.remote_fields(connection, remote_object);
 
@@ -374,8 +386,7 @@ BEGIN
         RAISE WARNING '% queued local writes of % are discarded and will not reach the remote', pending, local_table;
     END IF;
     DELETE FROM sync.outbox WHERE mirror = m;
-    EXECUTE format('DROP TRIGGER IF EXISTS sync_capture ON %s', local_table);
-    EXECUTE format('DROP TRIGGER IF EXISTS sync_truncate_guard ON %s', local_table);
+    PERFORM sync._drop_triggers(local_table);
     DELETE FROM sync.mirror WHERE id = m;
     IF drop_table THEN
         EXECUTE format('DROP TABLE %s', local_table);
@@ -525,6 +536,7 @@ REVOKE EXECUTE ON FUNCTION
     sync.test_connection(text),
     sync.remote_fields(text, text),
     sync._install_triggers(int),
+    sync._drop_triggers(regclass),
     sync._claim(int, int, int),
     sync._check_mirror_options(jsonb),
     sync.mirror(text, text, text, text[], text, jsonb),

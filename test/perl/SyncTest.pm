@@ -11,7 +11,38 @@ use Time::HiRes qw(usleep);
 
 my $tree = $ENV{SYNC_TREE} or die "SYNC_TREE is not set (run through test/run.sh)";
 
+# make_certs($dir) -> ($server_cert, $server_key, $ca_cert): a throwaway CA
+# and a server certificate for 127.0.0.1, ::1 and localhost, signed by it.
+# Each call makes a new CA, so a second call gives a "wrong CA" for tests.
+sub make_certs
+{
+	my ($dir) = @_;
+	$dir //= tempdir(CLEANUP => 1);
+	if (-f "$tree/test/emulator/certs.py")
+	{
+		my $out = `python3 $tree/test/emulator/certs.py $dir`;
+		die "certs.py failed" if $?;
+		my @paths = split /\s+/, $out;
+		return @paths if @paths == 3;
+	}
+	# fallback: the openssl CLI directly
+	my $run = sub { system(@_) == 0 or die "openssl failed: @_"; };
+	$run->('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$dir/ca.key",
+		'-out', "$dir/ca.crt", '-days', '2', '-subj', '/CN=sync test CA',
+		'-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+	$run->('openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$dir/server.key",
+		'-out', "$dir/server.csr", '-subj', '/CN=127.0.0.1');
+	open(my $ext, '>', "$dir/server.ext") or die $!;
+	print $ext "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+	  . "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n";
+	close $ext;
+	$run->('openssl', 'x509', '-req', '-in', "$dir/server.csr", '-CA', "$dir/ca.crt", '-CAkey', "$dir/ca.key",
+		'-CAcreateserial', '-out', "$dir/server.crt", '-days', '2', '-extfile', "$dir/server.ext");
+	return ("$dir/server.crt", "$dir/server.key", "$dir/ca.crt");
+}
+
 # start_emulator(tls => 1, args => [...]) -> object with url, ca_file, pid
+# (as hash fields and as methods), control(), requests(), stop()
 sub start_emulator
 {
 	my (%opt) = @_;
@@ -20,14 +51,14 @@ sub start_emulator
 	my ($ca, $cert, $key);
 	if ($opt{tls})
 	{
-		my $out = `python3 $tree/test/emulator/certs.py $dir`;
-		die "certs.py failed" if $?;
-		($cert, $key, $ca) = split /\s+/, $out;
+		($cert, $key, $ca) = make_certs($dir);
 		push @cmd, '--tls-cert', $cert, '--tls-key', $key;
 	}
 	push @cmd, @{ $opt{args} // [] };
 	my $log = "$dir/emulator.log";
-	my $pid = open(my $fh, '-|', join(' ', map { "'$_'" } @cmd) . " 2>$log")
+	# "exec": the shell becomes the emulator, so $pid is the emulator's and
+	# stop() really stops it (without it, only the shell got the SIGTERM)
+	my $pid = open(my $fh, '-|', 'exec ' . join(' ', map { "'$_'" } @cmd) . " 2>$log")
 	  or die "cannot start the emulator: $!";
 	my $line = <$fh>;
 	die "emulator did not start: " . `cat $log` unless defined $line && $line =~ m{listening on (\S+)};
@@ -53,6 +84,11 @@ sub control
 	return length($res->{content} // '') ? decode_json($res->{content}) : undef;
 }
 
+sub url     { return $_[0]->{url}; }
+sub ca_file { return $_[0]->{ca_file}; }
+sub pid     { return $_[0]->{pid}; }
+
+# requests($api) -> the emulator's request log (array of entries)
 sub requests
 {
 	my ($self, $api) = @_;
