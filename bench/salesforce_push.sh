@@ -11,7 +11,7 @@ set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 N=${1:-50000}
 LAT=${2:-50}
-INFLIGHT=${BENCH_IN_FLIGHT:-8}
+INFLIGHT=${BENCH_IN_FLIGHT:-16}   # Salesforce caps concurrency only for requests over 20 s
 
 sync_install_deps
 sync_ensure_user

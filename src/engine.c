@@ -95,11 +95,17 @@ static Datum
 text_array(char **items, int n)
 {
 	Datum	   *d = palloc(sizeof(Datum) * Max(1, n));
+	bool	   *nulls = palloc(sizeof(bool) * Max(1, n));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
 	int			i;
 
 	for (i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(items[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+	{
+		nulls[i] = (items[i] == NULL);
+		d[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(items[i]);
+	}
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* ---------------------------------------------------------------------
@@ -358,6 +364,18 @@ resolve_references(SyncMirror *m, const char *connection, PushBatch *b, MemoryCo
 	}
 }
 
+typedef struct KeyIndex
+{
+	const char *key;
+	int			item;
+} KeyIndex;
+
+static int
+key_index_cmp(const void *a, const void *b)
+{
+	return strcmp(((const KeyIndex *) a)->key, ((const KeyIndex *) b)->key);
+}
+
 /*
  * Claim a batch of ready entries: the oldest entry of each row only (later
  * entries of a row wait for earlier ones), with a lease so that a crashed
@@ -460,17 +478,28 @@ push_claim(SyncMirror *m, int limit, MemoryContext work)
 		spi_exec(sql.data, 1, t, a, NULL, SPI_OK_SELECT);
 	}
 	old = MemoryContextSwitchTo(work);
-	for (i = 0; i < (int) SPI_processed; i++)
 	{
-		char	   *key = getv(i, 1);
+		/* match rows to items by key: the claim gives one entry per key */
+		KeyIndex   *index = palloc(sizeof(KeyIndex) * Max(1, b->nitems));
+		int			nindex = 0;
 
 		for (j = 0; j < b->nitems; j++)
+			if (b->items[j].op != 'D')
+			{
+				index[nindex].key = b->items[j].local_key;
+				index[nindex++].item = j;
+			}
+		qsort(index, nindex, sizeof(KeyIndex), key_index_cmp);
+		for (i = 0; i < (int) SPI_processed; i++)
 		{
-			SyncPushItem *it = &b->items[j];
+			KeyIndex	probe = {getv(i, 1), 0};
+			KeyIndex   *hit = bsearch(&probe, index, nindex, sizeof(KeyIndex), key_index_cmp);
+			SyncPushItem *it;
 			int			k;
 
-			if (it->op == 'D' || strcmp(it->local_key, key) != 0)
+			if (hit == NULL)
 				continue;
+			it = &b->items[hit->item];
 			if (it->remote_id == NULL)
 				it->remote_id = getv(i, 2);
 			for (k = 0; k < m->nfields; k++)
@@ -478,7 +507,7 @@ push_claim(SyncMirror *m, int limit, MemoryContext work)
 				it->values[k] = getv(i, 3 + k);
 				it->value_null[k] = (it->values[k] == NULL);
 			}
-			found[j] = true;
+			found[hit->item] = true;
 		}
 	}
 	for (j = 0; j < b->nitems; j++)
@@ -514,194 +543,238 @@ push_claim(SyncMirror *m, int limit, MemoryContext work)
  *                row without re-capture; journal row
  *   rejected  -> parked with the remote's message (sync.errors)
  *   retry     -> lease released, next attempt after a backoff
+ * The common case (ok) is done set-based, a few statements per batch rather
+ * than per record: at thousands of records per second, per-row statements
+ * would make the database, not the remote, the bottleneck.
  */
 static void
 push_record(SyncMirror *m, PushBatch *b, int *nok, int *nrejected, int *nretry)
 {
-	StringInfoData wb,
-				echo;
-	Oid			wbtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Oid			t8[8] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT4OID, TEXTOID, INT4OID};
-	int			i;
+	int			n = b->nitems;
 	int			saved = sync_applying_mirror;
+	char	  **ok_ids = palloc(sizeof(char *) * Max(1, n));
+	char	  **wb_rid = palloc(sizeof(char *) * Max(1, n));
+	char	  **wb_stamp = palloc(sizeof(char *) * Max(1, n));
+	char	  **wb_key = palloc(sizeof(char *) * Max(1, n));
+	char	  **echo_rid = palloc(sizeof(char *) * Max(1, n));
+	char	  **echo_key = palloc(sizeof(char *) * Max(1, n));
+	char	  **j_op = palloc(sizeof(char *) * Max(1, n));
+	char	  **j_key = palloc(sizeof(char *) * Max(1, n));
+	char	  **j_rid = palloc(sizeof(char *) * Max(1, n));
+	char	  **j_fields = palloc(sizeof(char *) * Max(1, n));
+	char	  **j_hash = palloc(sizeof(char *) * Max(1, n));
+	char	  **j_result = palloc(sizeof(char *) * Max(1, n));
+	char	  **j_detail = palloc(sizeof(char *) * Max(1, n));
+	char	  **vals = palloc(sizeof(char *) * Max(1, m->nfields));
+	int			nok_ids = 0,
+				nwb = 0,
+				necho = 0,
+				i,
+				k;
 
-	initStringInfo(&echo);
-	appendStringInfo(&echo, "DELETE FROM %s WHERE %s = $1 AND %s <> $2::%s",
-					 m->qualified_table, quote_identifier(m->remote_id_column),
-					 quote_identifier(m->key_column), m->key_type);
-	initStringInfo(&wb);
-	appendStringInfo(&wb, "UPDATE %s SET %s = $1, %s = coalesce($2::timestamptz, %s) WHERE %s = $3::%s",
-					 m->qualified_table, quote_identifier(m->remote_id_column),
-					 quote_identifier(m->stamp_column), quote_identifier(m->stamp_column),
-					 quote_identifier(m->key_column), m->key_type);
-
-	for (i = 0; i < b->nitems; i++)
+	for (i = 0; i < n; i++)
 	{
 		SyncPushItem *it = &b->items[i];
-		Datum		a[8];
-		char		n[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-		const char *result;
-
-		a[0] = Int64GetDatum(it->outbox_id);
-		a[1] = CStringGetTextDatum(it->error_code ? it->error_code : "");
-		a[2] = CStringGetTextDatum(it->error_message ? it->error_message : "");
-		if (it->error_message == NULL)
-			n[2] = 'n';
-		if (it->error_code == NULL)
-			n[1] = 'n';
-		a[3] = CStringGetTextDatum(it->error_fields ? it->error_fields : "");
-		if (it->error_fields == NULL)
-			n[3] = 'n';
-		a[4] = (Datum) 0;
-		n[4] = 'n';
-		a[5] = Int32GetDatum(m->id);
-		a[6] = CStringGetTextDatum(it->local_key);
-		a[7] = Int32GetDatum(it->retry_after_s);
+		StringInfoData fields;
+		int			ns = 0;
 
 		switch (it->result)
 		{
 			case PUSH_OK:
 				(*nok)++;
-				result = "ok";
+				j_result[i] = "ok";
+				ok_ids[nok_ids++] = psprintf(INT64_FORMAT, it->outbox_id);
 				if (it->new_remote_id != NULL && it->op != 'D')
 				{
-					Datum		w[3];
-					char		wn[3] = {' ', ' ', ' '};
-
-					w[0] = CStringGetTextDatum(it->new_remote_id);
-					w[1] = CStringGetTextDatum(it->new_stamp ? it->new_stamp : "");
-					if (it->new_stamp == NULL)
-						wn[1] = 'n';
-					w[2] = CStringGetTextDatum(it->local_key);
-					sync_applying_mirror = m->id;
-					PG_TRY();
+					wb_rid[nwb] = it->new_remote_id;
+					wb_stamp[nwb] = it->new_stamp;
+					wb_key[nwb++] = it->local_key;
+					if (it->op == 'I')
 					{
-						/*
-						 * A pull that ran while this create was in flight may
-						 * have brought the new record in as a row of its own:
-						 * that row is the echo of this one, so it goes.
-						 */
-						if (it->op == 'I')
-						{
-							Datum		ea[2] = {w[0], w[2]};
-
-							spi_exec(echo.data, 2, wbtypes, ea, NULL, SPI_OK_DELETE);
-						}
-						spi_exec(wb.data, 3, wbtypes, w, wn, SPI_OK_UPDATE);
-					}
-					PG_FINALLY();
-					{
-						sync_applying_mirror = saved;
-					}
-					PG_END_TRY();
-					/* a delete queued while this insert was in flight needs the ID */
-					if (SPI_processed == 0)
-					{
-						Oid			dt[3] = {INT4OID, TEXTOID, TEXTOID};
-						Datum		da[3] = {Int32GetDatum(m->id), w[2], w[0]};
-
-						spi_exec("UPDATE sync.outbox SET remote_id = $3 "
-								 "WHERE mirror = $1 AND local_key = $2 AND op = 'D' AND remote_id IS NULL",
-								 3, dt, da, NULL, SPI_OK_UPDATE);
-					}
-				}
-				spi_exec("DELETE FROM sync.outbox WHERE id = $1", 1, t8, a, n, SPI_OK_DELETE);
-				/* "@key" references now hold the parent's remote ID */
-				{
-					int			k;
-
-					for (k = 0; k < m->nfields; k++)
-					{
-						char	   *rid = b->resolved[i * m->nfields + k];
-						Oid			rt[2] = {TEXTOID, TEXTOID};
-						Datum		ra[2];
-
-						if (rid == NULL)
-							continue;
-						ra[0] = CStringGetTextDatum(rid);
-						ra[1] = CStringGetTextDatum(it->local_key);
-						sync_applying_mirror = m->id;
-						PG_TRY();
-						{
-							spi_exec(psprintf("UPDATE %s SET %s = $1 WHERE %s = $2::%s",
-											  m->qualified_table, quote_identifier(m->columns[k]),
-											  quote_identifier(m->key_column), m->key_type),
-									 2, rt, ra, NULL, SPI_OK_UPDATE);
-						}
-						PG_FINALLY();
-						{
-							sync_applying_mirror = saved;
-						}
-						PG_END_TRY();
+						echo_rid[necho] = it->new_remote_id;
+						echo_key[necho++] = it->local_key;
 					}
 				}
 				break;
 			case PUSH_REJECTED:
 				(*nrejected)++;
-				result = "rejected";
-				spi_exec("UPDATE sync.outbox SET state = 'parked', claimed_until = NULL, claimed_by = NULL, "
-						 "error_code = $2, error_message = $3, "
-						 "error_fields = CASE WHEN $4 IS NULL THEN NULL ELSE string_to_array($4, ',') END, "
-						 "updated_at = now() WHERE id = $1", 4, t8, a, n, SPI_OK_UPDATE);
+				j_result[i] = "rejected";
+				{
+					Oid			t[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+					Datum		a[4];
+					char		nl[4] = {' ', ' ', ' ', ' '};
+
+					a[0] = Int64GetDatum(it->outbox_id);
+					a[1] = CStringGetTextDatum(it->error_code ? it->error_code : "");
+					a[2] = CStringGetTextDatum(it->error_message ? it->error_message : "");
+					a[3] = CStringGetTextDatum(it->error_fields ? it->error_fields : "");
+					nl[1] = it->error_code ? ' ' : 'n';
+					nl[2] = it->error_message ? ' ' : 'n';
+					nl[3] = it->error_fields ? ' ' : 'n';
+					spi_exec("UPDATE sync.outbox SET state = 'parked', claimed_until = NULL, claimed_by = NULL, "
+							 "error_code = $2, error_message = $3, "
+							 "error_fields = CASE WHEN $4 IS NULL THEN NULL ELSE string_to_array($4, ',') END, "
+							 "updated_at = now() WHERE id = $1", 4, t, a, nl, SPI_OK_UPDATE);
+				}
 				break;
 			default:
 				(*nretry)++;
-				result = "retry";
+				j_result[i] = "retry";
 				{
 					long		wait = it->retry_after_s > 0 ? it->retry_after_s * 1000L :
 						backoff_ms(b->attempts[i], 1000, 15 * 60 * 1000);
-					Oid			rt[4] = {INT8OID, TEXTOID, TEXTOID, INT8OID};
-					Datum		ra[4] = {a[0], a[1], a[2], Int64GetDatum(wait)};
+					Oid			t[4] = {INT8OID, TEXTOID, TEXTOID, INT8OID};
+					Datum		a[4];
+					char		nl[4] = {' ', ' ', ' ', ' '};
 
+					a[0] = Int64GetDatum(it->outbox_id);
+					a[1] = CStringGetTextDatum(it->error_code ? it->error_code : "");
+					a[2] = CStringGetTextDatum(it->error_message ? it->error_message : "");
+					a[3] = Int64GetDatum(wait);
+					nl[1] = it->error_code ? ' ' : 'n';
+					nl[2] = it->error_message ? ' ' : 'n';
 					spi_exec("UPDATE sync.outbox SET claimed_until = NULL, claimed_by = NULL, "
 							 "error_code = $2, error_message = $3, "
 							 "next_attempt_at = now() + make_interval(secs => $4 / 1000.0), updated_at = now() "
-							 "WHERE id = $1", 4, rt, ra, n, SPI_OK_UPDATE);
+							 "WHERE id = $1", 4, t, a, nl, SPI_OK_UPDATE);
 				}
 				break;
 		}
 
 		/* journal: what was sent, a hash of the values, the result */
-		{
-			Oid			jt[8] = {INT4OID, CHAROID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
-			Datum		ja[8];
-			char		jn[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-			char	  **sent = palloc(sizeof(char *) * Max(1, m->nfields));
-			char	  **vals = palloc(sizeof(char *) * Max(1, m->nfields));
-			int			ns = 0,
-						k;
-			char	   *hash;
+		initStringInfo(&fields);
+		for (k = 0; k < m->nfields; k++)
+			if (it->send[k])
+			{
+				if (ns > 0)
+					appendStringInfoChar(&fields, '\x1f');
+				appendStringInfoString(&fields, m->fields[k].remote_name);
+				vals[ns++] = it->values[k];
+			}
+		j_op[i] = psprintf("%c", it->op);
+		j_key[i] = it->local_key;
+		j_rid[i] = it->new_remote_id ? it->new_remote_id : it->remote_id;
+		j_fields[i] = fields.data;
+		j_hash[i] = values_hash(vals, ns);
+		j_detail[i] = it->error_message == NULL ? NULL :
+			it->error_code ? psprintf("%s: %s", it->error_code, it->error_message) : it->error_message;
+	}
 
-			for (k = 0; k < m->nfields; k++)
-				if (it->send[k])
-				{
-					sent[ns] = m->fields[k].remote_name;
-					vals[ns++] = it->values[k];
-				}
-			hash = values_hash(vals, ns);
-			ja[0] = Int32GetDatum(m->id);
-			ja[1] = CharGetDatum(it->op);
-			ja[2] = CStringGetTextDatum(it->local_key);
-			if (it->new_remote_id || it->remote_id)
-				ja[3] = CStringGetTextDatum(it->new_remote_id ? it->new_remote_id : it->remote_id);
-			else
-				jn[3] = 'n';
-			ja[4] = text_array(sent, ns);
-			if (hash)
-				ja[5] = CStringGetTextDatum(hash);
-			else
-				jn[5] = 'n';
-			ja[6] = CStringGetTextDatum(result);
-			if (it->error_message)
-				ja[7] = CStringGetTextDatum(it->error_code ?
-											psprintf("%s: %s", it->error_code, it->error_message) :
-											it->error_message);
-			else
-				jn[7] = 'n';
-			spi_exec("INSERT INTO sync.journal (mirror, direction, op, local_key, remote_id, fields, values_hash, result, detail) "
-					 "VALUES ($1, 'out', $2, $3, $4, $5, $6, $7, $8)", 8, jt, ja, jn, SPI_OK_INSERT);
+	if (nwb > 0)
+	{
+		Oid			t[3] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+		Datum		a[3];
+
+		sync_applying_mirror = m->id;
+		PG_TRY();
+		{
+			/*
+			 * A pull that ran while a create was in flight may have brought
+			 * the new record in as a row of its own: that row is the echo of
+			 * the local one, so it goes.
+			 */
+			if (necho > 0)
+			{
+				a[0] = text_array(echo_rid, necho);
+				a[1] = text_array(echo_key, necho);
+				spi_exec(psprintf("DELETE FROM %s t USING unnest($1, $2) AS u(rid, key) "
+								  "WHERE t.%s = u.rid AND t.%s <> u.key::%s",
+								  m->qualified_table, quote_identifier(m->remote_id_column),
+								  quote_identifier(m->key_column), m->key_type),
+						 2, t, a, NULL, SPI_OK_DELETE);
+			}
+			a[0] = text_array(wb_rid, nwb);
+			a[1] = text_array(wb_stamp, nwb);
+			a[2] = text_array(wb_key, nwb);
+			spi_exec(psprintf("UPDATE %s t SET %s = u.rid, %s = coalesce(u.stamp::timestamptz, t.%s) "
+							  "FROM unnest($1, $2, $3) AS u(rid, stamp, key) WHERE t.%s = u.key::%s",
+							  m->qualified_table, quote_identifier(m->remote_id_column),
+							  quote_identifier(m->stamp_column), quote_identifier(m->stamp_column),
+							  quote_identifier(m->key_column), m->key_type),
+					 3, t, a, NULL, SPI_OK_UPDATE);
+		}
+		PG_FINALLY();
+		{
+			sync_applying_mirror = saved;
+		}
+		PG_END_TRY();
+
+		/* a delete queued while an insert was in flight needs its new ID */
+		{
+			Oid			dt[3] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID};
+			Datum		da[3] = {Int32GetDatum(m->id), a[2], a[0]};
+
+			spi_exec("UPDATE sync.outbox o SET remote_id = u.rid FROM unnest($2, $3) AS u(key, rid) "
+					 "WHERE o.mirror = $1 AND o.local_key = u.key AND o.op = 'D' AND o.remote_id IS NULL",
+					 3, dt, da, NULL, SPI_OK_UPDATE);
 		}
 	}
+
+	/* "@key" references now hold the parent's remote ID */
+	for (i = 0; i < n; i++)
+	{
+		if (b->items[i].result != PUSH_OK)
+			continue;
+		for (k = 0; k < m->nfields; k++)
+		{
+			char	   *rid = b->resolved[i * m->nfields + k];
+			Oid			rt[2] = {TEXTOID, TEXTOID};
+			Datum		ra[2];
+
+			if (rid == NULL)
+				continue;
+			ra[0] = CStringGetTextDatum(rid);
+			ra[1] = CStringGetTextDatum(b->items[i].local_key);
+			sync_applying_mirror = m->id;
+			PG_TRY();
+			{
+				spi_exec(psprintf("UPDATE %s SET %s = $1 WHERE %s = $2::%s",
+								  m->qualified_table, quote_identifier(m->columns[k]),
+								  quote_identifier(m->key_column), m->key_type),
+						 2, rt, ra, NULL, SPI_OK_UPDATE);
+			}
+			PG_FINALLY();
+			{
+				sync_applying_mirror = saved;
+			}
+			PG_END_TRY();
+		}
+	}
+
+	if (nok_ids > 0)
+	{
+		Oid			t[1] = {TEXTARRAYOID};
+		Datum		a[1] = {text_array(ok_ids, nok_ids)};
+
+		spi_exec("DELETE FROM sync.outbox WHERE id = ANY ($1::int8[])", 1, t, a, NULL, SPI_OK_DELETE);
+	}
+
+	if (n > 0)
+	{
+		Oid			t[8] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+		Datum		a[8];
+
+		a[0] = Int32GetDatum(m->id);
+		a[1] = text_array(j_op, n);
+		a[2] = text_array(j_key, n);
+		a[3] = text_array(j_rid, n);
+		a[4] = text_array(j_fields, n);
+		a[5] = text_array(j_hash, n);
+		a[6] = text_array(j_result, n);
+		a[7] = text_array(j_detail, n);
+		spi_exec("INSERT INTO sync.journal (mirror, direction, op, local_key, remote_id, fields, values_hash, result, detail) "
+				 "SELECT $1, 'out', u.op::\"char\", u.key, u.rid, string_to_array(u.fields, E'\\x1f'), u.hash, u.result, u.detail "
+				 "FROM unnest($2, $3, $4, $5, $6, $7, $8) AS u(op, key, rid, fields, hash, result, detail)",
+				 8, t, a, NULL, SPI_OK_INSERT);
+	}
+}
+
+/* Requests a connection may have in flight: its option, else sync.http_max_in_flight. */
+static int
+in_flight(SyncConnection *conn)
+{
+	return conn->max_in_flight > 0 ? conn->max_in_flight : Max(1, sync_http_max_in_flight);
 }
 
 /* Hand the claimed items to the provider, one operation at a time. */
@@ -739,9 +812,9 @@ push_send(SyncConnection *conn, SyncMirror *m, PushBatch *b)
 			int			max = conn->provider->batch_max(conn, m, ops[o]);
 			int			start;
 
-			for (start = 0; start < n; start += max * Max(1, conn->max_in_flight))
+			for (start = 0; start < n; start += max * in_flight(conn))
 			{
-				int			chunk = Min(n - start, max * Max(1, conn->max_in_flight));
+				int			chunk = Min(n - start, max * in_flight(conn));
 
 				conn->provider->push(conn, m, group + start, chunk);
 			}
@@ -756,6 +829,7 @@ static int64
 push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejected, int *nretry)
 {
 	int64		total = 0;
+	bool		analyzed = false;
 
 	for (;;)
 	{
@@ -763,7 +837,8 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		SyncConnection *conn;
 		PushBatch  *b;
 		char	   *connection;
-		int			limit;
+		int			limit,
+					wave;
 
 		xact_begin(own);
 		m = mirror_load(mirror_id, work, &connection);
@@ -773,9 +848,30 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 			break;
 		}
 		conn = conn_get(connection);
-		limit = conn->provider->batch_max(conn, m, 'U') * Max(1, conn->max_in_flight ? conn->max_in_flight : 1);
-		limit = Max(limit, sync_batch_size);
+		/*
+		 * One wave of requests is batch_max x max_in_flight records; claim
+		 * whole waves (at least sync.batch_size records) so that no wave
+		 * goes out half full.
+		 */
+		wave = conn->provider->batch_max(conn, m, 'U') * in_flight(conn);
+		limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
 		b = push_claim(m, limit, work);
+		if (b->nitems == limit && !analyzed)
+		{
+			/*
+			 * A bulk write can grow the outbox from nothing to millions of
+			 * entries between two autovacuum rounds; the claim's plan is only
+			 * good with statistics that know it.
+			 */
+			Oid			t[1] = {INT4OID};
+			Datum		a[1] = {Int32GetDatum(limit)};
+
+			spi_exec("SELECT 1 FROM pg_catalog.pg_class WHERE oid = 'sync.outbox'::pg_catalog.regclass "
+					 "AND reltuples < $1", 1, t, a, NULL, SPI_OK_SELECT);
+			if (SPI_processed > 0)
+				spi_exec("ANALYZE sync.outbox", 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+			analyzed = true;
+		}
 		resolve_references(m, connection, b, work);
 		xact_end(own);
 
@@ -1309,15 +1405,23 @@ sync_engine_cycle(void)
 
 	/* what is due, and when the next thing will be */
 	xact_begin(true);
-	spi_exec("SELECT m.id, "
-			 "  m.direction <> 'pull' AND EXISTS (SELECT 1 FROM sync.outbox o WHERE o.mirror = m.id "
-			 "     AND o.state = 'pending' AND o.next_attempt_at <= now() "
-			 "     AND (o.claimed_until IS NULL OR o.claimed_until < now())), "
-			 "  m.direction <> 'push' AND s.next_pull_at <= now() AND s.phase <> 'paused', "
+	/*
+	 * The time until the next due entry is computed only when nothing is due
+	 * now: it reads every pending entry of the mirror, which is cheap when
+	 * idle but not while a large backlog drains.
+	 */
+	spi_exec("SELECT m.id, d.push, d.pull, "
+			 "  CASE WHEN NOT (d.push OR d.pull) THEN "
 			 "  (extract(epoch FROM least(s.next_pull_at, "
 			 "     (SELECT min(greatest(o.next_attempt_at, coalesce(o.claimed_until, o.next_attempt_at))) "
-			 "        FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'pending')) - now()) * 1000)::bigint "
+			 "        FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'pending')) - now()) * 1000)::bigint END "
 			 "FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror = m.id "
+			 "CROSS JOIN LATERAL (SELECT "
+			 "  m.direction <> 'pull' AND EXISTS (SELECT 1 FROM sync.outbox o WHERE o.mirror = m.id "
+			 "     AND o.state = 'pending' AND o.next_attempt_at <= now() "
+			 "     AND (o.claimed_until IS NULL OR o.claimed_until < now())) AS push, "
+			 "  m.direction <> 'push' AND s.next_pull_at <= now() AND s.phase <> 'paused' AS pull "
+			 "  OFFSET 0) d "		/* not flattened: each test runs once */
 			 /* parents first: objects other mirrors' reference fields point at */
 			 "ORDER BY (SELECT count(*) FROM sync.field f JOIN sync.mirror c ON c.id = f.mirror "
 			 "          WHERE f.reference_to = m.remote_object AND c.connection = m.connection) DESC, m.id",

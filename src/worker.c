@@ -1180,6 +1180,12 @@ sync_db_worker_main(Datum arg)
 	pgstat_report_appname("sync worker");
 	apply_worker_log_level();
 
+	/*
+	 * The worker's statements are short and planned again for each batch:
+	 * JIT compilation would cost more than it saves.
+	 */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
+
 	/* a database-level command (DROP DATABASE ...) wants the database */
 	SpinLockAcquire(&shm->mutex);
 	ok = shm->slots[my_slot].hold_until <= GetCurrentTimestamp();
