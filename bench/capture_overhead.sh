@@ -11,7 +11,7 @@ set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 SECS=${1:-20}
 CLIENTS=${2:-2}
-ROWS=${BENCH_ROWS:-100000}
+ROWS=${BENCH_ROWS:-1000000}
 
 sync_install_deps
 sync_ensure_user
@@ -62,24 +62,28 @@ CREATE TRIGGER capture AFTER UPDATE ON plpgsql FOR EACH ROW EXECUTE FUNCTION plp
 VACUUM ANALYZE;
 SQL
 
-run() {   # run TABLE -> tps
+run() {   # run TABLE -> "transactions tps"
   local t=$1
   echo "\\set id random(1, $ROWS)
 UPDATE $t SET n = n + 1 WHERE id = :id;" >"$DIR/$t.sql"
   chown "$SYNC_USER" "$DIR/$t.sql"
   psql_ -c "DELETE FROM sync.outbox" >/dev/null
   as_user pgbench -n -h "$DIR" -p "$PORT" -c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -f "$DIR/$t.sql" postgres 2>/dev/null \
-    | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+    | sed -n -e 's/^tps = \([0-9.]*\) .*/\1/p' -e 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' \
+    | tr '\n' ' '
 }
 
 echo "UPDATE throughput, $CLIENTS clients, $SECS s each, $ROWS rows (random row per transaction):"
-P=$(run plain); M=$(run mirrored); L=$(run plpgsql)
-QUEUED=$(psql_ -At -c "SELECT count(*) FROM sync.outbox")
-python3 - "$P" "$M" "$L" <<'PY'
+P=$(run plain); M=$(run mirrored)
+MQUEUED=$(psql_ -At -c "SELECT count(*) FROM sync.outbox")
+L=$(run plpgsql)
+python3 - $P $M $L "$MQUEUED" <<'PY'
 import sys
-p, m, l = map(float, sys.argv[1:4])
+pn, p, mn, m, ln, l = map(float, sys.argv[1:7])
+queued = int(sys.argv[7])
 print(f"  no trigger          {p:10.0f} tps")
 print(f"  C capture trigger   {m:10.0f} tps   ratio {m/p:.2f} of no trigger  (overhead {100*(1-m/p):.0f} %, target <= 30 %)")
 print(f"  PL/pgSQL trigger    {l:10.0f} tps   ratio {l/p:.2f} of no trigger  (C trigger is {m/l:.2f}x PL/pgSQL)")
+print(f"  ({queued} of the C run's {mn:.0f} updates opened an outbox entry ({100*queued/mn:.0f} %); "
+      "the others coalesced into an open one)")
 PY
-echo "  (outbox entries after the PL/pgSQL run: $QUEUED)"

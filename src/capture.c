@@ -23,13 +23,26 @@
  *
  * The outbox is writable by the extension owner only, so the trigger
  * switches to the owner's user id for its own statements.
+ *
+ * Inserts and updates take a fast path that does not go through SQL: an
+ * index probe for the row's open entry (the way logical replication's apply
+ * finds rows), then a heap insert or update.  An executor start per captured
+ * row would cost more than the user's UPDATE itself.  The probe locks the
+ * open entry it finds (KEY SHARE), so a claimer cannot seal it before this
+ * transaction commits: a change already covered by the entry needs no write
+ * at all, and is still sent, because the claim that takes the entry comes
+ * after the commit and reads the row then.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -37,6 +50,7 @@
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "capture.h"
@@ -221,6 +235,208 @@ column_changed(HeapTuple oldtup, HeapTuple newtup, TupleDesc desc, AttrNumber at
 	return !datum_image_eq(oldd, newd, a->attbyval, a->attlen);
 }
 
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(NameStr(*DatumGetName(*(const Datum *) a)),
+				  NameStr(*DatumGetName(*(const Datum *) b)));
+}
+
+/*
+ * The columns of an entry after coalescing `changed` into `old` (both sorted
+ * name[]; NULL = all columns): their union.  *same: nothing was added.
+ */
+static Datum
+union_columns(Datum old, bool oldnull, Datum changed, bool changednull, bool *same, bool *isnull)
+{
+	Datum	   *a,
+			   *b,
+			   *all;
+	int			na,
+				nb,
+				n = 0,
+				i;
+
+	*same = false;
+	*isnull = false;
+	if (oldnull || changednull)
+	{
+		*same = oldnull;
+		*isnull = true;
+		return (Datum) 0;
+	}
+	deconstruct_array(DatumGetArrayTypeP(old), NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &a, NULL, &na);
+	deconstruct_array(DatumGetArrayTypeP(changed), NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &b, NULL, &nb);
+	all = palloc(sizeof(Datum) * Max(1, na + nb));
+	memcpy(all, a, sizeof(Datum) * na);
+	memcpy(all + na, b, sizeof(Datum) * nb);
+	qsort(all, na + nb, sizeof(Datum), name_cmp);
+	for (i = 0; i < na + nb; i++)
+		if (n == 0 || name_cmp(&all[n - 1], &all[i]) != 0)
+			all[n++] = all[i];
+	*same = (n == na);
+	return PointerGetDatum(construct_array(all, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
+}
+
+static AttrNumber
+outbox_attnum(TupleDesc desc, const char *name)
+{
+	AttrNumber	att = SPI_fnumber(desc, name);
+
+	if (att <= 0)
+		elog(ERROR, "sync: sync.outbox has no column \"%s\"; reinstall the extension", name);
+	return att;
+}
+
+/*
+ * Queue an insert or update of one row, by the fast path (see the head of
+ * this file).  args are those of the upsert plan: mirror, local_key, op,
+ * columns, remote_id.  Returns false, doing nothing, when the outbox has
+ * triggers of its own: only the SQL path fires them.
+ */
+static bool
+queue_upsert(Datum *args, const char *nulls)
+{
+	Oid			nsp = get_namespace_oid("sync", false);
+	Oid			relid = get_relname_relid("outbox", nsp);
+	Oid			idxid = get_relname_relid("outbox_row", nsp);
+	Oid			seqid = get_relname_relid("outbox_id_seq", nsp);
+	Relation	rel;
+	TupleDesc	desc;
+	EState	   *estate;
+	RangeTblEntry *rte;
+	ResultRelInfo *rri;
+	TupleTableSlot *search,
+			   *found,
+			   *slot;
+	AttrNumber	a_mirror,
+				a_key,
+				a_cols,
+				a_rid,
+				a_slot,
+				a_updated;
+	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	if (!OidIsValid(relid) || !OidIsValid(idxid) || !OidIsValid(seqid))
+		elog(ERROR, "sync: the outbox is missing; reinstall the extension");
+	rel = table_open(relid, RowExclusiveLock);
+	if (rel->trigdesc != NULL)
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+	desc = RelationGetDescr(rel);
+	a_mirror = outbox_attnum(desc, "mirror");
+	a_key = outbox_attnum(desc, "local_key");
+	a_cols = outbox_attnum(desc, "columns");
+	a_rid = outbox_attnum(desc, "remote_id");
+	a_slot = outbox_attnum(desc, "slot");
+	a_updated = outbox_attnum(desc, "updated_at");
+
+	/* what the executor needs to insert and update with index maintenance */
+	estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	estate->es_snapshot = GetActiveSnapshot();
+	ExecOpenIndices(rri, false);
+
+	search = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	found = table_slot_create(rel, &estate->es_tupleTable);
+	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+
+	/* entries written earlier in this command must be visible to the probe */
+	CommandCounterIncrement();
+
+	ExecClearTuple(search);
+	memset(search->tts_isnull, true, sizeof(bool) * desc->natts);
+	search->tts_values[a_mirror - 1] = args[0];
+	search->tts_isnull[a_mirror - 1] = false;
+	search->tts_values[a_key - 1] = args[1];
+	search->tts_isnull[a_key - 1] = false;
+	search->tts_values[a_slot - 1] = Int64GetDatum(0);
+	search->tts_isnull[a_slot - 1] = false;
+	ExecStoreVirtualTuple(search);
+
+	if (RelationFindReplTupleByIndex(rel, idxid, LockTupleKeyShare, search, found))
+	{
+		/* coalesce into the row's open entry */
+		AttrNumber	a_op = outbox_attnum(desc, "op");
+		bool		same,
+					colsnull;
+		Datum		cols;
+
+		slot_getallattrs(found);
+
+		/* insert + update = insert (all columns); update + update = union */
+		if (DatumGetChar(found->tts_values[a_op - 1]) == 'I')
+		{
+			cols = (Datum) 0;
+			colsnull = true;
+			same = found->tts_isnull[a_cols - 1];
+		}
+		else
+			cols = union_columns(found->tts_values[a_cols - 1], found->tts_isnull[a_cols - 1],
+								 args[3], nulls[3] == 'n', &same, &colsnull);
+		if (!same ||
+			(nulls[4] != 'n' && (found->tts_isnull[a_rid - 1] ||
+								 !datumIsEqual(found->tts_values[a_rid - 1], args[4], false, -1))))
+		{
+			ExecClearTuple(slot);
+			memcpy(slot->tts_values, found->tts_values, sizeof(Datum) * desc->natts);
+			memcpy(slot->tts_isnull, found->tts_isnull, sizeof(bool) * desc->natts);
+			slot->tts_values[a_cols - 1] = cols;
+			slot->tts_isnull[a_cols - 1] = colsnull;
+			if (nulls[4] != 'n')
+			{
+				slot->tts_values[a_rid - 1] = args[4];
+				slot->tts_isnull[a_rid - 1] = false;
+			}
+			slot->tts_values[a_updated - 1] = now;
+			ExecStoreVirtualTuple(slot);
+			ExecSimpleRelationUpdate(rri, estate, NULL, found, slot);
+		}
+		/* else already covered; the lock keeps the entry open until commit */
+	}
+	else
+	{
+		ExecClearTuple(slot);
+		memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
+#define SET(name, v) \
+	do { AttrNumber att_ = outbox_attnum(desc, name); \
+		 slot->tts_values[att_ - 1] = (v); slot->tts_isnull[att_ - 1] = false; } while (0)
+		SET("id", Int64GetDatum(nextval_internal(seqid, false)));
+		SET("mirror", args[0]);
+		SET("local_key", args[1]);
+		SET("op", args[2]);
+		if (nulls[3] != 'n')
+			SET("columns", args[3]);
+		if (nulls[4] != 'n')
+			SET("remote_id", args[4]);
+		SET("state", CStringGetTextDatum("pending"));
+		SET("slot", Int64GetDatum(0));
+		SET("attempts", Int32GetDatum(0));
+		SET("next_attempt_at", now);
+		SET("created_at", now);
+		SET("updated_at", now);
+#undef SET
+		ExecStoreVirtualTuple(slot);
+		ExecSimpleRelationInsert(rri, estate, slot);
+	}
+
+	ExecCloseIndices(rri);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	return true;
+}
+
 Datum
 sync_capture(PG_FUNCTION_ARGS)
 {
@@ -306,6 +522,25 @@ sync_capture(PG_FUNCTION_ARGS)
 		 */
 		if (TRIGGER_FIRED_BY_INSERT(td->tg_event) && rid != NULL)
 			args[2] = CharGetDatum('U');
+	}
+
+	/* the changed columns, sorted, as coalescing expects */
+	if (nulls[3] != 'n')
+	{
+		Datum	   *elems;
+		int			nelems;
+
+		deconstruct_array(DatumGetArrayTypeP(args[3]), NAMEOID, NAMEDATALEN, false,
+						  TYPALIGN_CHAR, &elems, NULL, &nelems);
+		qsort(elems, nelems, sizeof(Datum), name_cmp);
+		args[3] = PointerGetDatum(construct_array(elems, nelems, NAMEOID, NAMEDATALEN,
+												  false, TYPALIGN_CHAR));
+	}
+
+	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event) && queue_upsert(args, nulls))
+	{
+		sync_wake_at_commit();
+		return PointerGetDatum(NULL);
 	}
 
 	GetUserIdAndSecContext(&save_user, &save_sec);

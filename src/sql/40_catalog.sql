@@ -85,12 +85,13 @@ CREATE TABLE sync.outbox (
     mirror          int NOT NULL,               -- no FK: the check would cost every
                                                 -- captured write; unmirror cleans up
     local_key       text NOT NULL,              -- primary key value, as text
-    op              "char" NOT NULL CHECK (op IN ('I', 'U', 'D')),
+    op              "char" NOT NULL,            -- I, U or D
     columns         name[],                     -- changed columns; NULL = all
     remote_id       text,                       -- known remote ID (deletes)
     idempotency_key text,
-    state           text NOT NULL DEFAULT 'pending'
-                    CHECK (state IN ('pending', 'parked')),
+    state           text NOT NULL DEFAULT 'pending',  -- or 'parked'
+    -- (no CHECK constraints: only the extension writes here, and checking
+    -- them costs every captured write)
     slot            bigint NOT NULL DEFAULT 0,
     attempts        int NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
