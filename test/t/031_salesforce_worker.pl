@@ -62,7 +62,9 @@ for my $i (1 .. 10)
 	push @lat, (time - $t0) * 1000;
 }
 @lat = sort { $a <=> $b } @lat;
-ok($lat[4] < 1000, sprintf('commit to remote write: median %.0f ms, max %.0f ms', $lat[4], $lat[-1]));
+# PRODUCT.md: p50 < 100 ms, p99 < 1 s (here: the slowest of ten)
+ok($lat[4] < 100 && $lat[-1] < 1000,
+	sprintf('commit to remote write: median %.0f ms, max %.0f ms', $lat[4], $lat[-1]));
 
 # --- 1,000 updates go in 5 requests of 200 ---
 $node->safe_psql($db, "SELECT 1");
