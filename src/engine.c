@@ -376,6 +376,15 @@ key_index_cmp(const void *a, const void *b)
 	return strcmp(((const KeyIndex *) a)->key, ((const KeyIndex *) b)->key);
 }
 
+/* by key, then by item: equal keys in their original order */
+static int
+key_index_item_cmp(const void *a, const void *b)
+{
+	int			c = key_index_cmp(a, b);
+
+	return c != 0 ? c : ((const KeyIndex *) a)->item - ((const KeyIndex *) b)->item;
+}
+
 /*
  * Claim a batch of ready entries: the oldest entry of each row only (later
  * entries of a row wait for earlier ones), with a lease so that a crashed
@@ -993,6 +1002,16 @@ pending_columns(SyncMirror *m, SyncPage *page, bool remote_wins, char *nulls)
 		nulls[i] = 'n';
 	}
 	a[0] = Int32GetDatum(m->id);
+
+	/*
+	 * Usually nothing is pending (always during a backfill): then the join
+	 * below, which the planner may run as a scan of the whole table, is not
+	 * needed at all.
+	 */
+	spi_exec("SELECT 1 FROM sync.outbox WHERE mirror = $1 AND op <> 'D' LIMIT 1",
+			 1, t, a, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return out;
 	a[1] = text_array(ids, page->nrecords);
 
 	initStringInfo(&q);
@@ -1095,13 +1114,152 @@ adopt_own_creates(SyncMirror *m, SyncPage *page)
 	spi_exec(q.data, 3, t, a, NULL, SPI_OK_UPDATE);
 }
 
+/*
+ * The set-based upsert of the records of a page that have no pending local
+ * change (nearly all of them): one statement per page instead of one per
+ * record.  $k is the text[] of field k's values; returns the remote ID and
+ * whether the row was inserted, for the rows actually written.
+ */
+static char *
+apply_bulk_sql(SyncMirror *m, int **fieldmap, int *nparams)
+{
+	StringInfoData s,
+				cols,
+				sel,
+				un,
+				set,
+				cmp_old,
+				cmp_new;
+	int			p = 0,
+				i;
+
+	*fieldmap = palloc(sizeof(int) * Max(1, m->nfields));
+	initStringInfo(&s);
+	initStringInfo(&cols);
+	initStringInfo(&sel);
+	initStringInfo(&un);
+	initStringInfo(&set);
+	initStringInfo(&cmp_old);
+	initStringInfo(&cmp_new);
+	for (i = 0; i < m->nfields; i++)
+	{
+		const char *col = quote_identifier(m->columns[i]);
+
+		if (strcmp(m->authority[i], "local") == 0)
+			continue;
+		(*fieldmap)[p++] = i;
+		appendStringInfo(&cols, "%s%s", p > 1 ? ", " : "", col);
+		appendStringInfo(&sel, "%su.f%d::%s", p > 1 ? ", " : "", p, m->fields[i].local_type);
+		appendStringInfo(&un, "%s$%d::text[]", p > 1 ? ", " : "", p);
+		if (m->fields[i].role == FIELD_ID)
+			continue;
+		appendStringInfo(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", col, col);
+		if (m->fields[i].role == FIELD_DATA)
+		{
+			appendStringInfo(&cmp_old, "%st.%s", cmp_old.len ? ", " : "", col);
+			appendStringInfo(&cmp_new, "%sEXCLUDED.%s", cmp_new.len ? ", " : "", col);
+		}
+	}
+	appendStringInfo(&s, "INSERT INTO %s AS t (%s) SELECT %s FROM unnest(%s) AS u(",
+					 m->qualified_table, cols.data, sel.data, un.data);
+	for (i = 1; i <= p; i++)
+		appendStringInfo(&s, "%sf%d", i > 1 ? ", " : "", i);
+	appendStringInfo(&s, ") ON CONFLICT (%s) DO ", quote_identifier(m->remote_id_column));
+	if (set.len == 0)
+		appendStringInfoString(&s, "NOTHING");
+	else
+	{
+		appendStringInfo(&s, "UPDATE SET %s", set.data);
+		if (cmp_old.len > 0)
+			appendStringInfo(&s, " WHERE ROW(%s, NULL) IS DISTINCT FROM ROW(%s, NULL)",
+							 cmp_old.data, cmp_new.data);
+	}
+	appendStringInfo(&s, " RETURNING t.%s::text, (t.xmax = 0)", quote_identifier(m->remote_id_column));
+	*nparams = p;
+	return s.data;
+}
+
+/*
+ * Upsert the records marked in `bulk` (no pending local change) in one
+ * statement; journal rows are added to j_*.  A remote ID that appears twice
+ * in a page is applied once, with its last (newest) version.
+ */
+static void
+apply_bulk(SyncMirror *m, SyncPage *page, const bool *bulk, int64 *applied,
+		   char **j_rid, char **j_hash, char **j_result, int *nj)
+{
+	int		   *fieldmap;
+	int			nparams;
+	char	   *sql = apply_bulk_sql(m, &fieldmap, &nparams);
+	KeyIndex   *idx = palloc(sizeof(KeyIndex) * Max(1, page->nrecords));
+	int		   *take = palloc(sizeof(int) * Max(1, page->nrecords));
+	int			n = 0,
+				ntake = 0,
+				i,
+				k;
+	Oid		   *types;
+	Datum	   *args;
+	char	  **vals;
+
+	for (i = 0; i < page->nrecords; i++)
+		if (bulk[i])
+		{
+			idx[n].key = page->records[i].remote_id;
+			idx[n++].item = i;
+		}
+	if (n == 0)
+		return;
+	qsort(idx, n, sizeof(KeyIndex), key_index_item_cmp);
+	for (i = 0; i < n; i++)
+		if (i == n - 1 || strcmp(idx[i].key, idx[i + 1].key) != 0)
+			take[ntake++] = idx[i].item;	/* the last of equal IDs */
+
+	types = palloc(sizeof(Oid) * nparams);
+	args = palloc(sizeof(Datum) * nparams);
+	vals = palloc(sizeof(char *) * ntake);
+	for (k = 0; k < nparams; k++)
+	{
+		int			f = fieldmap[k];
+
+		for (i = 0; i < ntake; i++)
+		{
+			SyncRecord *r = &page->records[take[i]];
+
+			vals[i] = m->fields[f].role == FIELD_ID ? r->remote_id :
+				m->fields[f].role == FIELD_STAMP ? r->stamp : r->values[f];
+		}
+		types[k] = TEXTARRAYOID;
+		args[k] = text_array(vals, ntake);
+	}
+	spi_exec(sql, nparams, types, args, NULL, SPI_OK_INSERT_RETURNING);
+
+	/* journal: one row per record written, with the hash of its values */
+	for (i = 0; i < ntake; i++)
+	{
+		idx[i].key = page->records[take[i]].remote_id;
+		idx[i].item = take[i];
+	}
+	n = ntake;					/* still sorted by key, now unique */
+	for (i = 0; i < (int) SPI_processed; i++)
+	{
+		KeyIndex	probe = {getv(i, 1), 0};
+		KeyIndex   *hit = bsearch(&probe, idx, n, sizeof(KeyIndex), key_index_cmp);
+
+		if (hit == NULL)
+			continue;
+		j_rid[*nj] = page->records[hit->item].remote_id;
+		j_hash[*nj] = values_hash(page->records[hit->item].values, m->nfields);
+		j_result[(*nj)++] = strcmp(getv(i, 2), "t") == 0 ? "inserted" : "updated";
+		(*applied)++;
+	}
+}
+
 /* Apply one page and advance the cursor, in the current transaction. */
 static void
 apply_page(SyncMirror *m, SyncPage *page, int64 *applied, int64 *deleted)
 {
-	int			nparams;
-	char	   *sql = apply_sql(m, &nparams);
-	SPIPlanPtr	plan;
+	int			nparams = m->nfields + 1;	/* as apply_sql() numbers them */
+	SPIPlanPtr	plan = NULL;
 	Oid		   *types = palloc(sizeof(Oid) * nparams);
 	Datum	   *args = palloc(sizeof(Datum) * nparams);
 	char	   *nulls = palloc(nparams);
@@ -1110,16 +1268,17 @@ apply_page(SyncMirror *m, SyncPage *page, int64 *applied, int64 *deleted)
 	const char *delpolicy = mirror_option(m, "delete");
 	Datum	   *pending;
 	int			saved = sync_applying_mirror;
+	char	  **j_rid = palloc(sizeof(char *) * Max(1, page->nrecords));
+	char	  **j_hash = palloc(sizeof(char *) * Max(1, page->nrecords));
+	char	  **j_result = palloc(sizeof(char *) * Max(1, page->nrecords));
+	bool	   *bulk = palloc(sizeof(bool) * Max(1, page->nrecords));
+	int			nj = 0;
 	int			i,
 				k;
 
 	for (k = 0; k < nparams; k++)
 		types[k] = TEXTOID;
 	types[nparams - 1] = TEXTARRAYOID;
-	plan = SPI_prepare(sql, nparams, types);
-	if (plan == NULL)
-		elog(ERROR, "sync: preparing apply for %s failed: %s", m->qualified_table,
-			 SPI_result_code_string(SPI_result));
 
 	pending = pending_columns(m, page, conflict && strcmp(conflict, "remote_wins") == 0, pnulls);
 
@@ -1128,11 +1287,23 @@ apply_page(SyncMirror *m, SyncPage *page, int64 *applied, int64 *deleted)
 	{
 		adopt_own_creates(m, page);
 		for (i = 0; i < page->nrecords; i++)
+			bulk[i] = !page->records[i].deleted && pnulls[i] == 'n';
+		apply_bulk(m, page, bulk, applied, j_rid, j_hash, j_result, &nj);
+
+		/* records with pending local changes, one by one */
+		for (i = 0; i < page->nrecords; i++)
 		{
 			SyncRecord *r = &page->records[i];
 
-			if (r->deleted)
+			if (r->deleted || bulk[i])
 				continue;
+			if (plan == NULL)
+			{
+				plan = SPI_prepare(apply_sql(m, &nparams), nparams, types);
+				if (plan == NULL)
+					elog(ERROR, "sync: preparing apply for %s failed: %s", m->qualified_table,
+						 SPI_result_code_string(SPI_result));
+			}
 			for (k = 0; k < m->nfields; k++)
 			{
 				const char *v = r->values[k];
@@ -1150,18 +1321,24 @@ apply_page(SyncMirror *m, SyncPage *page, int64 *applied, int64 *deleted)
 				elog(ERROR, "sync: applying a record to %s failed", m->qualified_table);
 			if (SPI_processed > 0)
 			{
-				Oid			jt[4] = {INT4OID, TEXTOID, TEXTOID, TEXTOID};
-				Datum		ja[4];
-				char	   *h = values_hash(r->values, m->nfields);
-
+				j_rid[nj] = r->remote_id;
+				j_hash[nj] = values_hash(r->values, m->nfields);
+				j_result[nj++] = strcmp(getv(0, 1), "t") == 0 ? "inserted" : "updated";
 				(*applied)++;
-				ja[0] = Int32GetDatum(m->id);
-				ja[1] = CStringGetTextDatum(r->remote_id);
-				ja[2] = CStringGetTextDatum(h ? h : "");
-				ja[3] = CStringGetTextDatum(strcmp(getv(0, 1), "t") == 0 ? "inserted" : "updated");
-				spi_exec("INSERT INTO sync.journal (mirror, direction, op, remote_id, values_hash, result) "
-						 "VALUES ($1, 'in', 'U', $2, $3, $4)", 4, jt, ja, NULL, SPI_OK_INSERT);
 			}
+		}
+		if (nj > 0)
+		{
+			Oid			jt[4] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+			Datum		ja[4];
+
+			ja[0] = Int32GetDatum(m->id);
+			ja[1] = text_array(j_rid, nj);
+			ja[2] = text_array(j_hash, nj);
+			ja[3] = text_array(j_result, nj);
+			spi_exec("INSERT INTO sync.journal (mirror, direction, op, remote_id, values_hash, result) "
+					 "SELECT $1, 'in', 'U', u.rid, u.hash, u.result FROM unnest($2, $3, $4) AS u(rid, hash, result)",
+					 4, jt, ja, NULL, SPI_OK_INSERT);
 		}
 
 		/* deletes: soft-deleted records in the page and delete feeds */
@@ -1223,7 +1400,8 @@ apply_page(SyncMirror *m, SyncPage *page, int64 *applied, int64 *deleted)
 		sync_applying_mirror = saved;
 	}
 	PG_END_TRY();
-	SPI_freeplan(plan);
+	if (plan != NULL)
+		SPI_freeplan(plan);
 
 	/* the cursor advances with the page it covers */
 	{
@@ -1314,7 +1492,16 @@ pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted)
 		MemoryContextSwitchTo(old);
 
 		xact_begin(own);
-		apply_page(m, page, &applied, deleted);
+		{
+			TimestampTz started = GetCurrentTimestamp();
+			long		secs;
+			int			usecs;
+
+			apply_page(m, page, &applied, deleted);
+			TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
+			elog(DEBUG1, "sync: %s: applied a page of %d records in %.3f ms",
+				 m->qualified_table, page->nrecords, secs * 1000.0 + usecs / 1000.0);
+		}
 		save_usage(conn);
 		xact_end(own);
 
@@ -1482,8 +1669,8 @@ sync_engine_cycle(void)
 		Datum		a[1] = {Int32GetDatum(sync_journal_retention_days)};
 
 		xact_begin(true);
-		spi_exec("DELETE FROM sync.journal WHERE id IN (SELECT id FROM sync.journal "
-				 "WHERE at < now() - make_interval(days => $1) ORDER BY id LIMIT 10000)",
+		spi_exec("DELETE FROM sync.journal WHERE ctid = ANY (ARRAY(SELECT ctid FROM sync.journal "
+				 "WHERE at < now() - make_interval(days => $1) LIMIT 10000))",
 				 1, t, a, NULL, SPI_OK_DELETE);
 		xact_end(true);
 		last_cleanup = GetCurrentTimestamp();

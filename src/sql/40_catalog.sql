@@ -106,8 +106,11 @@ CREATE TABLE sync.outbox (
 CREATE UNIQUE INDEX outbox_row ON sync.outbox (mirror, local_key, slot);
 
 -- What was sent and received: record, fields, a hash of the values, result.
+-- An append-only log written for every record of every batch and page, so
+-- each write maintains one B-tree (lookups by record) and one BRIN index
+-- (time, for the reader and for retention); no primary key.
 CREATE TABLE sync.journal (
-    id          bigserial PRIMARY KEY,
+    id          bigint GENERATED ALWAYS AS IDENTITY (CACHE 1000),  -- order of writing, per writer
     at          timestamptz NOT NULL DEFAULT now(),
     mirror      int NOT NULL,
     direction   text NOT NULL CHECK (direction IN ('out', 'in')),
@@ -119,7 +122,7 @@ CREATE TABLE sync.journal (
     result      text NOT NULL,
     detail      text
 );
-CREATE INDEX journal_at ON sync.journal (at);
+CREATE INDEX journal_at ON sync.journal USING brin (at);
 CREATE INDEX journal_remote ON sync.journal (mirror, remote_id);
 
 -- pg_dump keeps connections, mirrors, mappings and pull state.
