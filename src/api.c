@@ -111,7 +111,11 @@ sync_test_connection(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(sjson_to_jsonb(facts));
 }
 
-/* FirstName -> first_name, AccountId -> account_id, HTMLBody -> html_body */
+/*
+ * FirstName -> first_name, AccountId -> account_id, HTMLBody -> html_body;
+ * characters that need quoting in an identifier become "_"
+ * (associations.companies -> associations_companies).
+ */
 static char *
 snake_case(const char *s)
 {
@@ -132,7 +136,7 @@ snake_case(const char *s)
 			if (islower(prev) || isdigit(prev) || (isupper(prev) && next_lower))
 				appendStringInfoChar(&buf, '_');
 		}
-		appendStringInfoChar(&buf, tolower(c));
+		appendStringInfoChar(&buf, (isalnum(c) || c == '_' || c >= 0x80) ? tolower(c) : '_');
 	}
 	return buf.data;
 }

@@ -186,9 +186,7 @@ conn_get(const char *name)
 		mi = sjson_get(conn->options, "max_in_flight");
 		conn->max_in_flight = (int) sjson_int(mi, 0);
 		/* generic rate option; providers translate their own in authenticate */
-		conn->bucket_rate_max = sjson_double(sjson_get(conn->options, "requests_per_second"), 0);
-		conn->bucket_rate = conn->bucket_rate_max;
-		conn->bucket_capacity = Max(1.0, conn->bucket_rate_max);
+		conn_rate_init(&conn->limit, sjson_double(sjson_get(conn->options, "requests_per_second"), 0), 0);
 		MemoryContextSwitchTo(old);
 	}
 	/* options written around sync.create_connection() are checked too */
@@ -259,31 +257,38 @@ backoff_ms(int attempt, long base_ms, long cap_ms)
 	return (long) (ms * jitter);
 }
 
+void
+conn_rate_init(SyncRateLimit *limit, double per_second, double burst)
+{
+	memset(limit, 0, sizeof(SyncRateLimit));
+	limit->rate = limit->rate_max = Max(0.0, per_second);
+	limit->capacity = Max(1.0, burst > 0 ? burst : per_second);
+}
+
 /* Wait until the token bucket (and any 429 block) lets one request go. */
 static void
-rate_wait(SyncConnection *conn)
+rate_wait(SyncRateLimit *lim)
 {
 	for (;;)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 		long		wait_ms = 0;
 
-		if (conn->blocked_until > now)
-			wait_ms = TimestampDifferenceMilliseconds(now, conn->blocked_until);
-		else if (conn->bucket_rate > 0)
+		if (lim->blocked_until > now)
+			wait_ms = TimestampDifferenceMilliseconds(now, lim->blocked_until);
+		else if (lim->rate > 0)
 		{
-			double		elapsed = (conn->bucket_at == 0) ? conn->bucket_capacity / conn->bucket_rate :
-				(now - conn->bucket_at) / 1000000.0;
+			double		elapsed = (lim->at == 0) ? lim->capacity / lim->rate :
+				(now - lim->at) / 1000000.0;
 
-			conn->bucket_tokens = Min(conn->bucket_capacity,
-									  conn->bucket_tokens + elapsed * conn->bucket_rate);
-			conn->bucket_at = now;
-			if (conn->bucket_tokens >= 1.0)
+			lim->tokens = Min(lim->capacity, lim->tokens + elapsed * lim->rate);
+			lim->at = now;
+			if (lim->tokens >= 1.0)
 			{
-				conn->bucket_tokens -= 1.0;
+				lim->tokens -= 1.0;
 				return;
 			}
-			wait_ms = (long) ceil((1.0 - conn->bucket_tokens) * 1000.0 / conn->bucket_rate);
+			wait_ms = (long) ceil((1.0 - lim->tokens) * 1000.0 / lim->rate);
 		}
 		else
 			return;
@@ -314,21 +319,39 @@ conn_retry_after(const HttpRequest *req)
 	return (s > 0 && s < 3600) ? s : 0;
 }
 
-/* After a 429, hold every request of this connection for a while. */
-static void
-note_throttled(SyncConnection *conn, const HttpRequest *req)
+/* How long to hold requests after this 429: Retry-After, else the provider's word, else 1 s. */
+long
+conn_throttle_ms(SyncConnection *conn, const HttpRequest *req)
 {
 	int			s = conn_retry_after(req);
-	long		ms = s > 0 ? s * 1000L : 1000L;
+	long		ms = 0;
 
-	conn->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	if (s > 0)
+		return s * 1000L;
+	if (conn->provider->throttle_ms)
+		ms = conn->provider->throttle_ms(conn, req);
+	return ms > 0 ? ms : 1000L;
+}
+
+/* After a 429, hold every request through this bucket for a while. */
+static void
+note_throttled(SyncConnection *conn, SyncRateLimit *lim, const HttpRequest *req)
+{
+	lim->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 conn_throttle_ms(conn, req));
 	/* adaptive: halve the rate after a 429; the configured rate is the cap */
-	if (conn->bucket_rate > 0.5)
-		conn->bucket_rate /= 2.0;
+	if (lim->rate > 0.5)
+		lim->rate /= 2.0;
 }
 
 void
 conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs)
+{
+	conn_send_limited(conn, &conn->limit, reqs, nreqs);
+}
+
+void
+conn_send_limited(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int nreqs)
 {
 	int			i;
 	int			start;
@@ -346,12 +369,12 @@ conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 	{
 		int			n = 0;
 
-		rate_wait(conn);
+		rate_wait(lim);
 		n = 1;
-		while (start + n < nreqs && (conn->bucket_rate <= 0 || conn->bucket_tokens >= 1.0))
+		while (start + n < nreqs && (lim->rate <= 0 || lim->tokens >= 1.0))
 		{
-			if (conn->bucket_rate > 0)
-				conn->bucket_tokens -= 1.0;
+			if (lim->rate > 0)
+				lim->tokens -= 1.0;
 			n++;
 		}
 		for (i = start; i < start + n; i++)
@@ -360,9 +383,9 @@ conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 		for (i = start; i < start + n; i++)
 		{
 			if (reqs[i]->outcome == HTTP_DONE && reqs[i]->status == 429)
-				note_throttled(conn, reqs[i]);
-			else if (conn->bucket_rate < conn->bucket_rate_max)
-				conn->bucket_rate = Min(conn->bucket_rate_max, conn->bucket_rate * 1.1);
+				note_throttled(conn, lim, reqs[i]);
+			else if (lim->rate < lim->rate_max)
+				lim->rate = Min(lim->rate_max, lim->rate * 1.1);
 		}
 		start += n;
 	}
@@ -381,7 +404,7 @@ conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 		resetStringInfo(&reqs[i]->response);
 		reqs[i]->response_headers = NIL;
 		reqs[i]->outcome = HTTP_PENDING;
-		rate_wait(conn);
+		rate_wait(lim);
 		conn->provider->sign(conn, reqs[i]);
 		http_run(&reqs[i], 1, 1);
 	}
@@ -389,6 +412,12 @@ conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 
 void
 conn_send_retrying(SyncConnection *conn, HttpRequest *req, int attempts)
+{
+	conn_send_retrying_limited(conn, &conn->limit, req, attempts);
+}
+
+void
+conn_send_retrying_limited(SyncConnection *conn, SyncRateLimit *lim, HttpRequest *req, int attempts)
 {
 	int			attempt;
 
@@ -398,10 +427,12 @@ conn_send_retrying(SyncConnection *conn, HttpRequest *req, int attempts)
 	{
 		long		wait;
 
-		conn_send(conn, &req, 1);
+		conn_send_limited(conn, lim, &req, 1);
 		if (!conn_transient(req) || attempt >= attempts)
 			return;
 		wait = conn_retry_after(req) * 1000L;
+		if (wait == 0 && req->outcome == HTTP_DONE && req->status == 429)
+			wait = conn_throttle_ms(conn, req);
 		if (wait == 0)
 			wait = backoff_ms(attempt, 500, 30000);
 		ereport(DEBUG1,

@@ -24,6 +24,10 @@ extern void conn_invalidate_token(SyncConnection *conn);
  */
 extern void conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs);
 
+/* The same through another token bucket (an endpoint limited separately). */
+extern void conn_send_limited(SyncConnection *conn, SyncRateLimit *limit,
+							  HttpRequest **reqs, int nreqs);
+
 /*
  * One request, retried on transient failures (429, 5xx, timeouts, dropped
  * connections) with exponential backoff and jitter, honouring Retry-After,
@@ -31,6 +35,14 @@ extern void conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs);
  * through the outbox instead.
  */
 extern void conn_send_retrying(SyncConnection *conn, HttpRequest *req, int attempts);
+extern void conn_send_retrying_limited(SyncConnection *conn, SyncRateLimit *limit,
+									   HttpRequest *req, int attempts);
+
+/* A token bucket of per_second requests a second, burst at most (>= 1). */
+extern void conn_rate_init(SyncRateLimit *limit, double per_second, double burst);
+
+/* After a 429: Retry-After, else the provider's throttle_ms, else 1 s (ms). */
+extern long conn_throttle_ms(SyncConnection *conn, const HttpRequest *req);
 
 /* Is this response a transient failure worth retrying later? */
 extern bool conn_transient(const HttpRequest *req);

@@ -9,6 +9,7 @@
 
 static const SyncProvider *const providers[] = {
 	&salesforce_provider,
+	&hubspot_provider,
 };
 
 const char *

@@ -44,6 +44,22 @@ typedef struct SyncField
 	int			length;			/* max length for strings, 0 if none */
 } SyncField;
 
+/*
+ * A token bucket, refilled continuously.  A connection has one for its
+ * requests; a provider may keep more for endpoints the remote limits
+ * separately (HubSpot's search) and send through them with
+ * conn_send_limited().
+ */
+typedef struct SyncRateLimit
+{
+	double		rate;			/* requests per second now; 0 = unlimited */
+	double		rate_max;		/* as configured; the rate recovers to it */
+	double		capacity;		/* burst */
+	double		tokens;
+	TimestampTz at;
+	TimestampTz blocked_until;	/* after a 429: nothing before this */
+} SyncRateLimit;
+
 /* A connection at run time: options merged with secrets, auth state. */
 typedef struct SyncConnection
 {
@@ -59,13 +75,8 @@ typedef struct SyncConnection
 	char	   *api_base;		/* where API calls go (e.g. instance_url) */
 	TimestampTz token_expires;
 
-	/* rate limiting: token bucket, refilled continuously */
-	double		bucket_rate;	/* requests per second now; 0 = unlimited */
-	double		bucket_rate_max;	/* as configured; the rate recovers to it */
-	double		bucket_capacity;
-	double		bucket_tokens;
-	TimestampTz bucket_at;
-	TimestampTz blocked_until;	/* after a 429: nothing before this */
+	/* rate limiting: the connection's token bucket */
+	SyncRateLimit limit;
 	char	   *api_usage;		/* last usage the remote reported */
 
 	void	   *provider_state;
@@ -183,6 +194,13 @@ typedef struct SyncProvider
 	 */
 	void		(*push) (SyncConnection *conn, SyncMirror *mirror,
 						 SyncPushItem *items, int nitems);
+
+	/*
+	 * Optional: after a 429 without Retry-After, how long (ms) to hold this
+	 * connection's requests (e.g. the remote's rate-limit interval).  NULL
+	 * or 0: one second.
+	 */
+	long		(*throttle_ms) (SyncConnection *conn, const HttpRequest *req);
 } SyncProvider;
 
 /* Registry */
@@ -190,5 +208,6 @@ extern const SyncProvider *provider_lookup(const char *name, bool missing_ok);
 extern const char *provider_names(void);
 
 extern const SyncProvider salesforce_provider;
+extern const SyncProvider hubspot_provider;
 
 #endif							/* SYNC_PROVIDER_H */

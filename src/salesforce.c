@@ -359,16 +359,13 @@ sf_authenticate(SyncConnection *conn)
 	conn->access_token = MemoryContextStrdup(conn->cxt, token);
 	conn->api_base = MemoryContextStrdup(conn->cxt, instance);
 	conn->token_expires = 0;	/* opaque tokens: we learn of expiry by a 401 */
-	if (conn->bucket_rate_max == 0)
+	if (conn->limit.rate_max == 0)
 	{
 		/* a daily budget becomes a steady rate, with a burst of one minute */
 		int64		per_day = sjson_int(sjson_get(conn->options, "requests_per_day"), 0);
 
 		if (per_day > 0)
-		{
-			conn->bucket_rate_max = conn->bucket_rate = per_day / 86400.0;
-			conn->bucket_capacity = Max(1.0, per_day / 1440.0);
-		}
+			conn_rate_init(&conn->limit, per_day / 86400.0, per_day / 1440.0);
 	}
 }
 

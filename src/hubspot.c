@@ -1,0 +1,2135 @@
+/*
+ * hubspot.c — the HubSpot CRM API (v3 objects, v4 associations) as a sync
+ * provider.
+ *
+ * Auth: a private-app token, or OAuth refresh (POST /oauth/v1/token; access
+ * tokens live 30 minutes, a 401 re-authenticates once through conn.c).
+ * Schema: GET /crm/v3/properties/{type}, plus virtual association fields
+ * (contacts: "associations.companies", a reference to the companies mirror).
+ * Pull: the list endpoint with `after` paging for the backfill; then search
+ * sorted by the modification stamp, paged by keyset (stamp, hs_object_id)
+ * so that no query ever reaches search's 10,000-result cap; archived
+ * listings for soft deletes and a full ID reconciliation for hard deletes,
+ * each on its own cadence.  Push: batch create / update / upsert / archive,
+ * 100 inputs a request, objectWriteTraceId on every input; a whole-batch 400
+ * is bisected so that only the bad inputs are parked.  Limits: the
+ * per-10-second budget paces the connection's token bucket, search has its
+ * own bucket, the daily budget holds work back when spent.
+ * docs/hubspot.md documents the choices.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <time.h>
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "conn.h"
+#include "provider.h"
+
+#define HS_DEFAULT_BASE "https://api.hubapi.com"
+#define HS_BATCH_MAX 100
+#define HS_LIST_LIMIT 100
+#define HS_SEARCH_LIMIT 200
+#define HS_OVERLAP_MS 30000		/* search index lag: re-read the last 30 s */
+#define HS_DEFAULT_PER_10S 100
+#define HS_DEFAULT_PER_DAY 250000
+#define HS_DEFAULT_SEARCH_PER_S 4.0
+#define HS_DEFAULT_ARCHIVED_S 300	/* archived listing: every 5 minutes */
+#define HS_DEFAULT_RECONCILE_S 86400	/* full ID reconciliation: daily */
+#define HS_ASSOC_PREFIX "associations."
+
+static const char *const hs_option_keys[] = {
+	"base_url", "auth", "requests_per_10s", "requests_per_day",
+	"search_requests_per_second", "archived_interval", "reconcile_interval",
+	"ca_file", "max_in_flight", NULL
+};
+
+/* Association fields: from-object, to-object, HubSpot-defined default type. */
+typedef struct HsAssoc
+{
+	const char *from;
+	const char *to;
+	int			type_id;
+} HsAssoc;
+
+static const HsAssoc hs_assocs[] = {
+	{"contacts", "companies", 279},
+};
+
+/* Per-connection state kept with the connection cache entry. */
+typedef struct HsState
+{
+	SyncRateLimit search;		/* search: 5 requests/s of its own */
+	int64		day;			/* UTC day of the counters below */
+	int64		used_today;		/* requests counted today (ours or reported) */
+	int64		per_day;
+} HsState;
+
+/* ---------------------------------------------------------------------
+ * options
+ * --------------------------------------------------------------------- */
+
+static void
+bad_option(const char *key, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid HubSpot connection option \"%s\": %s", key, why)));
+}
+
+static bool
+url_ok(const char *url)
+{
+	if (strncmp(url, "https://", 8) == 0)
+		return true;
+	return strncmp(url, "http://127.", 11) == 0 || strncmp(url, "http://localhost", 16) == 0 ||
+		strncmp(url, "http://[::1]", 12) == 0;
+}
+
+/*
+ * An interval option: a number of seconds, or "<n> <unit>" with unit
+ * seconds, minutes, hours or days (singular, plural or s/min/h/d).
+ * -1 if malformed.
+ */
+static double
+interval_seconds(SJson *v)
+{
+	const char *s;
+	char	   *end;
+	double		n;
+
+	if (sjson_type(v) == SJSON_INT || sjson_type(v) == SJSON_DOUBLE)
+		return sjson_double(v, -1) >= 0 ? sjson_double(v, -1) : -1;
+	s = sjson_string(v);
+	if (s == NULL)
+		return -1;
+	n = strtod(s, &end);
+	if (end == s || n < 0)
+		return -1;
+	while (*end == ' ')
+		end++;
+	if (*end == '\0' || pg_strcasecmp(end, "s") == 0 || pg_strncasecmp(end, "sec", 3) == 0)
+		return n;
+	if (pg_strcasecmp(end, "min") == 0 || pg_strncasecmp(end, "minute", 6) == 0)
+		return n * 60;
+	if (pg_strcasecmp(end, "h") == 0 || pg_strncasecmp(end, "hour", 4) == 0)
+		return n * 3600;
+	if (pg_strcasecmp(end, "d") == 0 || pg_strncasecmp(end, "day", 3) == 0)
+		return n * 86400;
+	return -1;
+}
+
+static double
+opt_interval(SJson *o, const char *key, double dflt)
+{
+	return sjson_has_key(o, key) ? interval_seconds(sjson_get(o, key)) : dflt;
+}
+
+static void
+hs_check_options(SJson *o)
+{
+	const char **keys;
+	int			n = sjson_object_keys(o, &keys);
+	int			i;
+	SJson	   *auth = sjson_get(o, "auth");
+	const char *type;
+	const char *base = sjson_get_string(o, "base_url");
+
+	for (i = 0; i < n; i++)
+	{
+		int			k;
+		bool		known = false;
+
+		for (k = 0; hs_option_keys[k]; k++)
+			known |= strcmp(keys[i], hs_option_keys[k]) == 0;
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown HubSpot connection option \"%s\"", keys[i]),
+					 errhint("Known options: base_url, auth, requests_per_10s, requests_per_day, "
+							 "search_requests_per_second, archived_interval, reconcile_interval, "
+							 "ca_file, max_in_flight.")));
+	}
+	if (sjson_has_key(o, "base_url") && (base == NULL || !url_ok(base)))
+		bad_option("base_url", "must be an https:// URL such as \"https://api.hubapi.com\"");
+	if (sjson_type(auth) != SJSON_OBJECT)
+		bad_option("auth", "required: {\"type\": \"private_app\", \"token\": ...} or "
+				   "{\"type\": \"oauth_refresh\", \"client_id\", \"client_secret\", \"refresh_token\"}");
+	type = sjson_get_string(auth, "type");
+	if (type == NULL)
+		bad_option("auth.type", "required: private_app or oauth_refresh");
+	if (strcmp(type, "private_app") == 0)
+	{
+		if (sjson_get_string(auth, "token") == NULL || sjson_get_string(auth, "token")[0] == '\0')
+			bad_option("auth.token", "required for private_app (the app's access token)");
+	}
+	else if (strcmp(type, "oauth_refresh") == 0)
+	{
+		if (sjson_get_string(auth, "client_id") == NULL)
+			bad_option("auth.client_id", "required for oauth_refresh");
+		if (sjson_get_string(auth, "client_secret") == NULL)
+			bad_option("auth.client_secret", "required for oauth_refresh");
+		if (sjson_get_string(auth, "refresh_token") == NULL)
+			bad_option("auth.refresh_token", "required for oauth_refresh");
+	}
+	else
+		bad_option("auth.type", "must be private_app or oauth_refresh");
+	if (sjson_has_key(o, "requests_per_10s") &&
+		(sjson_type(sjson_get(o, "requests_per_10s")) != SJSON_INT ||
+		 sjson_int(sjson_get(o, "requests_per_10s"), 0) < 1))
+		bad_option("requests_per_10s", "must be a positive integer (100 for Free/Starter, 190 for Professional/Enterprise)");
+	if (sjson_has_key(o, "requests_per_day") &&
+		(sjson_type(sjson_get(o, "requests_per_day")) != SJSON_INT ||
+		 sjson_int(sjson_get(o, "requests_per_day"), 0) < 1))
+		bad_option("requests_per_day", "must be a positive integer");
+	if (sjson_has_key(o, "search_requests_per_second") &&
+		!(sjson_double(sjson_get(o, "search_requests_per_second"), 0) > 0))
+		bad_option("search_requests_per_second", "must be a positive number (HubSpot allows 5)");
+	if (opt_interval(o, "archived_interval", 0) < 0)
+		bad_option("archived_interval", "must be a number of seconds or e.g. \"5 minutes\"");
+	if (opt_interval(o, "reconcile_interval", 0) < 0)
+		bad_option("reconcile_interval", "must be a number of seconds or e.g. \"1 day\"");
+	if (sjson_has_key(o, "max_in_flight") &&
+		(sjson_int(sjson_get(o, "max_in_flight"), 0) < 1 || sjson_int(sjson_get(o, "max_in_flight"), 0) > 64))
+		bad_option("max_in_flight", "must be an integer from 1 to 64");
+}
+
+static bool
+hs_is_secret(const char *path)
+{
+	return strcmp(path, "auth.token") == 0 ||
+		strcmp(path, "auth.client_secret") == 0 ||
+		strcmp(path, "auth.refresh_token") == 0;
+}
+
+/* ---------------------------------------------------------------------
+ * HTTP helpers
+ * --------------------------------------------------------------------- */
+
+static const char *
+base_url(SyncConnection *conn)
+{
+	const char *b = sjson_get_string(conn->options, "base_url");
+
+	return b ? b : HS_DEFAULT_BASE;
+}
+
+static char *
+hs_url(SyncConnection *conn, const char *fmt,...) pg_attribute_printf(2, 3);
+
+static char *
+hs_url(SyncConnection *conn, const char *fmt,...)
+{
+	StringInfoData buf;
+	va_list		ap;
+	const char *b = base_url(conn);
+	int			blen = strlen(b);
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, b, (blen > 0 && b[blen - 1] == '/') ? blen - 1 : blen);
+	for (;;)
+	{
+		int			needed;
+
+		va_start(ap, fmt);
+		needed = appendStringInfoVA(&buf, fmt, ap);
+		va_end(ap);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	return buf.data;
+}
+
+static HsState *
+hs_state(SyncConnection *conn)
+{
+	if (conn->provider_state == NULL)
+	{
+		HsState    *st = MemoryContextAllocZero(conn->cxt, sizeof(HsState));
+		double		search = sjson_double(sjson_get(conn->options, "search_requests_per_second"),
+										  HS_DEFAULT_SEARCH_PER_S);
+
+		conn_rate_init(&st->search, search, 1);
+		st->per_day = sjson_int(sjson_get(conn->options, "requests_per_day"), HS_DEFAULT_PER_DAY);
+		conn->provider_state = st;
+	}
+	return (HsState *) conn->provider_state;
+}
+
+static SJson *
+response_json(const HttpRequest *req)
+{
+	char	   *err;
+
+	if (req->outcome != HTTP_DONE || req->response.len == 0)
+		return NULL;
+	return sjson_parse(req->response.data, req->response.len, &err);
+}
+
+/* HubSpot's error body: {status, message, category, errors[...]}; *category set if asked. */
+static char *
+hs_error_text(const HttpRequest *req, char **category)
+{
+	SJson	   *j = response_json(req);
+	const char *msg = sjson_get_string(j, "message");
+	const char *cat = sjson_get_string(j, "category");
+
+	if (cat == NULL)
+		cat = sjson_get_string(j, "policyName");
+	if (cat == NULL && sjson_get_string(j, "status") && strcmp(sjson_get_string(j, "status"), "error") != 0)
+		cat = sjson_get_string(j, "status");	/* OAuth errors: BAD_CLIENT_ID ... */
+	if (category)
+		*category = cat ? pstrdup(cat) : NULL;
+	if (msg == NULL && req->outcome == HTTP_DONE && req->response.len > 0)
+		return pnstrdup(req->response.data, Min(req->response.len, 300));
+	return msg ? pstrdup(msg) : NULL;
+}
+
+static int64
+utc_day(void)
+{
+	return (int64) (time(NULL) / 86400);
+}
+
+/* Record what the rate-limit headers say; keep the daily count. */
+static void
+note_limits(SyncConnection *conn, const HttpRequest *req)
+{
+	HsState    *st = hs_state(conn);
+	const char *max = http_response_header(req, "x-hubspot-ratelimit-max");
+	const char *rem = http_response_header(req, "x-hubspot-ratelimit-remaining");
+	const char *daily = http_response_header(req, "x-hubspot-ratelimit-daily");
+	const char *drem = http_response_header(req, "x-hubspot-ratelimit-daily-remaining");
+
+	if (st->day != utc_day())
+	{
+		st->day = utc_day();
+		st->used_today = 0;
+	}
+	if (req->outcome != HTTP_PENDING)
+		st->used_today++;
+	if (daily && drem)
+		st->used_today = Max(st->used_today, atoll(daily) - atoll(drem));
+	if (max && rem)
+		conn_note_usage(conn, daily && drem ?
+						psprintf("ten-secondly %s/%s remaining, daily %s/%s remaining", rem, max, drem, daily) :
+						psprintf("ten-secondly %s/%s remaining", rem, max));
+}
+
+/* Is the daily budget spent? */
+static bool
+daily_spent(SyncConnection *conn)
+{
+	HsState    *st = hs_state(conn);
+
+	if (st->day != utc_day())
+	{
+		st->day = utc_day();
+		st->used_today = 0;
+	}
+	return st->per_day > 0 && st->used_today >= st->per_day;
+}
+
+static void
+check_daily(SyncConnection *conn)
+{
+	if (daily_spent(conn))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("connection \"%s\": the daily HubSpot request budget (%lld) is spent",
+						conn->name, (long long) hs_state(conn)->per_day),
+				 errhint("Work resumes after midnight UTC; raise requests_per_day if your account allows more.")));
+}
+
+/* The connection's error for a failed read. */
+static void
+hs_fail(SyncConnection *conn, const char *what, const HttpRequest *req) pg_attribute_noreturn();
+
+static void
+hs_fail(SyncConnection *conn, const char *what, const HttpRequest *req)
+{
+	char	   *cat = NULL;
+	char	   *msg = hs_error_text(req, &cat);
+
+	if (req->outcome == HTTP_DONE && (req->status == 401 || req->status == 403))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("connection \"%s\": HubSpot refused the credentials while %s: %s",
+						conn->name, what, msg ? msg : "no reason given"),
+				 cat ? errdetail("HubSpot category \"%s\", HTTP %ld.", cat, req->status) : 0,
+				 errhint("Check the connection's auth options (and the app's scopes) with sync.alter_connection().")));
+	conn_error_from_response(conn, what, req,
+							 msg ? (cat ? psprintf("%s (%s)", msg, cat) : msg) : NULL);
+}
+
+static HttpRequest *
+hs_send(SyncConnection *conn, const char *method, const char *url, SJson *body, bool search)
+{
+	HttpRequest *req = http_request_new(method, url);
+
+	http_add_header(req, "Accept", "application/json");
+	if (body)
+	{
+		char	   *text = sjson_serialize(body);
+
+		http_set_body(req, text, strlen(text), "application/json");
+	}
+	check_daily(conn);
+	if (search)
+		conn_send_retrying_limited(conn, &hs_state(conn)->search, req, 0);
+	else
+		conn_send_retrying(conn, req, 0);
+	note_limits(conn, req);
+	return req;
+}
+
+/* ---------------------------------------------------------------------
+ * authentication
+ * --------------------------------------------------------------------- */
+
+static void hs_oauth_refresh(SyncConnection *conn, SJson *auth);
+
+static void
+hs_authenticate(SyncConnection *conn)
+{
+	SJson	   *auth = sjson_get(conn->options, "auth");
+	const char *type = sjson_get_string(auth, "type");
+	MemoryContext tmp,
+				old;
+
+	(void) hs_state(conn);
+	if (conn->limit.rate_max == 0)
+	{
+		/*
+		 * The rolling 10-second budget becomes a steady 97 % of it, with a
+		 * burst of 2 %: no 10-second window can see more than 99 % of the
+		 * budget, whatever the network does to arrival times.
+		 */
+		int64		per_10s = sjson_int(sjson_get(conn->options, "requests_per_10s"), HS_DEFAULT_PER_10S);
+
+		conn_rate_init(&conn->limit, per_10s * 0.97 / 10.0, floor(per_10s * 0.02));
+	}
+	if (conn->api_base == NULL)
+		conn->api_base = MemoryContextStrdup(conn->cxt, base_url(conn));
+	if (strcmp(type, "private_app") == 0)
+	{
+		/* a static token: a 401 means it was revoked or rotated */
+		conn->access_token = MemoryContextStrdup(conn->cxt, sjson_get_string(auth, "token"));
+		conn->token_expires = 0;
+		return;
+	}
+	/* the exchange's garbage must not stay with the connection */
+	tmp = AllocSetContextCreate(conn->cxt, "sync hubspot auth", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+	PG_TRY();
+	{
+		hs_oauth_refresh(conn, auth);
+	}
+	PG_FINALLY();
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(tmp);
+	}
+	PG_END_TRY();
+}
+
+static void
+hs_oauth_refresh(SyncConnection *conn, SJson *auth)
+{
+	HttpRequest *req;
+	StringInfoData form;
+	SJson	   *resp;
+	const char *token;
+	int64		ttl;
+	char	   *url;
+
+	initStringInfo(&form);
+	appendStringInfo(&form, "grant_type=refresh_token&client_id=%s&client_secret=%s&refresh_token=%s",
+					 http_url_encode(sjson_get_string(auth, "client_id")),
+					 http_url_encode(sjson_get_string(auth, "client_secret")),
+					 http_url_encode(sjson_get_string(auth, "refresh_token")));
+	url = hs_url(conn, "/oauth/v1/token");
+	req = http_request_new("POST", url);
+	http_set_body(req, form.data, form.len, "application/x-www-form-urlencoded");
+	http_add_header(req, "Accept", "application/json");
+	req->body_is_secret = true;
+	if (conn->ca_file)
+		req->ca_file = conn->ca_file;
+	http_run_one(req);
+
+	resp = response_json(req);
+	if (req->outcome != HTTP_DONE || req->status != 200)
+	{
+		char	   *code = NULL;
+		char	   *msg;
+
+		if (req->outcome != HTTP_DONE)
+			conn_error_from_response(conn, "HubSpot authentication", req, NULL);
+		msg = hs_error_text(req, &code);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("connection \"%s\": HubSpot refused the oauth_refresh grant: %s",
+						conn->name, msg ? msg : "no reason given"),
+				 code ? errdetail("HubSpot error \"%s\", HTTP %ld from %s.", code, req->status, url) : 0,
+				 errhint("Check the connection's auth options with sync.alter_connection().")));
+	}
+	token = sjson_get_string(resp, "access_token");
+	if (token == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("connection \"%s\": HubSpot token response lacks access_token", conn->name)));
+	ttl = sjson_int(sjson_get(resp, "expires_in"), 0);
+	conn->access_token = MemoryContextStrdup(conn->cxt, token);
+	/* renew a minute early; a 401 before that re-authenticates anyway */
+	conn->token_expires = ttl > 120 ?
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (ttl - 60) * 1000) : 0;
+}
+
+static void
+hs_sign(SyncConnection *conn, HttpRequest *req)
+{
+	ListCell   *lc;
+
+	foreach(lc, req->headers)
+	{
+		HttpHeader *h = (HttpHeader *) lfirst(lc);
+
+		if (pg_strcasecmp(h->name, "Authorization") == 0)
+		{
+			h->value = psprintf("Bearer %s", conn->access_token);
+			return;
+		}
+	}
+	http_add_header(req, "Authorization", psprintf("Bearer %s", conn->access_token));
+}
+
+/* After a 429: HubSpot sends no Retry-After; its policy says how long. */
+static long
+hs_throttle_ms(SyncConnection *conn, const HttpRequest *req)
+{
+	char	   *cat = NULL;
+	const char *interval = http_response_header(req, "x-hubspot-ratelimit-interval-milliseconds");
+
+	(void) hs_error_text(req, &cat);
+	if (cat && strcmp(cat, "TEN_SECONDLY_ROLLING") == 0)
+		return interval && atol(interval) > 0 ? atol(interval) : 10000;
+	if (cat && strcmp(cat, "DAILY") == 0)
+		return 10000;			/* pushes are parked for longer (see push) */
+	return 1000;				/* search: 5 a second */
+}
+
+static void
+hs_test(SyncConnection *conn, SJson *facts)
+{
+	HttpRequest *req;
+	SJson	   *j;
+	const char *v;
+
+	sjson_add_string(facts, "base_url", base_url(conn));
+	sjson_add_string(facts, "auth_type", sjson_get_string(sjson_get(conn->options, "auth"), "type"));
+	req = hs_send(conn, "GET", hs_url(conn, "/account-info/v3/details"), NULL, false);
+	j = response_json(req);
+	if (req->outcome == HTTP_DONE && req->status == 200 && sjson_get(j, "portalId"))
+	{
+		sjson_add_string(facts, "portal_id", sjson_scalar_text(sjson_get(j, "portalId")));
+		if (sjson_get_string(j, "timeZone"))
+			sjson_add_string(facts, "time_zone", sjson_get_string(j, "timeZone"));
+	}
+	/* a cheap authenticated call: proves the token, shows the limits */
+	req = hs_send(conn, "GET", hs_url(conn, "/crm/v3/objects/contacts?limit=1"), NULL, false);
+	if (req->outcome != HTTP_DONE || req->status != 200)
+		hs_fail(conn, "reading contacts", req);
+	j = response_json(req);
+	if (!sjson_has_key(facts, "portal_id"))
+	{
+		/* the record URL names the portal: …/contacts/{portalId}/record/… */
+		const char *url = sjson_get_string(sjson_array_get(sjson_get(j, "results"), 0), "url");
+		const char *p = url ? strstr(url, "/contacts/") : NULL;
+
+		if (p && isdigit((unsigned char) p[10]))
+			sjson_add_string(facts, "portal_id", pnstrdup(p + 10, strspn(p + 10, "0123456789")));
+	}
+	if ((v = http_response_header(req, "x-hubspot-ratelimit-max")))
+		sjson_add_int(facts, "requests_per_10s_remote", atoll(v));
+	if ((v = http_response_header(req, "x-hubspot-ratelimit-remaining")))
+		sjson_add_int(facts, "requests_10s_remaining", atoll(v));
+	if ((v = http_response_header(req, "x-hubspot-ratelimit-daily")))
+		sjson_add_int(facts, "requests_per_day_remote", atoll(v));
+	if ((v = http_response_header(req, "x-hubspot-ratelimit-daily-remaining")))
+		sjson_add_int(facts, "requests_day_remaining", atoll(v));
+	sjson_add_int(facts, "requests_per_10s", sjson_int(sjson_get(conn->options, "requests_per_10s"), HS_DEFAULT_PER_10S));
+	sjson_add_int(facts, "requests_per_day", hs_state(conn)->per_day);
+	sjson_add_int(facts, "max_batch_size", HS_BATCH_MAX);
+}
+
+/* ---------------------------------------------------------------------
+ * schema
+ * --------------------------------------------------------------------- */
+
+/* contacts, contact, CONTACT, 0-1 -> "contacts"; others lower-cased */
+static char *
+canonical_object(const char *object)
+{
+	static const char *const std[][3] = {
+		{"contacts", "contact", "0-1"}, {"companies", "company", "0-2"}, {"deals", "deal", "0-3"},
+	};
+	int			i,
+				k;
+
+	for (i = 0; i < lengthof(std); i++)
+		for (k = 0; k < 3; k++)
+			if (pg_strcasecmp(object, std[i][k]) == 0)
+				return pstrdup(std[i][0]);
+	return pstrdup(object);
+}
+
+static const char *
+stamp_property(const char *object)
+{
+	return strcmp(canonical_object(object), "contacts") == 0 ? "lastmodifieddate" : "hs_lastmodifieddate";
+}
+
+static bool
+is_assoc_field(const SyncField *f)
+{
+	return strncmp(f->remote_name, HS_ASSOC_PREFIX, strlen(HS_ASSOC_PREFIX)) == 0;
+}
+
+static const HsAssoc *
+assoc_for(const char *object, const char *remote_name)
+{
+	char	   *obj = canonical_object(object);
+	int			i;
+
+	for (i = 0; i < lengthof(hs_assocs); i++)
+		if (strcmp(hs_assocs[i].from, obj) == 0 &&
+			strcmp(remote_name + strlen(HS_ASSOC_PREFIX), hs_assocs[i].to) == 0)
+			return &hs_assocs[i];
+	return NULL;
+}
+
+static const char *
+local_type_for(const char *type, const char *field_type)
+{
+	if (strcmp(type, "string") == 0 || strcmp(type, "phone_number") == 0)
+		return "text";
+	if (strcmp(type, "enumeration") == 0)
+		return (field_type && strcmp(field_type, "checkbox") == 0) ? "text[]" : "text";
+	if (strcmp(type, "number") == 0 || strcmp(type, "currency_number") == 0)
+		return "numeric";
+	if (strcmp(type, "bool") == 0)
+		return "boolean";
+	if (strcmp(type, "date") == 0)
+		return "date";
+	if (strcmp(type, "datetime") == 0)
+		return "timestamptz";
+	return NULL;				/* json, object_coordinates, ... */
+}
+
+static void
+unknown_object(SyncConnection *conn, const char *object, const HttpRequest *req) pg_attribute_noreturn();
+
+static void
+unknown_object(SyncConnection *conn, const char *object, const HttpRequest *req)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("HubSpot object \"%s\" does not exist (connection \"%s\")", object, conn->name),
+			 errdetail("HubSpot said: %s", hs_error_text(req, NULL) ? hs_error_text(req, NULL) : "not found"),
+			 errhint("Use an object type such as contacts, companies, deals, tickets, or a custom object's p_name or objectTypeId (2-123456).")));
+}
+
+static List *
+hs_describe(SyncConnection *conn, const char *object)
+{
+	HttpRequest *req = hs_send(conn, "GET", hs_url(conn, "/crm/v3/properties/%s", http_url_encode(object)),
+							   NULL, false);
+	SJson	   *j = response_json(req);
+	SJson	   *props;
+	const char *stamp = stamp_property(object);
+	char	   *obj = canonical_object(object);
+	List	   *out = NIL;
+	int			i;
+
+	if (req->outcome == HTTP_DONE && (req->status == 404 ||
+									  (req->status == 400 && hs_error_text(req, NULL) &&
+									   strstr(hs_error_text(req, NULL), "object type"))))
+		unknown_object(conn, object, req);
+	if (req->outcome != HTTP_DONE || req->status != 200 || sjson_type(j) != SJSON_OBJECT)
+		hs_fail(conn, psprintf("describing %s", object), req);
+
+	props = sjson_get(j, "results");
+	for (i = 0; i < sjson_array_length(props); i++)
+	{
+		SJson	   *p = sjson_array_get(props, i);
+		SyncField  *f = palloc0(sizeof(SyncField));
+		const char *type = sjson_get_string(p, "type");
+		const char *name = sjson_get_string(p, "name");
+		bool		ro = sjson_bool(sjson_get(sjson_get(p, "modificationMetadata"), "readOnlyValue"), false) ||
+			sjson_bool(sjson_get(p, "calculated"), false);
+
+		if (name == NULL || sjson_bool(sjson_get(p, "archived"), false))
+			continue;
+		f->remote_name = pstrdup(name);
+		f->label = sjson_get_string(p, "label") ? pstrdup(sjson_get_string(p, "label")) : NULL;
+		f->remote_type = pstrdup(type ? type : "unknown");
+		f->local_type = type ? (char *) local_type_for(type, sjson_get_string(p, "fieldType")) : NULL;
+		f->createable = f->updateable = !ro;
+		f->nillable = true;
+		f->unique = sjson_bool(sjson_get(p, "hasUniqueValue"), false) ||
+			(strcmp(obj, "contacts") == 0 && strcmp(name, "email") == 0);
+		f->external_id = f->unique;
+		if (strcmp(name, "hs_object_id") == 0)
+		{
+			f->role = FIELD_ID;
+			f->local_type = "text";
+			f->createable = f->updateable = false;
+		}
+		else if (strcmp(name, stamp) == 0)
+		{
+			f->role = FIELD_STAMP;
+			f->createable = f->updateable = false;
+		}
+		out = lappend(out, f);
+	}
+	/* associations as reference fields, e.g. a contact's company */
+	for (i = 0; i < lengthof(hs_assocs); i++)
+	{
+		SyncField  *f;
+
+		if (strcmp(hs_assocs[i].from, obj) != 0)
+			continue;
+		f = palloc0(sizeof(SyncField));
+		f->remote_name = psprintf(HS_ASSOC_PREFIX "%s", hs_assocs[i].to);
+		f->label = psprintf("Associated %s record ID", hs_assocs[i].to);
+		f->remote_type = "association";
+		f->local_type = "text";
+		f->createable = f->updateable = f->nillable = true;
+		f->reference_to = pstrdup(hs_assocs[i].to);
+		out = lappend(out, f);
+	}
+	return out;
+}
+
+static void
+hs_check_mirror(SyncConnection *conn, SyncMirror *m)
+{
+	const char *idem = sjson_get_string(m->options, "idempotency_field");
+	HttpRequest *req;
+	SJson	   *p;
+
+	if (sjson_has_key(m->options, "filter"))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("mirror option \"filter\" is not supported for HubSpot objects"),
+				 errhint("Mirror the whole object and filter with a view.")));
+	if (idem == NULL)
+		return;
+	req = hs_send(conn, "GET", hs_url(conn, "/crm/v3/properties/%s/%s", http_url_encode(m->remote_object),
+									  http_url_encode(idem)), NULL, false);
+	if (req->outcome == HTTP_DONE && req->status == 404)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mirror option \"idempotency_field\": %s has no property \"%s\"",
+						m->remote_object, idem)));
+	if (req->outcome != HTTP_DONE || req->status != 200)
+		hs_fail(conn, "checking idempotency_field", req);
+	p = response_json(req);
+	if (!sjson_bool(sjson_get(p, "hasUniqueValue"), false) &&
+		!(strcmp(canonical_object(m->remote_object), "contacts") == 0 && strcmp(idem, "email") == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mirror option \"idempotency_field\": property \"%s\" of %s is not unique",
+						idem, m->remote_object),
+				 errhint("HubSpot upserts by email (contacts) or by a property with hasUniqueValue.")));
+}
+
+/* ---------------------------------------------------------------------
+ * values
+ * --------------------------------------------------------------------- */
+
+static int64
+timestamptz_to_ms(TimestampTz ts)
+{
+	return (ts + (TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC) / 1000;
+}
+
+/* An ISO stamp (as HubSpot writes them) or epoch ms -> epoch ms; -1 if unreadable. */
+static int64
+stamp_ms(const char *s)
+{
+	if (s == NULL || *s == '\0')
+		return -1;
+	if (strspn(s, "0123456789") == strlen(s))
+		return atoll(s);
+	if (strlen(s) < 10 || !isdigit((unsigned char) s[0]) || s[4] != '-')
+		return -1;
+	return timestamptz_to_ms(DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
+																	 ObjectIdGetDatum(InvalidOid),
+																	 Int32GetDatum(-1))));
+}
+
+/* epoch ms -> 2024-01-02T08:30:00.123Z */
+static char *
+ms_iso(int64 ms)
+{
+	pg_time_t	t = (pg_time_t) (ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+	char		buf[40];
+
+	pg_strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", pg_gmtime(&t));
+	return psprintf("%s.%03dZ", buf, (int) (ms - (int64) t * 1000));
+}
+
+/* a;b -> {"a","b"} */
+static char *
+multi_array(const char *v)
+{
+	StringInfoData s;
+	const char *p;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"");
+	for (p = v; *p; p++)
+	{
+		if (*p == ';')
+			appendStringInfoString(&s, "\",\"");
+		else
+		{
+			if (*p == '"' || *p == '\\')
+				appendStringInfoChar(&s, '\\');
+			appendStringInfoChar(&s, *p);
+		}
+	}
+	appendStringInfoString(&s, "\"}");
+	return s.data;
+}
+
+/*
+ * A HubSpot property value (always a string) -> PostgreSQL input syntax for
+ * the local type; NULL for no value ("" included: HubSpot does not tell an
+ * empty value from none) and for values the type cannot hold.
+ */
+static char *
+value_to_pg(const char *local_type, const char *v)
+{
+	if (v == NULL || *v == '\0')
+		return NULL;
+	if (strcmp(local_type, "numeric") == 0)
+	{
+		char	   *end;
+
+		(void) strtod(v, &end);
+		return (*end == '\0' && strspn(v, "+-0123456789.eE") == strlen(v)) ? pstrdup(v) : NULL;
+	}
+	if (strcmp(local_type, "boolean") == 0)
+		return pg_strcasecmp(v, "true") == 0 ? pstrdup("true") :
+			pg_strcasecmp(v, "false") == 0 ? pstrdup("false") : NULL;
+	if (strcmp(local_type, "date") == 0)
+	{
+		if (strspn(v, "0123456789") == strlen(v))
+			return pnstrdup(ms_iso(atoll(v)), 10);
+		return (strlen(v) >= 10 && v[4] == '-' && v[7] == '-') ? pnstrdup(v, 10) : NULL;
+	}
+	if (strcmp(local_type, "timestamptz") == 0)
+	{
+		if (strspn(v, "0123456789") == strlen(v))
+			return ms_iso(atoll(v));
+		return (strlen(v) >= 10 && v[4] == '-') ? pstrdup(v) : NULL;
+	}
+	if (strcmp(local_type, "text[]") == 0)
+		return multi_array(v);
+	return pstrdup(v);
+}
+
+/*
+ * An outbound value (JSON text from to_json(), NULL for SQL NULL) -> the
+ * string HubSpot takes: "" clears; numbers and booleans as their text;
+ * dates YYYY-MM-DD; datetimes ISO 8601 UTC; arrays "a;b".
+ */
+static char *
+value_to_wire(const SyncField *f, const char *json)
+{
+	char	   *err;
+	SJson	   *v;
+
+	if (json == NULL)
+		return "";
+	if (strcmp(f->local_type, "numeric") == 0 || strcmp(f->local_type, "boolean") == 0)
+		return pstrdup(json);
+	v = sjson_parse(json, strlen(json), &err);
+	if (sjson_type(v) == SJSON_ARRAY)
+	{
+		StringInfoData s;
+		int			i;
+
+		initStringInfo(&s);
+		for (i = 0; i < sjson_array_length(v); i++)
+		{
+			char	   *t = sjson_scalar_text(sjson_array_get(v, i));
+
+			appendStringInfo(&s, "%s%s", i ? ";" : "", t ? t : "");
+		}
+		return s.data;
+	}
+	if (strcmp(f->local_type, "timestamptz") == 0 && sjson_string(v))
+		return ms_iso(stamp_ms(sjson_string(v)));
+	if (sjson_type(v) == SJSON_NULL)
+		return "";
+	return sjson_scalar_text(v);
+}
+
+/* ---------------------------------------------------------------------
+ * pull
+ * --------------------------------------------------------------------- */
+
+/* Comma-separated property names to read (mapped properties + the stamp). */
+static char *
+property_list(SyncMirror *m)
+{
+	StringInfoData s;
+	int			i;
+
+	initStringInfo(&s);
+	for (i = 0; i < m->nfields; i++)
+	{
+		if (is_assoc_field(&m->fields[i]))
+			continue;
+		appendStringInfo(&s, "%s%s", s.len ? "," : "", m->fields[i].remote_name);
+	}
+	return s.data;
+}
+
+static SJson *
+property_array(SJson *body, SyncMirror *m)
+{
+	SJson	   *arr = sjson_add_array(body, "properties");
+	int			i;
+
+	for (i = 0; i < m->nfields; i++)
+		if (!is_assoc_field(&m->fields[i]))
+			sjson_append_string(arr, m->fields[i].remote_name);
+	return arr;
+}
+
+static const char *
+mirror_stamp(SyncMirror *m)
+{
+	int			i;
+
+	for (i = 0; i < m->nfields; i++)
+		if (m->fields[i].role == FIELD_STAMP)
+			return m->fields[i].remote_name;
+	return stamp_property(m->remote_object);
+}
+
+/* Index of the first association field of the mirror, or -1. */
+static int
+assoc_index(SyncMirror *m, int from)
+{
+	int			i;
+
+	for (i = from; i < m->nfields; i++)
+		if (is_assoc_field(&m->fields[i]))
+			return i;
+	return -1;
+}
+
+/* The id to show for a record's associations (v3 shape): the primary, else the lowest id. */
+static char *
+pick_v3_association(SJson *results)
+{
+	const char *best = NULL;
+	int			i;
+
+	for (i = 0; i < sjson_array_length(results); i++)
+	{
+		SJson	   *a = sjson_array_get(results, i);
+		const char *id = sjson_get_string(a, "id");
+		const char *type = sjson_get_string(a, "type");
+
+		if (id == NULL)
+			continue;
+		if (type && strstr(type, "unlabeled") == NULL && strstr(type, "_to_") != NULL)
+			return pstrdup(id);	/* contact_to_company: the primary */
+		if (best == NULL || strlen(id) < strlen(best) ||
+			(strlen(id) == strlen(best) && strcmp(id, best) < 0))
+			best = id;
+	}
+	return best ? pstrdup(best) : NULL;
+}
+
+/* The same for the v4 shape: [{toObjectId, associationTypes: [{typeId, label}]}] */
+static char *
+pick_v4_association(SJson *to)
+{
+	int64		best = -1;
+	int			i,
+				k;
+
+	for (i = 0; i < sjson_array_length(to); i++)
+	{
+		SJson	   *a = sjson_array_get(to, i);
+		int64		id = sjson_int(sjson_get(a, "toObjectId"), -1);
+		SJson	   *types = sjson_get(a, "associationTypes");
+
+		if (id < 0)
+		{
+			const char *s = sjson_get_string(a, "toObjectId");
+
+			id = s ? atoll(s) : -1;
+		}
+		if (id < 0)
+			continue;
+		for (k = 0; k < sjson_array_length(types); k++)
+		{
+			const char *label = sjson_get_string(sjson_array_get(types, k), "label");
+
+			if (label && strcmp(label, "Primary") == 0)
+				return psprintf(INT64_FORMAT, id);
+		}
+		if (best < 0 || id < best)
+			best = id;
+	}
+	return best >= 0 ? psprintf(INT64_FORMAT, best) : NULL;
+}
+
+/* SimplePublicObjects -> page records; the (stamp, id) of the last in stamp order. */
+static void
+records_to_page(SyncMirror *m, SJson *results, SyncPage *page, int64 *last_ms, int64 *last_id)
+{
+	int			n = sjson_array_length(results);
+	const char *stamp = mirror_stamp(m);
+	int			i,
+				k;
+
+	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
+	page->nrecords = n;
+	for (i = 0; i < n; i++)
+	{
+		SJson	   *r = sjson_array_get(results, i);
+		SJson	   *props = sjson_get(r, "properties");
+		SyncRecord *rec = &page->records[i];
+		const char *st = sjson_get_string(props, stamp);
+		int64		ms,
+					id;
+
+		rec->remote_id = pstrdup(sjson_get_string(r, "id") ? sjson_get_string(r, "id") : "");
+		if (st == NULL)
+			st = sjson_get_string(r, "updatedAt");
+		ms = stamp_ms(st);
+		rec->stamp = ms >= 0 ? ms_iso(ms) : NULL;
+		rec->deleted = sjson_bool(sjson_get(r, "archived"), false);
+		rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
+		for (k = 0; k < m->nfields; k++)
+		{
+			SyncField  *f = &m->fields[k];
+
+			if (is_assoc_field(f))
+			{
+				SJson	   *assoc = sjson_get(r, "associations");
+
+				rec->values[k] = pick_v3_association(sjson_get(sjson_get(assoc, f->reference_to), "results"));
+			}
+			else if (f->role == FIELD_DATA)
+				rec->values[k] = value_to_pg(f->local_type, sjson_get_string(props, f->remote_name));
+		}
+		id = atoll(rec->remote_id);
+		if (ms > *last_ms || (ms == *last_ms && id > *last_id))
+		{
+			*last_ms = ms;
+			*last_id = id;
+		}
+	}
+}
+
+/* Search pages carry no associations: read them (v4 batch read) for the page. */
+static void
+read_associations(SyncConnection *conn, SyncMirror *m, SyncPage *page)
+{
+	int			k;
+
+	for (k = assoc_index(m, 0); k >= 0; k = assoc_index(m, k + 1))
+	{
+		SyncField  *f = &m->fields[k];
+		int			nreq = (page->nrecords + HS_BATCH_MAX - 1) / HS_BATCH_MAX;
+		HttpRequest **reqs;
+		int			r,
+					i;
+
+		if (page->nrecords == 0)
+			continue;
+		reqs = palloc(sizeof(HttpRequest *) * nreq);
+		for (r = 0; r < nreq; r++)
+		{
+			SJson	   *body = sjson_new_object();
+			SJson	   *inputs = sjson_add_array(body, "inputs");
+			char	   *text;
+
+			for (i = r * HS_BATCH_MAX; i < Min(page->nrecords, (r + 1) * HS_BATCH_MAX); i++)
+				sjson_add_string(sjson_append_object(inputs), "id", page->records[i].remote_id);
+			text = sjson_serialize(body);
+			reqs[r] = http_request_new("POST", hs_url(conn, "/crm/v4/associations/%s/%s/batch/read",
+													  http_url_encode(m->remote_object),
+													  http_url_encode(f->reference_to)));
+			http_add_header(reqs[r], "Accept", "application/json");
+			http_set_body(reqs[r], text, strlen(text), "application/json");
+		}
+		check_daily(conn);
+		conn_send(conn, reqs, nreq);
+		for (r = 0; r < nreq; r++)
+		{
+			SJson	   *j = response_json(reqs[r]);
+			SJson	   *results = sjson_get(j, "results");
+
+			note_limits(conn, reqs[r]);
+			if (reqs[r]->outcome != HTTP_DONE || (reqs[r]->status != 200 && reqs[r]->status != 207))
+				hs_fail(conn, psprintf("reading %s associations", f->reference_to), reqs[r]);
+			for (i = 0; i < sjson_array_length(results); i++)
+			{
+				SJson	   *res = sjson_array_get(results, i);
+				const char *from = sjson_get_string(sjson_get(res, "from"), "id");
+				int			x;
+
+				for (x = r * HS_BATCH_MAX; from && x < Min(page->nrecords, (r + 1) * HS_BATCH_MAX); x++)
+					if (strcmp(page->records[x].remote_id, from) == 0)
+						page->records[x].values[k] = pick_v4_association(sjson_get(res, "to"));
+			}
+		}
+	}
+}
+
+/* The list endpoint's URL for one page. */
+static char *
+list_url(SyncConnection *conn, SyncMirror *m, const char *after, bool archived, bool ids_only)
+{
+	StringInfoData u;
+	int			k;
+
+	initStringInfo(&u);
+	appendStringInfoString(&u, hs_url(conn, "/crm/v3/objects/%s?limit=%d", http_url_encode(m->remote_object),
+									  HS_LIST_LIMIT));
+	appendStringInfo(&u, "&properties=%s", ids_only ? "hs_object_id" : http_url_encode(property_list(m)));
+	if (!ids_only)
+		for (k = assoc_index(m, 0); k >= 0; k = assoc_index(m, k + 1))
+			appendStringInfo(&u, "&associations=%s", http_url_encode(m->fields[k].reference_to));
+	if (archived)
+		appendStringInfoString(&u, "&archived=true");
+	if (after)
+		appendStringInfo(&u, "&after=%s", http_url_encode(after));
+	return u.data;
+}
+
+static SJson *
+list_page(SyncConnection *conn, SyncMirror *m, const char *after, bool archived, bool ids_only,
+		  const char **next)
+{
+	HttpRequest *req = hs_send(conn, "GET", list_url(conn, m, after, archived, ids_only), NULL, false);
+	SJson	   *j = response_json(req);
+
+	if (req->outcome != HTTP_DONE || req->status != 200 || sjson_type(j) != SJSON_OBJECT)
+	{
+		if (req->outcome == HTTP_DONE && req->status == 400 && hs_error_text(req, NULL) &&
+			strstr(hs_error_text(req, NULL), "object type"))
+			unknown_object(conn, m->remote_object, req);
+		hs_fail(conn, psprintf("listing %s%s", archived ? "archived " : "", m->remote_object), req);
+	}
+	*next = sjson_get_string(sjson_get(sjson_get(j, "paging"), "next"), "after");
+	return sjson_get(j, "results");
+}
+
+/* Every live ID, for reconciliation (hard deletes leave no other trace). */
+static void
+all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
+{
+	const char *after = NULL;
+	int			cap = 1024;
+
+	page->deleted_ids = palloc(sizeof(char *) * cap);
+	page->ndeleted_ids = 0;
+	page->reconcile = true;
+	do
+	{
+		SJson	   *res = list_page(conn, m, after, false, true, &after);
+		int			i;
+
+		for (i = 0; i < sjson_array_length(res); i++)
+		{
+			if (page->ndeleted_ids == cap)
+			{
+				cap *= 2;
+				page->deleted_ids = repalloc(page->deleted_ids, sizeof(char *) * cap);
+			}
+			page->deleted_ids[page->ndeleted_ids++] = pstrdup(sjson_get_string(sjson_array_get(res, i), "id"));
+		}
+		after = after ? pstrdup(after) : NULL;
+		CHECK_FOR_INTERRUPTS();
+	} while (after);
+}
+
+static void
+add_filter(SJson *filters, const char *prop, const char *op, const char *value)
+{
+	SJson	   *f = sjson_append_object(filters);
+
+	sjson_add_string(f, "propertyName", prop);
+	sjson_add_string(f, "operator", op);
+	sjson_add_string(f, "value", value);
+}
+
+/*
+ * One search page of records changed at or after the window start
+ * (since - overlap), or after the keyset position (key_ms, key_id).
+ */
+static SJson *
+search_page(SyncConnection *conn, SyncMirror *m, int64 from_ms, int64 key_ms, int64 key_id,
+			int limit, bool descending, int64 *total, bool *more)
+{
+	SJson	   *body = sjson_new_object();
+	SJson	   *groups = sjson_add_array(body, "filterGroups");
+	SJson	   *sort;
+	const char *stamp = mirror_stamp(m);
+	HttpRequest *req;
+	SJson	   *j;
+
+	if (key_ms >= 0)
+	{
+		/* (stamp, id) > (key_ms, key_id): equal stamps are not lost */
+		add_filter(sjson_add_array(sjson_append_object(groups), "filters"), stamp, "GT",
+				   psprintf(INT64_FORMAT, key_ms));
+		{
+			SJson	   *g = sjson_add_array(sjson_append_object(groups), "filters");
+
+			add_filter(g, stamp, "EQ", psprintf(INT64_FORMAT, key_ms));
+			add_filter(g, "hs_object_id", "GT", psprintf(INT64_FORMAT, key_id));
+		}
+	}
+	else if (from_ms >= 0)
+		add_filter(sjson_add_array(sjson_append_object(groups), "filters"), stamp, "GTE",
+				   psprintf(INT64_FORMAT, from_ms));
+	sort = sjson_append_object(sjson_add_array(body, "sorts"));
+	sjson_add_string(sort, "propertyName", stamp);
+	sjson_add_string(sort, "direction", descending ? "DESCENDING" : "ASCENDING");
+	property_array(body, m);
+	sjson_add_int(body, "limit", limit);
+
+	req = hs_send(conn, "POST", hs_url(conn, "/crm/v3/objects/%s/search", http_url_encode(m->remote_object)),
+				  body, true);
+	j = response_json(req);
+	if (req->outcome != HTTP_DONE || req->status != 200 || sjson_type(j) != SJSON_OBJECT)
+		hs_fail(conn, psprintf("searching %s", m->remote_object), req);
+	if (total)
+		*total = sjson_int(sjson_get(j, "total"), -1);
+	if (more)
+		*more = sjson_get(sjson_get(j, "paging"), "next") != NULL;
+	return sjson_get(j, "results");
+}
+
+static int64
+cursor_int(SJson *cursor, const char *key, int64 dflt)
+{
+	return sjson_has_key(cursor, key) ? sjson_int(sjson_get(cursor, key), dflt) : dflt;
+}
+
+/*
+ * Cursor (ours, stored by the engine):
+ *   {"mode": "backfill", "after": list token, "since_ms": newest stamp when the backfill began}
+ *   {"mode": "incremental", "since_ms": newest stamp fully applied (absent: none yet),
+ *    "key_ms", "key_id": keyset position while a search run is under way,
+ *    "run_ms": newest stamp seen by the run,
+ *    "phase": "search" | "archived" | "reconcile", "archived_after": list token,
+ *    "archived_at", "reconciled_at": when those last completed (unix seconds, our clock)}
+ */
+static void
+hs_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
+{
+	const char *mode = sjson_get_string(cursor, "mode");
+	SJson	   *cur = sjson_new_object();
+	int64		now_s = (int64) time(NULL);
+	int64		since = cursor_int(cursor, "since_ms", -1);
+	int64		archived_at = cursor_int(cursor, "archived_at", 0);
+	int64		reconciled_at = cursor_int(cursor, "reconciled_at", now_s);
+	double		archived_every = opt_interval(conn->options, "archived_interval", HS_DEFAULT_ARCHIVED_S);
+	double		reconcile_every = opt_interval(conn->options, "reconcile_interval", HS_DEFAULT_RECONCILE_S);
+	int64		last_ms = -1,
+				last_id = -1;
+
+	conn_ensure_auth(conn);
+	page->cursor = cur;
+	if (mode == NULL || strcmp(mode, "backfill") == 0)
+	{
+		const char *after = sjson_get_string(cursor, "after");
+		const char *next;
+		SJson	   *res;
+
+		if (cursor == NULL || !sjson_has_key(cursor, "mode"))
+		{
+			/* the newest stamp now: increments start there; and the total */
+			int64		total = -1;
+			SJson	   *top = search_page(conn, m, -1, -1, -1, 1, true, &total, NULL);
+			SJson	   *props = sjson_get(sjson_array_get(top, 0), "properties");
+
+			since = stamp_ms(sjson_get_string(props, mirror_stamp(m)));
+			page->total = total;
+		}
+		res = list_page(conn, m, after, false, false, &next);
+		records_to_page(m, res, page, &last_ms, &last_id);
+		if (since >= 0)
+			sjson_add_int(cur, "since_ms", since);
+		if (next)
+		{
+			sjson_add_string(cur, "mode", "backfill");
+			sjson_add_string(cur, "after", next);
+			page->more = true;
+		}
+		else
+		{
+			/* archived listing right away: records archived during the backfill */
+			sjson_add_string(cur, "mode", "incremental");
+			sjson_add_int(cur, "archived_at", 0);
+			sjson_add_int(cur, "reconciled_at", now_s);
+			page->backfill_done = true;
+		}
+		return;
+	}
+
+	sjson_add_string(cur, "mode", "incremental");
+	{
+		const char *phase = sjson_get_string(cursor, "phase");
+		bool		run_done = false;
+
+		if (phase == NULL || strcmp(phase, "search") == 0)
+		{
+			int64		key_ms = cursor_int(cursor, "key_ms", -1);
+			int64		key_id = cursor_int(cursor, "key_id", -1);
+			int64		run_ms = cursor_int(cursor, "run_ms", since);
+			bool		more = false;
+			SJson	   *res;
+
+			res = search_page(conn, m, since >= 0 ? since - HS_OVERLAP_MS : -1, key_ms, key_id,
+							  HS_SEARCH_LIMIT, false, NULL, &more);
+			records_to_page(m, res, page, &last_ms, &last_id);
+			read_associations(conn, m, page);
+			if (last_ms > run_ms)
+				run_ms = last_ms;
+			if (more && page->nrecords > 0)
+			{
+				/* keyset paging: never an offset, so never the 10,000 cap */
+				if (since >= 0)
+					sjson_add_int(cur, "since_ms", since);
+				sjson_add_int(cur, "key_ms", last_ms);
+				sjson_add_int(cur, "key_id", last_id);
+				sjson_add_int(cur, "run_ms", run_ms);
+				sjson_add_string(cur, "phase", "search");
+				sjson_add_int(cur, "archived_at", archived_at);
+				sjson_add_int(cur, "reconciled_at", reconciled_at);
+				page->more = true;
+				return;
+			}
+			since = Max(since, run_ms);
+			run_done = true;
+		}
+		else if (strcmp(phase, "archived") == 0)
+		{
+			const char *after = sjson_get_string(cursor, "archived_after");
+			const char *next;
+			SJson	   *res = list_page(conn, m, after, true, true, &next);
+			int			i;
+
+			page->ndeleted_ids = sjson_array_length(res);
+			page->deleted_ids = palloc(sizeof(char *) * Max(1, page->ndeleted_ids));
+			for (i = 0; i < page->ndeleted_ids; i++)
+				page->deleted_ids[i] = pstrdup(sjson_get_string(sjson_array_get(res, i), "id"));
+			if (since >= 0)
+				sjson_add_int(cur, "since_ms", since);
+			sjson_add_int(cur, "reconciled_at", reconciled_at);
+			if (next)
+			{
+				sjson_add_string(cur, "phase", "archived");
+				sjson_add_string(cur, "archived_after", next);
+				sjson_add_int(cur, "archived_at", archived_at);
+				page->more = true;
+				return;
+			}
+			archived_at = now_s;
+		}
+		else
+		{
+			/* reconcile: the full list of live IDs; the rest were hard-deleted */
+			all_ids(conn, m, page);
+			reconciled_at = now_s;
+		}
+
+		if (since >= 0)
+			sjson_add_int(cur, "since_ms", since);
+		sjson_add_int(cur, "archived_at", archived_at);
+		sjson_add_int(cur, "reconciled_at", reconciled_at);
+		/* after a search run: the delete checks that are due, as further pages */
+		if (run_done && now_s - archived_at >= archived_every)
+		{
+			sjson_add_string(cur, "phase", "archived");
+			page->more = true;
+		}
+		else if ((run_done || phase == NULL || strcmp(phase, "archived") == 0) &&
+				 now_s - reconciled_at >= reconcile_every)
+		{
+			sjson_add_string(cur, "phase", "reconcile");
+			page->more = true;
+		}
+		else
+			sjson_add_string(cur, "phase", "search");
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * push
+ * --------------------------------------------------------------------- */
+
+static int
+hs_batch_max(SyncConnection *conn, SyncMirror *m, char op)
+{
+	return HS_BATCH_MAX;
+}
+
+typedef enum HsKind
+{
+	HS_CREATE,
+	HS_UPSERT,
+	HS_UPDATE,
+	HS_ARCHIVE
+} HsKind;
+
+/* A group of items that go in one request (and may be bisected). */
+typedef struct HsChunk
+{
+	HsKind		kind;
+	int			n;
+	int		   *idx;			/* into items */
+} HsChunk;
+
+typedef struct HsPush
+{
+	SyncConnection *conn;
+	SyncMirror *m;
+	SyncPushItem *items;
+	const char *idem;			/* idempotency_field */
+	int			idem_k;			/* its field index if mapped, else -1 */
+	char	  **upsert_key;		/* per item, for HS_UPSERT */
+	const char *stamp;
+} HsPush;
+
+static bool
+has_properties(HsPush *p, SyncPushItem *it)
+{
+	int			k;
+
+	for (k = 0; k < p->m->nfields; k++)
+		if (it->send[k] && !is_assoc_field(&p->m->fields[k]) && p->m->fields[k].role == FIELD_DATA)
+			return true;
+	return false;
+}
+
+static char *
+json_string_value(const char *json)
+{
+	char	   *err;
+	SJson	   *v;
+
+	if (json == NULL)
+		return NULL;
+	v = sjson_parse(json, strlen(json), &err);
+	return sjson_scalar_text(v);
+}
+
+static HttpRequest *
+chunk_request(HsPush *p, HsChunk *c)
+{
+	static const char *const ops[] = {"create", "upsert", "update", "archive"};
+	SJson	   *body = sjson_new_object();
+	SJson	   *inputs = sjson_add_array(body, "inputs");
+	HttpRequest *req;
+	char	   *text;
+	int			i,
+				k;
+
+	for (i = 0; i < c->n; i++)
+	{
+		SyncPushItem *it = &p->items[c->idx[i]];
+		SJson	   *in = sjson_append_object(inputs);
+		SJson	   *props;
+
+		if (c->kind == HS_ARCHIVE)
+		{
+			sjson_add_string(in, "id", it->remote_id);
+			continue;
+		}
+		if (c->kind == HS_UPDATE)
+			sjson_add_string(in, "id", it->remote_id);
+		else if (c->kind == HS_UPSERT)
+		{
+			sjson_add_string(in, "id", p->upsert_key[c->idx[i]]);
+			sjson_add_string(in, "idProperty", p->idem);
+		}
+		props = sjson_add_object(in, "properties");
+		for (k = 0; k < p->m->nfields; k++)
+		{
+			SyncField  *f = &p->m->fields[k];
+
+			if (!it->send[k] || f->role != FIELD_DATA || is_assoc_field(f))
+				continue;
+			if (c->kind == HS_UPSERT && strcmp(f->remote_name, p->idem) == 0)
+				continue;		/* it is the input's id */
+			sjson_add_string(props, f->remote_name, value_to_wire(f, it->values[k]));
+		}
+		if (c->kind == HS_CREATE)
+		{
+			/* associations travel with a plain create: atomic, and no extra call */
+			SJson	   *assocs = NULL;
+
+			for (k = assoc_index(p->m, 0); k >= 0; k = assoc_index(p->m, k + 1))
+			{
+				const HsAssoc *a = assoc_for(p->m->remote_object, p->m->fields[k].remote_name);
+				char	   *to = it->send[k] ? json_string_value(it->values[k]) : NULL;
+				SJson	   *as,
+						   *ty;
+
+				if (a == NULL || to == NULL)
+					continue;
+				if (assocs == NULL)
+					assocs = sjson_add_array(in, "associations");
+				as = sjson_append_object(assocs);
+				sjson_add_string(sjson_add_object(as, "to"), "id", to);
+				ty = sjson_append_object(sjson_add_array(as, "types"));
+				sjson_add_string(ty, "associationCategory", "HUBSPOT_DEFINED");
+				sjson_add_int(ty, "associationTypeId", a->type_id);
+			}
+		}
+		sjson_add_string(in, "objectWriteTraceId", psprintf(INT64_FORMAT, it->outbox_id));
+	}
+	text = sjson_serialize(body);
+	req = http_request_new("POST", hs_url(p->conn, "/crm/v3/objects/%s/batch/%s",
+										  http_url_encode(p->m->remote_object), ops[c->kind]));
+	http_add_header(req, "Accept", "application/json");
+	http_set_body(req, text, strlen(text), "application/json");
+	return req;
+}
+
+/* The item of this chunk with this trace id (= outbox id), or -1. */
+static int
+find_trace(HsPush *p, HsChunk *c, const char *trace)
+{
+	int64		id;
+	int			i;
+
+	if (trace == NULL)
+		return -1;
+	id = atoll(trace);
+	for (i = 0; i < c->n; i++)
+		if (p->items[c->idx[i]].outbox_id == id)
+			return c->idx[i];
+	return -1;
+}
+
+static int
+find_remote_id(HsPush *p, HsChunk *c, const char *id)
+{
+	int			i;
+
+	for (i = 0; id && i < c->n; i++)
+	{
+		SyncPushItem *it = &p->items[c->idx[i]];
+
+		if (it->remote_id && strcmp(it->remote_id, id) == 0)
+			return c->idx[i];
+	}
+	return -1;
+}
+
+static char *
+joined(SJson *arr)
+{
+	StringInfoData s;
+	int			i;
+
+	initStringInfo(&s);
+	for (i = 0; i < sjson_array_length(arr); i++)
+	{
+		char	   *t = sjson_scalar_text(sjson_array_get(arr, i));
+
+		appendStringInfo(&s, "%s%s", i ? "," : "", t ? t : "");
+	}
+	return s.len ? s.data : NULL;
+}
+
+static void
+reject(SyncPushItem *it, const char *code, const char *msg, const char *fields)
+{
+	it->result = PUSH_REJECTED;
+	it->error_code = pstrdup(code ? code : "REJECTED");
+	it->error_message = pstrdup(msg ? msg : "rejected without a message");
+	it->error_fields = fields ? pstrdup(fields) : NULL;
+}
+
+/* Property names a whole-batch validation error names (errors[].context.propertyName). */
+static char *
+error_properties(SJson *j)
+{
+	StringInfoData s;
+	SJson	   *errs = sjson_get(j, "errors");
+	int			i,
+				k;
+
+	initStringInfo(&s);
+	for (i = 0; i < sjson_array_length(errs); i++)
+	{
+		SJson	   *names = sjson_get(sjson_get(sjson_array_get(errs, i), "context"), "propertyName");
+
+		for (k = 0; k < sjson_array_length(names); k++)
+			if (sjson_string(sjson_array_get(names, k)))
+				appendStringInfo(&s, "%s%s", s.len ? "," : "", sjson_string(sjson_array_get(names, k)));
+	}
+	return s.len ? s.data : NULL;
+}
+
+/*
+ * Is every problem in this 400 about a property as such (it does not exist,
+ * it is read-only) rather than a value?  Then every input sending one of
+ * those properties fails, and bisecting would only cost requests.
+ */
+static bool
+schema_errors_only(SJson *j)
+{
+	SJson	   *errs = sjson_get(j, "errors");
+	int			i;
+
+	if (sjson_array_length(errs) == 0)
+		return false;
+	for (i = 0; i < sjson_array_length(errs); i++)
+	{
+		const char *code = sjson_get_string(sjson_array_get(errs, i), "code");
+
+		if (code == NULL || (strcmp(code, "PROPERTY_DOESNT_EXIST") != 0 && strcmp(code, "READ_ONLY_VALUE") != 0))
+			return false;
+	}
+	return true;
+}
+
+static bool
+item_sends(HsPush *p, SyncPushItem *it, const char *names)
+{
+	int			k;
+
+	for (k = 0; k < p->m->nfields; k++)
+	{
+		const char *n = p->m->fields[k].remote_name;
+		const char *hit;
+
+		if (!it->send[k])
+			continue;
+		for (hit = strstr(names, n); hit; hit = strstr(hit + 1, n))
+			if ((hit == names || hit[-1] == ',') && (hit[strlen(n)] == ',' || hit[strlen(n)] == '\0'))
+				return true;
+	}
+	return false;
+}
+
+/*
+ * Results of one request.  Returns the chunks to send again (bisected
+ * halves, or the inputs left after rejecting the bad ones); NIL if done.
+ */
+static List *
+chunk_results(HsPush *p, HsChunk *c, HttpRequest *req)
+{
+	SJson	   *j = response_json(req);
+	char	   *cat = NULL;
+	char	   *msg;
+	int			i;
+
+	note_limits(p->conn, req);
+	if (req->outcome == HTTP_DONE && (req->status == 200 || req->status == 201 || req->status == 207 ||
+									  req->status == 204))
+	{
+		SJson	   *results = sjson_get(j, "results");
+		SJson	   *errors = sjson_get(j, "errors");
+
+		if (c->kind == HS_ARCHIVE)
+		{
+			for (i = 0; i < c->n; i++)
+				p->items[c->idx[i]].result = PUSH_OK;
+			return NIL;
+		}
+		for (i = 0; i < sjson_array_length(results); i++)
+		{
+			SJson	   *r = sjson_array_get(results, i);
+			int			x = find_trace(p, c, sjson_get_string(r, "objectWriteTraceId"));
+			SyncPushItem *it;
+			const char *st;
+
+			if (x < 0 && c->kind == HS_UPDATE)
+				x = find_remote_id(p, c, sjson_get_string(r, "id"));
+			if (x < 0)
+				continue;
+			it = &p->items[x];
+			it->result = PUSH_OK;
+			if (it->op == 'I' && sjson_get_string(r, "id"))
+			{
+				it->new_remote_id = pstrdup(sjson_get_string(r, "id"));
+				st = sjson_get_string(sjson_get(r, "properties"), p->stamp);
+				if (st == NULL)
+					st = sjson_get_string(r, "updatedAt");
+				it->new_stamp = stamp_ms(st) >= 0 ? ms_iso(stamp_ms(st)) : NULL;
+			}
+		}
+		for (i = 0; i < sjson_array_length(errors); i++)
+		{
+			SJson	   *e = sjson_array_get(errors, i);
+			SJson	   *ctx = sjson_get(e, "context");
+			SJson	   *traces = sjson_get(ctx, "objectWriteTraceId");
+			SJson	   *ids = sjson_get(ctx, "ids");
+			const char *ecat = sjson_get_string(e, "category");
+			const char *sub = sjson_get_string(e, "subCategory");
+			char	   *code = ecat ? (sub ? psprintf("%s.%s", ecat, sub) : pstrdup(ecat)) : "UNKNOWN";
+			char	   *fields = joined(sjson_get(ctx, "propertyName"));
+			int			t;
+
+			for (t = 0; t < sjson_array_length(traces); t++)
+			{
+				int			x = find_trace(p, c, sjson_scalar_text(sjson_array_get(traces, t)));
+
+				if (x >= 0)
+					reject(&p->items[x], code, sjson_get_string(e, "message"), fields);
+			}
+			if (sjson_array_length(traces) == 0)
+				for (t = 0; t < sjson_array_length(ids); t++)
+				{
+					int			x = find_remote_id(p, c, sjson_scalar_text(sjson_array_get(ids, t)));
+
+					if (x >= 0)
+						reject(&p->items[x], code, sjson_get_string(e, "message"), fields);
+				}
+		}
+		for (i = 0; i < c->n; i++)
+		{
+			SyncPushItem *it = &p->items[c->idx[i]];
+
+			if (it->result == PUSH_PENDING)
+			{
+				it->result = PUSH_RETRY;
+				it->error_code = "NO_RESULT";
+				it->error_message = psprintf("HubSpot answered HTTP %ld without a result for this input", req->status);
+			}
+		}
+		return NIL;
+	}
+
+	msg = hs_error_text(req, &cat);
+	if (req->outcome == HTTP_DONE &&
+		((req->status == 400 && cat && strcmp(cat, "VALIDATION_ERROR") == 0) || req->status == 409))
+	{
+		List	   *again = NIL;
+
+		if (c->n == 1)
+		{
+			reject(&p->items[c->idx[0]], cat ? cat : "CONFLICT", msg, error_properties(j));
+			return NIL;
+		}
+		if (req->status == 400 && schema_errors_only(j))
+		{
+			/* reject the inputs that send the named properties, resend the rest */
+			char	   *names = error_properties(j);
+			HsChunk    *rest = palloc0(sizeof(HsChunk));
+
+			rest->kind = c->kind;
+			rest->idx = palloc(sizeof(int) * c->n);
+			for (i = 0; i < c->n; i++)
+			{
+				SyncPushItem *it = &p->items[c->idx[i]];
+
+				if (names && item_sends(p, it, names))
+					reject(it, cat, msg, names);
+				else
+					rest->idx[rest->n++] = c->idx[i];
+			}
+			if (rest->n < c->n)
+				return rest->n > 0 ? list_make1(rest) : NIL;
+		}
+		/* bisect: the halves go again, until the bad inputs stand alone */
+		{
+			HsChunk    *a = palloc0(sizeof(HsChunk));
+			HsChunk    *b = palloc0(sizeof(HsChunk));
+
+			a->kind = b->kind = c->kind;
+			a->n = c->n / 2;
+			a->idx = c->idx;
+			b->n = c->n - a->n;
+			b->idx = c->idx + a->n;
+			again = list_make2(a, b);
+		}
+		return again;
+	}
+
+	/* the whole request failed */
+	for (i = 0; i < c->n; i++)
+	{
+		SyncPushItem *it = &p->items[c->idx[i]];
+		bool		daily = cat && strcmp(cat, "DAILY") == 0;
+
+		if (conn_transient(req) || (req->outcome == HTTP_DONE && req->status == 401))
+		{
+			it->result = PUSH_RETRY;
+			it->retry_after_s = daily ? 600 :
+				(req->outcome == HTTP_DONE && req->status == 429) ? (int) ((conn_throttle_ms(p->conn, req) + 999) / 1000) :
+				(req->outcome == HTTP_DONE && req->status == 401) ? 60 : 0;
+		}
+		else
+			it->result = PUSH_REJECTED;
+		it->error_code = cat ? pstrdup(cat) : (req->outcome == HTTP_DONE ? psprintf("HTTP_%ld", req->status) : "TRANSPORT");
+		it->error_message = req->outcome == HTTP_DONE ?
+			(msg ? msg : psprintf("unreadable response (HTTP %ld)", req->status)) :
+			pstrdup(http_outcome_text(req));
+	}
+	return NIL;
+}
+
+/* Send chunks (at most batch-max each), bisecting whole-batch rejections. */
+static void
+send_chunks(HsPush *p, List *chunks)
+{
+	while (chunks != NIL)
+	{
+		int			n = list_length(chunks);
+		HttpRequest **reqs = palloc(sizeof(HttpRequest *) * n);
+		List	   *again = NIL;
+		ListCell   *lc;
+		int			r = 0;
+
+		if (daily_spent(p->conn))
+		{
+			foreach(lc, chunks)
+			{
+				HsChunk    *c = lfirst(lc);
+				int			i;
+
+				for (i = 0; i < c->n; i++)
+				{
+					SyncPushItem *it = &p->items[c->idx[i]];
+
+					it->result = PUSH_RETRY;
+					it->retry_after_s = 600;
+					it->error_code = "DAILY_BUDGET";
+					it->error_message = "the connection's daily HubSpot request budget is spent";
+				}
+			}
+			return;
+		}
+		foreach(lc, chunks)
+			reqs[r++] = chunk_request(p, lfirst(lc));
+		conn_send(p->conn, reqs, n);
+		r = 0;
+		foreach(lc, chunks)
+			again = list_concat(again, chunk_results(p, lfirst(lc), reqs[r++]));
+		chunks = again;
+	}
+}
+
+static List *
+make_chunks(List *chunks, HsKind kind, int *idx, int n)
+{
+	int			start;
+
+	for (start = 0; start < n; start += HS_BATCH_MAX)
+	{
+		HsChunk    *c = palloc0(sizeof(HsChunk));
+
+		c->kind = kind;
+		c->n = Min(HS_BATCH_MAX, n - start);
+		c->idx = idx + start;
+		chunks = lappend(chunks, c);
+	}
+	return chunks;
+}
+
+/* Fail an item whose record was written but whose association was not. */
+static void
+assoc_failed(SyncPushItem *it, const char *msg)
+{
+	it->result = PUSH_REJECTED;
+	it->error_code = "ASSOCIATION_FAILED";
+	it->error_message = pstrdup(msg);
+	/* no write-back: a retry re-sends it (upserts and updates are idempotent) */
+}
+
+static HttpRequest *
+assoc_request(HsPush *p, const char *to, const char *op, SJson *body)
+{
+	char	   *text = sjson_serialize(body);
+	HttpRequest *req = http_request_new("POST", hs_url(p->conn, "/crm/v4/associations/%s/%s/batch/%s",
+													   http_url_encode(p->m->remote_object),
+													   http_url_encode(to), op));
+
+	http_add_header(req, "Accept", "application/json");
+	http_set_body(req, text, strlen(text), "application/json");
+	return req;
+}
+
+/*
+ * Association fields that were sent with an update or an upsert: remove the
+ * record's other associations to that object (the column holds one), then
+ * associate the new one (HubSpot's default type).  Plain creates carried
+ * theirs inline.
+ */
+static void
+push_associations(HsPush *p, int *idx, int n)
+{
+	int			k;
+
+	for (k = assoc_index(p->m, 0); k >= 0; k = assoc_index(p->m, k + 1))
+	{
+		const char *to = p->m->fields[k].reference_to;
+		int		   *sel = palloc(sizeof(int) * Max(1, n));
+		int			ns = 0,
+					start,
+					i;
+
+		for (i = 0; i < n; i++)
+		{
+			SyncPushItem *it = &p->items[idx[i]];
+
+			if (it->result == PUSH_OK && it->send[k])
+				sel[ns++] = idx[i];
+		}
+		for (start = 0; start < ns; start += HS_BATCH_MAX)
+		{
+			int			cnt = Min(HS_BATCH_MAX, ns - start);
+			SJson	   *body = sjson_new_object();
+			SJson	   *inputs = sjson_add_array(body, "inputs");
+			SJson	   *arch = sjson_new_object();
+			SJson	   *ainputs = sjson_add_array(arch, "inputs");
+			SJson	   *link = sjson_new_object();
+			SJson	   *linputs = sjson_add_array(link, "inputs");
+			HttpRequest *req;
+			SJson	   *results;
+			int			narch = 0,
+						nlink = 0;
+
+			/* 1. what is associated now */
+			for (i = 0; i < cnt; i++)
+			{
+				SyncPushItem *it = &p->items[sel[start + i]];
+
+				sjson_add_string(sjson_append_object(inputs), "id",
+								 it->new_remote_id ? it->new_remote_id : it->remote_id);
+			}
+			req = assoc_request(p, to, "read", body);
+			conn_send(p->conn, &req, 1);
+			note_limits(p->conn, req);
+			if (req->outcome != HTTP_DONE || (req->status != 200 && req->status != 207))
+			{
+				for (i = 0; i < cnt; i++)
+					assoc_failed(&p->items[sel[start + i]],
+								 psprintf("reading %s associations failed: %s", to,
+										  req->outcome == HTTP_DONE && hs_error_text(req, NULL) ?
+										  hs_error_text(req, NULL) : http_outcome_text(req)));
+				continue;
+			}
+			results = sjson_get(response_json(req), "results");
+
+			/* 2. unlink the others, link the new one */
+			for (i = 0; i < cnt; i++)
+			{
+				SyncPushItem *it = &p->items[sel[start + i]];
+				const char *rid = it->new_remote_id ? it->new_remote_id : it->remote_id;
+				char	   *want = json_string_value(it->values[k]);
+				SJson	   *old = NULL;
+				int			r,
+							t;
+
+				for (r = 0; r < sjson_array_length(results); r++)
+				{
+					SJson	   *res = sjson_array_get(results, r);
+
+					if (sjson_get_string(sjson_get(res, "from"), "id") &&
+						strcmp(sjson_get_string(sjson_get(res, "from"), "id"), rid) == 0)
+					{
+						SJson	   *tos = sjson_get(res, "to");
+
+						for (t = 0; t < sjson_array_length(tos); t++)
+						{
+							char	   *id = sjson_scalar_text(sjson_get(sjson_array_get(tos, t), "toObjectId"));
+
+							if (id == NULL || (want && strcmp(id, want) == 0))
+								continue;
+							if (old == NULL)
+							{
+								SJson	   *in = sjson_append_object(ainputs);
+
+								sjson_add_string(sjson_add_object(in, "from"), "id", rid);
+								old = sjson_add_array(in, "to");
+								narch++;
+							}
+							sjson_add_string(sjson_append_object(old), "id", id);
+						}
+					}
+				}
+				if (want)
+				{
+					SJson	   *in = sjson_append_object(linputs);
+
+					sjson_add_string(sjson_add_object(in, "from"), "id", rid);
+					sjson_add_string(sjson_add_object(in, "to"), "id", want);
+					nlink++;
+				}
+			}
+			if (narch > 0)
+			{
+				req = assoc_request(p, to, "archive", arch);
+				conn_send(p->conn, &req, 1);
+				note_limits(p->conn, req);
+				if (req->outcome != HTTP_DONE || req->status >= 300)
+					for (i = 0; i < cnt; i++)
+						assoc_failed(&p->items[sel[start + i]],
+									 psprintf("removing %s associations failed: %s", to,
+											  req->outcome == HTTP_DONE && hs_error_text(req, NULL) ?
+											  hs_error_text(req, NULL) : http_outcome_text(req)));
+			}
+			if (nlink > 0)
+			{
+				SJson	   *errs;
+
+				req = assoc_request(p, to, "associate/default", link);
+				conn_send(p->conn, &req, 1);
+				note_limits(p->conn, req);
+				if (req->outcome != HTTP_DONE || (req->status != 200 && req->status != 201 && req->status != 207))
+				{
+					for (i = 0; i < cnt; i++)
+						if (p->items[sel[start + i]].values[k] != NULL)
+							assoc_failed(&p->items[sel[start + i]],
+										 psprintf("associating %s failed: %s", to,
+												  req->outcome == HTTP_DONE && hs_error_text(req, NULL) ?
+												  hs_error_text(req, NULL) : http_outcome_text(req)));
+					continue;
+				}
+				errs = sjson_get(response_json(req), "errors");
+				for (i = 0; i < sjson_array_length(errs); i++)
+				{
+					SJson	   *e = sjson_array_get(errs, i);
+					SJson	   *ids = sjson_get(sjson_get(e, "context"), "ids");
+					int			x,
+								t;
+
+					for (x = 0; x < cnt; x++)
+					{
+						SyncPushItem *it = &p->items[sel[start + x]];
+						char	   *want = json_string_value(it->values[k]);
+						const char *rid = it->new_remote_id ? it->new_remote_id : it->remote_id;
+
+						for (t = 0; t < sjson_array_length(ids); t++)
+						{
+							char	   *id = sjson_scalar_text(sjson_array_get(ids, t));
+
+							if (id && ((want && strcmp(id, want) == 0) || strcmp(id, rid) == 0))
+								assoc_failed(it, sjson_get_string(e, "message") ?
+											 sjson_get_string(e, "message") : "association refused");
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+static void
+hs_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
+{
+	HsPush		p = {0};
+	char		op = items[0].op;
+	int		   *create = palloc(sizeof(int) * n);
+	int		   *upsert = palloc(sizeof(int) * n);
+	int		   *update = palloc(sizeof(int) * n);
+	int		   *after = palloc(sizeof(int) * n);
+	int			ncreate = 0,
+				nupsert = 0,
+				nupdate = 0,
+				nafter = 0,
+				i,
+				k;
+	List	   *chunks = NIL;
+
+	conn_ensure_auth(conn);
+	p.conn = conn;
+	p.m = m;
+	p.items = items;
+	p.stamp = mirror_stamp(m);
+	p.idem = sjson_get_string(m->options, "idempotency_field");
+	p.idem_k = -1;
+	p.upsert_key = palloc0(sizeof(char *) * n);
+	for (k = 0; p.idem && k < m->nfields; k++)
+		if (strcmp(m->fields[k].remote_name, p.idem) == 0)
+			p.idem_k = k;
+
+	if (op == 'D')
+	{
+		for (i = 0; i < n; i++)
+			update[i] = i;
+		send_chunks(&p, make_chunks(NIL, HS_ARCHIVE, update, n));
+		return;
+	}
+	for (i = 0; i < n; i++)
+	{
+		SyncPushItem *it = &items[i];
+
+		if (op == 'U')
+		{
+			if (has_properties(&p, it))
+				update[nupdate++] = i;
+			else
+				it->result = PUSH_OK;	/* nothing but associations changed */
+			after[nafter++] = i;
+			continue;
+		}
+		/*
+		 * Creates: with an idempotency field, an upsert by the row's own
+		 * value of it (e.g. email) or, when the field is not mapped, by the
+		 * engine's key; a row without a value is a plain create.
+		 */
+		if (p.idem && p.idem_k >= 0 && it->values[p.idem_k] != NULL)
+			p.upsert_key[i] = json_string_value(it->values[p.idem_k]);
+		else if (p.idem && p.idem_k < 0 && it->idempotency_key)
+			p.upsert_key[i] = it->idempotency_key;
+		if (p.upsert_key[i])
+		{
+			upsert[nupsert++] = i;
+			after[nafter++] = i;
+		}
+		else
+			create[ncreate++] = i;
+	}
+	chunks = make_chunks(chunks, HS_CREATE, create, ncreate);
+	chunks = make_chunks(chunks, HS_UPSERT, upsert, nupsert);
+	chunks = make_chunks(chunks, HS_UPDATE, update, nupdate);
+	send_chunks(&p, chunks);
+	if (assoc_index(m, 0) >= 0 && nafter > 0)
+		push_associations(&p, after, nafter);
+}
+
+const SyncProvider hubspot_provider = {
+	.name = "hubspot",
+	.check_options = hs_check_options,
+	.is_secret = hs_is_secret,
+	.authenticate = hs_authenticate,
+	.sign = hs_sign,
+	.test = hs_test,
+	.describe = hs_describe,
+	.check_mirror = hs_check_mirror,
+	.pull_page = hs_pull_page,
+	.batch_max = hs_batch_max,
+	.push = hs_push,
+	.throttle_ms = hs_throttle_ms,
+};
