@@ -839,6 +839,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 {
 	int64		total = 0;
 	bool		analyzed = false;
+	MemoryContext batchcxt = AllocSetContextCreate(work, "sync batch", ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
@@ -848,9 +849,12 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		char	   *connection;
 		int			limit,
 					wave;
+		MemoryContext old;
 
+		/* one batch at a time in memory, however long the queue */
+		MemoryContextReset(batchcxt);
 		xact_begin(own);
-		m = mirror_load(mirror_id, work, &connection);
+		m = mirror_load(mirror_id, batchcxt, &connection);
 		if (m->direction == 'l')
 		{
 			xact_end(own);
@@ -864,7 +868,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		 */
 		wave = conn->provider->batch_max(conn, m, 'U') * in_flight(conn);
 		limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
-		b = push_claim(m, limit, work);
+		b = push_claim(m, limit, batchcxt);
 		if (b->nitems == limit && !analyzed)
 		{
 			/*
@@ -881,14 +885,20 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 				spi_exec("ANALYZE sync.outbox", 0, NULL, NULL, NULL, SPI_OK_UTILITY);
 			analyzed = true;
 		}
-		resolve_references(m, connection, b, work);
+		resolve_references(m, connection, b, batchcxt);
 		xact_end(own);
 
 		if (b->nitems == 0)
 			break;
 
-		/* the network, outside any transaction (in the worker) */
+		/*
+		 * The network, outside any transaction (in the worker).  After the
+		 * commit CurrentMemoryContext is TopMemoryContext: what the provider
+		 * builds and receives (JSON trees, bodies) must go to the batch.
+		 */
+		old = MemoryContextSwitchTo(batchcxt);
 		push_send(conn, m, b);
+		MemoryContextSwitchTo(old);
 
 		xact_begin(own);
 		push_record(m, b, nok, nrejected, nretry);
