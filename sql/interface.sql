@@ -33,6 +33,10 @@ SELECT sync.alter_connection('sf', '{"requests_per_day": null, "auth": {"type": 
     "client_id": "my-app", "client_secret": "n3w"}}');
 SELECT options FROM sync.connection;
 SELECT secrets FROM sync.connection_secret;
+-- a key outside auth leaves auth (option and secret halves) as it was
+SELECT sync.alter_connection('sf', '{"max_in_flight": 4}');
+SELECT name, options, secret_keys FROM sync.connections;
+SELECT secrets FROM sync.connection_secret;
 SELECT sync.alter_connection('sf', '{"auth": {"type": "jwt_bearer", "client_id": "my-app"}}');
 SELECT sync.alter_connection('nope', '{}');
 

@@ -44,6 +44,25 @@ BEGIN
         VALUES (name, split->'secrets');
 END $$;
 
+-- b's keys over a's, recursively where both sides hold an object: the
+-- stored options and secrets are two halves of one document (auth.type is
+-- an option, auth.client_secret a secret).
+CREATE FUNCTION sync._deep_merge(a jsonb, b jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    k text;
+    r jsonb := a;
+BEGIN
+    FOR k IN SELECT jsonb_object_keys(b) LOOP
+        IF jsonb_typeof(r->k) = 'object' AND jsonb_typeof(b->k) = 'object' THEN
+            r := jsonb_set(r, ARRAY[k], sync._deep_merge(r->k, b->k));
+        ELSE
+            r := r || jsonb_build_object(k, b->k);
+        END IF;
+    END LOOP;
+    RETURN r;
+END $$;
+
 -- Top-level keys of `options` replace those of the connection; a key set to
 -- null removes it.
 CREATE FUNCTION sync.alter_connection(name text, options jsonb)
@@ -59,7 +78,7 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'See SELECT name FROM sync.connection.';
     END IF;
-    SELECT c.options || coalesce(s.secrets, '{}') INTO merged
+    SELECT sync._deep_merge(c.options, coalesce(s.secrets, '{}')) INTO merged
       FROM sync.connection_secret s WHERE s.connection = c.name;
     merged := jsonb_strip_nulls(coalesce(merged, c.options) || options);
     split := sync._check_connection(c.provider, merged);
@@ -529,6 +548,7 @@ SELECT m.local_table,
 REVOKE ALL ON ALL TABLES IN SCHEMA sync FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION
     sync._check_connection(text, jsonb),
+    sync._deep_merge(jsonb, jsonb),
     sync._check_mirror(text, text, jsonb),
     sync.create_connection(text, text, jsonb),
     sync.alter_connection(text, jsonb),
