@@ -14,21 +14,8 @@ LIMIT=${2:-100}
 LAT=${3:-50}
 INFLIGHT=${BENCH_IN_FLIGHT:-4}
 
-sync_install_deps
-sync_ensure_user
-sync_build
-DIR=$(mktemp -d /tmp/sync-bench.XXXXXX); chmod 755 "$DIR"
-mkdir -p "$DIR/tree" && (cd "$SYNC_ROOT" && tar --exclude=.git -cf - test) | tar -C "$DIR/tree" -xf -
-chown -R "$SYNC_USER" "$DIR"
-SYNC_TREE=$DIR/tree
-cleanup() { [ -n "${EMULATOR_PID:-}" ] && kill "$EMULATOR_PID" 2>/dev/null; sync_stop_cluster "$DIR"; rm -rf "$DIR"; }
-trap cleanup EXIT
-sync_start_emulator "$DIR"
-PORT=$(free_port)
-sync_start_cluster "$DIR" "$PORT" "shared_preload_libraries = 'sync'" "sync.poll_interval = '1s'" \
+sync_bench_start "sync.poll_interval = '1s'" \
   "synchronous_commit = off" "sync.batch_size = 2000"
-psql_() { as_user psql -X -q -h "$DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
-ctl() { curl -s -X "$1" "$EMULATOR_URL$2" ${3:+-H 'Content-Type: application/json' -d "$3"}; }
 
 # the emulator enforces the same limit, so going over it would show as 429s
 ctl POST /__emulator/config "{\"hubspot_per_10s\": $LIMIT}" >/dev/null

@@ -15,20 +15,8 @@ set -u; [ -n "${BENCH_TRACE:-}" ] && set -x
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 N=${1:-200000}
 
-sync_install_deps
-sync_ensure_user
-sync_build
-DIR=$(mktemp -d /tmp/sync-bench.XXXXXX); chmod 755 "$DIR"
-mkdir -p "$DIR/tree" && (cd "$SYNC_ROOT" && tar --exclude=.git -cf - test) | tar -C "$DIR/tree" -xf -
-chown -R "$SYNC_USER" "$DIR"
-SYNC_TREE=$DIR/tree
-cleanup() { [ -n "${EMULATOR_PID:-}" ] && kill "$EMULATOR_PID" 2>/dev/null; sync_stop_cluster "$DIR"; rm -rf "$DIR"; }
-trap cleanup EXIT
-sync_start_emulator "$DIR"
-PORT=$(free_port)
-sync_start_cluster "$DIR" "$PORT" "shared_preload_libraries = 'sync'" "sync.poll_interval = '1s'" \
+sync_bench_start "sync.poll_interval = '1s'" \
   "synchronous_commit = off" "sync.worker_log_level = debug1"
-psql_() { as_user psql -X -q -h "$DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
 
 echo "seeding $N Contacts in the emulator"
 python3 - "$EMULATOR_URL" "$N" <<'PY'

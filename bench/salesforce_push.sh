@@ -13,21 +13,8 @@ N=${1:-50000}
 LAT=${2:-50}
 INFLIGHT=${BENCH_IN_FLIGHT:-16}   # Salesforce caps concurrency only for requests over 20 s
 
-sync_install_deps
-sync_ensure_user
-sync_build
-DIR=$(mktemp -d /tmp/sync-bench.XXXXXX); chmod 755 "$DIR"
-mkdir -p "$DIR/tree" && (cd "$SYNC_ROOT" && tar --exclude=.git -cf - test) | tar -C "$DIR/tree" -xf -
-chown -R "$SYNC_USER" "$DIR"
-SYNC_TREE=$DIR/tree
-cleanup() { [ -n "${EMULATOR_PID:-}" ] && kill "$EMULATOR_PID" 2>/dev/null; sync_stop_cluster "$DIR"; rm -rf "$DIR"; }
-trap cleanup EXIT
-sync_start_emulator "$DIR"
-PORT=$(free_port)
-sync_start_cluster "$DIR" "$PORT" "shared_preload_libraries = 'sync'" "sync.poll_interval = '1s'" \
+sync_bench_start "sync.poll_interval = '1s'" \
   "synchronous_commit = off" "sync.batch_size = 4000" "sync.http_max_in_flight = $INFLIGHT"
-psql_() { as_user psql -X -q -h "$DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
-ctl() { curl -s -X "$1" "$EMULATOR_URL$2" ${3:+-H 'Content-Type: application/json' -d "$3"}; }
 
 psql_ <<SQL >/dev/null
 CREATE EXTENSION sync; CREATE SCHEMA crm;

@@ -11,20 +11,7 @@ set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 MIN=${1:-3}
 
-sync_install_deps
-sync_ensure_user
-sync_build
-DIR=$(mktemp -d /tmp/sync-bench.XXXXXX); chmod 755 "$DIR"
-mkdir -p "$DIR/tree" && (cd "$SYNC_ROOT" && tar --exclude=.git -cf - test) | tar -C "$DIR/tree" -xf -
-chown -R "$SYNC_USER" "$DIR"
-SYNC_TREE=$DIR/tree
-cleanup() { [ -n "${EMULATOR_PID:-}" ] && kill "$EMULATOR_PID" 2>/dev/null; sync_stop_cluster "$DIR"; rm -rf "$DIR"; }
-trap cleanup EXIT
-sync_start_emulator "$DIR"
-PORT=$(free_port)
-sync_start_cluster "$DIR" "$PORT" "shared_preload_libraries = 'sync'" "sync.poll_interval = '1s'"
-psql_() { as_user psql -X -q -h "$DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
-ctl() { curl -s -X "$1" "$EMULATOR_URL$2" ${3:+-H 'Content-Type: application/json' -d "$3"}; }
+sync_bench_start "sync.poll_interval = '1s'"
 
 python3 - "$EMULATOR_URL" <<'PY'
 import json, sys, urllib.request

@@ -33,6 +33,8 @@
 #include "conn.h"
 #include "provider.h"
 
+#define bad_option(key, why) provider_bad_option("HubSpot", key, why)
+
 #define HS_DEFAULT_BASE "https://api.hubapi.com"
 #define HS_BATCH_MAX 100
 #define HS_LIST_LIMIT 100
@@ -75,23 +77,6 @@ typedef struct HsState
 /* ---------------------------------------------------------------------
  * options
  * --------------------------------------------------------------------- */
-
-static void
-bad_option(const char *key, const char *why)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid HubSpot connection option \"%s\": %s", key, why)));
-}
-
-static bool
-url_ok(const char *url)
-{
-	if (strncmp(url, "https://", 8) == 0)
-		return true;
-	return strncmp(url, "http://127.", 11) == 0 || strncmp(url, "http://localhost", 16) == 0 ||
-		strncmp(url, "http://[::1]", 12) == 0;
-}
 
 /*
  * An interval option: a number of seconds, or "<n> <unit>" with unit
@@ -157,7 +142,7 @@ hs_check_options(SJson *o)
 							 "search_requests_per_second, archived_interval, reconcile_interval, "
 							 "ca_file, max_in_flight.")));
 	}
-	if (sjson_has_key(o, "base_url") && (base == NULL || !url_ok(base)))
+	if (sjson_has_key(o, "base_url") && (base == NULL || !provider_url_ok(base)))
 		bad_option("base_url", "must be an https:// URL such as \"https://api.hubapi.com\"");
 	if (sjson_type(auth) != SJSON_OBJECT)
 		bad_option("auth", "required: {\"type\": \"private_app\", \"token\": ...} or "
@@ -234,17 +219,9 @@ hs_url(SyncConnection *conn, const char *fmt,...)
 
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, b, (blen > 0 && b[blen - 1] == '/') ? blen - 1 : blen);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(ap, fmt);
-		needed = appendStringInfoVA(&buf, fmt, ap);
-		va_end(ap);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
+	va_start(ap, fmt);
+	provider_appendf_va(&buf, fmt, ap);
+	va_end(ap);
 	return buf.data;
 }
 
@@ -264,21 +241,11 @@ hs_state(SyncConnection *conn)
 	return (HsState *) conn->provider_state;
 }
 
-static SJson *
-response_json(const HttpRequest *req)
-{
-	char	   *err;
-
-	if (req->outcome != HTTP_DONE || req->response.len == 0)
-		return NULL;
-	return sjson_parse(req->response.data, req->response.len, &err);
-}
-
 /* HubSpot's error body: {status, message, category, errors[...]}; *category set if asked. */
 static char *
 hs_error_text(const HttpRequest *req, char **category)
 {
-	SJson	   *j = response_json(req);
+	SJson	   *j = provider_response_json(req);
 	const char *msg = sjson_get_string(j, "message");
 	const char *cat = sjson_get_string(j, "category");
 
@@ -465,7 +432,7 @@ hs_oauth_refresh(SyncConnection *conn, SJson *auth)
 		req->ca_file = conn->ca_file;
 	http_run_one(req);
 
-	resp = response_json(req);
+	resp = provider_response_json(req);
 	if (req->outcome != HTTP_DONE || req->status != 200)
 	{
 		char	   *code = NULL;
@@ -493,24 +460,6 @@ hs_oauth_refresh(SyncConnection *conn, SJson *auth)
 		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (ttl - 60) * 1000) : 0;
 }
 
-static void
-hs_sign(SyncConnection *conn, HttpRequest *req)
-{
-	ListCell   *lc;
-
-	foreach(lc, req->headers)
-	{
-		HttpHeader *h = (HttpHeader *) lfirst(lc);
-
-		if (pg_strcasecmp(h->name, "Authorization") == 0)
-		{
-			h->value = psprintf("Bearer %s", conn->access_token);
-			return;
-		}
-	}
-	http_add_header(req, "Authorization", psprintf("Bearer %s", conn->access_token));
-}
-
 /* After a 429: HubSpot sends no Retry-After; its policy says how long. */
 static long
 hs_throttle_ms(SyncConnection *conn, const HttpRequest *req)
@@ -536,7 +485,7 @@ hs_test(SyncConnection *conn, SJson *facts)
 	sjson_add_string(facts, "base_url", base_url(conn));
 	sjson_add_string(facts, "auth_type", sjson_get_string(sjson_get(conn->options, "auth"), "type"));
 	req = hs_send(conn, "GET", hs_url(conn, "/account-info/v3/details"), NULL, false);
-	j = response_json(req);
+	j = provider_response_json(req);
 	if (req->outcome == HTTP_DONE && req->status == 200 && sjson_get(j, "portalId"))
 	{
 		sjson_add_string(facts, "portal_id", sjson_scalar_text(sjson_get(j, "portalId")));
@@ -547,7 +496,7 @@ hs_test(SyncConnection *conn, SJson *facts)
 	req = hs_send(conn, "GET", hs_url(conn, "/crm/v3/objects/contacts?limit=1"), NULL, false);
 	if (req->outcome != HTTP_DONE || req->status != 200)
 		hs_fail(conn, "reading contacts", req);
-	j = response_json(req);
+	j = provider_response_json(req);
 	if (!sjson_has_key(facts, "portal_id"))
 	{
 		/* the record URL names the portal: …/contacts/{portalId}/record/… */
@@ -652,7 +601,7 @@ hs_describe(SyncConnection *conn, const char *object)
 {
 	HttpRequest *req = hs_send(conn, "GET", hs_url(conn, "/crm/v3/properties/%s", http_url_encode(object)),
 							   NULL, false);
-	SJson	   *j = response_json(req);
+	SJson	   *j = provider_response_json(req);
 	SJson	   *props;
 	const char *stamp = stamp_property(object);
 	char	   *obj = canonical_object(object);
@@ -742,7 +691,7 @@ hs_check_mirror(SyncConnection *conn, SyncMirror *m)
 						m->remote_object, idem)));
 	if (req->outcome != HTTP_DONE || req->status != 200)
 		hs_fail(conn, "checking idempotency_field", req);
-	p = response_json(req);
+	p = provider_response_json(req);
 	if (!sjson_bool(sjson_get(p, "hasUniqueValue"), false) &&
 		!(strcmp(canonical_object(m->remote_object), "contacts") == 0 && strcmp(idem, "email") == 0))
 		ereport(ERROR,
@@ -788,30 +737,6 @@ ms_iso(int64 ms)
 	return psprintf("%s.%03dZ", buf, (int) (ms - (int64) t * 1000));
 }
 
-/* a;b -> {"a","b"} */
-static char *
-multi_array(const char *v)
-{
-	StringInfoData s;
-	const char *p;
-
-	initStringInfo(&s);
-	appendStringInfoString(&s, "{\"");
-	for (p = v; *p; p++)
-	{
-		if (*p == ';')
-			appendStringInfoString(&s, "\",\"");
-		else
-		{
-			if (*p == '"' || *p == '\\')
-				appendStringInfoChar(&s, '\\');
-			appendStringInfoChar(&s, *p);
-		}
-	}
-	appendStringInfoString(&s, "\"}");
-	return s.data;
-}
-
 /*
  * A HubSpot property value (always a string) -> PostgreSQL input syntax for
  * the local type; NULL for no value ("" included: HubSpot does not tell an
@@ -845,7 +770,7 @@ value_to_pg(const char *local_type, const char *v)
 		return (strlen(v) >= 10 && v[4] == '-') ? pstrdup(v) : NULL;
 	}
 	if (strcmp(local_type, "text[]") == 0)
-		return multi_array(v);
+		return provider_list_array(v);
 	return pstrdup(v);
 }
 
@@ -1086,7 +1011,7 @@ read_associations(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 		conn_send(conn, reqs, nreq);
 		for (r = 0; r < nreq; r++)
 		{
-			SJson	   *j = response_json(reqs[r]);
+			SJson	   *j = provider_response_json(reqs[r]);
 			SJson	   *results = sjson_get(j, "results");
 
 			note_limits(conn, reqs[r]);
@@ -1132,7 +1057,7 @@ list_page(SyncConnection *conn, SyncMirror *m, const char *after, bool archived,
 		  const char **next)
 {
 	HttpRequest *req = hs_send(conn, "GET", list_url(conn, m, after, archived, ids_only), NULL, false);
-	SJson	   *j = response_json(req);
+	SJson	   *j = provider_response_json(req);
 
 	if (req->outcome != HTTP_DONE || req->status != 200 || sjson_type(j) != SJSON_OBJECT)
 	{
@@ -1222,7 +1147,7 @@ search_page(SyncConnection *conn, SyncMirror *m, int64 from_ms, int64 key_ms, in
 
 	req = hs_send(conn, "POST", hs_url(conn, "/crm/v3/objects/%s/search", http_url_encode(m->remote_object)),
 				  body, true);
-	j = response_json(req);
+	j = provider_response_json(req);
 	if (req->outcome != HTTP_DONE || req->status != 200 || sjson_type(j) != SJSON_OBJECT)
 		hs_fail(conn, psprintf("searching %s", m->remote_object), req);
 	if (total)
@@ -1647,7 +1572,7 @@ item_sends(HsPush *p, SyncPushItem *it, const char *names)
 static List *
 chunk_results(HsPush *p, HsChunk *c, HttpRequest *req)
 {
-	SJson	   *j = response_json(req);
+	SJson	   *j = provider_response_json(req);
 	char	   *cat = NULL;
 	char	   *msg;
 	int			i;
@@ -1939,7 +1864,7 @@ push_associations(HsPush *p, int *idx, int n)
 										  hs_error_text(req, NULL) : http_outcome_text(req)));
 				continue;
 			}
-			results = sjson_get(response_json(req), "results");
+			results = sjson_get(provider_response_json(req), "results");
 
 			/* 2. unlink the others, link the new one */
 			for (i = 0; i < cnt; i++)
@@ -2016,7 +1941,7 @@ push_associations(HsPush *p, int *idx, int n)
 												  hs_error_text(req, NULL) : http_outcome_text(req)));
 					continue;
 				}
-				errs = sjson_get(response_json(req), "errors");
+				errs = sjson_get(provider_response_json(req), "errors");
 				for (i = 0; i < sjson_array_length(errs); i++)
 				{
 					SJson	   *e = sjson_array_get(errs, i);
@@ -2124,7 +2049,7 @@ const SyncProvider hubspot_provider = {
 	.check_options = hs_check_options,
 	.is_secret = hs_is_secret,
 	.authenticate = hs_authenticate,
-	.sign = hs_sign,
+	.sign = provider_sign_bearer,
 	.test = hs_test,
 	.describe = hs_describe,
 	.check_mirror = hs_check_mirror,

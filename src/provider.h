@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 
 #include "http.h"
@@ -202,6 +203,14 @@ typedef struct SyncProvider
 	 */
 	long		(*throttle_ms) (SyncConnection *conn, const HttpRequest *req);
 } SyncProvider;
+
+/* Helpers shared by the providers (provider.c) */
+extern void provider_bad_option(const char *provider, const char *key, const char *why) pg_attribute_noreturn();
+extern bool provider_url_ok(const char *url);
+extern void provider_appendf_va(StringInfo buf, const char *fmt, va_list ap) pg_attribute_printf(2, 0);
+extern SJson *provider_response_json(const HttpRequest *req);
+extern void provider_sign_bearer(SyncConnection *conn, HttpRequest *req);
+extern char *provider_list_array(const char *v);
 
 /* Registry */
 extern const SyncProvider *provider_lookup(const char *name, bool missing_ok);

@@ -26,6 +26,8 @@
 #include "provider.h"
 #include "sync.h"
 
+#define bad_option(key, why) provider_bad_option("Salesforce", key, why)
+
 #define SF_BATCH_MAX 200
 #define SF_DEFAULT_VERSION "v59.0"
 #define SF_OVERLAP_SECONDS 60
@@ -38,24 +40,6 @@ static const char *const sf_option_keys[] = {
 /* ---------------------------------------------------------------------
  * options
  * --------------------------------------------------------------------- */
-
-static void
-bad_option(const char *key, const char *why)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid Salesforce connection option \"%s\": %s", key, why)));
-}
-
-static bool
-url_ok(const char *url)
-{
-	if (strncmp(url, "https://", 8) == 0)
-		return true;
-	/* plain http only for loopback (tests against the emulator) */
-	return strncmp(url, "http://127.", 11) == 0 || strncmp(url, "http://localhost", 16) == 0 ||
-		strncmp(url, "http://[::1]", 12) == 0;
-}
 
 static void
 sf_check_options(SJson *o)
@@ -83,7 +67,7 @@ sf_check_options(SJson *o)
 	}
 	if (login == NULL)
 		bad_option("login_url", "required, e.g. \"https://login.salesforce.com\" or your My Domain URL");
-	if (!url_ok(login))
+	if (!provider_url_ok(login))
 		bad_option("login_url", "must be an https:// URL");
 	if (ver != NULL && (ver[0] != 'v' || atof(ver + 1) < 59.0))
 		bad_option("api_version", "must look like \"v59.0\" (v59.0 or later)");
@@ -154,35 +138,17 @@ data_url(SyncConnection *conn, const char *fmt,...)
 	conn_ensure_auth(conn);
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s/services/data/%s/", conn->api_base, api_version(conn));
-	for (;;)
-	{
-		int			needed;
-
-		va_start(ap, fmt);
-		needed = appendStringInfoVA(&buf, fmt, ap);
-		va_end(ap);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
+	va_start(ap, fmt);
+	provider_appendf_va(&buf, fmt, ap);
+	va_end(ap);
 	return buf.data;
-}
-
-static SJson *
-response_json(const HttpRequest *req)
-{
-	char	   *err;
-
-	if (req->outcome != HTTP_DONE || req->response.len == 0)
-		return NULL;
-	return sjson_parse(req->response.data, req->response.len, &err);
 }
 
 /* Salesforce's error body is an array of {message, errorCode, fields}. */
 static char *
 sf_error_text(const HttpRequest *req, char **code)
 {
-	SJson	   *j = response_json(req);
+	SJson	   *j = provider_response_json(req);
 	SJson	   *e = sjson_type(j) == SJSON_ARRAY ? sjson_array_get(j, 0) : j;
 	const char *msg = sjson_get_string(e, "message");
 	const char *c = sjson_get_string(e, "errorCode");
@@ -330,7 +296,7 @@ sf_authenticate(SyncConnection *conn)
 		req->ca_file = conn->ca_file;
 	http_run_one(req);
 
-	resp = response_json(req);
+	resp = provider_response_json(req);
 	if (req->outcome != HTTP_DONE || req->status != 200)
 	{
 		const char *desc = sjson_get_string(resp, "error_description");
@@ -352,7 +318,7 @@ sf_authenticate(SyncConnection *conn)
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("connection \"%s\": Salesforce token response lacks access_token or instance_url",
 						conn->name)));
-	if (!url_ok(instance))
+	if (!provider_url_ok(instance))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("connection \"%s\": Salesforce returned a non-https instance_url", conn->name)));
@@ -370,28 +336,10 @@ sf_authenticate(SyncConnection *conn)
 }
 
 static void
-sf_sign(SyncConnection *conn, HttpRequest *req)
-{
-	ListCell   *lc;
-
-	foreach(lc, req->headers)
-	{
-		HttpHeader *h = (HttpHeader *) lfirst(lc);
-
-		if (pg_strcasecmp(h->name, "Authorization") == 0)
-		{
-			h->value = psprintf("Bearer %s", conn->access_token);
-			return;
-		}
-	}
-	http_add_header(req, "Authorization", psprintf("Bearer %s", conn->access_token));
-}
-
-static void
 sf_test(SyncConnection *conn, SJson *facts)
 {
 	HttpRequest *req = sf_get(conn, data_url(conn, "sobjects/"));
-	SJson	   *j = response_json(req);
+	SJson	   *j = provider_response_json(req);
 
 	if (req->outcome != HTTP_DONE || req->status != 200)
 		conn_error_from_response(conn, "listing Salesforce objects", req, sf_error_text(req, NULL));
@@ -429,7 +377,7 @@ static List *
 sf_describe(SyncConnection *conn, const char *object)
 {
 	HttpRequest *req = sf_get(conn, data_url(conn, "sobjects/%s/describe", http_url_encode(object)));
-	SJson	   *j = response_json(req);
+	SJson	   *j = provider_response_json(req);
 	SJson	   *fields;
 	List	   *out = NIL;
 	int			i;
@@ -527,30 +475,6 @@ soql(SyncMirror *m, const char *since, bool with_deleted)
 	return q.data;
 }
 
-/* Salesforce multipicklist "a;b" -> PostgreSQL array literal {"a","b"} */
-static char *
-picklist_array(const char *v)
-{
-	StringInfoData s;
-	const char *p;
-
-	initStringInfo(&s);
-	appendStringInfoString(&s, "{\"");
-	for (p = v; *p; p++)
-	{
-		if (*p == ';')
-			appendStringInfoString(&s, "\",\"");
-		else
-		{
-			if (*p == '"' || *p == '\\')
-				appendStringInfoChar(&s, '\\');
-			appendStringInfoChar(&s, *p);
-		}
-	}
-	appendStringInfoString(&s, "\"}");
-	return *v ? s.data : pstrdup("{}");
-}
-
 static void
 records_to_page(SyncMirror *m, SJson *records, SyncPage *page, char **max_stamp)
 {
@@ -576,7 +500,7 @@ records_to_page(SyncMirror *m, SJson *records, SyncPage *page, char **max_stamp)
 			if (sjson_type(v) == SJSON_NULL)
 				continue;
 			if (strcmp(m->fields[k].local_type, "text[]") == 0 && sjson_string(v))
-				rec->values[k] = picklist_array(sjson_string(v));
+				rec->values[k] = provider_list_array(sjson_string(v));
 			else
 				rec->values[k] = sjson_scalar_text(v);
 		}
@@ -601,7 +525,7 @@ sf_deleted_since(SyncConnection *conn, SyncMirror *m, const char *since, SyncPag
 	req = sf_get(conn, data_url(conn, "sobjects/%s/deleted/?start=%s&end=%s",
 								http_url_encode(m->remote_object), http_url_encode(since),
 								http_url_encode(end)));
-	j = response_json(req);
+	j = provider_response_json(req);
 	if (req->outcome == HTTP_DONE && req->status == 400)
 	{
 		char	   *code = NULL;
@@ -640,7 +564,7 @@ sf_all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 	while (url)
 	{
 		HttpRequest *req = sf_get(conn, url);
-		SJson	   *j = response_json(req);
+		SJson	   *j = provider_response_json(req);
 		SJson	   *recs = sjson_get(j, "records");
 		const char *next = sjson_get_string(j, "nextRecordsUrl");
 		int			i;
@@ -710,7 +634,7 @@ sf_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 			req = sf_get(conn, url);
 		}
 	}
-	j = response_json(req);
+	j = provider_response_json(req);
 	if (req->outcome != HTTP_DONE || req->status != 200 || sjson_type(j) != SJSON_OBJECT)
 		conn_error_from_response(conn, psprintf("querying %s", m->remote_object), req,
 								 sf_error_text(req, NULL));
@@ -894,7 +818,7 @@ request_failed(SyncConnection *conn, HttpRequest *req, SyncPushItem *items, int 
 static void
 parse_results(SyncConnection *conn, HttpRequest *req, SyncPushItem *items, int n, char op)
 {
-	SJson	   *j = response_json(req);
+	SJson	   *j = provider_response_json(req);
 	int			i;
 
 	if (req->outcome != HTTP_DONE || req->status != 200 ||
@@ -1026,7 +950,7 @@ const SyncProvider salesforce_provider = {
 	.check_options = sf_check_options,
 	.is_secret = sf_is_secret,
 	.authenticate = sf_authenticate,
-	.sign = sf_sign,
+	.sign = provider_sign_bearer,
 	.test = sf_test,
 	.describe = sf_describe,
 	.check_mirror = sf_check_mirror,

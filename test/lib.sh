@@ -101,3 +101,33 @@ sync_start_emulator() {
   cat "$dir/emulator.log" >&2
   die "emulator did not start"
 }
+
+# sync_stop_emulator: stops what sync_start_emulator started (the emulator
+# runs as a child of runuser: both go).
+sync_stop_emulator() {
+  [ -n "${EMULATOR_PID:-}" ] || return 0
+  pkill -P "$EMULATOR_PID" 2>/dev/null
+  kill "$EMULATOR_PID" 2>/dev/null
+  EMULATOR_PID=
+  return 0
+}
+
+# sync_bench_start [postgresql.conf lines...]: what every benchmark needs —
+# dependencies, a build, a private copy of the test tree, the emulator and a
+# throwaway cluster with sync preloaded plus the given settings; all removed
+# on exit.  Sets DIR, PORT, EMULATOR_URL; defines psql_ and ctl.
+sync_bench_start() {
+  sync_install_deps
+  sync_ensure_user
+  sync_build
+  DIR=$(mktemp -d /tmp/sync-bench.XXXXXX); chmod 755 "$DIR"
+  mkdir -p "$DIR/tree" && (cd "$SYNC_ROOT" && tar --exclude=.git -cf - test) | tar -C "$DIR/tree" -xf -
+  chown -R "$SYNC_USER" "$DIR"
+  SYNC_TREE=$DIR/tree
+  trap 'sync_stop_emulator; sync_stop_cluster "$DIR"; rm -rf "$DIR"' EXIT
+  sync_start_emulator "$DIR"
+  PORT=$(free_port)
+  sync_start_cluster "$DIR" "$PORT" "shared_preload_libraries = 'sync'" "$@"
+  psql_() { as_user psql -X -q -h "$DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
+  ctl() { curl -s -X "$1" "$EMULATOR_URL$2" ${3:+-H 'Content-Type: application/json' -d "$3"}; }
+}
