@@ -45,6 +45,36 @@ sq(qq{SELECT sync.create_connection('nocert', 'salesforce', '{
 ($rc, $out, $err) = $node->psql($db, "SELECT sync.test_connection('nocert')");
 like($err, qr/connection "nocert".*(certificate|TLS|SSL)/i, 'an unverifiable certificate is refused');
 
+# the JWT bearer flow (RS256 with the emulator's test key) and the refresh-token flow
+sub slurp { open(my $fh, '<', $_[0]) or die "$_[0]: $!"; local $/; my $t = <$fh>; return $t; }
+my $pem = slurp("$ENV{SYNC_TREE}/test/emulator/keys/sf-jwt-test.key");
+$pem =~ s/\n/\\n/g;
+sq(qq{SELECT sync.create_connection('sfjwt', 'salesforce', '{
+  "login_url": "$url", "ca_file": "$ca",
+  "auth": {"type": "jwt_bearer", "client_id": "sync-client", "username": "sync\@example.com",
+           "private_key": "$pem"}}')});
+like(sq("SELECT sync.test_connection('sfjwt')"), qr/"instance_url": "\Q$url\E"/,
+	'jwt_bearer: a JWT signed with RS256 is accepted');
+is(sq("SELECT secret_keys::text FROM sync.connections WHERE name = 'sfjwt'"), '{auth.private_key}',
+	'jwt_bearer: the private key is stored as a secret');
+sq(qq{SELECT sync.create_connection('sfjwt2', 'salesforce', '{
+  "login_url": "$url", "ca_file": "$ca",
+  "auth": {"type": "jwt_bearer", "client_id": "sync-client", "username": "nobody\@example.com",
+           "private_key": "$pem"}}')});
+($rc, $out, $err) = $node->psql($db, "SELECT sync.test_connection('sfjwt2')");
+like($err, qr/connection "sfjwt2": Salesforce refused the jwt_bearer grant/, 'jwt_bearer: an unknown user is refused, naming the connection');
+unlike($err, qr/PRIVATE KEY/, 'jwt_bearer: the key does not appear in the error');
+sq(qq{SELECT sync.create_connection('sfrt', 'salesforce', '{
+  "login_url": "$url", "ca_file": "$ca",
+  "auth": {"type": "refresh_token", "client_id": "sync-client", "client_secret": "sync-secret",
+           "refresh_token": "sync-refresh-token"}}')});
+like(sq("SELECT sync.test_connection('sfrt')"), qr/"instance_url": "\Q$url\E"/, 'refresh_token: the grant is accepted');
+sq(qq{SELECT sync.alter_connection('sfrt', '{"auth": {"type": "refresh_token", "client_id": "sync-client",
+  "client_secret": "sync-secret", "refresh_token": "revoked"}}')});
+($rc, $out, $err) = $node->psql($db, "SELECT sync.test_connection('sfrt')");
+like($err, qr/connection "sfrt": Salesforce refused the refresh_token grant/, 'refresh_token: a bad token is refused, naming the connection');
+unlike($err, qr/revoked/, 'refresh_token: the token does not appear in the error');
+
 # remote schema
 is(sq("SELECT local_type FROM sync.remote_fields('sf', 'Contact') WHERE remote_name = 'Email'"), 'text', 'describe maps email to text');
 is(sq("SELECT role FROM sync.remote_fields('sf', 'Contact') WHERE remote_name = 'SystemModstamp'"), 'stamp', 'SystemModstamp is the stamp');
