@@ -1599,9 +1599,31 @@ sync_engine_cycle(void)
 				i;
 	long		next_ms = -1;
 	static TimestampTz last_cleanup = 0;
+	static bool released = false;
 
 	/* what is due, and when the next thing will be */
 	xact_begin(true);
+
+	/*
+	 * Once per worker process: batches claimed by processes that no longer
+	 * exist (a worker killed or crashed before recording its results) are
+	 * released now instead of when their lease runs out.  Re-sending them is
+	 * what the lease's expiry would do anyway; idempotency keys keep creates
+	 * single.
+	 */
+	if (!released)
+	{
+		spi_exec("UPDATE sync.outbox SET claimed_until = NULL, claimed_by = NULL "
+				 "WHERE claimed_until > now() "
+				 "  AND claimed_by <> ALL (SELECT pid FROM pg_catalog.pg_stat_get_activity(NULL) "
+				 "                         WHERE pid IS NOT NULL)",
+				 0, NULL, NULL, NULL, SPI_OK_UPDATE);
+		if (SPI_processed > 0)
+			ereport(LOG,
+					(errmsg("sync: released " UINT64_FORMAT " outbox entries claimed by processes that are gone",
+							SPI_processed)));
+		released = true;
+	}
 	/*
 	 * The time until the next due entry is computed only when nothing is due
 	 * now: it reads every pending entry of the mirror, which is cheap when

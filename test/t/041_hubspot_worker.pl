@@ -16,6 +16,7 @@ $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'sync'
 sync.poll_interval = '1s'
 sync.batch_size = 2000
+restart_after_crash = on
 });
 $node->start;
 my $db = 'postgres';
@@ -75,6 +76,38 @@ like(sq("SELECT string_agg(error_code || ': ' || error_message, '; ') FROM sync.
 sq("DELETE FROM crm.contact WHERE firstname = 'Twin'");
 sq("SELECT sync.retry('crm.contact')");
 wait_for("SELECT count(*) = 0 FROM sync.outbox", 'cleared');
+
+# --- kill -9 and an immediate restart mid-push: upserts by email, each contact once ---
+sq(qq{SELECT sync.create_connection('hs2', 'hubspot', '{
+    "base_url": "$url", "ca_file": "$ca", "max_in_flight": 2, "requests_per_10s": $limit,
+    "auth": {"type": "private_app", "token": "pat-sync-test"}}')});
+sq(q{SELECT sync.mirror('hs2', 'contacts', 'crm.contact_push', fields => ARRAY['email','firstname','lastname'],
+        direction => 'push', options => '{"idempotency_field": "email"}')});
+$emu->control('POST', '/__emulator/faults', { api => 'hubspot', path => '/crm/v3/objects/contacts/batch/upsert',
+	latency_ms => 400 });
+$emu->control('DELETE', '/__emulator/requests');
+sq("INSERT INTO crm.contact_push (email, firstname, lastname)
+    SELECT 'once' || g || '\@example.com', 'O' || g, 'Once' FROM generate_series(1, 1000) g");
+my $upserts = sub { scalar grep { $_->{path} =~ m{/batch/upsert$} } @{ hs_log() } };
+SyncTest::wait_until(sub { $upserts->() >= 2 }, 30);
+my $wpid = sq("SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync worker'");
+kill 'KILL', $wpid;
+ok(1, 'killed the worker with kill -9 mid-push');
+$node->poll_query_until($db, "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sync worker'");
+SyncTest::wait_until(sub { $upserts->() >= 5 }, 30);
+$node->stop('immediate');
+$node->start;
+$emu->control('DELETE', '/__emulator/faults');
+wait_for("SELECT count(*) = 0 FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror WHERE m.connection = 'hs2'",
+	'all 1,000 upserts eventually pushed')
+  or diag(sq("SELECT op, state, attempts, error_code, error_message, count(*) FROM sync.outbox GROUP BY 1,2,3,4,5"));
+my @once = grep { ($_->{properties}{lastname} // $_->{lastname} // '') eq 'Once' }
+  @{ $emu->control('GET', '/__emulator/records/hubspot/contacts') };
+is(scalar(@once), 1000, 'HubSpot has 1,000 of them');
+my %emails = map { (($_->{properties} // $_)->{email}) => 1 } @once;
+is(scalar(keys %emails), 1000, '... each exactly once');
+is(sq("SELECT count(*) || ' ' || count(DISTINCT remote_id) FROM crm.contact_push"), '1000 1000',
+	'locally: 1,000 rows, each with its own HubSpot ID');
 
 # --- 20,000 creates: 200 requests of 100, never over the 10-second limit ---
 $emu->control('DELETE', '/__emulator/requests');
