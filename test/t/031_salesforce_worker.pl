@@ -169,6 +169,21 @@ sleep 3;
 my @writes = grep { $_->{method} ne 'GET' } @{ $emu->requests('salesforce') };
 is(scalar(@writes), 0, 'after quiescence, no further writes (no ping-pong)');
 
+# --- query cancel of the worker mid-request: the request ends, the worker goes on ---
+$emu->control('POST', '/__emulator/faults', { api => 'salesforce', path => '/composite/sobjects', latency_ms => 20000 });
+my $cpid = sq("SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync worker'");
+sq("UPDATE crm.contact SET first_name = 'Cancelled' WHERE last_name = 'L5'");
+sleep 1;
+my $t_cancel = time;
+my $log_at = -s $node->logfile;
+sq("SELECT pg_cancel_backend($cpid)");
+$node->wait_for_log(qr/sync: mirror \d+: canceling statement due to user request/, $log_at);
+ok(1, 'pg_cancel_backend ends the hanging request; the worker logs it for the mirror');
+ok(time - $t_cancel < 2, sprintf('... within %.2f s', time - $t_cancel));
+is(sq("SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync worker'"), $cpid, 'the worker itself keeps running');
+$emu->control('DELETE', '/__emulator/faults');
+wait_for("SELECT count(*) = 0 FROM sync.outbox", 'the cancelled write is sent again and arrives');
+
 # --- kill -9 in the middle of pushing 5,000 inserts: each arrives exactly once ---
 $emu->control('POST', '/__emulator/faults', { api => 'salesforce', path => '/composite/sobjects', latency_ms => 300 });
 my $before = scalar @{ sf_records('Contact') };
