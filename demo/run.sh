@@ -13,7 +13,7 @@ DEMO=${SYNC_DEMO_DIR:-/tmp/sync-demo}
 
 demo_stop() {
   if [ -f "$DEMO/emulator.pid" ]; then
-    kill "$(cat "$DEMO/emulator.pid")" 2>/dev/null
+    EMULATOR_PID=$(cat "$DEMO/emulator.pid") sync_stop_emulator
   fi
   [ -d "$DEMO/cluster" ] && sync_stop_cluster "$DEMO/cluster"
   rm -rf "$DEMO"
@@ -62,51 +62,76 @@ watch_sql() {  # print a query's result every half second until it returns 't' i
   done
 }
 
-step "Salesforce already holds 5,000 contacts and an account (created in the emulator)"
+requests() {  # the write requests the emulator received for one API, with their bodies
+  ctl GET "/__emulator/requests?api=$1" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin):
+    if r["method"] != "GET" and "oauth" not in r["path"] and not r["path"].endswith("/search"):
+        print("    %s %s %s" % (r["method"], r["path"], json.dumps(r["body"])[:300]))'
+}
+psql_at() { as_user psql -X -q -At -h "$DEMO/cluster" -p "$PORT" -d demo -c "$1"; }
+pause() { sleep "${SYNC_DEMO_PAUSE:-1}"; }
+
+step "the remotes already hold data: 5,000 Salesforce contacts and an account, 3,000 HubSpot contacts"
 python3 -c 'import json; print(json.dumps([{"FirstName": "First%d" % i, "LastName": "Last%d" % i,
   "Email": "person%d@example.com" % i} for i in range(1, 5001)]))' >"$DEMO/contacts.json"
 curl -s --cacert "$CA" -X POST "$EMULATOR_URL/__emulator/records/salesforce/Contact" \
   -H 'Content-Type: application/json' --data-binary @"$DEMO/contacts.json" | head -c 80; echo " ..."
 ctl POST /__emulator/records/salesforce/Account '[{"Name": "Initech", "Industry": "Technology"}]'; echo
+python3 -c 'import json; print(json.dumps([{"email": "fan%d@example.com" % i, "firstname": "Fan%d" % i,
+  "lastname": "Follower", "lifecyclestage": "subscriber"} for i in range(1, 3001)]))' >"$DEMO/hs.json"
+curl -s --cacert "$CA" -X POST "$EMULATOR_URL/__emulator/records/hubspot/contacts" \
+  -H 'Content-Type: application/json' --data-binary @"$DEMO/hs.json" | head -c 80; echo " ..."
+pause
 
-step "installing the extension and connecting to Salesforce (OAuth client credentials, TLS verified)"
+step "installing the extension and connecting to both (OAuth client credentials / private-app token, TLS verified)"
 sql "CREATE EXTENSION sync;"
 sql "SELECT jsonb_pretty(sync.version());"
 sql "CREATE SCHEMA crm;"
 sql "SELECT sync.create_connection('sf', 'salesforce', '{\"login_url\": \"$EMULATOR_URL\", \"ca_file\": \"$CA\",
        \"auth\": {\"type\": \"client_credentials\", \"client_id\": \"sync-client\", \"client_secret\": \"sync-secret\"}}');"
-sql "SELECT name, provider, secret_keys FROM sync.connections;   -- the secret is stored apart, owner-only"
-sql "SELECT jsonb_pretty(sync.test_connection('sf'));"
-sql "SELECT remote_name, remote_type, local_column, local_type, createable FROM sync.remote_fields('sf', 'Contact')
-       WHERE remote_name IN ('Id', 'FirstName', 'LastName', 'Email', 'AccountId', 'Name', 'SystemModstamp');"
+sql "SELECT sync.create_connection('hs', 'hubspot', '{\"base_url\": \"$EMULATOR_URL\", \"ca_file\": \"$CA\",
+       \"auth\": {\"type\": \"private_app\", \"token\": \"pat-sync-test\"}}');"
+sql "SELECT name, provider, secret_keys FROM sync.connections;   -- secrets are stored apart, owner-only"
+sql "SELECT sync.test_connection('sf')->>'instance_url' AS salesforce, sync.test_connection('hs')->>'portal_id' AS hubspot_portal;"
+sql "SELECT remote_name, remote_type, local_column, local_type, createable FROM sync.remote_fields('hs', 'contacts')
+       WHERE remote_name IN ('hs_object_id', 'email', 'firstname', 'lifecyclestage', 'lastmodifieddate', 'createdate');"
+pause
 
-step "mirroring Account and Contact: tables are created from the remote schema; the worker backfills them"
+step "mirroring Salesforce Account and Contact and HubSpot contacts: tables come from the remote schemas; the worker backfills them"
 sql "SELECT sync.mirror('sf', 'Account', 'crm.account', fields => ARRAY['Name', 'Industry'],
        options => '{\"pull_interval\": \"2 seconds\"}');"
 sql "SELECT sync.mirror('sf', 'Contact', 'crm.contact', fields => ARRAY['FirstName', 'LastName', 'Email', 'AccountId'],
        options => '{\"pull_interval\": \"2 seconds\"}');"
+sql "SELECT sync.mirror('hs', 'contacts', 'crm.hs_contact', fields => ARRAY['email', 'firstname', 'lastname', 'lifecyclestage'],
+       options => '{\"idempotency_field\": \"email\", \"pull_interval\": \"2 seconds\"}');"
 echo "  backfill progress (sync.status):"
 watch_sql "SELECT bool_and(phase = 'incremental') FROM sync.status" \
-  "SELECT local_table || ': ' || phase || ' ' || coalesce(backfill_progress, '') || ', ' || rows || ' rows' FROM sync.status ORDER BY 1"
-sql "\\d crm.contact"
+  "SELECT string_agg(local_table || ': ' || phase || ' ' || coalesce(backfill_progress, '') || ', ' || rows || ' rows', '   |   ' ORDER BY local_table::text) FROM sync.status"
+sql "\\d crm.hs_contact"
+pause
 
-step "an edit in Salesforce arrives in the table (incremental pull by SystemModstamp)"
-RID=$(as_user psql -X -At -h "$DEMO/cluster" -p "$PORT" -d demo -c "SELECT remote_id FROM crm.contact WHERE last_name = 'Last1'")
+step "an edit in each remote arrives in its table (Salesforce: by SystemModstamp; HubSpot: by the search API)"
+RID=$(psql_at "SELECT remote_id FROM crm.contact WHERE last_name = 'Last1'")
 ctl PATCH "/__emulator/records/salesforce/Contact/$RID" '{"Email": "first.last@newmail.example.com"}' >/dev/null
-echo "  (Salesforce user changed Email of $RID)"
-watch_sql "SELECT email LIKE '%newmail%' FROM crm.contact WHERE remote_id = '$RID'" \
-  "SELECT 'local row: ' || first_name || ' ' || last_name || ' <' || email || '>' FROM crm.contact WHERE remote_id = '$RID'"
+echo "  (a Salesforce user changed the Email of $RID)"
+HID=$(psql_at "SELECT remote_id FROM crm.hs_contact WHERE email = 'fan1@example.com'")
+ctl PATCH "/__emulator/records/hubspot/contacts/$HID" '{"lastname": "Superfan"}' >/dev/null
+echo "  (a HubSpot user changed the lastname of contact $HID)"
+watch_sql "SELECT (SELECT email LIKE '%newmail%' FROM crm.contact WHERE remote_id = '$RID')
+             AND (SELECT lastname = 'Superfan' FROM crm.hs_contact WHERE remote_id = '$HID')" \
+  "SELECT 'crm.contact:    ' || first_name || ' ' || last_name || ' <' || email || '>' FROM crm.contact WHERE remote_id = '$RID'
+   UNION ALL SELECT 'crm.hs_contact: ' || firstname || ' ' || lastname || ' <' || email || '>' FROM crm.hs_contact WHERE remote_id = '$HID'"
+pause
 
-step "a local UPDATE reaches Salesforce with only the changed field"
+step "a local UPDATE reaches each remote with only the changed field"
 ctl DELETE /__emulator/requests >/dev/null
 sql "UPDATE crm.contact SET first_name = 'Ada' WHERE last_name = 'Last2';"
+sql "UPDATE crm.hs_contact SET firstname = 'Grace' WHERE email = 'fan2@example.com';"
 watch_sql "SELECT count(*) = 0 FROM sync.outbox" "SELECT 'queued: ' || count(*) FROM sync.outbox"
-echo "  what the emulator received:"
-ctl GET '/__emulator/requests?api=salesforce' | python3 -c '
-import json, sys
-for r in json.load(sys.stdin):
-    if r["method"] != "GET" and "oauth2" not in r["path"]:
-        print("    %s %s %s" % (r["method"], r["path"], json.dumps(r["body"])))'
+echo "  what the Salesforce emulator received:"; requests salesforce
+echo "  what the HubSpot emulator received:"; requests hubspot
+pause
 
 step "an account and its contact inserted in one transaction arrive linked ('@' || local key)"
 sql "BEGIN;
@@ -117,6 +142,37 @@ COMMIT;"
 watch_sql "SELECT count(*) = 0 FROM sync.outbox" "SELECT 'queued: ' || count(*) FROM sync.outbox"
 sql "SELECT c.first_name, c.last_name, c.remote_id, c.account_id, a.name AS account
        FROM crm.contact c JOIN crm.account a ON a.remote_id = c.account_id WHERE c.last_name = 'Coyote';"
+pause
+
+step "a cross-system workflow in plain SQL: HubSpot contacts qualified for sales become Salesforce contacts"
+sql "CREATE FUNCTION crm.qualified_to_salesforce() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+    IF NEW.lifecyclestage = 'salesqualifiedlead' AND NEW.email IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM crm.contact s WHERE lower(s.email) = lower(NEW.email)) THEN
+        INSERT INTO crm.contact (first_name, last_name, email)
+        VALUES (NEW.firstname, coalesce(NEW.lastname, '(unknown)'), NEW.email);
+    END IF;
+    RETURN NULL;
+END \$\$;
+CREATE TRIGGER qualified_to_salesforce AFTER INSERT OR UPDATE OF lifecyclestage ON crm.hs_contact
+    FOR EACH ROW EXECUTE FUNCTION crm.qualified_to_salesforce();"
+ctl DELETE /__emulator/requests >/dev/null
+ctl POST /__emulator/records/hubspot/contacts \
+  '[{"email": "lea@example.com", "firstname": "Lea", "lastname": "Lead", "lifecyclestage": "salesqualifiedlead"}]' >/dev/null
+echo "  (in HubSpot: Lea Lead is created as a sales-qualified lead, Fan3 is moved to that stage,"
+echo "   and PERSON2@example.com — in Salesforce already, as Ada — is qualified too)"
+HID3=$(psql_at "SELECT remote_id FROM crm.hs_contact WHERE email = 'fan3@example.com'")
+ctl PATCH "/__emulator/records/hubspot/contacts/$HID3" '{"lifecyclestage": "salesqualifiedlead"}' >/dev/null
+ctl POST /__emulator/records/hubspot/contacts \
+  '[{"email": "PERSON2@example.com", "firstname": "Ada", "lastname": "Last2", "lifecyclestage": "salesqualifiedlead"}]' >/dev/null
+watch_sql "SELECT count(*) = 2 FROM crm.contact WHERE email IN ('lea@example.com', 'fan3@example.com') AND remote_id IS NOT NULL" \
+  "SELECT 'in crm.contact, pushed to Salesforce: ' || coalesce(string_agg(first_name || ' ' || last_name || ' (' || coalesce(remote_id, 'queued') || ')', ', '), '-')
+     FROM crm.contact WHERE email IN ('lea@example.com', 'fan3@example.com')"
+sleep 3
+echo "  Salesforce received (Lea and Fan3; not Ada, matched by email, so no duplicate):"; requests salesforce
+echo "  HubSpot received (nothing: inbound rows are not echoed back):"; requests hubspot
+sql "SELECT count(*) AS salesforce_contacts_for_person2 FROM crm.contact WHERE lower(email) = 'person2@example.com';"
+pause
 
 step "Salesforce rejects a record: it is parked with Salesforce's message, the rest go on"
 sql "INSERT INTO crm.contact (first_name, last_name, email) VALUES ('No', NULL, 'no@example.com'), ('Yes', 'Fine', 'yes@example.com');"
@@ -125,10 +181,13 @@ sql "SELECT local_table, local_key, operation, error_code, error_message FROM sy
 sql "UPDATE crm.contact SET last_name = 'Fixed' WHERE first_name = 'No';"
 sql "SELECT sync.retry('crm.contact');"
 watch_sql "SELECT count(*) = 0 FROM sync.outbox" "SELECT 'queued: ' || count(*) FROM sync.outbox"
+pause
 
 step "the state of every mirror"
-sql "SELECT local_table, phase, rows, backlog, failures, since_last_pull, api_usage FROM sync.status;"
-sql "SELECT direction, result, count(*) FROM sync.journal GROUP BY 1, 2 ORDER BY 1, 2;"
+sql "SELECT local_table, connection, phase, rows, backlog, failures, since_last_pull, api_usage FROM sync.status;"
+sql "SELECT * FROM sync.errors;"
+sql "SELECT m.local_table, j.direction, j.result, count(*) FROM sync.journal j JOIN sync.mirror m ON m.id = j.mirror
+       GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;"
 
 cat <<MSG
 
