@@ -16,6 +16,7 @@ $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'sync'
 sync.poll_interval = '1s'
 sync.batch_size = 2000
+sync.http_timeout = '3s'
 restart_after_crash = on
 });
 $node->start;
@@ -76,6 +77,28 @@ like(sq("SELECT string_agg(error_code || ': ' || error_message, '; ') FROM sync.
 sq("DELETE FROM crm.contact WHERE firstname = 'Twin'");
 sq("SELECT sync.retry('crm.contact')");
 wait_for("SELECT count(*) = 0 FROM sync.outbox", 'cleared');
+
+# --- faults: 429, 502/503, a timeout and a dropped connection; everything converges ---
+$emu->control('POST', '/__emulator/faults', [
+	{ api => 'hubspot', path => '/batch/update$', status => 429, count => 1 },
+	{ api => 'hubspot', path => '/batch/update$', status => 503, count => 1 },
+	{ api => 'hubspot', path => '/batch/update$', status => 502, count => 1 },
+	{ api => 'hubspot', path => '/batch/update$', kind => 'timeout', count => 1 },
+	{ api => 'hubspot', path => '/batch/update$', kind => 'reset', count => 1 },
+	{ api => 'hubspot', path => '/search$', kind => 'reset', count => 1 },
+]);
+$emu->control('DELETE', '/__emulator/requests');
+sq("UPDATE crm.contact SET lastname = 'Fault' || id WHERE remote_id IS NOT NULL AND email LIKE 'w%'");
+my $nfault = sq("SELECT count(*) FROM crm.contact WHERE lastname LIKE 'Fault%'");
+wait_for("SELECT count(*) = 0 FROM sync.outbox", "through 429, 503, 502, a timeout and a reset, all $nfault updates arrived");
+my %hs_last = map { $_->{id} => $_->{properties}{lastname} } @{ $emu->control('GET', '/__emulator/records/hubspot/contacts') };
+is(scalar(grep { ($hs_last{ $_->[0] } // '') eq $_->[1] }
+		map { [ split /\|/ ] } split /\n/, sq("SELECT remote_id || '|' || lastname FROM crm.contact WHERE lastname LIKE 'Fault%'")),
+	$nfault, '... with the values of the local rows');
+my $hs_statuses = join ',', map { $_->{status} } grep { $_->{path} =~ m{/batch/update$} } @{ hs_log() };
+like($hs_statuses, qr/429.*503.*502/, "the worker saw the faults ($hs_statuses) and backed off");
+is(sq("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sync worker'"), '1', 'the worker kept running');
+$emu->control('DELETE', '/__emulator/faults');
 
 # --- kill -9 and an immediate restart mid-push: upserts by email, each contact once ---
 sq(qq{SELECT sync.create_connection('hs2', 'hubspot', '{
