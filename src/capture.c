@@ -333,6 +333,9 @@ queue_upsert(Datum *args, const char *nulls)
 	a_slot = outbox_attnum(desc, "slot");
 	a_updated = outbox_attnum(desc, "updated_at");
 
+	/* entries written earlier in this command must be visible to the probe */
+	CommandCounterIncrement();
+
 	/* what the executor needs to insert and update with index maintenance */
 	estate = CreateExecutorState();
 	rte = makeNode(RangeTblEntry);
@@ -350,9 +353,6 @@ queue_upsert(Datum *args, const char *nulls)
 	search = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
 	found = table_slot_create(rel, &estate->es_tupleTable);
 	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-
-	/* entries written earlier in this command must be visible to the probe */
-	CommandCounterIncrement();
 
 	ExecClearTuple(search);
 	memset(search->tts_isnull, true, sizeof(bool) * desc->natts);
