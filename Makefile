@@ -2,10 +2,16 @@
 # `make PG_CFLAGS=-Werror` turns warnings into errors (the test command does).
 
 EXTENSION    = sync
+# the one version source: sync.control's default_version
+EXTVERSION  := $(shell sed -n "s/^default_version *= *'\\(.*\\)'/\\1/p" sync.control)
 MODULE_big   = sync
 OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-# the install script is assembled from src/sql/*.sql, in name order
-DATA_built   = sync--0.1.sql
+# The current version's install script is assembled from src/sql/*.sql, each
+# update script from src/update/<from>--<to>/*.sql, in name order.  Released
+# install scripts (sync--<version>.sql, committed) are frozen.
+UPDATE_DIRS  = $(notdir $(wildcard src/update/*--*))
+DATA_built   = sync--$(EXTVERSION).sql $(patsubst %,sync--%.sql,$(UPDATE_DIRS))
+DATA         = $(filter-out $(DATA_built),$(wildcard sync--*.sql))
 PGFILEDESC   = "sync - two-way sync of tables with SaaS APIs"
 
 # pg_regress: every sql/NAME.sql with expected/NAME.out
@@ -18,18 +24,23 @@ ISOLATION_OPTS = --inputdir=test/isolation --load-extension=sync
 TAP_TESTS    = 1
 PROVE_TESTS  = $(sort $(wildcard test/t/*.pl))
 
-PG_CPPFLAGS  = -Isrc
+PG_CPPFLAGS  = -Isrc -DSYNC_VERSION='"$(EXTVERSION)"' 
 SHLIB_LINK   = -lcurl -ljson-c -lcrypto
 EXTRA_CLEAN  = results output_iso tmp_check tmp_check_iso log regression.diffs regression.out
 
-EXTRA_CLEAN += sync--0.1.sql
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-sync--0.1.sql: $(sort $(wildcard src/sql/*.sql))
+sync--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@
 
+define update_rule
+sync--$(1).sql: $$(sort $$(wildcard src/update/$(1)/*.sql))
+	cat $$^ > $$@
+endef
+$(foreach d,$(UPDATE_DIRS),$(eval $(call update_rule,$(d))))
+
 # objects depend on every header (struct layouts are shared)
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/*.h) sync.control

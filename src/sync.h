@@ -4,7 +4,10 @@
 #ifndef SYNC_H
 #define SYNC_H
 
-#define SYNC_VERSION "0.1"
+/* SYNC_VERSION comes from sync.control's default_version (-D in the Makefile) */
+#ifndef SYNC_VERSION
+#error "SYNC_VERSION is not defined: build with the Makefile"
+#endif
 
 extern void _PG_init(void);
 

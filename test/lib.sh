@@ -5,7 +5,9 @@
 
 SYNC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=${PG_MAJOR:-15}
-PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
+# SYNC_PG_BINDIR: another server installation (e.g. a private, relocated
+# copy of the Debian one, so that several trees can be tested side by side)
+PG_BINDIR=${SYNC_PG_BINDIR:-/usr/lib/postgresql/$PG_MAJOR/bin}
 PG_CONFIG=$PG_BINDIR/pg_config
 SYNC_USER=${SYNC_USER:-postgres}
 

@@ -11,6 +11,17 @@ use Time::HiRes qw(usleep);
 
 my $tree = $ENV{SYNC_TREE} or die "SYNC_TREE is not set (run through test/run.sh)";
 
+# version() -> the extension's version: sync.control's default_version.
+sub version
+{
+	open(my $fh, '<', "$tree/sync.control") or die "cannot read $tree/sync.control: $!";
+	while (<$fh>)
+	{
+		return $1 if /^default_version\s*=\s*'([^']+)'/;
+	}
+	die "no default_version in $tree/sync.control";
+}
+
 # make_certs($dir) -> ($server_cert, $server_key, $ca_cert): a throwaway CA
 # and a server certificate for 127.0.0.1, ::1 and localhost, signed by it.
 # Each call makes a new CA, so a second call gives a "wrong CA" for tests.

@@ -4,6 +4,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use SyncTest;
 
 my $node = PostgreSQL::Test::Cluster->new('main');
 $node->init;
@@ -12,7 +13,7 @@ $node->start;
 
 $node->safe_psql('postgres', 'CREATE EXTENSION sync');
 my $v = $node->safe_psql('postgres', "SELECT sync.version()->>'sync'");
-is($v, '0.1', 'sync.version() reports the extension version');
+is($v, SyncTest::version(), 'sync.version() reports the extension version (sync.control)');
 
 my $libs = $node->safe_psql('postgres',
 	"SELECT string_agg(key, ',' ORDER BY key) FROM jsonb_each(sync.version())");

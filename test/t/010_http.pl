@@ -89,7 +89,7 @@ is(sq(q{SELECT outcome, status, headers->>'content-type', length(body) > 0
             headers => '{"Content-Type": "application/x-www-form-urlencoded", "X-Test": 42}')}),
 	'done|200|application/json;charset=UTF-8|t', 'POST with a form body and headers; response headers lower-cased');
 my $log = $plain->requests;
-is($log->[-1]{headers}{'user-agent'}, 'sync/0.1', 'User-Agent: sync/0.1 is sent');
+is($log->[-1]{headers}{'user-agent'}, 'sync/' . SyncTest::version(), 'User-Agent: sync/<version> is sent');
 is($log->[-1]{headers}{'x-test'}, '42', 'caller headers are sent');
 ok(!exists $log->[-1]{headers}{expect}, 'no Expect: 100-continue round trip');
 is(req('PATCH', "$http/services/data/", body => '{}'), 'done|405|', 'PATCH (custom method) with a body');
