@@ -197,6 +197,25 @@ typedef struct SyncProvider
 						 SyncPushItem *items, int nitems);
 
 	/*
+	 * Is this a well-formed record ID of this remote (Salesforce: 15 or 18
+	 * alphanumerics; HubSpot and NetSuite: digits)?  IDs come back from the
+	 * user's table into URLs and query strings: the engine parks an entry
+	 * whose remote ID fails this before the provider sees it, and providers
+	 * check again where they build a URL.
+	 */
+	bool		(*valid_remote_id) (const char *remote_id);
+
+	/*
+	 * Optional: fetch the current versions of the given records (IDs already
+	 * valid) into page->records, streaming like pull_page; IDs the remote no
+	 * longer has go to page->deleted_ids.  Used to re-apply inbound records
+	 * that the local table rejected, after the user fixed the table
+	 * (sync.retry).  NULL: such records wait for their next remote change.
+	 */
+	void		(*fetch) (SyncConnection *conn, SyncMirror *mirror,
+						  char **remote_ids, int n, SyncPage *page);
+
+	/*
 	 * Optional: after a 429 without Retry-After, how long (ms) to hold this
 	 * connection's requests (e.g. the remote's rate-limit interval).  NULL
 	 * or 0: one second.
