@@ -265,8 +265,24 @@ conn_rate_init(SyncRateLimit *limit, double per_second, double burst)
 	limit->capacity = Max(1.0, burst > 0 ? burst : per_second);
 }
 
-/* Wait until the token bucket (and any 429 block) lets one request go. */
-static void
+/*
+ * Until when this process may wait for the rate limiter (0 = no limit).  A
+ * push holds a lease on its outbox entries: sleeping past it would let
+ * another claimer send the same entries.  Set around a push.
+ */
+static TimestampTz send_deadline = 0;
+
+void
+conn_set_deadline(TimestampTz deadline)
+{
+	send_deadline = deadline;
+}
+
+/*
+ * Wait until the token bucket (and any 429 block) lets one request go.
+ * Returns false, without waiting, if that would take past the deadline.
+ */
+static bool
 rate_wait(SyncRateLimit *lim)
 {
 	for (;;)
@@ -286,21 +302,34 @@ rate_wait(SyncRateLimit *lim)
 			if (lim->tokens >= 1.0)
 			{
 				lim->tokens -= 1.0;
-				return;
+				return true;
 			}
 			wait_ms = (long) ceil((1.0 - lim->tokens) * 1000.0 / lim->rate);
 		}
 		else
-			return;
+			return true;
+		if (send_deadline != 0 &&
+			TimestampTzPlusMilliseconds(now, wait_ms) > send_deadline)
+			return false;
 		conn_sleep_ms(Max(wait_ms, 1));
 	}
+}
+
+long
+conn_blocked_ms(SyncConnection *conn)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	return conn->limit.blocked_until > now ?
+		TimestampDifferenceMilliseconds(now, conn->limit.blocked_until) : 0;
 }
 
 bool
 conn_transient(const HttpRequest *req)
 {
+	/* HTTP_PENDING: never sent (held back by the rate limiter, cancelled) */
 	if (req->outcome == HTTP_TIMEOUT || req->outcome == HTTP_CONNECT_FAILED ||
-		req->outcome == HTTP_TRANSPORT_FAILED)
+		req->outcome == HTTP_TRANSPORT_FAILED || req->outcome == HTTP_PENDING)
 		return true;
 	if (req->outcome != HTTP_DONE)
 		return false;
@@ -369,7 +398,8 @@ conn_send_limited(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, 
 	{
 		int			n = 0;
 
-		rate_wait(lim);
+		if (!rate_wait(lim))
+			break;				/* the rest stay HTTP_PENDING: not sent */
 		n = 1;
 		while (start + n < nreqs && (lim->rate <= 0 || lim->tokens >= 1.0))
 		{
@@ -404,7 +434,8 @@ conn_send_limited(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, 
 		resetStringInfo(&reqs[i]->response);
 		reqs[i]->response_headers = NIL;
 		reqs[i]->outcome = HTTP_PENDING;
-		rate_wait(lim);
+		if (!rate_wait(lim))
+			continue;
 		conn->provider->sign(conn, reqs[i]);
 		http_run(&reqs[i], 1, 1);
 	}
@@ -437,7 +468,7 @@ conn_send_retrying_limited(SyncConnection *conn, SyncRateLimit *lim, HttpRequest
 			wait = backoff_ms(attempt, 500, 30000);
 		ereport(DEBUG1,
 				(errmsg("sync: connection \"%s\": %s %s: %s; retrying in %ld ms",
-						conn->name, req->method, req->url, http_outcome_text(req), wait)));
+						conn->name, req->method, http_redact_url(req->url), http_outcome_text(req), wait)));
 		conn_sleep_ms(wait);
 		resetStringInfo(&req->response);
 		req->response_headers = NIL;

@@ -50,6 +50,15 @@ extern bool conn_transient(const HttpRequest *req);
 /* Seconds the remote asked us to wait (Retry-After), or 0. */
 extern int	conn_retry_after(const HttpRequest *req);
 
+/*
+ * Never wait for the rate limiter past this time (0 = no limit): requests
+ * that would have to wait longer are left unsent (HTTP_PENDING, transient).
+ */
+extern void conn_set_deadline(TimestampTz deadline);
+
+/* How long the connection's requests are held after a 429 (ms, 0 = not). */
+extern long conn_blocked_ms(SyncConnection *conn);
+
 /* Sleep on the latch, serving interrupts. */
 extern void conn_sleep_ms(long ms);
 

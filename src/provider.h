@@ -92,6 +92,7 @@ typedef struct SyncMirror
 	char	   *qualified_table;	/* quoted schema.table */
 	char	   *key_column;
 	char	   *key_type;		/* SQL type of the key column, for index-friendly casts */
+	Oid			owner;			/* the table's owner: statements on it run as this role */
 	char	   *remote_id_column;
 	char	   *stamp_column;
 	char		direction;		/* 'b', 'l' (pull), 'p' (push) */

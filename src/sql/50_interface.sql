@@ -440,12 +440,15 @@ CREATE FUNCTION sync.pull(local_table regclass) RETURNS jsonb
 CREATE FUNCTION sync.push(local_table regclass) RETURNS jsonb
     LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'sync_push';
 
--- Requeue parked failures (all of a table's, or one outbox entry).
+-- Requeue parked failures (all of a table's, or one outbox entry): outbound
+-- entries are sent again; inbound records set aside are re-read from the
+-- remote and applied again at the next pull.  Returns how many.
 CREATE FUNCTION sync.retry(local_table regclass, outbox_id bigint DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     m int;
     n bigint;
+    n_in bigint := 0;
 BEGIN
     SELECT id INTO m FROM sync.mirror WHERE mirror.local_table = retry.local_table;
     IF NOT FOUND THEN
@@ -456,9 +459,14 @@ BEGIN
            error_code = NULL, error_message = NULL, error_fields = NULL, updated_at = now()
      WHERE o.mirror = m AND o.state = 'parked' AND (retry.outbox_id IS NULL OR o.id = retry.outbox_id);
     GET DIAGNOSTICS n = ROW_COUNT;
-    UPDATE sync.mirror_state SET failures = 0, next_pull_at = now() WHERE mirror = m AND failures > 0;
+    IF retry.outbox_id IS NULL THEN
+        UPDATE sync.inbound_error e SET state = 'retry' WHERE e.mirror = m;
+        GET DIAGNOSTICS n_in = ROW_COUNT;
+    END IF;
+    UPDATE sync.mirror_state SET failures = 0, next_pull_at = now()
+     WHERE mirror = m AND (failures > 0 OR n_in > 0);
     PERFORM sync.wake();
-    RETURN n;
+    RETURN n + n_in;
 END $$;
 
 -- Claim a batch of ready outbox entries of a mirror for pushing: only the
@@ -532,7 +540,8 @@ SELECT m.local_table,
 CREATE VIEW sync.errors AS
 SELECT m.local_table,
        o.local_key,
-       CASE o.op WHEN 'I' THEN 'insert' WHEN 'U' THEN 'update' ELSE 'delete' END AS operation,
+       CASE o.op WHEN 'I' THEN 'insert' WHEN 'U' THEN 'update' WHEN 'W' THEN 'write-back'
+                 ELSE 'delete' END AS operation,
        o.remote_id,
        o.error_code,
        o.error_message,
@@ -540,10 +549,26 @@ SELECT m.local_table,
        o.attempts,
        o.created_at AS queued_at,
        o.updated_at AS failed_at,
-       o.id AS outbox_id
+       o.id AS outbox_id,
+       'out'::text AS direction
   FROM sync.outbox o
   JOIN sync.mirror m ON m.id = o.mirror
- WHERE o.state = 'parked';
+ WHERE o.state = 'parked'
+UNION ALL
+SELECT m.local_table,
+       e.local_key,
+       e.operation,
+       e.remote_id,
+       e.error_code,
+       e.error_message,
+       NULL::text[],
+       e.attempts,
+       e.first_failed_at,
+       e.failed_at,
+       NULL::bigint,
+       'in'::text
+  FROM sync.inbound_error e
+  JOIN sync.mirror m ON m.id = e.mirror;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sync FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION

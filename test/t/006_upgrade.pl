@@ -36,11 +36,16 @@ sq('old', qq{SELECT sync.create_connection('sf', 'salesforce', '{
   "login_url": "$url", "ca_file": "$ca",
   "auth": {"type": "client_credentials", "client_id": "sync-client", "client_secret": "sync-secret"}}')});
 sq('old', q{SELECT sync.mirror('sf', 'Contact', 'crm.contact', fields => ARRAY['FirstName','LastName','Email'])});
-sq('old', q{SELECT sync.pull('crm.contact')});
-is(sq('old', 'SELECT count(*) FROM crm.contact'), '20', 'backfilled under 0.1');
-sq('old', q{UPDATE crm.contact SET first_name = 'QueuedBefore' WHERE last_name = 'L3'});
+# (the library is already the new one: under 0.1 only the 0.1 SQL and the
+# capture trigger run; sync.pull() refuses until the update, see below)
+my ($r3) = grep { $_->{LastName} eq 'L3' } @{ $emu->control('GET', '/__emulator/records/salesforce/Contact') };
+sq('old', qq{INSERT INTO crm.contact (remote_id, first_name, last_name, email)
+  VALUES ('$r3->{Id}', 'QueuedBefore', 'L3', 'c3\@example.com')});
 sq('old', q{INSERT INTO crm.contact (first_name, last_name, email) VALUES ('New', 'BeforeUpdate', 'n@example.com')});
 is(sq('old', q{SELECT count(*) FROM sync.outbox}), '2', 'two writes queued under 0.1');
+my ($ok, $out, $err) = $node->psql('old', q{SELECT sync.pull('crm.contact')});
+like($err, qr/extension "sync" is at version 0\.1 in this database, but its library is version \Q$current\E.*ALTER EXTENSION sync UPDATE/s,
+	'before the update, the new library refuses to sync a 0.1 schema and says what to do');
 
 # every update path from 0.1 reaches the current version
 sq('old', 'ALTER EXTENSION sync UPDATE');
@@ -90,6 +95,8 @@ else
 # (b) nothing queued before the update is lost, and syncing goes on
 my $r = sq('old', q{SELECT sync.push('crm.contact')});
 like($r, qr/"sent": 2/, 'both writes queued under 0.1 are pushed after the update');
+sq('old', q{SELECT sync.pull('crm.contact')});
+is(sq('old', 'SELECT count(*) FROM crm.contact'), '21', 'the backfill after the update brings the other records');
 my $rid3 = sq('old', q{SELECT remote_id FROM crm.contact WHERE last_name = 'L3'});
 is($emu->control('GET', "/__emulator/records/salesforce/Contact/$rid3")->{FirstName}, 'QueuedBefore',
 	'the queued update reached the remote');

@@ -111,7 +111,7 @@ is(sq("SELECT phase FROM sync.status"), 'incremental', 'after the backfill the m
 
 # a pull with no remote change touches nothing
 sq("CREATE TABLE touched (n int); INSERT INTO touched VALUES (0);
-   CREATE FUNCTION count_touch() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN UPDATE touched SET n = n + 1; RETURN NULL; END \$\$;
+   CREATE FUNCTION count_touch() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN UPDATE public.touched SET n = n + 1; RETURN NULL; END \$\$;
    CREATE TRIGGER count_touch AFTER UPDATE ON crm.sf_contact FOR EACH ROW EXECUTE FUNCTION count_touch();");
 sq("SELECT sync.pull('crm.sf_contact')");
 is(sq("SELECT n FROM touched"), '0', 're-reading unchanged records (overlap window) touches no row');

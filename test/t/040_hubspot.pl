@@ -168,7 +168,7 @@ is(sq("SELECT count(*) FROM sync.outbox"), '0', 'nothing was echoed back');
 
 # a pull with no remote change touches nothing
 sq("CREATE TABLE touched (n int); INSERT INTO touched VALUES (0);
-   CREATE FUNCTION count_touch() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN UPDATE touched SET n = n + 1; RETURN NULL; END \$\$;
+   CREATE FUNCTION count_touch() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN UPDATE public.touched SET n = n + 1; RETURN NULL; END \$\$;
    CREATE TRIGGER count_touch AFTER UPDATE ON crm.contact FOR EACH ROW EXECUTE FUNCTION count_touch();");
 sq("SELECT sync.pull('crm.contact')");
 is(sq("SELECT n FROM touched"), '0', 're-reading the overlap window touches no row');
@@ -201,20 +201,26 @@ sq("INSERT INTO crm.contact (email, firstname, lastname) VALUES
     ('new1\@example.com', 'N1', 'New'), ('not-an-email', 'Bad', 'New'), ('new2\@example.com', 'N2', 'New'),
     ('p30\@example.com', 'Dup', 'New')");
 $r = sq("SELECT sync.push('crm.contact')");
-like($r, qr/"sent": 3, "rejected": 1/, 'one of four rejected, three sent');
+like($r, qr/"sent": 2, "rejected": 2/,
+	'of four creates: two sent, the bad email rejected, the one matching an existing contact parked');
 my $ups = hs_requests('POST', qr{/batch/upsert$});
 is($ups->[0]{body}{inputs}[0]{idProperty}, 'email', 'creates are upserts by email');
 is(scalar(@{ $ups->[0]{body}{inputs} }), 4, '... all four in one request first (then bisected: the bad email fails the batch)');
 like(sq("SELECT error_message FROM sync.errors"), qr/Property values were not valid.*INVALID_EMAIL/,
 	'the bad record is parked with HubSpot\'s message');
-is(sq("SELECT count(*) FROM crm.contact WHERE lastname = 'New' AND remote_id IS NOT NULL"), '3', 'the others succeeded');
+is(sq("SELECT count(*) FROM crm.contact WHERE lastname = 'New' AND remote_id IS NOT NULL"), '2', 'the others succeeded');
 my ($p30) = grep { $_->{properties}{email} eq 'p30@example.com' } @{ remote('contacts') };
 is($p30->{properties}{firstname}, 'Dup', 'an insert whose email exists remotely updated that contact (no duplicate)');
-is(sq("SELECT count(*) FROM crm.contact WHERE email = 'p30\@example.com'"), '1', '... and one local row holds it');
-sq("DELETE FROM crm.contact WHERE email = 'not-an-email'");
+is(sq("SELECT remote_id FROM crm.contact WHERE email = 'p30\@example.com' AND lastname <> 'New'"), $p30->{id},
+	'... the row that already mirrored that contact keeps it (never deleted as an "echo")');
+like(sq("SELECT error_code || ' ' || remote_id || ' ' || error_message FROM sync.errors WHERE operation = 'write-back'"),
+	qr/^WRITE_BACK_FAILED $p30->{id} the remote matched this row to record $p30->{id}, which row \d+ of crm.contact mirrors already/,
+	'... and the new row is parked, naming the record and the row that holds it');
+sq("DELETE FROM crm.contact WHERE email = 'not-an-email' OR (email = 'p30\@example.com' AND remote_id IS NULL)");
 sq("SELECT sync.retry('crm.contact')");
 sq("SELECT sync.push('crm.contact')");
-is(sq("SELECT count(*) FROM sync.errors"), '0', 'the parked insert of a deleted row is dropped on retry');
+is(sq("SELECT count(*) FROM sync.errors"), '0', 'the parked entries of deleted rows are dropped on retry');
+ok((grep { $_->{id} eq $p30->{id} } @{ remote('contacts') }), '... and deleting the duplicate row archived nothing remotely');
 
 # --- a whole-batch 400 is bisected: only the bad input is parked ---
 clear_log();
