@@ -74,10 +74,20 @@ run_isolation() {
   [ ${#specs[@]} -eq 0 ] && return 0
   say "pg_isolation_regress: ${#specs[@]} specs"
   local out="$WORK/isolation.out" rc
-  as_user "$PG_ISOLATION_REGRESS" --bindir="$PG_BINDIR" --inputdir="$SYNC_TREE/test/isolation" \
+  # Specs that talk to a remote (e.g. apply_vs_local_update) find the
+  # emulator, plain HTTP on loopback, through the placeholder setting
+  # sync_test.emulator_url, given to every session by PGOPTIONS
+  # (pg_regress appends its own options to it).  The emulator stops after
+  # the run, and through cleanup's EMU_PIDS if the run is interrupted.
+  sync_start_emulator "$WORK"
+  EMU_PIDS+=("$EMULATOR_PID")
+  as_user env PGOPTIONS="${PGOPTIONS:-} -c sync_test.emulator_url=$EMULATOR_URL" \
+      "$PG_ISOLATION_REGRESS" --bindir="$PG_BINDIR" --inputdir="$SYNC_TREE/test/isolation" \
       --outputdir="$WORK/isolation" --host="$CLUSTER" --port="$PORT" \
       --dbname=isolation_regression --load-extension=sync "${specs[@]}" >"$out" 2>&1
   rc=$?
+  unset 'EMU_PIDS[${#EMU_PIDS[@]}-1]'
+  sync_stop_emulator
   cat "$out"
   count_regress_output "$out"
   if [ $rc -ne 0 ]; then

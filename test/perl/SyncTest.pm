@@ -131,4 +131,64 @@ sub wait_until
 	return $cond->();
 }
 
+# sf_connect($node, $db, $emu, $name, $extra_json) : creates a Salesforce
+# connection $name (default 'sf') to the emulator, client_credentials flow.
+# $extra_json: more top-level options, e.g. '"max_in_flight": 1,'.
+sub sf_connect
+{
+	my ($node, $db, $emu, $name, $extra) = @_;
+	$name //= 'sf';
+	$extra //= '';
+	my ($url, $ca) = ($emu->{url}, $emu->{ca_file});
+	$node->safe_psql($db, qq{SELECT sync.create_connection('$name', 'salesforce', '{
+  "login_url": "$url", "ca_file": "$ca", $extra
+  "auth": {"type": "client_credentials", "client_id": "sync-client", "client_secret": "sync-secret"}}')});
+}
+
+# poll_true($node, $db, $sql, $timeout_s) -> 1 when $sql returned 't' within
+# $timeout_s seconds (default 30), else 0.  Unlike poll_query_until it does
+# not wait the suite's 180 s default: tests for the current code's stalls
+# end in bounded time.
+sub poll_true
+{
+	my ($node, $db, $sql, $timeout) = @_;
+	return wait_until(sub {
+		my ($rc, $out) = $node->psql($db, $sql);
+		return $rc == 0 && defined $out && $out eq 't';
+	}, $timeout // 30);
+}
+
+# sf_retype_field($emu, $object, $field, $type): the emulator's field $field
+# of $object is removed and added again with type $type (e.g. 'string'),
+# keeping the stored values.  A mirror made before keeps its local column
+# type, so a value the new type accepts (e.g. 'not-a-date' for a date
+# column) reaches the local table as a malformed value from the remote.
+sub sf_retype_field
+{
+	my ($emu, $object, $field, $type) = @_;
+	$emu->control('DELETE', "/__emulator/salesforce/fields/$object/$field");
+	$emu->control('POST', "/__emulator/salesforce/fields/$object",
+		{ name => $field, type => $type, length => 255 });
+}
+
+# request_mentions($emu, $api, $needle) -> the request-log entries whose
+# path, query (raw and percent-decoded) or body contains $needle.
+sub request_mentions
+{
+	my ($emu, $api, $needle) = @_;
+	my @hits;
+	for my $r (@{ $emu->requests($api) })
+	{
+		my $q = $r->{query} // '';
+		(my $dq = $q) =~ s/\+/ /g;
+		$dq =~ s/%([0-9A-Fa-f]{2})/chr(hex($1))/ge;
+		(my $dp = $r->{path} // '') =~ s/%([0-9A-Fa-f]{2})/chr(hex($1))/ge;
+		my $body = ref $r->{body} ? JSON::PP->new->canonical->encode($r->{body}) : ($r->{body} // '');
+		push @hits, $r
+		  if index($r->{path} // '', $needle) >= 0 || index($dp, $needle) >= 0
+		  || index($q, $needle) >= 0 || index($dq, $needle) >= 0 || index($body, $needle) >= 0;
+	}
+	return @hits;
+}
+
 1;
