@@ -1193,8 +1193,10 @@ push_record(SyncMirror *m, PushBatch *b, long blocked_ms, MemoryContext work,
 		a[5] = text_array(j_hash, n);
 		a[6] = text_array(j_result, n);
 		a[7] = text_array(j_detail, n);
-		spi_exec("INSERT INTO sync.journal (mirror, direction, op, local_key, remote_id, fields, values_hash, result, detail) "
-				 "SELECT $1, 'out', u.op::\"char\", u.key, u.rid, pg_catalog.string_to_array(u.fields, E'\\x1f'), "
+		/* (at: when the result came back, not when the caller's transaction began) */
+		spi_exec("INSERT INTO sync.journal (at, mirror, direction, op, local_key, remote_id, fields, values_hash, result, detail) "
+				 "SELECT pg_catalog.clock_timestamp(), $1, 'out', u.op::\"char\", u.key, u.rid, "
+				 "       pg_catalog.string_to_array(u.fields, E'\\x1f'), "
 				 "       u.hash, u.result, u.detail "
 				 "FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]), "
 				 "  pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::pg_catalog.text[]), pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[])) "
