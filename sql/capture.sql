@@ -133,10 +133,23 @@ DELETE FROM sync.outbox;
 INSERT INTO crm.contact (first_name) VALUES ('Barbara');
 SELECT m.local_table, o.op, o.columns FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror ORDER BY o.id;
 
--- direction 'pull' has no capture trigger
+-- direction 'pull' has no capture trigger, but the TRUNCATE guard: the pull
+-- would never bring the rows back
 UPDATE sync.mirror SET direction = 'pull' WHERE id = :m2;
 SELECT sync._install_triggers(:m2);
-SELECT count(*) AS capture_triggers FROM pg_trigger WHERE tgrelid = 'crm.audit'::regclass AND tgname LIKE 'sync_%';
+SELECT tgname, tgnargs FROM pg_trigger WHERE tgrelid = 'crm.audit'::regclass AND tgname LIKE 'sync_%' ORDER BY 1;
+TRUNCATE crm.audit;
+SELECT count(*) > 0 AS rows_kept FROM crm.audit;
+DELETE FROM sync.outbox;
+INSERT INTO crm.audit (note) VALUES ('pulled only');
+SELECT count(*) AS queued FROM sync.outbox;
+
+-- session_replication_role = replica fires no ordinary triggers: writes made
+-- so are not captured and never pushed (documented in docs/architecture.md)
+SET session_replication_role = replica;
+UPDATE crm.contact SET last_name = 'bulk loaded' WHERE id = :bad;
+RESET session_replication_role;
+SELECT count(*) AS queued FROM sync.outbox;
 
 -- a renamed mapped column is a clear error, not silence
 ALTER TABLE crm.contact RENAME COLUMN email TO e_mail;

@@ -22,7 +22,14 @@
  * writes into other mirrors are captured.
  *
  * The outbox is writable by the extension owner only, so the trigger
- * switches to the owner's user id for its own statements.
+ * switches to the owner's user id for its own statements, in a
+ * security-restricted operation with search_path pinned to pg_catalog,
+ * pg_temp: the writer's search_path must not choose the operators and
+ * functions that run with the owner's rights (the SQL qualifies them as
+ * well).  sync.capture() is not executable by PUBLIC, and it refuses to
+ * fire on a table that is not its mirror's: otherwise a user could attach
+ * it, with another mirror's id, to a table of its own and queue deletes of
+ * any remote ID.
  *
  * Inserts and updates take a fast path that does not go through SQL: an
  * index probe for the row's open entry (the way logical replication's apply
@@ -48,6 +55,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -80,6 +89,28 @@ static SPIPlanPtr delete_plan = NULL;
 static Oid	owner_cache = InvalidOid;
 
 /*
+ * Mirror id -> its table, for the mirrors whose capture triggers fired in
+ * this backend and were found on their own table.  Mirror ids are never
+ * reused, so an entry never goes stale; the check costs one SPI query per
+ * backend and mirror, then a hash probe per statement.
+ */
+typedef struct MirrorTable
+{
+	int32		mirror;			/* hash key */
+	Oid			relid;
+} MirrorTable;
+
+static HTAB *mirror_tables = NULL;
+
+/* What run_as_owner() saved, for end_run_as_owner(). */
+typedef struct OwnerState
+{
+	Oid			save_user;
+	int			save_sec;
+	int			save_nestlevel;
+} OwnerState;
+
+/*
  * The extension owner, looked up once per backend.  (An ALTER EXTENSION
  * OWNER is rare; a new backend sees it.)
  */
@@ -98,6 +129,115 @@ extension_owner(void)
 	owner_cache = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 	ReleaseSysCache(tup);
 	return owner_cache;
+}
+
+/*
+ * Become the extension owner, in a security-restricted operation, with
+ * search_path pinned to pg_catalog, pg_temp (the model is VACUUM's switch
+ * to the table owner).  An error on the way out is cleaned up by the
+ * transaction's abort, which restores both.
+ */
+static void
+run_as_owner(OwnerState *st)
+{
+	Oid			owner = extension_owner();
+
+	GetUserIdAndSecContext(&st->save_user, &st->save_sec);
+	SetUserIdAndSecContext(owner,
+						   st->save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	st->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+static void
+end_run_as_owner(OwnerState *st)
+{
+	AtEOXact_GUC(true, st->save_nestlevel);
+	SetUserIdAndSecContext(st->save_user, st->save_sec);
+}
+
+/* "schema.table" for messages, or the OID when the table is gone */
+static char *
+relation_display_name(Oid relid)
+{
+	char	   *rel = get_rel_name(relid);
+	char	   *nsp = rel ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+
+	if (rel == NULL || nsp == NULL)
+		return psprintf("with OID %u", relid);
+	return quote_qualified_identifier(nsp, rel);
+}
+
+/*
+ * Refuse a capture trigger whose mirror is not of the table it fires on.
+ * sync.mirror() creates the trigger with its own mirror's id; any other
+ * id was given by hand, and would queue writes (deletes of arbitrary
+ * remote IDs among them) into another mirror.
+ */
+static void
+check_mirror_table(int mirror, Relation rel, const char *tgname)
+{
+	Oid			relid = RelationGetRelid(rel);
+	Oid			mirror_relid = InvalidOid;
+	MirrorTable *entry;
+	OwnerState	st;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+	int			rc;
+
+	if (mirror_tables == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int32);
+		ctl.entrysize = sizeof(MirrorTable);
+		ctl.hcxt = TopMemoryContext;
+		mirror_tables = hash_create("sync capture mirror tables", 16, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = (MirrorTable *) hash_search(mirror_tables, &mirror, HASH_FIND, NULL);
+	if (entry != NULL && entry->relid == relid)
+		return;
+
+	/* sync.mirror is readable by the owner only */
+	run_as_owner(&st);
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "sync: SPI_connect failed: %s", SPI_result_code_string(rc));
+	args[0] = Int32GetDatum(mirror);
+	rc = SPI_execute_with_args("SELECT local_table FROM sync.mirror WHERE id OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, args, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "sync: mirror lookup failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			mirror_relid = DatumGetObjectId(d);
+	}
+	SPI_finish();
+	end_run_as_owner(&st);
+
+	if (!OidIsValid(mirror_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" on table %s calls sync.capture() for mirror %d, which does not exist",
+						tgname, relation_display_name(relid), mirror),
+				 errhint("Drop the trigger.  Triggers on mirrored tables are created by sync.mirror().")));
+	if (mirror_relid != relid)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" on table %s calls sync.capture() for mirror %d, which is the mirror of table %s",
+						tgname, relation_display_name(relid), mirror,
+						relation_display_name(mirror_relid)),
+				 errdetail("sync.capture() queues the writes of its own mirror's table only."),
+				 errhint("Drop the trigger.  Triggers on mirrored tables are created by sync.mirror().")));
+
+	entry = (MirrorTable *) hash_search(mirror_tables, &mirror, HASH_ENTER, NULL);
+	entry->relid = relid;
 }
 
 static AttrNumber
@@ -132,6 +272,8 @@ capture_info(FunctionCallInfo fcinfo, TriggerData *td)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("sync.capture() needs the mirror id, key column and remote-id column as arguments"),
 				 errhint("Triggers on mirrored tables are created by sync.mirror(); do not create them by hand.")));
+
+	check_mirror_table(pg_strtoint32(tg->tgargs[0]), td->tg_relation, tg->tgname);
 
 	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 	info = palloc0(sizeof(CaptureInfo));
@@ -173,15 +315,16 @@ prepare_plans(void)
 		/*
 		 * The ON CONFLICT target is the row's open entry (slot 0, see
 		 * sync.outbox).  insert+update stays an insert (all columns);
-		 * update+update unions the columns.
+		 * update+update unions the columns.  Operators and functions are
+		 * qualified: this runs as the extension owner.
 		 */
 		upsert_plan = prepare_kept(
 								   "INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id) "
 								   "VALUES ($1, $2, $3, $4, $5) "
 								   "ON CONFLICT (mirror, local_key, slot) "
 								   "DO UPDATE SET columns = CASE "
-								   "  WHEN o.op = 'I' OR o.columns IS NULL OR EXCLUDED.columns IS NULL THEN NULL "
-								   "  ELSE ARRAY(SELECT DISTINCT c FROM pg_catalog.unnest(o.columns || EXCLUDED.columns) AS c ORDER BY 1) END, "
+								   "  WHEN o.op OPERATOR(pg_catalog.=) 'I' OR o.columns IS NULL OR EXCLUDED.columns IS NULL THEN NULL "
+								   "  ELSE ARRAY(SELECT DISTINCT c FROM pg_catalog.unnest(o.columns OPERATOR(pg_catalog.||) EXCLUDED.columns) AS c ORDER BY 1) END, "
 								   "  remote_id = COALESCE(EXCLUDED.remote_id, o.remote_id), "
 								   "  updated_at = pg_catalog.now()",
 								   5, types);
@@ -192,7 +335,9 @@ prepare_plans(void)
 
 		unqueue_plan = prepare_kept(
 									"DELETE FROM sync.outbox "
-									"WHERE mirror = $1 AND local_key = $2 AND slot = 0 "
+									"WHERE mirror OPERATOR(pg_catalog.=) $1 "
+									"AND local_key OPERATOR(pg_catalog.=) $2 "
+									"AND slot OPERATOR(pg_catalog.=) 0 "
 									"RETURNING op",
 									2, types);
 	}
@@ -448,8 +593,7 @@ sync_capture(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		args[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	Oid			save_user;
-	int			save_sec;
+	OwnerState	st;
 	int			rc;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -543,9 +687,7 @@ sync_capture(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(extension_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	run_as_owner(&st);
 
 	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "sync: SPI_connect failed: %s", SPI_result_code_string(rc));
@@ -584,7 +726,7 @@ sync_capture(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
-	SetUserIdAndSecContext(save_user, save_sec);
+	end_run_as_owner(&st);
 
 	sync_wake_at_commit();
 	return PointerGetDatum(NULL);
@@ -592,7 +734,9 @@ sync_capture(PG_FUNCTION_ARGS)
 
 /*
  * BEFORE TRUNCATE on mirrored tables: TRUNCATE fires no row triggers, so it
- * would silently desynchronise the table from the remote.
+ * would silently desynchronise the table from the remote.  Pull-only
+ * mirrors get it too, with the argument 'pull': their rows would not come
+ * back, because the pull goes on from its cursor.
  */
 Datum
 sync_truncate_guard(PG_FUNCTION_ARGS)
@@ -603,6 +747,13 @@ sync_truncate_guard(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("sync.truncate_guard() must be called as a trigger")));
+	if (td->tg_trigger->tgnargs > 0 && strcmp(td->tg_trigger->tgargs[0], "pull") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot truncate mirrored table \"%s\"",
+						RelationGetRelationName(td->tg_relation)),
+				 errdetail("The table is a pull-only mirror: the pull goes on from where it was, so the removed rows would not be pulled again until they change remotely."),
+				 errhint("To reload the table from the remote, sync.unmirror() it and sync.mirror() it again.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("cannot truncate mirrored table \"%s\"",

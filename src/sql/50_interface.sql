@@ -103,6 +103,9 @@ CREATE FUNCTION sync.capture() RETURNS trigger
     LANGUAGE C AS 'MODULE_PATHNAME', 'sync_capture';
 CREATE FUNCTION sync.truncate_guard() RETURNS trigger
     LANGUAGE C AS 'MODULE_PATHNAME', 'sync_truncate_guard';
+-- Only sync.mirror() attaches them (PostgreSQL checks EXECUTE on a trigger
+-- function when the trigger is created, not when it fires).
+REVOKE EXECUTE ON FUNCTION sync.capture(), sync.truncate_guard() FROM PUBLIC;
 
 CREATE FUNCTION sync._drop_triggers(t regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -115,7 +118,8 @@ BEGIN
     END LOOP;
 END $$;
 
--- (Re)create the capture trigger of a mirror from its field mapping.
+-- (Re)create the triggers of a mirror from its field mapping: capture and
+-- the TRUNCATE guard, the guard alone for a pull-only mirror.
 CREATE FUNCTION sync._install_triggers(m int) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -125,6 +129,10 @@ BEGIN
     SELECT * INTO STRICT mr FROM sync.mirror WHERE id = m;
     PERFORM sync._drop_triggers(mr.local_table);
     IF mr.direction = 'pull' THEN
+        -- no capture, but TRUNCATE would still lose rows the pull never resends
+        EXECUTE format('CREATE TRIGGER sync_truncate_guard BEFORE TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION sync.truncate_guard(''pull'')',
+                       mr.local_table);
         RETURN;
     END IF;
     SELECT string_agg(quote_literal(f.local_column), ', ' ORDER BY f.local_column) INTO args
