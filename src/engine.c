@@ -28,6 +28,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "utils/resowner.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
@@ -1576,6 +1577,47 @@ set_aside(PageApply *pa, char *rid, char *key, const char *op, ErrorData *e)
 }
 
 /*
+ * Values the database cannot hold at all are set aside before any SQL sees
+ * them: text in another encoding than the database's (invalid UTF-8 from the
+ * remote would otherwise be stored as is, by the text_array() path).
+ */
+static void
+page_check_encoding(PageApply *pa)
+{
+	SyncMirror *m = pa->m;
+	int			i,
+				k;
+
+	for (i = 0; i < pa->n; i++)
+	{
+		SyncRecord *r = &pa->page->records[i];
+		const char *bad = NULL;
+
+		if (r->remote_id == NULL || !pg_verifymbstr(r->remote_id, strlen(r->remote_id), true))
+			bad = m->remote_id_column;
+		for (k = 0; k < m->nfields && bad == NULL && !r->deleted; k++)
+			if (r->values[k] != NULL && !pg_verifymbstr(r->values[k], strlen(r->values[k]), true))
+				bad = m->columns[k];
+		if (r->stamp != NULL && bad == NULL && !pg_verifymbstr(r->stamp, strlen(r->stamp), true))
+			bad = m->stamp_column;
+		if (bad != NULL)
+		{
+			ErrorData	e;
+
+			memset(&e, 0, sizeof(e));
+			e.sqlerrcode = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
+			e.message = psprintf("the remote's value for column \"%s\" is not valid %s",
+								 bad, GetDatabaseEncodingName());
+			if (r->remote_id == NULL)
+				r->remote_id = "";
+			pa->state[i] = 'f';
+			set_aside(pa, pg_verifymbstr(r->remote_id, strlen(r->remote_id), true) ?
+					  r->remote_id : "(invalid)", NULL, r->deleted ? "delete" : "update", &e);
+		}
+	}
+}
+
+/*
  * Which of the page's remote IDs have a row, and lock those rows, as the
  * owner.  Locking first means the pending local changes read next are those
  * of committed writes: a user transaction updating a row commits before we
@@ -1674,7 +1716,7 @@ page_lock(PageApply *pa)
 	l.pa = pa;
 	l.rids = palloc(sizeof(char *) * Max(1, pa->n + pa->ndel));
 	for (i = 0; i < pa->n; i++)
-		if (!pa->page->records[i].deleted)
+		if (!pa->page->records[i].deleted && pa->state[i] == 'a')
 			l.rids[l.nrids++] = pa->page->records[i].remote_id;
 	for (i = 0; i < pa->ndel; i++)
 		l.rids[l.nrids++] = pa->del_rid[i];
@@ -1699,7 +1741,7 @@ page_lock(PageApply *pa)
 	{
 		SyncRecord *r = &pa->page->records[i];
 
-		if (r->deleted)
+		if (r->deleted || pa->state[i] != 'a')
 			continue;
 		pa->key[i] = lock_rows_key(&l, r->remote_id, &present);
 		if (present && partial)
@@ -2212,6 +2254,7 @@ apply_page(SyncMirror *m, SyncPage *page, bool advance, MemoryContext work,
 	sync_applying_mirror = m->id;
 	PG_TRY();
 	{
+		page_check_encoding(&pa);
 		page_lock(&pa);
 		page_pending(&pa, conflict && strcmp(conflict, "remote_wins") == 0);
 		page_adopt_pairs(&pa);
