@@ -36,6 +36,7 @@
 #include "capture.h"
 #include "conn.h"
 #include "engine.h"
+#include "lifecycle.h"
 #include "provider.h"
 
 int			sync_batch_size = 1000;
@@ -1599,6 +1600,7 @@ sync_engine_cycle(void)
 				i;
 	long		next_ms = -1;
 	static TimestampTz last_cleanup = 0;
+	static bool retention_more = false;
 	static bool released = false;
 
 	/* what is due, and when the next thing will be */
@@ -1694,17 +1696,16 @@ sync_engine_cycle(void)
 		MemoryContextDelete(mcxt);
 	}
 
-	/* journal retention, at most once a minute */
-	if (GetCurrentTimestamp() - last_cleanup > 60 * USECS_PER_SEC)
+	/*
+	 * Journal retention, at most once a minute, or at once while old rows
+	 * are left: batches of their own transactions, time-boxed per round so
+	 * that pushes and pulls come first (lifecycle.c).
+	 */
+	if (retention_more || GetCurrentTimestamp() - last_cleanup > 60 * USECS_PER_SEC)
 	{
-		Oid			t[1] = {INT4OID};
-		Datum		a[1] = {Int32GetDatum(sync_journal_retention_days)};
-
-		xact_begin(true);
-		spi_exec("DELETE FROM sync.journal WHERE ctid = ANY (ARRAY(SELECT ctid FROM sync.journal "
-				 "WHERE at < now() - make_interval(days => $1) LIMIT 10000))",
-				 1, t, a, NULL, SPI_OK_DELETE);
-		xact_end(true);
+		retention_more = lifecycle_journal_retention(sync_journal_retention_days);
+		if (retention_more)
+			next_ms = 0;
 		last_cleanup = GetCurrentTimestamp();
 	}
 
@@ -1729,6 +1730,7 @@ sync_push(PG_FUNCTION_ARGS)
 				nretry = 0;
 	int64		total;
 
+	lifecycle_check_sql();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "sync: SPI_connect failed");
 	id = mirror_id_for_table(relid);
@@ -1747,6 +1749,7 @@ sync_pull(PG_FUNCTION_ARGS)
 	int64		applied,
 				deleted = 0;
 
+	lifecycle_check_sql();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "sync: SPI_connect failed");
 	id = mirror_id_for_table(relid);
