@@ -51,6 +51,7 @@
 #include "capture.h"
 #include "conn.h"
 #include "engine.h"
+#include "lifecycle.h"
 #include "provider.h"
 
 int			sync_batch_size = 1000;
@@ -2652,6 +2653,7 @@ sync_engine_cycle(void)
 				i;
 	long		next_ms = -1;
 	static TimestampTz last_cleanup = 0;
+	static bool retention_more = false;
 	static bool released = false;
 
 	/*
@@ -2755,17 +2757,16 @@ sync_engine_cycle(void)
 		MemoryContextDelete(mcxt);
 	}
 
-	/* journal retention, at most once a minute */
-	if (GetCurrentTimestamp() - last_cleanup > 60 * USECS_PER_SEC)
+	/*
+	 * Journal retention, at most once a minute, or at once while old rows
+	 * are left: batches of their own transactions, time-boxed per round so
+	 * that pushes and pulls come first (lifecycle.c).
+	 */
+	if (retention_more || GetCurrentTimestamp() - last_cleanup > 60 * USECS_PER_SEC)
 	{
-		Oid			t[1] = {INT4OID};
-		Datum		a[1] = {Int32GetDatum(sync_journal_retention_days)};
-
-		xact_begin(true);
-		spi_exec("DELETE FROM sync.journal WHERE ctid = ANY (ARRAY(SELECT ctid FROM sync.journal "
-				 "WHERE at < now() - make_interval(days => $1) LIMIT 10000))",
-				 1, t, a, NULL, SPI_OK_DELETE);
-		xact_end(true);
+		retention_more = lifecycle_journal_retention(sync_journal_retention_days);
+		if (retention_more)
+			next_ms = 0;
 		last_cleanup = GetCurrentTimestamp();
 	}
 
@@ -2842,6 +2843,7 @@ sync_push(PG_FUNCTION_ARGS)
 	 */
 	PreventInTransactionBlock(true, "sync.push()");
 	check_schema_version();
+	lifecycle_check_sql();
 	nestlevel = pin_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "sync: SPI_connect failed");
@@ -2866,6 +2868,7 @@ sync_pull(PG_FUNCTION_ARGS)
 	int			nestlevel;
 
 	check_schema_version();
+	lifecycle_check_sql();
 	nestlevel = pin_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "sync: SPI_connect failed");

@@ -47,6 +47,7 @@
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -72,6 +73,7 @@
 #include "utils/wait_event.h"
 
 #include "engine.h"
+#include "lifecycle.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(sync_wake);
@@ -219,6 +221,7 @@ worker_init(void)
 {
 	BackgroundWorker bgw;
 
+	lifecycle_define_gucs();
 	DefineCustomIntVariable("sync.poll_interval",
 							"Longest sleep of an idle sync worker.",
 							"Commits of captured writes wake the worker at once; this only bounds the sleep.",
@@ -1100,6 +1103,60 @@ extension_oid(void)
 	return oid;
 }
 
+/*
+ * Whether this round must be skipped, in a short transaction: sync.enabled
+ * is off, the installed extension is another version than the library's
+ * (not synced until ALTER EXTENSION sync UPDATE), or the database is a
+ * copy (lifecycle.c).  Returns the reason (palloc'd) or NULL; *hint gets
+ * what to do, for the log.
+ */
+static char *
+round_hold(const char **hint)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *why = NULL;
+
+	*hint = NULL;
+	if (!sync_enabled)
+	{
+		*hint = "Set sync.enabled = on in the server's configuration and reload it, if this server should sync.";
+		return pstrdup("sync.enabled is off on this server");
+	}
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "sync: SPI_connect failed");
+	if (SPI_execute("SELECT e.extversion FROM pg_catalog.pg_extension e "
+					"WHERE e.extname OPERATOR(pg_catalog.=) 'sync'", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "sync: could not read pg_extension");
+	if (SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v == NULL || strcmp(v, SYNC_VERSION) != 0)
+		{
+			why = MemoryContextStrdup(TopTransactionContext,
+									  psprintf("the installed extension sync is version %s, the library is version %s",
+											   v ? v : "?", SYNC_VERSION));
+			*hint = "Run ALTER EXTENSION sync UPDATE in this database to sync it again.";
+		}
+	}
+	SPI_finish();
+	if (why == NULL)
+	{
+		why = lifecycle_held_reason();
+		if (why != NULL)
+			*hint = "SELECT sync.resume_copy() makes this database the one that syncs, SELECT sync.detach_copy() removes its connections and mirrors.";
+	}
+	if (why != NULL)
+		why = MemoryContextStrdup(caller, why);	/* out of the transaction's memory */
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	return why;
+}
+
 /* leave with code 0 (not restarted unless asked for); never returns */
 static void
 leave(SlotState state, bool restart_now)
@@ -1133,6 +1190,22 @@ note_error(const char *msg)
 	if (my_slot_locked() != NULL)
 		strlcpy(shm->slots[my_slot].last_error, msg, sizeof(shm->slots[my_slot].last_error));
 	SpinLockRelease(&shm->mutex);
+}
+
+/* why the database is held, as last logged ("": not held) */
+static char held_reason[512];
+
+/* a held round: log the reason once (again only when it changes) */
+static void
+report_hold(const char *why, const char *hint)
+{
+	if (strncmp(why, held_reason, sizeof(held_reason) - 1) == 0)
+		return;
+	ereport(LOG,
+			(errmsg("sync worker: not syncing database \"%s\": %s", my_dbname, why),
+			 hint ? errhint("%s", hint) : 0));
+	strlcpy(held_reason, why, sizeof(held_reason));
+	note_error(psprintf("held: %s", why));
 }
 
 void
@@ -1245,8 +1318,24 @@ sync_db_worker_main(Datum arg)
 		MemoryContextSwitchTo(loop_cxt);
 		PG_TRY();
 		{
-			pgstat_report_activity(STATE_RUNNING, "sync: engine round");
-			next_ms = sync_engine_cycle();
+			const char *hint;
+			char	   *why;
+
+			why = round_hold(&hint);
+			if (why != NULL)
+				report_hold(why, hint);
+			else
+			{
+				if (held_reason[0] != '\0')
+				{
+					ereport(LOG,
+							(errmsg("sync worker: database \"%s\" is no longer held; syncing", my_dbname)));
+					held_reason[0] = '\0';
+					note_error("");
+				}
+				pgstat_report_activity(STATE_RUNNING, "sync: engine round");
+				next_ms = sync_engine_cycle();
+			}
 			consecutive_errors = 0;
 		}
 		PG_CATCH();

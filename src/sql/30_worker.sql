@@ -32,3 +32,31 @@ CREATE FUNCTION sync._request_worker() RETURNS void
     LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'sync_request_worker';
 REVOKE EXECUTE ON FUNCTION sync._request_worker() FROM PUBLIC;
 SELECT sync._request_worker();
+
+-- Where syncing was enabled: the database OID and the server's system
+-- identifier, written by CREATE EXTENSION (and ALTER EXTENSION UPDATE from
+-- 0.1, and sync.resume_copy()).  pg_dump carries the row, so a copy of the
+-- database (CREATE DATABASE ... TEMPLATE, pg_restore here or on another
+-- server) finds a row that is not its own and is held: no round of its
+-- worker, no HTTP, sync.push()/sync.pull() refuse, until its owner calls
+-- sync.resume_copy() or sync.detach_copy() (docs/worker.md).
+CREATE TABLE sync.instance (
+    database_oid        oid NOT NULL,
+    system_identifier   text NOT NULL,
+    enabled_at          timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON sync.instance FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('sync.instance', '');
+COMMENT ON TABLE sync.instance IS
+    'where syncing was enabled (database OID, system identifier); a copy of the database does not match and is held';
+
+CREATE FUNCTION sync._system_identifier() RETURNS text
+    LANGUAGE C STRICT STABLE AS 'MODULE_PATHNAME', 'sync_system_identifier';
+-- Why this database is held (NULL: it is not), given sync.instance's rows.
+CREATE FUNCTION sync._held_reason(database_oids oid[], system_identifiers text[]) RETURNS text
+    LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'sync_held_reason';
+
+INSERT INTO sync.instance (database_oid, system_identifier)
+SELECT d.oid, sync._system_identifier()
+  FROM pg_catalog.pg_database d
+ WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database();

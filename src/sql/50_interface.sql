@@ -540,7 +540,9 @@ SELECT m.local_table,
        st.next_pull_at,
        st.last_error,
        st.last_error_at,
-       cs.api_usage
+       cs.api_usage,
+       (SELECT sync._held_reason(array_agg(i.database_oid), array_agg(i.system_identifier))
+          FROM sync.instance i) AS held
   FROM sync.mirror m
   JOIN sync.mirror_state st ON st.mirror = m.id
   LEFT JOIN sync.connection_state cs ON cs.connection = m.connection;

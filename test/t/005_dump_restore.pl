@@ -1,6 +1,7 @@
 # pg_dump / pg_restore keeps what the user configured: connections and their
-# secrets, mirrors, field mappings, pull cursors and queued writes; the
-# restored database syncs on from where the dump was taken.
+# secrets, mirrors, field mappings, pull cursors and queued writes.  The
+# restored database is a copy: it is held and sends nothing until its owner
+# calls sync.resume_copy(); then it syncs on from where the dump was taken.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -49,8 +50,22 @@ is(sq('dst', q{SELECT op::text || ' ' || columns::text FROM sync.outbox}), 'U {f
 	'the queued write is restored');
 is(sq('dst', 'SELECT count(*) FROM crm.contact'), '30', 'the mirrored rows are restored');
 
-# the restored database syncs on: the queued write is pushed, a new local
-# write is captured, a remote edit arrives by an incremental pull
+# the restored database is a copy: held, it sends nothing
+$emu->control('DELETE', '/__emulator/requests');
+like(sq('dst', 'SELECT held FROM sync.status'), qr/^this database is a copy: syncing was enabled in database OID \d+/,
+	'the restored database is held, and sync.status says why');
+is(sq('src', 'SELECT held IS NULL FROM sync.status'), 't', 'the original is not held');
+my ($rc, $out, $err) = $node->psql('dst', q{SELECT sync.push('crm.contact')});
+like($err, qr/database "dst" is held: it does not sync until its owner says so/, 'sync.push() refuses in the held copy');
+($rc, $out, $err) = $node->psql('dst', q{SELECT sync.pull('crm.contact')});
+like($err, qr/database "dst" is held/, 'so does sync.pull()');
+is(scalar(@{ $emu->requests() }), 0, 'the held copy sent nothing');
+is(sq('dst', q{SELECT count(*) FROM sync.outbox}), '1', 'its queued write waits');
+
+# its owner resumes it: it syncs on — the queued write is pushed, a new
+# local write is captured, a remote edit arrives by an incremental pull
+sq('dst', 'SELECT sync.resume_copy()');
+is(sq('dst', 'SELECT held IS NULL FROM sync.status'), 't', 'sync.resume_copy() ends the hold');
 is(sq('dst', q{SELECT (sync.push('crm.contact'))->>'sent'}), '1', 'the restored queue is pushed');
 my $rid = sq('dst', q{SELECT remote_id FROM crm.contact WHERE last_name = 'L7'});
 is($emu->control('GET', "/__emulator/records/salesforce/Contact/$rid")->{FirstName}, 'Queued',
