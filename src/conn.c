@@ -24,6 +24,7 @@
 #include "utils/wait_event.h"
 
 #include "conn.h"
+#include "secret.h"
 
 int			sync_request_attempts = 5;
 
@@ -33,6 +34,8 @@ typedef struct ConnEntry
 	SyncConnection *conn;
 	TransactionId conn_xmin;
 	TransactionId secret_xmin;
+	List	   *secret_files;	/* paths of X_file secrets (in conn->cxt) */
+	char	   *secret_stamp;	/* their identity when read (in conn->cxt) */
 } ConnEntry;
 
 static HTAB *conn_cache = NULL;
@@ -125,6 +128,43 @@ parse_or_error(const char *text, const char *what, const char *name)
 	return j;
 }
 
+/*
+ * A new connection in its own context cxt: options merged with secrets,
+ * secrets given as files read (their identity taken first, so a file
+ * replaced while it is read is read again next time).
+ */
+static SyncConnection *
+build_conn(MemoryContext cxt, const char *name, const char *provider,
+		   const char *options, const char *secrets, List **files, char **stamp)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	SyncConnection *conn;
+	const char *ca;
+	SJson	   *mi;
+
+	conn = palloc0(sizeof(SyncConnection));
+	conn->cxt = cxt;
+	conn->name = pstrdup(name);
+	conn->provider = provider_lookup(provider, false);
+	conn->options = parse_or_error(options, "options", name);
+	if (secrets != NULL)
+		merge_into(conn->options, parse_or_error(secrets, "secrets", name));
+	*files = secret_file_paths(conn->provider, conn->options);
+	if (*files != NIL)
+	{
+		*stamp = secret_stamp(*files);
+		conn->options = secret_resolve_files(conn->provider, conn->options, name, NULL);
+	}
+	ca = opt_string(conn->options, "ca_file");
+	conn->ca_file = ca ? pstrdup(ca) : NULL;
+	mi = sjson_get(conn->options, "max_in_flight");
+	conn->max_in_flight = (int) sjson_int(mi, 0);
+	/* generic rate option; providers translate their own in authenticate */
+	conn_rate_init(&conn->limit, sjson_double(sjson_get(conn->options, "requests_per_second"), 0), 0);
+	MemoryContextSwitchTo(old);
+	return conn;
+}
+
 SyncConnection *
 conn_get(const char *name)
 {
@@ -136,9 +176,10 @@ conn_get(const char *name)
 	TransactionId cxmin,
 				sxmin;
 	SyncConnection *conn;
-	MemoryContext old;
-	const char *ca;
-	SJson	   *mi;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext cxt;
+	List	   *files = NIL;
+	char	   *stamp = NULL;
 
 	if (strlen(name) >= NAMEDATALEN)
 		ereport(ERROR,
@@ -160,49 +201,43 @@ conn_get(const char *name)
 				 errhint("Create it with sync.create_connection().")));
 
 	entry = hash_search(conn_cache, name, HASH_ENTER, &found);
+	/*
+	 * Reuse the entry unless the catalog rows changed, or a secret file was
+	 * replaced, rewritten or removed since it was read (a stat per file).
+	 */
 	if (found && entry->conn != NULL &&
-		entry->conn_xmin == cxmin && entry->secret_xmin == sxmin)
+		entry->conn_xmin == cxmin && entry->secret_xmin == sxmin &&
+		(entry->secret_files == NIL ||
+		 strcmp(secret_stamp(entry->secret_files), entry->secret_stamp) == 0))
 		return entry->conn;
 
 	/* (re)build the entry; the old one, if any, goes away with its context */
 	if (found && entry->conn != NULL)
 		MemoryContextDelete(entry->conn->cxt);
 	entry->conn = NULL;
+	entry->secret_files = NIL;
+	entry->secret_stamp = NULL;
 
-	{
-		MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "sync connection",
-												  ALLOCSET_SMALL_SIZES);
-
-		old = MemoryContextSwitchTo(cxt);
-		conn = palloc0(sizeof(SyncConnection));
-		conn->cxt = cxt;
-		conn->name = pstrdup(name);
-		conn->provider = provider_lookup(provider, false);
-		conn->options = parse_or_error(options, "options", name);
-		if (secrets != NULL)
-			merge_into(conn->options, parse_or_error(secrets, "secrets", name));
-		ca = opt_string(conn->options, "ca_file");
-		conn->ca_file = ca ? pstrdup(ca) : NULL;
-		mi = sjson_get(conn->options, "max_in_flight");
-		conn->max_in_flight = (int) sjson_int(mi, 0);
-		/* generic rate option; providers translate their own in authenticate */
-		conn_rate_init(&conn->limit, sjson_double(sjson_get(conn->options, "requests_per_second"), 0), 0);
-		MemoryContextSwitchTo(old);
-	}
-	/* options written around sync.create_connection() are checked too */
+	cxt = AllocSetContextCreate(TopMemoryContext, "sync connection",
+								ALLOCSET_SMALL_SIZES);
 	PG_TRY();
 	{
+		conn = build_conn(cxt, name, provider, options, secrets, &files, &stamp);
+		/* options written around sync.create_connection() are checked too */
 		conn->provider->check_options(conn->options);
 	}
 	PG_CATCH();
 	{
-		MemoryContextDelete(conn->cxt);
+		MemoryContextSwitchTo(caller);
+		MemoryContextDelete(cxt);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	entry->conn = conn;
 	entry->conn_xmin = cxmin;
 	entry->secret_xmin = sxmin;
+	entry->secret_files = files;
+	entry->secret_stamp = stamp;
 	return conn;
 }
 
