@@ -2,16 +2,21 @@
  * conn.c — connections at run time (see conn.h).
  *
  * A connection's options and secrets are read from the catalog as the
- * extension owner and kept in a per-process cache with the credentials the
- * provider obtained, so a worker authenticates once, not once per batch.
- * The cache entry is rebuilt when the catalog rows change (their xmin).
+ * extension owner (secrets given as files from their files, see secret.c)
+ * and kept in a per-process cache with the credentials the provider
+ * obtained, so a worker authenticates once, not once per batch.  The cache
+ * entry is rebuilt when the catalog rows change (their xmin) or a secret
+ * file changes.
  */
 #include "postgres.h"
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -20,6 +25,7 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -74,7 +80,28 @@ opt_string(SJson *options, const char *path)
 	return sjson_string(cur);
 }
 
-/* Read options, secrets and their xmins; NULL if the connection is unknown. */
+/* The extension owner: it owns the catalog, and only it reads the secrets. */
+static Oid
+catalog_owner(void)
+{
+	Oid			extoid = get_extension_oid("sync", false);
+	HeapTuple	tup = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extoid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for extension %u", extoid);
+	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Read options, secrets and their xmins; false if the connection is unknown.
+ * As the extension owner, in a security-restricted operation with a pinned
+ * search_path: a role allowed to use a connection (sync.mirror, sync.pull,
+ * sync.test_connection granted to it) need not, and should not, be able to
+ * read sync.connection_secret.
+ */
 static bool
 load_catalog(const char *name, char **provider, char **options, char **secrets,
 			 TransactionId *cxmin, TransactionId *sxmin)
@@ -83,15 +110,25 @@ load_catalog(const char *name, char **provider, char **options, char **secrets,
 	Datum		args[1];
 	int			rc;
 	bool		found = false;
+	Oid			save_user;
+	int			save_sec;
+	int			nestlevel;
 
 	args[0] = CStringGetTextDatum(name);
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(catalog_owner(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "sync: SPI_connect failed: %s", SPI_result_code_string(rc));
 	rc = SPI_execute_with_args(
-							   "SELECT c.provider, c.options::text, s.secrets::text, "
-							   "       c.xmin::text::bigint, s.xmin::text::bigint "
-							   "FROM sync.connection c LEFT JOIN sync.connection_secret s ON s.connection = c.name "
-							   "WHERE c.name = $1",
+							   "SELECT c.provider, c.options::pg_catalog.text, s.secrets::pg_catalog.text, "
+							   "       c.xmin::pg_catalog.text::pg_catalog.int8, s.xmin::pg_catalog.text::pg_catalog.int8 "
+							   "FROM sync.connection c LEFT JOIN sync.connection_secret s "
+							   "  ON s.connection OPERATOR(pg_catalog.=) c.name "
+							   "WHERE c.name OPERATOR(pg_catalog.=) $1",
 							   1, types, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "sync: reading connection failed: %s", SPI_result_code_string(rc));
@@ -112,6 +149,8 @@ load_catalog(const char *name, char **provider, char **options, char **secrets,
 		found = true;
 	}
 	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+	SetUserIdAndSecContext(save_user, save_sec);
 	return found;
 }
 

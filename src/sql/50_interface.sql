@@ -324,6 +324,14 @@ BEGIN
             END IF;
         END IF;
     END IF;
+    -- the idempotency field must be a field of the object
+    IF options ? 'idempotency_field' AND NOT EXISTS (
+        SELECT 1 FROM pg_temp.sync_remote_fields_tmp r WHERE r.remote_name = options->>'idempotency_field') THEN
+        RAISE EXCEPTION '% has no field % (mirror option "idempotency_field")', remote_object, options->'idempotency_field'
+            USING ERRCODE = 'undefined_column',
+                  HINT = format('See SELECT remote_name FROM sync.remote_fields(%L, %L) WHERE external_id.',
+                                connection, remote_object);
+    END IF;
     -- the authority option must name mapped fields
     IF options ? 'authority' THEN
         SELECT array_agg(k ORDER BY k) INTO missing
