@@ -240,15 +240,25 @@ conn_get(const char *name)
 				 errhint("Create it with sync.create_connection().")));
 
 	entry = hash_search(conn_cache, name, HASH_ENTER, &found);
+
 	/*
 	 * Reuse the entry unless the catalog rows changed, or a secret file was
 	 * replaced, rewritten or removed since it was read (a stat per file).
 	 */
 	if (found && entry->conn != NULL &&
-		entry->conn_xmin == cxmin && entry->secret_xmin == sxmin &&
-		(entry->secret_files == NIL ||
-		 strcmp(secret_stamp(entry->secret_files), entry->secret_stamp) == 0))
-		return entry->conn;
+		entry->conn_xmin == cxmin && entry->secret_xmin == sxmin)
+	{
+		char	   *now;
+		bool		same;
+
+		if (entry->secret_files == NIL)
+			return entry->conn;
+		now = secret_stamp(entry->secret_files);
+		same = strcmp(now, entry->secret_stamp) == 0;
+		pfree(now);
+		if (same)
+			return entry->conn;
+	}
 
 	/* (re)build the entry; the old one, if any, goes away with its context */
 	if (found && entry->conn != NULL)
