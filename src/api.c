@@ -14,6 +14,7 @@
 
 #include "conn.h"
 #include "provider.h"
+#include "secret.h"
 
 PG_FUNCTION_INFO_V1(sync_check_connection);
 PG_FUNCTION_INFO_V1(sync_test_connection);
@@ -23,11 +24,23 @@ PG_FUNCTION_INFO_V1(sync_snake_case);
 static SJson *
 jsonb_to_sjson(Jsonb *jb, const char *what)
 {
-	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	char	   *text;
 	char	   *err;
-	SJson	   *j = sjson_parse(text, strlen(text), &err);
+	SJson	   *j;
 
-	if (j == NULL || sjson_type(j) != SJSON_OBJECT)
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", what)));
+	text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	j = sjson_parse(text, strlen(text), &err);
+
+	if (j == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s could not be read: %s", what, err),
+				 errhint("Nesting deeper than 32 levels is not supported.")));
+	if (sjson_type(j) != SJSON_OBJECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a JSON object", what)));
@@ -73,18 +86,33 @@ split_secrets(const SyncProvider *p, SJson *src, const char *prefix,
 	}
 }
 
+/*
+ * sync._check_connection(provider, options)                      (0.1)
+ * sync._check_connection(name, provider, options, old_options)   (0.2)
+ *
+ * Validate options with the provider and split the secrets from the rest:
+ * {"options": ..., "secrets": ...}.  Secrets given as files (X_file) stay
+ * in the options (their paths are not secret); the files are read here so
+ * that the provider checks what the connection will use.  Setting or
+ * changing a file path needs the privilege to read server files: with the
+ * 0.1 signature (no old options) every path counts as set.
+ */
 Datum
 sync_check_connection(PG_FUNCTION_ARGS)
 {
-	char	   *provider = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	SJson	   *options = jsonb_to_sjson(PG_GETARG_JSONB_P(1), "connection options");
+	bool		v2 = PG_NARGS() == 4;
+	char	   *name = v2 ? text_to_cstring(PG_GETARG_TEXT_PP(0)) : NULL;
+	char	   *provider = text_to_cstring(PG_GETARG_TEXT_PP(v2 ? 1 : 0));
+	SJson	   *options = jsonb_to_sjson(PG_GETARG_JSONB_P(v2 ? 2 : 1), "connection options");
+	SJson	   *old = v2 ? jsonb_to_sjson(PG_GETARG_JSONB_P(3), "old connection options") : NULL;
 	const SyncProvider *p = provider_lookup(provider, false);
 	SJson	   *out = sjson_new_object();
 	SJson	   *pub = sjson_add_object(out, "options");
 	SJson	   *sec = sjson_add_object(out, "secrets");
 	bool		any = false;
 
-	p->check_options(options);
+	secret_check_files(p, options, old, name);
+	p->check_options(secret_resolve_files(p, options, name, NULL));
 	split_secrets(p, options, NULL, pub, sec, &any);
 	PG_RETURN_DATUM(sjson_to_jsonb(out));
 }

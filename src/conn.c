@@ -2,16 +2,21 @@
  * conn.c — connections at run time (see conn.h).
  *
  * A connection's options and secrets are read from the catalog as the
- * extension owner and kept in a per-process cache with the credentials the
- * provider obtained, so a worker authenticates once, not once per batch.
- * The cache entry is rebuilt when the catalog rows change (their xmin).
+ * extension owner (secrets given as files from their files, see secret.c)
+ * and kept in a per-process cache with the credentials the provider
+ * obtained, so a worker authenticates once, not once per batch.  The cache
+ * entry is rebuilt when the catalog rows change (their xmin) or a secret
+ * file changes.
  */
 #include "postgres.h"
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -20,10 +25,12 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "conn.h"
+#include "secret.h"
 
 int			sync_request_attempts = 5;
 
@@ -33,6 +40,8 @@ typedef struct ConnEntry
 	SyncConnection *conn;
 	TransactionId conn_xmin;
 	TransactionId secret_xmin;
+	List	   *secret_files;	/* paths of X_file secrets (in conn->cxt) */
+	char	   *secret_stamp;	/* their identity when read (in conn->cxt) */
 } ConnEntry;
 
 static HTAB *conn_cache = NULL;
@@ -71,7 +80,28 @@ opt_string(SJson *options, const char *path)
 	return sjson_string(cur);
 }
 
-/* Read options, secrets and their xmins; NULL if the connection is unknown. */
+/* The extension owner: it owns the catalog, and only it reads the secrets. */
+static Oid
+catalog_owner(void)
+{
+	Oid			extoid = get_extension_oid("sync", false);
+	HeapTuple	tup = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extoid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for extension %u", extoid);
+	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Read options, secrets and their xmins; false if the connection is unknown.
+ * As the extension owner, in a security-restricted operation with a pinned
+ * search_path: a role allowed to use a connection (sync.mirror, sync.pull,
+ * sync.test_connection granted to it) need not, and should not, be able to
+ * read sync.connection_secret.
+ */
 static bool
 load_catalog(const char *name, char **provider, char **options, char **secrets,
 			 TransactionId *cxmin, TransactionId *sxmin)
@@ -80,15 +110,25 @@ load_catalog(const char *name, char **provider, char **options, char **secrets,
 	Datum		args[1];
 	int			rc;
 	bool		found = false;
+	Oid			save_user;
+	int			save_sec;
+	int			nestlevel;
 
 	args[0] = CStringGetTextDatum(name);
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(catalog_owner(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "sync: SPI_connect failed: %s", SPI_result_code_string(rc));
 	rc = SPI_execute_with_args(
-							   "SELECT c.provider, c.options::text, s.secrets::text, "
-							   "       c.xmin::text::bigint, s.xmin::text::bigint "
-							   "FROM sync.connection c LEFT JOIN sync.connection_secret s ON s.connection = c.name "
-							   "WHERE c.name = $1",
+							   "SELECT c.provider, c.options::pg_catalog.text, s.secrets::pg_catalog.text, "
+							   "       c.xmin::pg_catalog.text::pg_catalog.int8, s.xmin::pg_catalog.text::pg_catalog.int8 "
+							   "FROM sync.connection c LEFT JOIN sync.connection_secret s "
+							   "  ON s.connection OPERATOR(pg_catalog.=) c.name "
+							   "WHERE c.name OPERATOR(pg_catalog.=) $1",
 							   1, types, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "sync: reading connection failed: %s", SPI_result_code_string(rc));
@@ -109,6 +149,8 @@ load_catalog(const char *name, char **provider, char **options, char **secrets,
 		found = true;
 	}
 	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+	SetUserIdAndSecContext(save_user, save_sec);
 	return found;
 }
 
@@ -125,6 +167,43 @@ parse_or_error(const char *text, const char *what, const char *name)
 	return j;
 }
 
+/*
+ * A new connection in its own context cxt: options merged with secrets,
+ * secrets given as files read (their identity taken first, so a file
+ * replaced while it is read is read again next time).
+ */
+static SyncConnection *
+build_conn(MemoryContext cxt, const char *name, const char *provider,
+		   const char *options, const char *secrets, List **files, char **stamp)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	SyncConnection *conn;
+	const char *ca;
+	SJson	   *mi;
+
+	conn = palloc0(sizeof(SyncConnection));
+	conn->cxt = cxt;
+	conn->name = pstrdup(name);
+	conn->provider = provider_lookup(provider, false);
+	conn->options = parse_or_error(options, "options", name);
+	if (secrets != NULL)
+		merge_into(conn->options, parse_or_error(secrets, "secrets", name));
+	*files = secret_file_paths(conn->provider, conn->options);
+	if (*files != NIL)
+	{
+		*stamp = secret_stamp(*files);
+		conn->options = secret_resolve_files(conn->provider, conn->options, name, NULL);
+	}
+	ca = opt_string(conn->options, "ca_file");
+	conn->ca_file = ca ? pstrdup(ca) : NULL;
+	mi = sjson_get(conn->options, "max_in_flight");
+	conn->max_in_flight = (int) sjson_int(mi, 0);
+	/* generic rate option; providers translate their own in authenticate */
+	conn_rate_init(&conn->limit, sjson_double(sjson_get(conn->options, "requests_per_second"), 0), 0);
+	MemoryContextSwitchTo(old);
+	return conn;
+}
+
 SyncConnection *
 conn_get(const char *name)
 {
@@ -136,9 +215,10 @@ conn_get(const char *name)
 	TransactionId cxmin,
 				sxmin;
 	SyncConnection *conn;
-	MemoryContext old;
-	const char *ca;
-	SJson	   *mi;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext cxt;
+	List	   *files = NIL;
+	char	   *stamp = NULL;
 
 	if (strlen(name) >= NAMEDATALEN)
 		ereport(ERROR,
@@ -160,49 +240,53 @@ conn_get(const char *name)
 				 errhint("Create it with sync.create_connection().")));
 
 	entry = hash_search(conn_cache, name, HASH_ENTER, &found);
+
+	/*
+	 * Reuse the entry unless the catalog rows changed, or a secret file was
+	 * replaced, rewritten or removed since it was read (a stat per file).
+	 */
 	if (found && entry->conn != NULL &&
 		entry->conn_xmin == cxmin && entry->secret_xmin == sxmin)
-		return entry->conn;
+	{
+		char	   *now;
+		bool		same;
+
+		if (entry->secret_files == NIL)
+			return entry->conn;
+		now = secret_stamp(entry->secret_files);
+		same = strcmp(now, entry->secret_stamp) == 0;
+		pfree(now);
+		if (same)
+			return entry->conn;
+	}
 
 	/* (re)build the entry; the old one, if any, goes away with its context */
 	if (found && entry->conn != NULL)
 		MemoryContextDelete(entry->conn->cxt);
 	entry->conn = NULL;
+	entry->secret_files = NIL;
+	entry->secret_stamp = NULL;
 
-	{
-		MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "sync connection",
-												  ALLOCSET_SMALL_SIZES);
-
-		old = MemoryContextSwitchTo(cxt);
-		conn = palloc0(sizeof(SyncConnection));
-		conn->cxt = cxt;
-		conn->name = pstrdup(name);
-		conn->provider = provider_lookup(provider, false);
-		conn->options = parse_or_error(options, "options", name);
-		if (secrets != NULL)
-			merge_into(conn->options, parse_or_error(secrets, "secrets", name));
-		ca = opt_string(conn->options, "ca_file");
-		conn->ca_file = ca ? pstrdup(ca) : NULL;
-		mi = sjson_get(conn->options, "max_in_flight");
-		conn->max_in_flight = (int) sjson_int(mi, 0);
-		/* generic rate option; providers translate their own in authenticate */
-		conn_rate_init(&conn->limit, sjson_double(sjson_get(conn->options, "requests_per_second"), 0), 0);
-		MemoryContextSwitchTo(old);
-	}
-	/* options written around sync.create_connection() are checked too */
+	cxt = AllocSetContextCreate(TopMemoryContext, "sync connection",
+								ALLOCSET_SMALL_SIZES);
 	PG_TRY();
 	{
+		conn = build_conn(cxt, name, provider, options, secrets, &files, &stamp);
+		/* options written around sync.create_connection() are checked too */
 		conn->provider->check_options(conn->options);
 	}
 	PG_CATCH();
 	{
-		MemoryContextDelete(conn->cxt);
+		MemoryContextSwitchTo(caller);
+		MemoryContextDelete(cxt);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	entry->conn = conn;
 	entry->conn_xmin = cxmin;
 	entry->secret_xmin = sxmin;
+	entry->secret_files = files;
+	entry->secret_stamp = stamp;
 	return conn;
 }
 

@@ -21,6 +21,9 @@
 
 #include "http.h"
 
+/* sync.http_request_many() is a diagnostic: this many URLs at most */
+#define HTTP_MANY_MAX 10000
+
 PG_FUNCTION_INFO_V1(sync_http_request);
 PG_FUNCTION_INFO_V1(sync_http_request_many);
 
@@ -111,6 +114,7 @@ sync_http_request(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	HttpRequest *req;
+	char	   *method;
 	Datum		values[6];
 	bool		nulls[6] = {false};
 	char	   *error;
@@ -119,10 +123,21 @@ sync_http_request(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("method and url must not be null")));
+	method = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (method[0] == '\0' || strlen(method) > 16 ||
+		strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(method))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid HTTP method \"%s\"", method),
+				 errhint("Use an upper-case method such as GET, POST, PATCH or DELETE.")));
+	if (!PG_ARGISNULL(5) && PG_GETARG_INT32(5) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_ms must not be negative"),
+				 errhint("0 means sync.http_timeout.")));
 	InitMaterializedSRF(fcinfo, 0);
 
-	req = http_request_new(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-						   text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	req = http_request_new(method, text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	if (!PG_ARGISNULL(3))
 		add_headers_from_jsonb(req, PG_GETARG_JSONB_P(3));
 	if (!PG_ARGISNULL(2))
@@ -211,6 +226,10 @@ sync_http_request_many(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+	if (n > HTTP_MANY_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%d URLs given, at most %d per call", n, HTTP_MANY_MAX)));
 	reqs = palloc(sizeof(HttpRequest *) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{

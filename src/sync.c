@@ -13,6 +13,7 @@
 
 #include "engine.h"
 #include "http.h"
+#include "secret.h"
 #include "sjson.h"
 #include "sync.h"
 #include "worker.h"
@@ -36,6 +37,7 @@ _PG_init(void)
 
 	http_define_gucs();
 	engine_define_gucs();
+	secret_define_gucs();
 	worker_init();
 
 	/* a misspelt sync.* setting is reported, not silently kept */

@@ -25,7 +25,8 @@ DECLARE
     split jsonb;
 BEGIN
     IF name IS NULL OR provider IS NULL OR options IS NULL THEN
-        RAISE EXCEPTION 'sync.create_connection: name, provider and options must not be null';
+        RAISE EXCEPTION 'sync.create_connection: name, provider and options must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF EXISTS (SELECT 1 FROM sync.connection c WHERE c.name = create_connection.name) THEN
         RAISE EXCEPTION 'connection "%" already exists', name
@@ -37,7 +38,9 @@ BEGIN
             USING ERRCODE = 'invalid_name',
                   DETAIL = 'Connection names are lower-case letters, digits and underscores, starting with a letter or underscore.';
     END IF;
-    split := sync._check_connection(provider, options);
+    -- secrets given as files (X_file) are checked and read here; setting
+    -- one takes the privilege to read server files
+    split := sync._check_connection(name, provider, options, '{}');
     INSERT INTO sync.connection (name, provider, options)
         VALUES (name, provider, split->'options');
     INSERT INTO sync.connection_secret (connection, secrets)
@@ -72,6 +75,11 @@ DECLARE
     merged jsonb;
     split jsonb;
 BEGIN
+    IF options IS NULL THEN
+        RAISE EXCEPTION 'sync.alter_connection: options must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass ''{}'' to keep the options as they are; a key set to null removes it.';
+    END IF;
     SELECT * INTO c FROM sync.connection WHERE connection.name = alter_connection.name FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'connection "%" does not exist', name
@@ -80,8 +88,14 @@ BEGIN
     END IF;
     SELECT sync._deep_merge(c.options, coalesce(s.secrets, '{}')) INTO merged
       FROM sync.connection_secret s WHERE s.connection = c.name;
-    merged := jsonb_strip_nulls(coalesce(merged, c.options) || options);
-    split := sync._check_connection(c.provider, merged);
+    merged := coalesce(merged, c.options);
+    IF jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'connection options must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- a secret file path that is new or changed takes the privilege to read
+    -- server files; one already set may stay
+    split := sync._check_connection(c.name, c.provider, jsonb_strip_nulls(merged || options), merged);
     UPDATE sync.connection SET options = split->'options' WHERE connection.name = c.name;
     UPDATE sync.connection_secret SET secrets = split->'secrets' WHERE connection = c.name;
 END $$;
@@ -193,9 +207,25 @@ BEGIN
         END IF;
     END IF;
     IF options ? 'batch_size' AND (jsonb_typeof(options->'batch_size') <> 'number'
-                                   OR (options->>'batch_size')::numeric < 1) THEN
+                                   OR (options->>'batch_size')::numeric NOT BETWEEN 1 AND 100000
+                                   OR (options->>'batch_size')::numeric <> trunc((options->>'batch_size')::numeric)) THEN
         RAISE EXCEPTION 'invalid value for mirror option "batch_size": %', options->'batch_size'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a positive integer.';
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an integer from 1 to 100000.';
+    END IF;
+    FOR k IN SELECT unnest(ARRAY['key_column', 'remote_id_column', 'stamp_column']) LOOP
+        IF options ? k AND (jsonb_typeof(options->k) <> 'string'
+                            OR octet_length(options->>k) NOT BETWEEN 1 AND 63) THEN
+            RAISE EXCEPTION 'invalid value for mirror option "%": %', k, options->k
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use a column name of 1 to 63 bytes.';
+        END IF;
+    END LOOP;
+    IF (SELECT count(DISTINCT c) <> count(*) FROM
+          unnest(ARRAY[coalesce(options->>'key_column', 'id'),
+                       coalesce(options->>'remote_id_column', 'remote_id'),
+                       coalesce(options->>'stamp_column', 'remote_modified_at')]) c) THEN
+        RAISE EXCEPTION 'mirror options "key_column", "remote_id_column" and "stamp_column" must name three different columns'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END $$;
 
@@ -223,7 +253,7 @@ DECLARE
     adopted boolean := false;
 BEGIN
     IF connection IS NULL OR remote_object IS NULL OR local_table IS NULL THEN
-        RAISE EXCEPTION 'sync.mirror: connection, remote_object and local_table must not be null';
+        RAISE EXCEPTION 'sync.mirror: connection, remote_object and local_table must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT * INTO conn FROM sync.connection c WHERE c.name = mirror.connection;
     IF NOT FOUND THEN
@@ -235,6 +265,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''both'', ''pull'' or ''push''.';
     END IF;
     PERFORM sync._check_mirror_options(coalesce(options, '{}'));
+    PERFORM sync._check_mirror_fields(remote_object, fields);
 
     ident := parse_ident(local_table);
     IF array_length(ident, 1) = 1 THEN
@@ -249,6 +280,10 @@ BEGIN
     IF schema_name IS NULL THEN
         RAISE EXCEPTION 'no schema to create "%" in', local_table
             USING ERRCODE = 'invalid_schema_name', HINT = 'Qualify the table name with a schema.';
+    END IF;
+    IF schema_name IN ('sync', 'pg_catalog', 'information_schema', 'pg_toast', 'pg_temp') OR schema_name LIKE 'pg\_temp\_%' THEN
+        RAISE EXCEPTION 'cannot mirror into schema "%"', schema_name
+            USING ERRCODE = 'insufficient_privilege', HINT = 'Mirror into a schema of your own.';
     END IF;
 
     -- the remote schema (ERROR for an unknown object, with the remote's words)
@@ -267,10 +302,14 @@ BEGIN
           FROM unnest(fields) f
          WHERE NOT EXISTS (SELECT 1 FROM pg_temp.sync_remote_fields_tmp r WHERE r.remote_name = f);
         IF missing IS NOT NULL THEN
-            RAISE EXCEPTION '% has no field %', remote_object, array_to_string(missing, ', ')
+            RAISE EXCEPTION '% has no field %', remote_object,
+                            array_to_string(missing[1:10], ', ') ||
+                            CASE WHEN cardinality(missing) > 10
+                                 THEN format(' (and %s more)', cardinality(missing) - 10) ELSE '' END
                 USING ERRCODE = 'undefined_column',
                       DETAIL = format('Connection "%s" describes %s without %s.', connection,
-                                      remote_object, array_to_string(missing, ', ')),
+                                      remote_object, array_to_string(missing[1:10], ', ') ||
+                                      CASE WHEN cardinality(missing) > 10 THEN ', ...' ELSE '' END),
                       HINT = format('See SELECT remote_name FROM sync.remote_fields(%L, %L).',
                                     connection, remote_object);
         END IF;
@@ -292,6 +331,14 @@ BEGIN
                           HINT = 'Remove it from fields, or use direction ''both'' to pull it.';
             END IF;
         END IF;
+    END IF;
+    -- the idempotency field must be a field of the object
+    IF options ? 'idempotency_field' AND NOT EXISTS (
+        SELECT 1 FROM pg_temp.sync_remote_fields_tmp r WHERE r.remote_name = options->>'idempotency_field') THEN
+        RAISE EXCEPTION '% has no field % (mirror option "idempotency_field")', remote_object, options->'idempotency_field'
+            USING ERRCODE = 'undefined_column',
+                  HINT = format('See SELECT remote_name FROM sync.remote_fields(%L, %L) WHERE external_id.',
+                                connection, remote_object);
     END IF;
     -- the authority option must name mapped fields
     IF options ? 'authority' THEN
@@ -404,6 +451,9 @@ DECLARE
     m int;
     pending bigint;
 BEGIN
+    IF drop_table IS NULL THEN
+        RAISE EXCEPTION 'sync.unmirror: drop_table must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     SELECT id INTO m FROM sync.mirror WHERE mirror.local_table = unmirror.local_table FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'table % is not mirrored', local_table USING ERRCODE = 'undefined_object';
@@ -429,6 +479,10 @@ BEGIN
     PERFORM 1 FROM sync.connection c WHERE c.name = drop_connection.name FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'connection "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    IF cascade IS NULL THEN
+        RAISE EXCEPTION 'sync.drop_connection: cascade must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT string_agg(local_table::text, ', ' ORDER BY local_table::text) INTO mirrors
       FROM sync.mirror WHERE connection = name;
