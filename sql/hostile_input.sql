@@ -87,7 +87,7 @@ COPY (SELECT 'FILE-S3CRET') TO '/tmp/sync_hostile_secret';
 COPY (SELECT 'ANOTHER-S3CRET') TO '/tmp/sync_hostile_secret2';
 COPY (SELECT 1 WHERE false) TO '/tmp/sync_hostile_empty';
 COPY (SELECT repeat('x', 70000)) TO '/tmp/sync_hostile_large';
-COPY (SELECT 1) TO PROGRAM 'printf "\n\r\n\n" > /tmp/sync_hostile_newlines';
+COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; printf "\n\r\n\n" > /tmp/sync_hostile_newlines';
 COPY (SELECT 'not a key') TO '/tmp/sync_hostile_notpem';
 COPY (SELECT 'x') TO PROGRAM 'cat > /tmp/sync_hostile_noread && chmod 000 /tmp/sync_hostile_noread';
 -- hostile_user was given the configuration functions and the tables behind
@@ -361,7 +361,7 @@ SELECT local_table FROM sync.mirror;
 -- clean up
 SELECT sync.unmirror('other.t');
 SELECT sync.drop_connection(name) FROM sync.connection ORDER BY name;
-COPY (SELECT 1) TO PROGRAM 'rm -f /tmp/sync_hostile_secret /tmp/sync_hostile_secret2 /tmp/sync_hostile_empty /tmp/sync_hostile_large /tmp/sync_hostile_newlines /tmp/sync_hostile_notpem /tmp/sync_hostile_noread';
+COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; rm -f /tmp/sync_hostile_secret /tmp/sync_hostile_secret2 /tmp/sync_hostile_empty /tmp/sync_hostile_large /tmp/sync_hostile_newlines /tmp/sync_hostile_notpem /tmp/sync_hostile_noread';
 DROP SCHEMA other CASCADE;
 DROP TABLE public.plain;
 REVOKE ALL ON sync.connection, sync.connection_secret FROM hostile_user, hostile_reader;

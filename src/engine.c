@@ -2836,12 +2836,6 @@ sync_push(PG_FUNCTION_ARGS)
 	int64		total;
 	int			nestlevel;
 
-	/*
-	 * Sending from inside the caller's transaction block would send rows
-	 * that may still roll back, and a rollback would bring the sent entries
-	 * back to be sent again.
-	 */
-	PreventInTransactionBlock(true, "sync.push()");
 	check_schema_version();
 	lifecycle_check_sql();
 	nestlevel = pin_search_path();
@@ -2849,6 +2843,13 @@ sync_push(PG_FUNCTION_ARGS)
 		elog(ERROR, "sync: SPI_connect failed");
 	id = mirror_id_for_table(relid);
 	SPI_finish();
+
+	/*
+	 * Sending from inside the caller's transaction block would send rows
+	 * that may still roll back, and a rollback would bring the sent entries
+	 * back to be sent again.
+	 */
+	PreventInTransactionBlock(true, "sync.push()");
 	total = push_mirror(id, false, CurrentMemoryContext, &nok, &nrej, &nretry);
 	AtEOXact_GUC(false, nestlevel);
 	PG_RETURN_DATUM(result_jsonb(psprintf("{\"processed\": " INT64_FORMAT ", \"sent\": %d, "

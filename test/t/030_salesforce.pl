@@ -179,6 +179,13 @@ ok(!(grep { ($_->{headers}{authorization} // '') ne '[redacted]' && defined $_->
 	'emulator log redacts our Authorization');
 like(sq("SELECT api_usage FROM sync.status"), qr/api-usage=/, 'sync.status shows API usage');
 
+# sync.push() sends: inside a transaction block it would send rows that may
+# still roll back (and a rollback would queue them to be sent again)
+sq("UPDATE crm.sf_contact SET first_name = 'InTx' WHERE last_name = 'L2'");
+my ($rc, $out, $err) = $node->psql('postgres', "BEGIN; SELECT sync.push('crm.sf_contact'); COMMIT;");
+like($err, qr/sync\.push\(\) cannot run inside a transaction block/, 'sync.push() is refused inside a transaction block');
+is(sq("SELECT count(*) FROM sync.outbox WHERE state = 'pending' AND attempts = 0"), '1', '... and sent nothing');
+
 $node->stop;
 $emu->stop;
 done_testing();
