@@ -53,10 +53,12 @@ echo "$EMULATOR_PID" >"$DEMO/emulator.pid"
 CA=$DEMO/certs/emulator-ca.crt
 echo "emulator at $EMULATOR_URL (log: $DEMO/emulator.log)"
 ctl() { curl -s --cacert "$CA" -X "$1" "$EMULATOR_URL$2" ${3:+-H 'Content-Type: application/json' -d "$3"}; }
-watch_sql() {  # print a query's result every half second until it returns 't' in its first column
-  local q=$1 show=$2 i
+watch_sql() {  # every half second until $1 returns 't': print $2's result when it changed
+  local q=$1 show=$2 i out last=
   for i in $(seq 1 120); do
-    as_user psql -X -q -At -h "$DEMO/cluster" -p "$PORT" -d demo -c "$show" | sed 's/^/    /'
+    out=$(as_user psql -X -q -At -h "$DEMO/cluster" -p "$PORT" -d demo -c "$show")
+    [ "$out" != "$last" ] && printf '%s\n' "$out" | sed "s/^/    [$(date +%T)] /"
+    last=$out
     [ "$(as_user psql -X -q -At -h "$DEMO/cluster" -p "$PORT" -d demo -c "$q")" = t ] && return 0
     sleep 0.5
   done
@@ -65,12 +67,24 @@ watch_sql() {  # print a query's result every half second until it returns 't' i
 requests() {  # the write requests the emulator received for one API, with their bodies
   ctl GET "/__emulator/requests?api=$1" | python3 -c '
 import json, sys
+n = 0
 for r in json.load(sys.stdin):
     if r["method"] != "GET" and "oauth" not in r["path"] and not r["path"].endswith("/search"):
-        print("    %s %s %s" % (r["method"], r["path"], json.dumps(r["body"])[:300]))'
+        n += 1
+        b = r["body"]
+        items = b.get("records") or b.get("inputs") if isinstance(b, dict) else None
+        if items:   # a batch: one line per record, other keys of the batch first
+            rest = {k: v for k, v in b.items() if k not in ("records", "inputs")}
+            print("    %s %s%s" % (r["method"], r["path"], " " + json.dumps(rest) if rest else ""))
+            for i in items:
+                print("        %s" % json.dumps({k: v for k, v in i.items() if k != "attributes"})[:300])
+        else:
+            print("    %s %s %s" % (r["method"], r["path"], json.dumps(b)[:300]))
+if n == 0:
+    print("    (no write request)")'
 }
 psql_at() { as_user psql -X -q -At -h "$DEMO/cluster" -p "$PORT" -d demo -c "$1"; }
-pause() { sleep "${SYNC_DEMO_PAUSE:-1}"; }
+pause() { sleep "${SYNC_DEMO_PAUSE:-2}"; }
 
 step "the remotes already hold data: 5,000 Salesforce contacts and an account, 3,000 HubSpot contacts"
 python3 -c 'import json; print(json.dumps([{"FirstName": "First%d" % i, "LastName": "Last%d" % i,
@@ -78,8 +92,10 @@ python3 -c 'import json; print(json.dumps([{"FirstName": "First%d" % i, "LastNam
 curl -s --cacert "$CA" -X POST "$EMULATOR_URL/__emulator/records/salesforce/Contact" \
   -H 'Content-Type: application/json' --data-binary @"$DEMO/contacts.json" | head -c 80; echo " ..."
 ctl POST /__emulator/records/salesforce/Account '[{"Name": "Initech", "Industry": "Technology"}]'; echo
-python3 -c 'import json; print(json.dumps([{"email": "fan%d@example.com" % i, "firstname": "Fan%d" % i,
-  "lastname": "Follower", "lifecyclestage": "subscriber"} for i in range(1, 3001)]))' >"$DEMO/hs.json"
+python3 -c 'import json, time; now = int(time.time() * 1000)   # made and last edited over the past two days
+print(json.dumps([{"email": "fan%d@example.com" % i, "firstname": "Fan%d" % i, "lastname": "Follower",
+  "lifecyclestage": "subscriber", "createdate": str(now - (3001 - i) * 60000),
+  "lastmodifieddate": str(now - (3001 - i) * 60000)} for i in range(1, 3001)]))' >"$DEMO/hs.json"
 curl -s --cacert "$CA" -X POST "$EMULATOR_URL/__emulator/records/hubspot/contacts" \
   -H 'Content-Type: application/json' --data-binary @"$DEMO/hs.json" | head -c 80; echo " ..."
 pause
@@ -101,8 +117,8 @@ pause
 step "mirroring Salesforce Account and Contact and HubSpot contacts: tables come from the remote schemas; the worker backfills them"
 sql "SELECT sync.mirror('sf', 'Account', 'crm.account', fields => ARRAY['Name', 'Industry'],
        options => '{\"pull_interval\": \"2 seconds\"}');"
-sql "SELECT sync.mirror('sf', 'Contact', 'crm.contact', fields => ARRAY['FirstName', 'LastName', 'Email', 'AccountId'],
-       options => '{\"pull_interval\": \"2 seconds\"}');"
+sql "SELECT sync.mirror('sf', 'Contact', 'crm.contact', fields => ARRAY['FirstName', 'LastName', 'Email', 'AccountId', 'Sync_Key__c'],
+       options => '{\"idempotency_field\": \"Sync_Key__c\", \"pull_interval\": \"2 seconds\"}');   -- creates: upserts by an external ID"
 sql "SELECT sync.mirror('hs', 'contacts', 'crm.hs_contact', fields => ARRAY['email', 'firstname', 'lastname', 'lifecyclestage'],
        options => '{\"idempotency_field\": \"email\", \"pull_interval\": \"2 seconds\"}');"
 echo "  backfill progress (sync.status):"
@@ -157,10 +173,13 @@ END \$\$;
 CREATE TRIGGER qualified_to_salesforce AFTER INSERT OR UPDATE OF lifecyclestage ON crm.hs_contact
     FOR EACH ROW EXECUTE FUNCTION crm.qualified_to_salesforce();"
 ctl DELETE /__emulator/requests >/dev/null
+T0=$(date +%s.%N)
 ctl POST /__emulator/records/hubspot/contacts \
-  '[{"email": "lea@example.com", "firstname": "Lea", "lastname": "Lead", "lifecyclestage": "salesqualifiedlead"}]' >/dev/null
-echo "  (in HubSpot: Lea Lead is created as a sales-qualified lead, Fan3 is moved to that stage,"
-echo "   and PERSON2@example.com — in Salesforce already, as Ada — is qualified too)"
+  '[{"email": "lea@example.com", "firstname": "Lea", "lastname": "Lead", "lifecyclestage": "salesqualifiedlead"},
+    {"email": "cole@example.com", "firstname": "Cole", "lastname": "Cold", "lifecyclestage": "subscriber"}]' >/dev/null
+echo "  (in HubSpot at $(date +%T): Lea Lead is created as a sales-qualified lead, Cole Cold as a mere subscriber,"
+echo "   Fan3 is moved to the sales-qualified stage, and PERSON2@example.com — in Salesforce already, as Ada — is"
+echo "   created as sales-qualified too)"
 HID3=$(psql_at "SELECT remote_id FROM crm.hs_contact WHERE email = 'fan3@example.com'")
 ctl PATCH "/__emulator/records/hubspot/contacts/$HID3" '{"lifecyclestage": "salesqualifiedlead"}' >/dev/null
 ctl POST /__emulator/records/hubspot/contacts \
@@ -168,8 +187,14 @@ ctl POST /__emulator/records/hubspot/contacts \
 watch_sql "SELECT count(*) = 2 FROM crm.contact WHERE email IN ('lea@example.com', 'fan3@example.com') AND remote_id IS NOT NULL" \
   "SELECT 'in crm.contact, pushed to Salesforce: ' || coalesce(string_agg(first_name || ' ' || last_name || ' (' || coalesce(remote_id, 'queued') || ')', ', '), '-')
      FROM crm.contact WHERE email IN ('lea@example.com', 'fan3@example.com')"
+echo "  in Salesforce now (the emulator's own records), $(python3 -c "import sys, time; print('%.1f' % (time.time() - float(sys.argv[1])))" "$T0") s after the HubSpot writes:"
+ctl GET /__emulator/records/salesforce/Contact | python3 -c '
+import json, sys
+for r in json.load(sys.stdin):
+    if (r.get("Email") or "").lower() in ("lea@example.com", "fan3@example.com", "person2@example.com", "cole@example.com"):
+        print("    %s  %s %s <%s>  Sync_Key__c=%s" % (r["Id"], r["FirstName"], r["LastName"], r["Email"], r.get("Sync_Key__c") or "-"))'
 sleep 3
-echo "  Salesforce received (Lea and Fan3; not Ada, matched by email, so no duplicate):"; requests salesforce
+echo "  Salesforce received (Lea and Fan3; not Cole, not a subscriber; not Ada, matched by email, so no duplicate):"; requests salesforce
 echo "  HubSpot received (nothing: inbound rows are not echoed back):"; requests hubspot
 sql "SELECT count(*) AS salesforce_contacts_for_person2 FROM crm.contact WHERE lower(email) = 'person2@example.com';"
 pause
