@@ -560,8 +560,9 @@ resolve_references(SyncMirror *m, const char *connection, PushBatch *b, MemoryCo
 				continue;
 			if (l.found[i] && l.rid[i] != NULL)
 			{
+				/* (in `work`: the batch outlives this transaction's SPI memory) */
 				it->values[k] = psprintf("\"%s\"", l.rid[i]);
-				b->resolved[idx[i] * m->nfields + k] = l.rid[i];
+				b->resolved[idx[i] * m->nfields + k] = pstrdup(l.rid[i]);
 			}
 			else if (!l.found[i])
 				item_reject(it, "UNRESOLVED_REFERENCE",
