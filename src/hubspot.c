@@ -1679,8 +1679,27 @@ chunk_results(HsPush *p, HsChunk *c, HttpRequest *req)
 
 		if (c->kind == HS_ARCHIVE)
 		{
+			/*
+			 * 204 No Content is HubSpot's answer; a 2xx with a body that is
+			 * not a JSON object (an HTML page from a proxy) or that is an
+			 * error ({status, message, category}) proves nothing.
+			 */
+			bool		done = req->status == 204 ||
+				(sjson_type(j) == SJSON_OBJECT && !sjson_has_key(j, "category") &&
+				 !sjson_has_key(j, "message"));
+
 			for (i = 0; i < c->n; i++)
-				p->items[c->idx[i]].result = PUSH_OK;
+			{
+				SyncPushItem *it = &p->items[c->idx[i]];
+
+				it->result = done ? PUSH_OK : PUSH_RETRY;
+				if (!done)
+				{
+					it->error_code = "BAD_RESPONSE";
+					it->error_message = psprintf("HubSpot answered HTTP %ld to an archive with an unreadable body",
+												 req->status);
+				}
+			}
 			return NIL;
 		}
 		for (i = 0; i < sjson_array_length(results); i++)
