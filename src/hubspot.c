@@ -281,6 +281,22 @@ utc_day(void)
 	return (int64) (time(NULL) / 86400);
 }
 
+/* A count from a response header, clamped to [0, 2^31): headers are remote input. */
+static int64
+header_count(const char *v)
+{
+	char	   *end;
+	long long	n;
+
+	if (v == NULL)
+		return 0;
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno != 0 || end == v || n < 0)
+		return 0;
+	return Min(n, (long long) PG_INT32_MAX);
+}
+
 /* Record what the rate-limit headers say; keep the daily count. */
 static void
 note_limits(SyncConnection *conn, const HttpRequest *req)
@@ -299,7 +315,7 @@ note_limits(SyncConnection *conn, const HttpRequest *req)
 	if (req->outcome != HTTP_PENDING)
 		st->used_today++;
 	if (daily && drem)
-		st->used_today = Max(st->used_today, atoll(daily) - atoll(drem));
+		st->used_today = Max(st->used_today, header_count(daily) - header_count(drem));
 	if (max && rem)
 		conn_note_usage(conn, daily && drem ?
 						psprintf("ten-secondly %s/%s remaining, daily %s/%s remaining", rem, max, drem, daily) :
@@ -460,7 +476,8 @@ hs_oauth_refresh(SyncConnection *conn, SJson *auth)
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("connection \"%s\": HubSpot refused the oauth_refresh grant: %s",
 						conn->name, msg ? msg : "no reason given"),
-				 code ? errdetail("HubSpot error \"%s\", HTTP %ld from %s.", code, req->status, url) : 0,
+				 code ? errdetail("HubSpot error \"%s\", HTTP %ld from %s.", code, req->status,
+								  http_redact_url(url)) : 0,
 				 errhint("Check the connection's auth options with sync.alter_connection().")));
 	}
 	token = sjson_get_string(resp, "access_token");
@@ -469,6 +486,8 @@ hs_oauth_refresh(SyncConnection *conn, SJson *auth)
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("connection \"%s\": HubSpot token response lacks access_token", conn->name)));
 	ttl = sjson_int(sjson_get(resp, "expires_in"), 0);
+	if (ttl < 0 || ttl > 86400 * 366)
+		ttl = 0;				/* nonsense: learn of expiry by a 401 */
 	conn->access_token = MemoryContextStrdup(conn->cxt, token);
 	/* renew a minute early; a 401 before that re-authenticates anyway */
 	conn->token_expires = ttl > 120 ?
@@ -484,7 +503,7 @@ hs_throttle_ms(SyncConnection *conn, const HttpRequest *req)
 
 	(void) hs_error_text(req, &cat);
 	if (cat && strcmp(cat, "TEN_SECONDLY_ROLLING") == 0)
-		return interval && atol(interval) > 0 ? atol(interval) : 10000;
+		return header_count(interval) > 0 ? Min(header_count(interval), 60000) : 10000;
 	if (cat && strcmp(cat, "DAILY") == 0)
 		return 10000;			/* pushes are parked for longer (see push) */
 	return 1000;				/* search: 5 a second */

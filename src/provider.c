@@ -153,6 +153,8 @@ provider_body_excerpt(const HttpRequest *req, int max)
 
 	if (req->outcome != HTTP_DONE || len == 0 || s == NULL)
 		return NULL;
+	if (req->body_is_secret)
+		return psprintf("(%d bytes, not shown: the request carried credentials, which a proxy may echo)", len);
 	initStringInfo(&out);
 	while (i < len && out.len < max)
 	{

@@ -332,7 +332,8 @@ sf_authenticate(SyncConnection *conn)
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("connection \"%s\": Salesforce refused the %s grant: %s",
 						conn->name, type, desc ? desc : (err ? err : "no reason given")),
-				 err ? errdetail("OAuth error \"%s\", HTTP %ld from %s.", err, req->status, login) : 0,
+				 err ? errdetail("OAuth error \"%s\", HTTP %ld from %s.", err, req->status,
+								 http_redact_url(login)) : 0,
 				 errhint("Check the connection's auth options with sync.alter_connection().")));
 	}
 	token = sjson_get_string(resp, "access_token");
