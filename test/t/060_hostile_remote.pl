@@ -85,12 +85,33 @@ like(sq("SELECT sync.pull('crm.hsc')"), qr/"applied": 40/, 'HubSpot backfill bef
 	like($logtext, qr/sync http: (GET|POST) http/, 'DEBUG2 logs each request');
 	if ($P eq 'sf')
 	{
-		like($logtext, qr{sync http: GET \S+/query\?q=\[redacted\]}, 'the SOQL in a query URL is redacted');
+		like($logtext, qr{sync http: GET \S+/query(All)?\?q=\[redacted\]}, 'the SOQL in a query URL is redacted');
 		unlike($logtext, qr/SELECT(\+|%20)/i, 'no query text in the log');
 	}
 	like($logtext, qr{sync http > [Aa]uthorization: \[redacted\]}, 'DEBUG5 trace redacts the bearer token');
 	unlike($logtext, qr/Bearer (?!\[redacted\])\S/, 'no bearer token in the log');
 	unlike($logtext, qr/sync-secret|pat-sync-test|sync-hs-secret|sync-hs-refresh/, 'no secret in the log');
+}
+
+# --- item 4: a remote ID from the user's table never widens a request -----
+{
+	my $t = $T0{$P};
+	my ($idcol, $api, $obj) = $P eq 'sf' ? ('Id', 'salesforce', 'Contact') : ('id', 'hubspot', 'contacts');
+	my ($k1, $a, $k2, $b) = split /\|/, sq("SELECT string_agg(id || '|' || remote_id, '|') FROM
+	    (SELECT id, remote_id FROM $t WHERE remote_id IS NOT NULL ORDER BY id LIMIT 2) s");
+	# the row claims to be "A,B": written without capture, as a careless import would
+	sq("SET session_replication_role = replica; UPDATE $t SET remote_id = '$a,$b' WHERE id = $k1");
+	$emu->control('DELETE', '/__emulator/requests');
+	sq("DELETE FROM $t WHERE id = $k1");
+	my ($rc, $out, $err) = $node->psql($db, "SELECT sync.push('$t')");
+	my $ids = join ',', map { $_->{$idcol} } @{ remote_records($api, $obj) };
+	like($ids, qr/\Q$b\E/, "a remote-id column holding \"A,B\" does not delete B ($P)");
+	like(sq("SELECT error_code || ': ' || error_message FROM sync.errors WHERE local_table = '$t'::regclass"),
+		qr/INVALID_REMOTE_ID: .*\Q$a,$b\E/, "... the entry is parked as INVALID_REMOTE_ID, naming the value ($P)");
+	my @sent = grep { $_->{method} ne 'GET' && ($_->{path} =~ /composite|batch/) } @{ $emu->requests($api) };
+	is(scalar @sent, 0, "... and no request carried it ($P)");
+	# clean up: the row is gone locally; drop the parked entry
+	sq("DELETE FROM sync.outbox WHERE state = 'parked'");
 }
 
 # --- the request kinds ----------------------------------------------------
