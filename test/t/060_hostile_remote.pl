@@ -122,7 +122,8 @@ my %OBJ = (sf => [ 'salesforce', 'Contact' ], hs => [ 'hubspot', 'contacts' ]);
 sub remote_records
 {
 	my ($api, $obj) = @_;
-	return $emu->control('GET', "/__emulator/records/$api/$obj");
+	my $r = $emu->control('GET', "/__emulator/records/$api/$obj");
+	return ref $r eq 'ARRAY' ? $r : [];
 }
 
 my %first;    # a record that stays: remote edits go there
@@ -144,6 +145,7 @@ sub remote_value
 {
 	my ($p, $rid, $field) = @_;
 	my $r = $emu->control('GET', "/__emulator/records/$OBJ{$p}[0]/$OBJ{$p}[1]/$rid");
+	return '' unless ref $r eq 'HASH';    # gone (404)
 	return ($p eq 'sf' ? $r->{$field} : $r->{properties}{$field}) // '';
 }
 
@@ -250,7 +252,13 @@ foreach my $k (grep { $_->[0] eq $P } @kinds)
 			$crashes++;
 			push @why, "the backend died: $err";
 			# TAP clusters run with restart_after_crash = off: start it again
-			$node->start unless $node->psql($db, 'SELECT 1') == 0;
+			if ($node->psql($db, 'SELECT 1') != 0)
+			{
+				my $pidfile = $node->data_dir . '/postmaster.pid';
+				for (1 .. 100) { last unless -e $pidfile; select(undef, undef, undef, 0.1); }
+				$node->_update_pid(0);
+				$node->start;
+			}
 		}
 		my $named = $err =~ /connection "\Q$conn\E"/;
 		my $outcome = $rc == 0 ? 'ok' : $named ? 'error' : 'unnamed error';
