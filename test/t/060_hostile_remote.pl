@@ -144,7 +144,8 @@ sub touch_remote
 sub remote_value
 {
 	my ($p, $rid, $field) = @_;
-	my $r = $emu->control('GET', "/__emulator/records/$OBJ{$p}[0]/$OBJ{$p}[1]/$rid");
+	# (a build that wrote a hostile ID back into the row makes a URL the emulator refuses)
+	my $r = eval { $emu->control('GET', "/__emulator/records/$OBJ{$p}[0]/$OBJ{$p}[1]/$rid") };
 	return '' unless ref $r eq 'HASH';    # gone (404)
 	return ($p eq 'sf' ? $r->{$field} : $r->{properties}{$field}) // '';
 }
