@@ -349,6 +349,11 @@ debug_cb(CURL *easy, curl_infotype type, char *data, size_t size, void *userp)
 				 (colon - p == 10 && pg_strncasecmp(p, "set-cookie", 10) == 0) ||
 				 pg_strncasecmp(p, "x-api-key", 9) == 0))
 				elog(DEBUG5, "sync http %s %.*s: [redacted]", dir, (int) (colon - p), p);
+			else if (len > 0 && type == CURLINFO_TEXT && memchr(p, '?', len))
+			{
+				/* curl's own words may quote a URL with its query string */
+				elog(DEBUG5, "sync http %s %s", dir, http_redact_url(pnstrdup(p, len)));
+			}
 			else if (len > 0)
 				elog(DEBUG5, "sync http %s %.*s", dir, len, p);
 			p = eol ? eol + 1 : end;
@@ -511,7 +516,11 @@ http_url_encode(const char *s)
 	return buf.data;
 }
 
-/* a query parameter whose value must not be logged */
+/*
+ * A query parameter whose value must not be logged: credentials, and
+ * query texts (Salesforce's q= carries SOQL, whose filters hold users'
+ * data).
+ */
 static bool
 secret_param(const char *name, int len)
 {
@@ -519,12 +528,15 @@ secret_param(const char *name, int len)
 		"token", "secret", "password", "passwd", "signature", "sig", "key",
 		"assertion", "code", "auth", "credential", "session"
 	};
+	static const char *const names[] = {"q", "query", "soql", "search"};
 	char	   *lower = pnstrdup(name, len);
 	bool		found = false;
 	int			i;
 
 	for (i = 0; lower[i]; i++)
 		lower[i] = pg_tolower((unsigned char) lower[i]);
+	for (i = 0; i < lengthof(names) && !found; i++)
+		found = strcmp(lower, names[i]) == 0;
 	for (i = 0; i < lengthof(words) && !found; i++)
 		found = strstr(lower, words[i]) != NULL;
 	pfree(lower);

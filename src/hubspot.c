@@ -256,14 +256,45 @@ hs_error_text(const HttpRequest *req, char **category)
 	if (category)
 		*category = cat ? pstrdup(cat) : NULL;
 	if (msg == NULL && req->outcome == HTTP_DONE && req->response.len > 0)
-		return pnstrdup(req->response.data, Min(req->response.len, 300));
+		return provider_body_excerpt(req, 300);
 	return msg ? pstrdup(msg) : NULL;
 }
+
+/* A HubSpot record ID: decimal digits, at most 19 (a 64-bit integer). */
+static bool
+hs_valid_remote_id(const char *id)
+{
+	size_t		len;
+
+	if (id == NULL)
+		return false;
+	len = strlen(id);
+	return len >= 1 && len <= 19 && strspn(id, "0123456789") == len;
+}
+
+#define hs_bad_response(conn, what, req, why) \
+	provider_bad_response(conn, "HubSpot", what, req, why)
 
 static int64
 utc_day(void)
 {
 	return (int64) (time(NULL) / 86400);
+}
+
+/* A count from a response header, clamped to [0, 2^31): headers are remote input. */
+static int64
+header_count(const char *v)
+{
+	char	   *end;
+	long long	n;
+
+	if (v == NULL)
+		return 0;
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno != 0 || end == v || n < 0)
+		return 0;
+	return Min(n, (long long) PG_INT32_MAX);
 }
 
 /* Record what the rate-limit headers say; keep the daily count. */
@@ -284,7 +315,7 @@ note_limits(SyncConnection *conn, const HttpRequest *req)
 	if (req->outcome != HTTP_PENDING)
 		st->used_today++;
 	if (daily && drem)
-		st->used_today = Max(st->used_today, atoll(daily) - atoll(drem));
+		st->used_today = Max(st->used_today, header_count(daily) - header_count(drem));
 	if (max && rem)
 		conn_note_usage(conn, daily && drem ?
 						psprintf("ten-secondly %s/%s remaining, daily %s/%s remaining", rem, max, drem, daily) :
@@ -445,7 +476,8 @@ hs_oauth_refresh(SyncConnection *conn, SJson *auth)
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("connection \"%s\": HubSpot refused the oauth_refresh grant: %s",
 						conn->name, msg ? msg : "no reason given"),
-				 code ? errdetail("HubSpot error \"%s\", HTTP %ld from %s.", code, req->status, url) : 0,
+				 code ? errdetail("HubSpot error \"%s\", HTTP %ld from %s.", code, req->status,
+								  http_redact_url(url)) : 0,
 				 errhint("Check the connection's auth options with sync.alter_connection().")));
 	}
 	token = sjson_get_string(resp, "access_token");
@@ -454,6 +486,8 @@ hs_oauth_refresh(SyncConnection *conn, SJson *auth)
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("connection \"%s\": HubSpot token response lacks access_token", conn->name)));
 	ttl = sjson_int(sjson_get(resp, "expires_in"), 0);
+	if (ttl < 0 || ttl > 86400 * 366)
+		ttl = 0;				/* nonsense: learn of expiry by a 401 */
 	conn->access_token = MemoryContextStrdup(conn->cxt, token);
 	/* renew a minute early; a 401 before that re-authenticates anyway */
 	conn->token_expires = ttl > 120 ?
@@ -469,7 +503,7 @@ hs_throttle_ms(SyncConnection *conn, const HttpRequest *req)
 
 	(void) hs_error_text(req, &cat);
 	if (cat && strcmp(cat, "TEN_SECONDLY_ROLLING") == 0)
-		return interval && atol(interval) > 0 ? atol(interval) : 10000;
+		return header_count(interval) > 0 ? Min(header_count(interval), 60000) : 10000;
 	if (cat && strcmp(cat, "DAILY") == 0)
 		return 10000;			/* pushes are parked for longer (see push) */
 	return 1000;				/* search: 5 a second */
@@ -497,6 +531,8 @@ hs_test(SyncConnection *conn, SJson *facts)
 	if (req->outcome != HTTP_DONE || req->status != 200)
 		hs_fail(conn, "reading contacts", req);
 	j = provider_response_json(req);
+	if (sjson_type(sjson_get(j, "results")) != SJSON_ARRAY)
+		hs_bad_response(conn, "reading contacts", req, "no \"results\" array");
 	if (!sjson_has_key(facts, "portal_id"))
 	{
 		/* the record URL names the portal: …/contacts/{portalId}/record/… */
@@ -616,6 +652,8 @@ hs_describe(SyncConnection *conn, const char *object)
 		hs_fail(conn, psprintf("describing %s", object), req);
 
 	props = sjson_get(j, "results");
+	if (sjson_type(props) != SJSON_ARRAY)
+		hs_bad_response(conn, psprintf("describing %s", object), req, "no \"results\" array");
 	for (i = 0; i < sjson_array_length(props); i++)
 	{
 		SJson	   *p = sjson_array_get(props, i);
@@ -718,8 +756,15 @@ stamp_ms(const char *s)
 	if (s == NULL || *s == '\0')
 		return -1;
 	if (strspn(s, "0123456789") == strlen(s))
+	{
+		/* up to the year 9999; beyond, no calendar conversion is defined */
+		if (strlen(s) > 15 || atoll(s) > INT64CONST(253402300799999))
+			return -1;
 		return atoll(s);
-	if (strlen(s) < 10 || !isdigit((unsigned char) s[0]) || s[4] != '-')
+	}
+	if (strlen(s) == 10 && s[4] == '-' && s[7] == '-')
+		s = psprintf("%sT00:00:00Z", s);	/* a date */
+	if (!provider_valid_stamp(s))
 		return -1;
 	return timestamptz_to_ms(DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
 																	 ObjectIdGetDatum(InvalidOid),
@@ -733,7 +778,11 @@ ms_iso(int64 ms)
 	pg_time_t	t = (pg_time_t) (ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
 	char		buf[40];
 
-	pg_strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", pg_gmtime(&t));
+	struct pg_tm *tm = pg_gmtime(&t);
+
+	if (tm == NULL)
+		elog(ERROR, "sync: HubSpot time %lld ms is out of range", (long long) ms);
+	pg_strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", tm);
 	return psprintf("%s.%03dZ", buf, (int) (ms - (int64) t * 1000));
 }
 
@@ -760,13 +809,13 @@ value_to_pg(const char *local_type, const char *v)
 	if (strcmp(local_type, "date") == 0)
 	{
 		if (strspn(v, "0123456789") == strlen(v))
-			return pnstrdup(ms_iso(atoll(v)), 10);
+			return stamp_ms(v) >= 0 ? pnstrdup(ms_iso(stamp_ms(v)), 10) : NULL;
 		return (strlen(v) >= 10 && v[4] == '-' && v[7] == '-') ? pnstrdup(v, 10) : NULL;
 	}
 	if (strcmp(local_type, "timestamptz") == 0)
 	{
 		if (strspn(v, "0123456789") == strlen(v))
-			return ms_iso(atoll(v));
+			return stamp_ms(v) >= 0 ? ms_iso(stamp_ms(v)) : NULL;
 		return (strlen(v) >= 10 && v[4] == '-') ? pstrdup(v) : NULL;
 	}
 	if (strcmp(local_type, "text[]") == 0)
@@ -927,45 +976,78 @@ pick_v4_association(SJson *to)
 }
 
 /* SimplePublicObjects -> page records; the (stamp, id) of the last in stamp order. */
+/*
+ * One SimplePublicObject -> *rec.  A record without a numeric id, without
+ * a properties object, or with an unreadable stamp is the remote's error:
+ * the whole response is refused (nothing applied, the cursor stays).
+ */
 static void
-records_to_page(SyncMirror *m, SJson *results, SyncPage *page, int64 *last_ms, int64 *last_id)
+record_from_json(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, const char *what,
+				 SJson *r, SyncRecord *rec)
+{
+	SJson	   *props = sjson_get(r, "properties");
+	const char *stamp = mirror_stamp(m);
+	const char *st = sjson_get_string(props, stamp);
+	const char *id = sjson_get_string(r, "id");
+	int64		ms;
+	int			k;
+
+	if (sjson_type(r) != SJSON_OBJECT)
+		hs_bad_response(conn, what, req, "a record is not a JSON object");
+	if (!hs_valid_remote_id(id))
+		hs_bad_response(conn, what, req,
+						psprintf("a record's id %s is not a HubSpot ID", provider_quote_value(id)));
+	if (sjson_type(props) != SJSON_OBJECT)
+		hs_bad_response(conn, what, req, psprintf("record %s has no \"properties\" object", id));
+	rec->remote_id = pstrdup(id);
+	if (st == NULL)
+		st = sjson_get_string(r, "updatedAt");
+	ms = stamp_ms(st);
+	if (st != NULL && ms < 0)
+		hs_bad_response(conn, what, req, psprintf("record %s has an unreadable %s", id, stamp));
+	rec->stamp = ms >= 0 ? ms_iso(ms) : NULL;
+	rec->deleted = sjson_bool(sjson_get(r, "archived"), false);
+	rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
+	for (k = 0; k < m->nfields; k++)
+	{
+		SyncField  *f = &m->fields[k];
+
+		if (is_assoc_field(f))
+		{
+			SJson	   *assoc = sjson_get(r, "associations");
+
+			rec->values[k] = pick_v3_association(sjson_get(sjson_get(assoc, f->reference_to), "results"));
+		}
+		else if (f->role == FIELD_DATA)
+		{
+			SJson	   *v = sjson_get(props, f->remote_name);
+
+			/* values are strings; another scalar is passed on as its text */
+			rec->values[k] = value_to_pg(f->local_type,
+										 sjson_string(v) ? sjson_string(v) : sjson_scalar_text(v));
+		}
+	}
+}
+
+static void
+records_to_page(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, const char *what,
+				SJson *results, SyncPage *page, int64 *last_ms, int64 *last_id)
 {
 	int			n = sjson_array_length(results);
-	const char *stamp = mirror_stamp(m);
-	int			i,
-				k;
+	int			i;
 
+	if (sjson_type(results) != SJSON_ARRAY)
+		hs_bad_response(conn, what, req, "no \"results\" array");
 	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
 	page->nrecords = n;
 	for (i = 0; i < n; i++)
 	{
-		SJson	   *r = sjson_array_get(results, i);
-		SJson	   *props = sjson_get(r, "properties");
 		SyncRecord *rec = &page->records[i];
-		const char *st = sjson_get_string(props, stamp);
 		int64		ms,
 					id;
 
-		rec->remote_id = pstrdup(sjson_get_string(r, "id") ? sjson_get_string(r, "id") : "");
-		if (st == NULL)
-			st = sjson_get_string(r, "updatedAt");
-		ms = stamp_ms(st);
-		rec->stamp = ms >= 0 ? ms_iso(ms) : NULL;
-		rec->deleted = sjson_bool(sjson_get(r, "archived"), false);
-		rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
-		for (k = 0; k < m->nfields; k++)
-		{
-			SyncField  *f = &m->fields[k];
-
-			if (is_assoc_field(f))
-			{
-				SJson	   *assoc = sjson_get(r, "associations");
-
-				rec->values[k] = pick_v3_association(sjson_get(sjson_get(assoc, f->reference_to), "results"));
-			}
-			else if (f->role == FIELD_DATA)
-				rec->values[k] = value_to_pg(f->local_type, sjson_get_string(props, f->remote_name));
-		}
+		record_from_json(conn, m, req, what, sjson_array_get(results, i), rec);
+		ms = rec->stamp ? stamp_ms(rec->stamp) : -1;
 		id = atoll(rec->remote_id);
 		if (ms > *last_ms || (ms == *last_ms && id > *last_id))
 		{
@@ -973,6 +1055,18 @@ records_to_page(SyncMirror *m, SJson *results, SyncPage *page, int64 *last_ms, i
 			*last_id = id;
 		}
 	}
+}
+
+/* The n-th ID of a listing; the response is refused if it is not an ID. */
+static char *
+listed_id(SyncConnection *conn, const HttpRequest *req, const char *what, SJson *arr, int i)
+{
+	const char *id = sjson_get_string(sjson_array_get(arr, i), "id");
+
+	if (!hs_valid_remote_id(id))
+		hs_bad_response(conn, what, req,
+						psprintf("entry %d's id %s is not a HubSpot ID", i + 1, provider_quote_value(id)));
+	return pstrdup(id);
 }
 
 /* Search pages carry no associations: read them (v4 batch read) for the page. */
@@ -1054,7 +1148,7 @@ list_url(SyncConnection *conn, SyncMirror *m, const char *after, bool archived, 
 
 static SJson *
 list_page(SyncConnection *conn, SyncMirror *m, const char *after, bool archived, bool ids_only,
-		  const char **next)
+		  const char **next, HttpRequest **reqp)
 {
 	HttpRequest *req = hs_send(conn, "GET", list_url(conn, m, after, archived, ids_only), NULL, false);
 	SJson	   *j = provider_response_json(req);
@@ -1067,6 +1161,13 @@ list_page(SyncConnection *conn, SyncMirror *m, const char *after, bool archived,
 		hs_fail(conn, psprintf("listing %s%s", archived ? "archived " : "", m->remote_object), req);
 	}
 	*next = sjson_get_string(sjson_get(sjson_get(j, "paging"), "next"), "after");
+	*reqp = req;
+	if (sjson_type(sjson_get(j, "results")) != SJSON_ARRAY)
+		hs_bad_response(conn, psprintf("listing %s%s", archived ? "archived " : "", m->remote_object),
+						req, "no \"results\" array");
+	if (*next && **next == '\0')
+		hs_bad_response(conn, psprintf("listing %s%s", archived ? "archived " : "", m->remote_object),
+						req, "an empty paging.next.after");
 	return sjson_get(j, "results");
 }
 
@@ -1082,7 +1183,8 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 	page->reconcile = true;
 	do
 	{
-		SJson	   *res = list_page(conn, m, after, false, true, &after);
+		HttpRequest *req;
+		SJson	   *res = list_page(conn, m, after, false, true, &after, &req);
 		int			i;
 
 		for (i = 0; i < sjson_array_length(res); i++)
@@ -1092,7 +1194,8 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 				cap *= 2;
 				page->deleted_ids = repalloc(page->deleted_ids, sizeof(char *) * cap);
 			}
-			page->deleted_ids[page->ndeleted_ids++] = pstrdup(sjson_get_string(sjson_array_get(res, i), "id"));
+			page->deleted_ids[page->ndeleted_ids++] =
+				listed_id(conn, req, psprintf("listing %s IDs", m->remote_object), res, i);
 		}
 		after = after ? pstrdup(after) : NULL;
 		CHECK_FOR_INTERRUPTS();
@@ -1115,7 +1218,7 @@ add_filter(SJson *filters, const char *prop, const char *op, const char *value)
  */
 static SJson *
 search_page(SyncConnection *conn, SyncMirror *m, int64 from_ms, int64 key_ms, int64 key_id,
-			int limit, bool descending, int64 *total, bool *more)
+			int limit, bool descending, int64 *total, bool *more, HttpRequest **reqp)
 {
 	SJson	   *body = sjson_new_object();
 	SJson	   *groups = sjson_add_array(body, "filterGroups");
@@ -1148,8 +1251,12 @@ search_page(SyncConnection *conn, SyncMirror *m, int64 from_ms, int64 key_ms, in
 	req = hs_send(conn, "POST", hs_url(conn, "/crm/v3/objects/%s/search", http_url_encode(m->remote_object)),
 				  body, true);
 	j = provider_response_json(req);
-	if (req->outcome != HTTP_DONE || req->status != 200 || sjson_type(j) != SJSON_OBJECT)
+	if (req->outcome != HTTP_DONE || req->status != 200)
 		hs_fail(conn, psprintf("searching %s", m->remote_object), req);
+	if (sjson_type(sjson_get(j, "results")) != SJSON_ARRAY)
+		hs_bad_response(conn, psprintf("searching %s", m->remote_object), req, "no \"results\" array");
+	if (reqp)
+		*reqp = req;
 	if (total)
 		*total = sjson_int(sjson_get(j, "total"), -1);
 	if (more)
@@ -1193,19 +1300,20 @@ hs_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		const char *after = sjson_get_string(cursor, "after");
 		const char *next;
 		SJson	   *res;
+		HttpRequest *req;
 
 		if (cursor == NULL || !sjson_has_key(cursor, "mode"))
 		{
 			/* the newest stamp now: increments start there; and the total */
 			int64		total = -1;
-			SJson	   *top = search_page(conn, m, -1, -1, -1, 1, true, &total, NULL);
+			SJson	   *top = search_page(conn, m, -1, -1, -1, 1, true, &total, NULL, NULL);
 			SJson	   *props = sjson_get(sjson_array_get(top, 0), "properties");
 
 			since = stamp_ms(sjson_get_string(props, mirror_stamp(m)));
 			page->total = total;
 		}
-		res = list_page(conn, m, after, false, false, &next);
-		records_to_page(m, res, page, &last_ms, &last_id);
+		res = list_page(conn, m, after, false, false, &next, &req);
+		records_to_page(conn, m, req, psprintf("listing %s", m->remote_object), res, page, &last_ms, &last_id);
 		if (since >= 0)
 			sjson_add_int(cur, "since_ms", since);
 		if (next)
@@ -1237,10 +1345,12 @@ hs_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 			int64		run_ms = cursor_int(cursor, "run_ms", since);
 			bool		more = false;
 			SJson	   *res;
+			HttpRequest *req;
 
 			res = search_page(conn, m, since >= 0 ? since - HS_OVERLAP_MS : -1, key_ms, key_id,
-							  HS_SEARCH_LIMIT, false, NULL, &more);
-			records_to_page(m, res, page, &last_ms, &last_id);
+							  HS_SEARCH_LIMIT, false, NULL, &more, &req);
+			records_to_page(conn, m, req, psprintf("searching %s", m->remote_object), res, page,
+							&last_ms, &last_id);
 			read_associations(conn, m, page);
 			if (last_ms > run_ms)
 				run_ms = last_ms;
@@ -1265,13 +1375,15 @@ hs_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		{
 			const char *after = sjson_get_string(cursor, "archived_after");
 			const char *next;
-			SJson	   *res = list_page(conn, m, after, true, true, &next);
+			HttpRequest *req;
+			SJson	   *res = list_page(conn, m, after, true, true, &next, &req);
 			int			i;
 
 			page->ndeleted_ids = sjson_array_length(res);
 			page->deleted_ids = palloc(sizeof(char *) * Max(1, page->ndeleted_ids));
 			for (i = 0; i < page->ndeleted_ids; i++)
-				page->deleted_ids[i] = pstrdup(sjson_get_string(sjson_array_get(res, i), "id"));
+				page->deleted_ids[i] = listed_id(conn, req, psprintf("listing archived %s", m->remote_object),
+												 res, i);
 			if (since >= 0)
 				sjson_add_int(cur, "since_ms", since);
 			sjson_add_int(cur, "reconciled_at", reconciled_at);
@@ -1586,8 +1698,27 @@ chunk_results(HsPush *p, HsChunk *c, HttpRequest *req)
 
 		if (c->kind == HS_ARCHIVE)
 		{
+			/*
+			 * 204 No Content is HubSpot's answer; a 2xx with a body that is
+			 * not a JSON object (an HTML page from a proxy) or that is an
+			 * error ({status, message, category}) proves nothing.
+			 */
+			bool		done = req->status == 204 ||
+				(sjson_type(j) == SJSON_OBJECT && !sjson_has_key(j, "category") &&
+				 !sjson_has_key(j, "message"));
+
 			for (i = 0; i < c->n; i++)
-				p->items[c->idx[i]].result = PUSH_OK;
+			{
+				SyncPushItem *it = &p->items[c->idx[i]];
+
+				it->result = done ? PUSH_OK : PUSH_RETRY;
+				if (!done)
+				{
+					it->error_code = "BAD_RESPONSE";
+					it->error_message = psprintf("HubSpot answered HTTP %ld to an archive with an unreadable body",
+												 req->status);
+				}
+			}
 			return NIL;
 		}
 		for (i = 0; i < sjson_array_length(results); i++)
@@ -1603,7 +1734,15 @@ chunk_results(HsPush *p, HsChunk *c, HttpRequest *req)
 				continue;
 			it = &p->items[x];
 			it->result = PUSH_OK;
-			if (it->op == 'I' && sjson_get_string(r, "id"))
+			if (it->op == 'I' && sjson_get_string(r, "id") && !hs_valid_remote_id(sjson_get_string(r, "id")))
+			{
+				/* it may exist remotely: parked, never created again */
+				it->result = PUSH_REJECTED;
+				it->error_code = "INVALID_REMOTE_ID";
+				it->error_message = psprintf("HubSpot reported success but returned %s, which is not a HubSpot ID; the record may exist remotely",
+											 provider_quote_value(sjson_get_string(r, "id")));
+			}
+			else if (it->op == 'I' && sjson_get_string(r, "id"))
 			{
 				it->new_remote_id = pstrdup(sjson_get_string(r, "id"));
 				st = sjson_get_string(sjson_get(r, "properties"), p->stamp);
@@ -1999,16 +2138,34 @@ hs_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 		if (strcmp(m->fields[k].remote_name, p.idem) == 0)
 			p.idem_k = k;
 
+	/*
+	 * Updates and archives name their record by the remote ID from the
+	 * user's table: one that is not a HubSpot ID is rejected on its own.
+	 */
+	for (i = 0; i < n; i++)
+		if (items[i].op != 'I' && !hs_valid_remote_id(items[i].remote_id))
+		{
+			items[i].result = PUSH_REJECTED;
+			items[i].error_code = "INVALID_REMOTE_ID";
+			items[i].error_message = psprintf("the remote-id column holds %s, which is not a HubSpot ID (digits only); fix the column's value, then sync.retry()",
+											  provider_quote_value(items[i].remote_id));
+		}
 	if (op == 'D')
 	{
+		int			nd = 0;
+
 		for (i = 0; i < n; i++)
-			update[i] = i;
-		send_chunks(&p, make_chunks(NIL, HS_ARCHIVE, update, n));
+			if (items[i].result == PUSH_PENDING)
+				update[nd++] = i;
+		send_chunks(&p, make_chunks(NIL, HS_ARCHIVE, update, nd));
 		return;
 	}
 	for (i = 0; i < n; i++)
 	{
 		SyncPushItem *it = &items[i];
+
+		if (it->result != PUSH_PENDING)
+			continue;
 
 		if (op == 'U')
 		{
@@ -2044,6 +2201,88 @@ hs_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 		push_associations(&p, after, nafter);
 }
 
+/* ---------------------------------------------------------------------
+ * fetch: batch read, 100 IDs a request
+ * --------------------------------------------------------------------- */
+
+static void
+hs_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
+{
+	char	   *what = psprintf("re-reading %s records", m->remote_object);
+	int			start,
+				i;
+
+	conn_ensure_auth(conn);
+	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
+	page->nrecords = 0;
+	page->deleted_ids = palloc(sizeof(char *) * Max(1, n));
+	page->ndeleted_ids = 0;
+	page->total = -1;
+	for (start = 0; start < n; start += HS_BATCH_MAX)
+	{
+		int			cnt = Min(HS_BATCH_MAX, n - start);
+		SJson	   *body = sjson_new_object();
+		SJson	   *inputs = sjson_add_array(body, "inputs");
+		HttpRequest *req;
+		SJson	   *j,
+				   *results,
+				   *errors;
+		bool	   *found = palloc0(sizeof(bool) * cnt);
+
+		for (i = 0; i < cnt; i++)
+		{
+			if (!hs_valid_remote_id(ids[start + i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("connection \"%s\": %s is not a HubSpot ID", conn->name,
+								provider_quote_value(ids[start + i]))));
+			sjson_add_string(sjson_append_object(inputs), "id", ids[start + i]);
+		}
+		property_array(body, m);
+		req = hs_send(conn, "POST", hs_url(conn, "/crm/v3/objects/%s/batch/read",
+										   http_url_encode(m->remote_object)), body, false);
+		if (req->outcome != HTTP_DONE || (req->status != 200 && req->status != 207))
+			hs_fail(conn, what, req);
+		j = provider_response_json(req);
+		results = sjson_get(j, "results");
+		errors = sjson_get(j, "errors");
+		if (sjson_type(results) != SJSON_ARRAY)
+			hs_bad_response(conn, what, req, "no \"results\" array");
+		for (i = 0; i < sjson_array_length(results); i++)
+		{
+			SyncRecord *rec = &page->records[page->nrecords];
+			int			x;
+
+			record_from_json(conn, m, req, what, sjson_array_get(results, i), rec);
+			for (x = 0; x < cnt; x++)
+				if (!found[x] && strcmp(ids[start + x], rec->remote_id) == 0)
+					break;
+			if (x == cnt)
+				hs_bad_response(conn, what, req,
+								psprintf("record %s was not asked for (or came twice)", rec->remote_id));
+			found[x] = true;
+			page->nrecords++;
+		}
+		/* the rest must be reported missing (OBJECT_NOT_FOUND), nothing else */
+		for (i = 0; i < sjson_array_length(errors); i++)
+		{
+			const char *cat = sjson_get_string(sjson_array_get(errors, i), "category");
+
+			if (cat == NULL || strcmp(cat, "OBJECT_NOT_FOUND") != 0)
+				conn_error_from_response(conn, what, req,
+										 sjson_get_string(sjson_array_get(errors, i), "message") ?
+										 psprintf("%s (%s)", sjson_get_string(sjson_array_get(errors, i), "message"),
+												  cat ? cat : "no category") :
+										 "an error without a message");
+		}
+		for (i = 0; i < cnt; i++)
+			if (!found[i])
+				page->deleted_ids[page->ndeleted_ids++] = pstrdup(ids[start + i]);
+		CHECK_FOR_INTERRUPTS();
+	}
+	read_associations(conn, m, page);
+}
+
 const SyncProvider hubspot_provider = {
 	.name = "hubspot",
 	.check_options = hs_check_options,
@@ -2056,5 +2295,7 @@ const SyncProvider hubspot_provider = {
 	.pull_page = hs_pull_page,
 	.batch_max = hs_batch_max,
 	.push = hs_push,
+	.valid_remote_id = hs_valid_remote_id,
+	.fetch = hs_fetch,
 	.throttle_ms = hs_throttle_ms,
 };

@@ -231,6 +231,11 @@ extern void provider_appendf_va(StringInfo buf, const char *fmt, va_list ap) pg_
 extern SJson *provider_response_json(const HttpRequest *req);
 extern void provider_sign_bearer(SyncConnection *conn, HttpRequest *req);
 extern char *provider_list_array(const char *v);
+extern char *provider_body_excerpt(const HttpRequest *req, int max);
+extern bool provider_valid_stamp(const char *s);
+extern char *provider_quote_value(const char *v);
+extern void provider_bad_response(SyncConnection *conn, const char *remote, const char *what,
+								  const HttpRequest *req, const char *why) pg_attribute_noreturn();
 
 /* Registry */
 extern const SyncProvider *provider_lookup(const char *name, bool missing_ok);

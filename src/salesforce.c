@@ -19,6 +19,7 @@
 
 #include "common/base64.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -29,6 +30,7 @@
 #define bad_option(key, why) provider_bad_option("Salesforce", key, why)
 
 #define SF_BATCH_MAX 200
+#define SF_FETCH_MAX 2000		/* SObject Collections retrieve */
 #define SF_DEFAULT_VERSION "v59.0"
 #define SF_OVERLAP_SECONDS 60
 
@@ -160,9 +162,31 @@ sf_error_text(const HttpRequest *req, char **code)
 	if (code)
 		*code = c ? pstrdup(c) : NULL;
 	if (msg == NULL && req->outcome == HTTP_DONE)
-		return req->response.len ? pnstrdup(req->response.data, Min(req->response.len, 300)) : NULL;
+		return provider_body_excerpt(req, 300);
 	return msg ? (c ? psprintf("%s: %s", c, msg) : pstrdup(msg)) : NULL;
 }
+
+/* A Salesforce record ID: 15 (case-sensitive) or 18 (case-safe) alphanumerics. */
+static bool
+sf_valid_remote_id(const char *id)
+{
+	size_t		len;
+	size_t		i;
+
+	if (id == NULL)
+		return false;
+	len = strlen(id);
+	if (len != 15 && len != 18)
+		return false;
+	for (i = 0; i < len; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') ||
+			  (id[i] >= 'A' && id[i] <= 'Z')))
+			return false;
+	return true;
+}
+
+#define sf_bad_response(conn, what, req, why) \
+	provider_bad_response(conn, "Salesforce", what, req, why)
 
 static void
 note_limits(SyncConnection *conn, const HttpRequest *req)
@@ -308,7 +332,8 @@ sf_authenticate(SyncConnection *conn)
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("connection \"%s\": Salesforce refused the %s grant: %s",
 						conn->name, type, desc ? desc : (err ? err : "no reason given")),
-				 err ? errdetail("OAuth error \"%s\", HTTP %ld from %s.", err, req->status, login) : 0,
+				 err ? errdetail("OAuth error \"%s\", HTTP %ld from %s.", err, req->status,
+								 http_redact_url(login)) : 0,
 				 errhint("Check the connection's auth options with sync.alter_connection().")));
 	}
 	token = sjson_get_string(resp, "access_token");
@@ -343,6 +368,8 @@ sf_test(SyncConnection *conn, SJson *facts)
 
 	if (req->outcome != HTTP_DONE || req->status != 200)
 		conn_error_from_response(conn, "listing Salesforce objects", req, sf_error_text(req, NULL));
+	if (sjson_type(sjson_get(j, "sobjects")) != SJSON_ARRAY)
+		sf_bad_response(conn, "listing Salesforce objects", req, "no \"sobjects\" array");
 	sjson_add_string(facts, "instance_url", conn->api_base);
 	sjson_add_string(facts, "api_version", api_version(conn));
 	sjson_add_int(facts, "objects", sjson_array_length(sjson_get(j, "sobjects")));
@@ -392,6 +419,8 @@ sf_describe(SyncConnection *conn, const char *object)
 		conn_error_from_response(conn, psprintf("describing %s", object), req, sf_error_text(req, NULL));
 
 	fields = sjson_get(j, "fields");
+	if (sjson_type(fields) != SJSON_ARRAY)
+		sf_bad_response(conn, psprintf("describing %s", object), req, "no \"fields\" array");
 	for (i = 0; i < sjson_array_length(fields); i++)
 	{
 		SJson	   *f = sjson_array_get(fields, i);
@@ -399,6 +428,9 @@ sf_describe(SyncConnection *conn, const char *object)
 		const char *type = sjson_get_string(f, "type");
 		SJson	   *refs = sjson_get(f, "referenceTo");
 
+		if (sjson_get_string(f, "name") == NULL || sjson_get_string(f, "name")[0] == '\0')
+			sf_bad_response(conn, psprintf("describing %s", object), req,
+							psprintf("field %d has no name", i + 1));
 		sf->remote_name = pstrdup(sjson_get_string(f, "name"));
 		if (strcmp(sf->remote_name, "IsDeleted") == 0)
 			continue;			/* deletes are applied, not mirrored as a flag */
@@ -475,38 +507,78 @@ soql(SyncMirror *m, const char *since, bool with_deleted)
 	return q.data;
 }
 
+/*
+ * One record of a query or retrieve answer -> *rec.  A record without a
+ * well-formed Id or with an unreadable SystemModstamp is the remote's
+ * error: the whole response is refused (nothing applied, the cursor stays),
+ * never a row keyed by garbage or a cursor that fails every later pull.
+ */
 static void
-records_to_page(SyncMirror *m, SJson *records, SyncPage *page, char **max_stamp)
+record_from_json(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, const char *what,
+				 SJson *r, SyncRecord *rec)
+{
+	const char *id = sjson_get_string(r, "Id");
+	const char *stamp = sjson_get_string(r, "SystemModstamp");
+	int			k;
+
+	if (sjson_type(r) != SJSON_OBJECT)
+		sf_bad_response(conn, what, req, "a record is not a JSON object");
+	if (!sf_valid_remote_id(id))
+		sf_bad_response(conn, what, req,
+						psprintf("a record's Id %s is not a Salesforce ID", provider_quote_value(id)));
+	if (sjson_has_key(r, "SystemModstamp") && sjson_type(sjson_get(r, "SystemModstamp")) != SJSON_NULL &&
+		!provider_valid_stamp(stamp))
+		sf_bad_response(conn, what, req,
+						psprintf("record %s has an unreadable SystemModstamp", id));
+	rec->remote_id = pstrdup(id);
+	rec->stamp = stamp ? pstrdup(stamp) : NULL;
+	rec->deleted = sjson_bool(sjson_get(r, "IsDeleted"), false);
+	rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
+	for (k = 0; k < m->nfields; k++)
+	{
+		SJson	   *v = sjson_get(r, m->fields[k].remote_name);
+
+		if (sjson_type(v) == SJSON_NULL)
+			continue;
+		if (strcmp(m->fields[k].local_type, "text[]") == 0 && sjson_string(v))
+			rec->values[k] = provider_list_array(sjson_string(v));
+		else
+			rec->values[k] = sjson_scalar_text(v);	/* as text: the table judges it */
+	}
+}
+
+static void
+records_to_page(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, const char *what,
+				SJson *records, SyncPage *page, char **max_stamp)
 {
 	int			n = sjson_array_length(records);
-	int			i,
-				k;
+	int			i;
 
+	if (sjson_type(records) != SJSON_ARRAY)
+		sf_bad_response(conn, what, req, "no \"records\" array");
 	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
 	page->nrecords = n;
 	for (i = 0; i < n; i++)
 	{
-		SJson	   *r = sjson_array_get(records, i);
 		SyncRecord *rec = &page->records[i];
 
-		rec->remote_id = pstrdup(sjson_get_string(r, "Id") ? sjson_get_string(r, "Id") : "");
-		rec->stamp = sjson_get_string(r, "SystemModstamp") ? pstrdup(sjson_get_string(r, "SystemModstamp")) : NULL;
-		rec->deleted = sjson_bool(sjson_get(r, "IsDeleted"), false);
-		rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
-		for (k = 0; k < m->nfields; k++)
-		{
-			SJson	   *v = sjson_get(r, m->fields[k].remote_name);
-
-			if (sjson_type(v) == SJSON_NULL)
-				continue;
-			if (strcmp(m->fields[k].local_type, "text[]") == 0 && sjson_string(v))
-				rec->values[k] = provider_list_array(sjson_string(v));
-			else
-				rec->values[k] = sjson_scalar_text(v);
-		}
+		record_from_json(conn, m, req, what, sjson_array_get(records, i), rec);
 		if (rec->stamp && (*max_stamp == NULL || strcmp(rec->stamp, *max_stamp) > 0))
 			*max_stamp = rec->stamp;
 	}
+}
+
+/* The n-th ID of a delete feed or an ID listing; the response is refused if it is not an ID. */
+static char *
+listed_id(SyncConnection *conn, const HttpRequest *req, const char *what, SJson *arr, int i,
+		  const char *key)
+{
+	const char *id = sjson_get_string(sjson_array_get(arr, i), key);
+
+	if (!sf_valid_remote_id(id))
+		sf_bad_response(conn, what, req,
+						psprintf("entry %d's %s %s is not a Salesforce ID", i + 1, key, provider_quote_value(id)));
+	return pstrdup(id);
 }
 
 /* getDeleted since `since`; true if the delete log no longer covers it. */
@@ -538,13 +610,20 @@ sf_deleted_since(SyncConnection *conn, SyncMirror *m, const char *since, SyncPag
 		conn_error_from_response(conn, psprintf("reading deleted %s records", m->remote_object),
 								 req, sf_error_text(req, NULL));
 	earliest = sjson_get_string(j, "earliestDateAvailable");
+	recs = sjson_get(j, "deletedRecords");
+	if (sjson_type(recs) != SJSON_ARRAY)
+		sf_bad_response(conn, psprintf("reading deleted %s records", m->remote_object), req,
+						"no \"deletedRecords\" array");
+	if (earliest && !provider_valid_stamp(earliest))
+		sf_bad_response(conn, psprintf("reading deleted %s records", m->remote_object), req,
+						"unreadable earliestDateAvailable");
 	if (earliest && strncmp(soql_datetime(earliest, 0), since, 19) > 0)
 		return true;			/* purged early: part of our window is gone */
-	recs = sjson_get(j, "deletedRecords");
 	page->ndeleted_ids = sjson_array_length(recs);
 	page->deleted_ids = palloc(sizeof(char *) * Max(1, page->ndeleted_ids));
 	for (i = 0; i < page->ndeleted_ids; i++)
-		page->deleted_ids[i] = pstrdup(sjson_get_string(sjson_array_get(recs, i), "id"));
+		page->deleted_ids[i] = listed_id(conn, req, psprintf("reading deleted %s records", m->remote_object),
+										 recs, i, "id");
 	return false;
 }
 
@@ -569,9 +648,14 @@ sf_all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 		const char *next = sjson_get_string(j, "nextRecordsUrl");
 		int			i;
 
-		if (req->outcome != HTTP_DONE || req->status != 200 || j == NULL)
+		if (req->outcome != HTTP_DONE || req->status != 200)
 			conn_error_from_response(conn, psprintf("listing %s IDs", m->remote_object),
 									 req, sf_error_text(req, NULL));
+		if (sjson_type(recs) != SJSON_ARRAY)
+			sf_bad_response(conn, psprintf("listing %s IDs", m->remote_object), req, "no \"records\" array");
+		if (next && next[0] != '/')
+			sf_bad_response(conn, psprintf("listing %s IDs", m->remote_object), req,
+							"nextRecordsUrl is not a path");
 		for (i = 0; i < sjson_array_length(recs); i++)
 		{
 			if (page->ndeleted_ids == cap)
@@ -580,7 +664,7 @@ sf_all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 				page->deleted_ids = repalloc(page->deleted_ids, sizeof(char *) * cap);
 			}
 			page->deleted_ids[page->ndeleted_ids++] =
-				pstrdup(sjson_get_string(sjson_array_get(recs, i), "Id"));
+				listed_id(conn, req, psprintf("listing %s IDs", m->remote_object), recs, i, "Id");
 		}
 		url = next ? psprintf("%s%s", conn->api_base, next) : NULL;
 	}
@@ -635,14 +719,21 @@ sf_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		}
 	}
 	j = provider_response_json(req);
-	if (req->outcome != HTTP_DONE || req->status != 200 || sjson_type(j) != SJSON_OBJECT)
+	if (req->outcome != HTTP_DONE || req->status != 200)
 		conn_error_from_response(conn, psprintf("querying %s", m->remote_object), req,
 								 sf_error_text(req, NULL));
+	if (sjson_type(j) != SJSON_OBJECT)
+		sf_bad_response(conn, psprintf("querying %s", m->remote_object), req,
+						j ? "not a JSON object" : "not JSON");
 
-	records_to_page(m, sjson_get(j, "records"), page, &max_stamp);
+	records_to_page(conn, m, req, psprintf("querying %s", m->remote_object),
+					sjson_get(j, "records"), page, &max_stamp);
 	if (backfill && next == NULL && since == NULL)
 		page->total = sjson_int(sjson_get(j, "totalSize"), -1);
 	newnext = sjson_get_string(j, "nextRecordsUrl");
+	if (newnext && (newnext[0] != '/' || strstr(newnext, "..") != NULL))
+		sf_bad_response(conn, psprintf("querying %s", m->remote_object), req,
+						"nextRecordsUrl is not a path on the instance");
 
 	cur = sjson_new_object();
 	sjson_add_string(cur, "mode", (backfill && newnext) ? "backfill" : "incremental");
@@ -835,9 +926,19 @@ parse_results(SyncConnection *conn, HttpRequest *req, SyncPushItem *items, int n
 
 		if (sjson_bool(sjson_get(r, "success"), false))
 		{
+			const char *id = sjson_get_string(r, "id");
+
 			it->result = PUSH_OK;
-			if (op == 'I' && sjson_get_string(r, "id"))
-				it->new_remote_id = pstrdup(sjson_get_string(r, "id"));
+			if (op == 'I' && id && !sf_valid_remote_id(id))
+			{
+				/* it may exist remotely: parked, never created again */
+				it->result = PUSH_REJECTED;
+				it->error_code = "INVALID_REMOTE_ID";
+				it->error_message = psprintf("Salesforce reported success but returned %s, which is not a Salesforce ID; the record may exist remotely",
+											 provider_quote_value(id));
+			}
+			else if (op == 'I' && id)
+				it->new_remote_id = pstrdup(id);
 		}
 		else
 		{
@@ -867,8 +968,45 @@ parse_results(SyncConnection *conn, HttpRequest *req, SyncPushItem *items, int n
 	}
 }
 
+static void sf_push_valid(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n);
+
+/*
+ * Updates and deletes name their record by the remote ID from the user's
+ * table: one that is not a Salesforce ID is rejected on its own here, so a
+ * comma or a slash in it can never widen a request.
+ */
 static void
 sf_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
+{
+	SyncPushItem *ok = palloc(sizeof(SyncPushItem) * Max(1, n));
+	int		   *map = palloc(sizeof(int) * Max(1, n));
+	int			nok = 0,
+				i;
+
+	for (i = 0; i < n; i++)
+	{
+		SyncPushItem *it = &items[i];
+
+		if (it->op != 'I' && !sf_valid_remote_id(it->remote_id))
+		{
+			it->result = PUSH_REJECTED;
+			it->error_code = "INVALID_REMOTE_ID";
+			it->error_message = psprintf("the remote-id column holds %s, which is not a Salesforce ID (15 or 18 letters and digits); fix the column's value, then sync.retry()",
+										 provider_quote_value(it->remote_id));
+			continue;
+		}
+		map[nok] = i;
+		ok[nok++] = *it;
+	}
+	if (nok == 0)
+		return;
+	sf_push_valid(conn, m, ok, nok);
+	for (i = 0; i < nok; i++)
+		items[map[i]] = ok[i];
+}
+
+static void
+sf_push_valid(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 {
 	const char *idem = sjson_get_string(m->options, "idempotency_field");
 	char		op = items[0].op;
@@ -945,6 +1083,78 @@ sf_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 	}
 }
 
+/* ---------------------------------------------------------------------
+ * fetch: SObject Collections retrieve (POST, so 2,000 IDs fit)
+ * --------------------------------------------------------------------- */
+
+static void
+sf_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
+{
+	char	   *what = psprintf("re-reading %s records", m->remote_object);
+	int			start,
+				i,
+				k;
+
+	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
+	page->nrecords = 0;
+	page->deleted_ids = palloc(sizeof(char *) * Max(1, n));
+	page->ndeleted_ids = 0;
+	page->total = -1;
+	for (start = 0; start < n; start += SF_FETCH_MAX)
+	{
+		int			cnt = Min(SF_FETCH_MAX, n - start);
+		SJson	   *body = sjson_new_object();
+		SJson	   *arr = sjson_add_array(body, "ids");
+		SJson	   *fields;
+		char	   *text;
+		HttpRequest *req;
+		SJson	   *j;
+
+		for (i = 0; i < cnt; i++)
+		{
+			if (!sf_valid_remote_id(ids[start + i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("connection \"%s\": %s is not a Salesforce ID", conn->name,
+								provider_quote_value(ids[start + i]))));
+			sjson_append_string(arr, ids[start + i]);
+		}
+		fields = sjson_add_array(body, "fields");
+		for (k = 0; k < m->nfields; k++)
+			sjson_append_string(fields, m->fields[k].remote_name);
+		text = sjson_serialize(body);
+		req = http_request_new("POST", data_url(conn, "composite/sobjects/%s",
+												http_url_encode(m->remote_object)));
+		http_add_header(req, "Accept", "application/json");
+		http_set_body(req, text, strlen(text), "application/json");
+		conn_send_retrying(conn, req, 0);
+		note_limits(conn, req);
+		j = provider_response_json(req);
+		if (req->outcome != HTTP_DONE || req->status != 200)
+			conn_error_from_response(conn, what, req, sf_error_text(req, NULL));
+		if (sjson_type(j) != SJSON_ARRAY || sjson_array_length(j) != cnt)
+			sf_bad_response(conn, what, req, psprintf("not an array of %d records", cnt));
+		/* in the order asked; null for an ID that is gone (or not visible) */
+		for (i = 0; i < cnt; i++)
+		{
+			SJson	   *r = sjson_array_get(j, i);
+
+			if (sjson_type(r) == SJSON_NULL)
+			{
+				page->deleted_ids[page->ndeleted_ids++] = pstrdup(ids[start + i]);
+				continue;
+			}
+			record_from_json(conn, m, req, what, r, &page->records[page->nrecords]);
+			if (strncmp(page->records[page->nrecords].remote_id, ids[start + i], 15) != 0)
+				sf_bad_response(conn, what, req,
+								psprintf("record %d is %s, not the %s asked for", i + 1,
+										 page->records[page->nrecords].remote_id, ids[start + i]));
+			page->nrecords++;
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 const SyncProvider salesforce_provider = {
 	.name = "salesforce",
 	.check_options = sf_check_options,
@@ -957,4 +1167,6 @@ const SyncProvider salesforce_provider = {
 	.pull_page = sf_pull_page,
 	.batch_max = sf_batch_max,
 	.push = sf_push,
+	.valid_remote_id = sf_valid_remote_id,
+	.fetch = sf_fetch,
 };

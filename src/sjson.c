@@ -12,6 +12,8 @@
 
 #include <json-c/json.h>
 
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 
 #include "sjson.h"
@@ -63,6 +65,112 @@ sjson_adopt(struct json_object *obj)
 	return S(obj);
 }
 
+/*
+ * A string as PostgreSQL text can take it: invalid UTF-8 sequences and NUL
+ * characters (\u0000) become U+FFFD.  NULL if the string is fine as it is.
+ */
+static char *
+repair_utf8(const char *s, int len)
+{
+	StringInfoData out;
+	int			i = 0;
+	bool		changed = false;
+
+	initStringInfo(&out);
+	while (i < len)
+	{
+		unsigned char c = (unsigned char) s[i];
+		int			l = (c == 0) ? 1 : pg_utf_mblen((const unsigned char *) s + i);
+
+		if (c != 0 && i + l <= len && pg_utf8_islegal((const unsigned char *) s + i, l))
+		{
+			appendBinaryStringInfo(&out, s + i, l);
+			i += l;
+		}
+		else
+		{
+			appendStringInfoString(&out, "\xEF\xBF\xBD");
+			changed = true;
+			i++;
+		}
+	}
+	if (!changed)
+	{
+		pfree(out.data);
+		return NULL;
+	}
+	return out.data;
+}
+
+/*
+ * Make a parsed tree safe to read: every string valid UTF-8 without NULs
+ * (repaired in place), and no integer json-c had to saturate (it keeps no
+ * text for those: refused, rather than passed on as a different number).
+ * json-c's nesting limit keeps the recursion shallow.
+ */
+static bool
+sanitize_tree(struct json_object *o, char **err)
+{
+	switch (json_object_get_type(o))
+	{
+		case json_type_string:
+			{
+				const char *s = json_object_get_string(o);
+				int			len = json_object_get_string_len(o);
+				char	   *fixed;
+
+				if (pg_verify_mbstr(PG_UTF8, s, len, true) && memchr(s, '\0', len) == NULL)
+					return true;
+				fixed = repair_utf8(s, len);
+				if (fixed && json_object_set_string_len(o, fixed, strlen(fixed)) == 0)
+				{
+					*err = pstrdup("out of memory");
+					return false;
+				}
+				return true;
+			}
+		case json_type_int:
+			if (json_object_get_int64(o) == INT64_MIN ||
+				(json_object_get_int64(o) == INT64_MAX && json_object_get_uint64(o) == UINT64_MAX))
+			{
+				*err = pstrdup("integer out of range");
+				return false;
+			}
+			return true;
+		case json_type_object:
+			{
+				struct json_object_iterator it = json_object_iter_begin(o);
+				struct json_object_iterator end = json_object_iter_end(o);
+
+				while (!json_object_iter_equal(&it, &end))
+				{
+					struct json_object *v = json_object_iter_peek_value(&it);
+
+					if (v && !sanitize_tree(v, err))
+						return false;
+					json_object_iter_next(&it);
+				}
+				return true;
+			}
+		case json_type_array:
+			{
+				size_t		n = json_object_array_length(o);
+				size_t		i;
+
+				for (i = 0; i < n; i++)
+				{
+					struct json_object *v = json_object_array_get_idx(o, i);
+
+					if (v && !sanitize_tree(v, err))
+						return false;
+				}
+				return true;
+			}
+		default:
+			return true;
+	}
+}
+
 SJson *
 sjson_parse(const char *buf, size_t len, char **err)
 {
@@ -109,6 +217,11 @@ sjson_parse(const char *buf, size_t len, char **err)
 	}
 	json_tokener_free(tok);
 	*err = NULL;
+	if (!sanitize_tree(obj, err))
+	{
+		json_object_put(obj);
+		return NULL;
+	}
 	return sjson_adopt(obj);
 }
 
@@ -204,7 +317,14 @@ sjson_int(const SJson *v, int64 dflt)
 	if (json_object_is_type(J(v), json_type_int))
 		return json_object_get_int64(J(v));
 	if (json_object_is_type(J(v), json_type_double))
-		return (int64) json_object_get_double(J(v));
+	{
+		double		d = json_object_get_double(J(v));
+
+		/* out of range (1e400000 is inf) or NaN: the cast would be undefined */
+		if (!(d > -9.2e18 && d < 9.2e18))
+			return dflt;
+		return (int64) d;
+	}
 	return dflt;
 }
 

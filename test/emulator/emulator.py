@@ -39,6 +39,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import common  # noqa: E402
+import hostile  # noqa: E402
 from common import DEFAULT_CONFIG, Request, Response, json_response  # noqa: E402
 
 API_MODULES = ("salesforce", "hubspot", "netsuite")
@@ -69,8 +70,8 @@ REASONS = {
 }
 
 FAULT_KEYS = {"api", "path", "method", "status", "retry_after", "latency_ms", "kind",
-              "count", "probability", "seed", "process"}
-FAULT_KINDS = ("status", "timeout", "reset", "malformed")
+              "count", "probability", "seed", "process", "case"}
+FAULT_KINDS = ("status", "timeout", "reset", "malformed", "hostile")
 TIMEOUT_MAX_S = 300.0
 
 
@@ -144,6 +145,11 @@ class Fault:
         if self.kind == "status":
             if not isinstance(self.status, int) or not 100 <= self.status <= 599:
                 raise BadRequest("kind status needs an integer status 100-599")
+        self.case = spec.get("case")
+        if self.kind == "hostile" and self.case not in hostile.CASES:
+            raise BadRequest("kind hostile needs a case, one of %s" % ", ".join(hostile.CASES))
+        if self.case is not None and self.kind != "hostile":
+            raise BadRequest("case is only for kind hostile")
         if self.latency_ms is not None and (not isinstance(self.latency_ms, (int, float))
                                             or self.latency_ms < 0):
             raise BadRequest("latency_ms must be a non-negative number")
@@ -359,6 +365,10 @@ class Emulator:
                           raw_query, headers, body, inflight=inflight if api else 1,
                           url_base="%s://%s" % (self.scheme, host))
             kind = fault.kind if fault is not None else None
+            if kind == "hostile":
+                resp = hostile.respond(fault.case, api, req, self.dispatch)
+                entry[8] = resp.status
+                return conn.send_response(resp)
             if kind == "status":
                 if api is not None:
                     resp = api.fault_response(fault.status, req)
@@ -459,6 +469,9 @@ class Emulator:
                     self.clock_offset += float(b["advance_s"])
                 return json_response(200, {"offset_s": self.clock_offset,
                                            "now": common.sf_stamp(self.now())})
+        if head == "hostile" and len(parts) == 1 and method == "GET":
+            return json_response(200, [{"case": k, "processed": v[0], "description": v[1]}
+                                       for k, v in hostile.CASES.items()])
         if head == "faults" and len(parts) == 1:
             if method == "GET":
                 with self.fault_lock:

@@ -540,6 +540,21 @@ class CollectionsTest(SfTestCase):
         st, _, b = self.call("POST", "/composite/sobjects/Contact", {"ids": ids[:1], "fields": ["Id", "LastName"]})
         self.assertEqual(b[0]["Id"], ids[0])
 
+    def test_retrieve_gone_ids_are_null_in_place(self):
+        # what sync's fetch relies on: one entry per ID asked, in order, null when gone
+        ids = self.emu.seed("salesforce", "Contact", [{"LastName": "a"}, {"LastName": "b"}])["ids"]
+        self.emu.request("DELETE", "/__emulator/records/salesforce/Contact/" + ids[0])
+        st, _, b = self.call("POST", "/composite/sobjects/Contact",
+                             {"ids": [ids[0], ids[1][:15], "003000000000000AAA"],
+                              "fields": ["Id", "LastName", "SystemModstamp"]})
+        self.assertEqual(st, 200)
+        self.assertEqual(len(b), 3)
+        self.assertIsNone(b[0])
+        self.assertEqual((b[1]["Id"], b[1]["LastName"]), (ids[1], "b"))
+        self.assertIsNone(b[2])
+        st, _, b = self.call("POST", "/composite/sobjects/Contact", {"ids": ids * 1001, "fields": ["Id"]})
+        self.assertEqual((st, b[0]["errorCode"]), (400, "EXCEEDED_ID_LIMIT"))
+
 
 class QueryTest(SfTestCase):
     def setUp(self):
