@@ -424,12 +424,13 @@ int
 conn_retry_after(const HttpRequest *req)
 {
 	const char *ra = http_response_header(req, "retry-after");
-	int			s;
+	long		s;
 
 	if (ra == NULL)
 		return 0;
-	s = atoi(ra);
-	return (s > 0 && s < 3600) ? s : 0;
+	errno = 0;
+	s = strtol(ra, NULL, 10);	/* (a hostile header must not overflow) */
+	return (errno == 0 && s > 0 && s < 3600) ? (int) s : 0;
 }
 
 /* How long to hold requests after this 429: Retry-After, else the provider's word, else 1 s. */

@@ -1602,14 +1602,15 @@ page_check_encoding(PageApply *pa)
 				bad = m->columns[k];
 		if (r->stamp != NULL && bad == NULL && !pg_verifymbstr(r->stamp, strlen(r->stamp), true))
 			bad = m->stamp_column;
-		if (bad != NULL)
+		if (bad != NULL || r->invalid != NULL)
 		{
 			ErrorData	e;
 
 			memset(&e, 0, sizeof(e));
 			e.sqlerrcode = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
-			e.message = psprintf("the remote's value for column \"%s\" is not valid %s",
-								 bad, GetDatabaseEncodingName());
+			e.message = r->invalid ? r->invalid :
+				psprintf("the remote's value for column \"%s\" is not valid %s",
+						 bad, GetDatabaseEncodingName());
 			if (r->remote_id == NULL)
 				r->remote_id = "";
 			pa->state[i] = 'f';
@@ -2495,8 +2496,14 @@ pull_retry(int mirror_id, bool own, MemoryContext cxt, int64 *applied, int64 *de
 	n = (int) SPI_processed;
 	old = MemoryContextSwitchTo(cxt);
 	ids = palloc(sizeof(char *) * Max(1, n));
-	for (i = 0; i < n; i++)
-		ids[i] = getv(i, 1);
+	{
+		int			r = n;
+
+		/* (only IDs of the remote's form reach a request) */
+		for (i = 0, n = 0; i < r; i++)
+			if (conn->provider->valid_remote_id == NULL || conn->provider->valid_remote_id(getv(i, 1)))
+				ids[n++] = getv(i, 1);
+	}
 	MemoryContextSwitchTo(old);
 	xact_end(own);
 	if (n == 0)

@@ -1022,6 +1022,8 @@ record_from_json(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
 		{
 			SJson	   *v = sjson_get(props, f->remote_name);
 
+			if (sjson_repaired(v) && rec->invalid == NULL)
+				rec->invalid = provider_broken_value(f->remote_name);
 			/* values are strings; another scalar is passed on as its text */
 			rec->values[k] = value_to_pg(f->local_type,
 										 sjson_string(v) ? sjson_string(v) : sjson_scalar_text(v));

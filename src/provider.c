@@ -279,3 +279,12 @@ provider_bad_response(SyncConnection *conn, const char *remote, const char *what
 			 errdetail("HTTP %ld with an empty body.", req->status),
 			 errhint("Nothing was applied from this response; the next attempt asks again.")));
 }
+
+/* SyncRecord.invalid for a string value the remote sent broken. */
+char *
+provider_broken_value(const char *field)
+{
+	return psprintf("the remote's value of %s is not valid UTF-8 or holds a NUL character (\\u0000), "
+					"which PostgreSQL text cannot hold; fix it in the remote and call sync.retry()",
+					field);
+}

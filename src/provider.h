@@ -110,6 +110,9 @@ typedef struct SyncRecord
 	char	   *stamp;			/* timestamptz text */
 	bool		deleted;
 	char	  **values;			/* NULL entries are SQL NULL */
+	char	   *invalid;		/* set by the provider: why the record cannot be applied
+								 * as sent (a value the remote sent broken); the engine
+								 * sets it aside like a record the table refuses */
 } SyncRecord;
 
 typedef struct SyncPage
@@ -231,6 +234,7 @@ extern void provider_appendf_va(StringInfo buf, const char *fmt, va_list ap) pg_
 extern SJson *provider_response_json(const HttpRequest *req);
 extern void provider_sign_bearer(SyncConnection *conn, HttpRequest *req);
 extern char *provider_list_array(const char *v);
+extern char *provider_broken_value(const char *field);
 extern char *provider_body_excerpt(const HttpRequest *req, int max);
 extern bool provider_valid_stamp(const char *s);
 extern char *provider_quote_value(const char *v);

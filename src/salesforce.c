@@ -540,6 +540,8 @@ record_from_json(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
 
 		if (sjson_type(v) == SJSON_NULL)
 			continue;
+		if (sjson_repaired(v) && rec->invalid == NULL)
+			rec->invalid = provider_broken_value(m->fields[k].remote_name);
 		if (strcmp(m->fields[k].local_type, "text[]") == 0 && sjson_string(v))
 			rec->values[k] = provider_list_array(sjson_string(v));
 		else

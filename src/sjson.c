@@ -65,6 +65,16 @@ sjson_adopt(struct json_object *obj)
 	return S(obj);
 }
 
+/* userdata of a string that sanitize_tree() had to repair */
+static char repaired_marker;
+
+bool
+sjson_repaired(const SJson *v)
+{
+	return v != NULL && json_object_is_type(J(v), json_type_string) &&
+		json_object_get_userdata(J(v)) == &repaired_marker;
+}
+
 /*
  * A string as PostgreSQL text can take it: invalid UTF-8 sequences and NUL
  * characters (\u0000) become U+FFFD.  NULL if the string is fine as it is.
@@ -127,6 +137,8 @@ sanitize_tree(struct json_object *o, char **err)
 					*err = pstrdup("out of memory");
 					return false;
 				}
+				/* remembered: a record holding it is set aside, not applied altered */
+				json_object_set_userdata(o, &repaired_marker, NULL);
 				return true;
 			}
 		case json_type_int:

@@ -39,6 +39,8 @@ extern bool sjson_has_key(const SJson *obj, const char *key);
 extern int	sjson_array_length(const SJson *arr);
 extern SJson *sjson_array_get(const SJson *arr, int i);
 extern const char *sjson_string(const SJson *v);	/* NULL unless a string */
+/* Was this string invalid UTF-8 or holding a NUL, repaired (U+FFFD) when parsed? */
+extern bool sjson_repaired(const SJson *v);
 extern const char *sjson_get_string(const SJson *obj, const char *key);
 extern bool sjson_bool(const SJson *v, bool dflt);
 extern int64 sjson_int(const SJson *v, int64 dflt);
