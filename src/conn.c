@@ -330,15 +330,26 @@ conn_sleep_ms(long ms)
 	}
 }
 
+/*
+ * The one backoff formula of the project: base * 2^(attempt-1), capped.
+ * (The exponent is bounded so that the double never overflows.)
+ */
 long
-backoff_ms(int attempt, long base_ms, long cap_ms)
+backoff_base_ms(int attempt, long base_ms, long cap_ms)
 {
-	double		ms = base_ms * pow(2.0, Max(0, attempt - 1));
-	double		jitter = 0.75 + 0.5 * pg_prng_double(&pg_global_prng_state);
+	double		ms = base_ms * pow(2.0, Min(Max(0, attempt - 1), 62));
 
 	if (ms > cap_ms)
 		ms = cap_ms;
-	return (long) (ms * jitter);
+	return (long) ms;
+}
+
+long
+backoff_ms(int attempt, long base_ms, long cap_ms)
+{
+	double		jitter = 0.75 + 0.5 * pg_prng_double(&pg_global_prng_state);
+
+	return (long) (backoff_base_ms(attempt, base_ms, cap_ms) * jitter);
 }
 
 void

@@ -65,7 +65,12 @@ extern void conn_sleep_ms(long ms);
 /* Record the remote's reported API usage (shown in sync.status). */
 extern void conn_note_usage(SyncConnection *conn, const char *usage);
 
-/* Exponential backoff with jitter: base * 2^(attempt-1), capped, +-25%. */
+/*
+ * Exponential backoff, the one formula: base * 2^(attempt-1), capped
+ * (backoff_base_ms); backoff_ms adds +-25% jitter, for requests that many
+ * clients may retry at once.
+ */
+extern long backoff_base_ms(int attempt, long base_ms, long cap_ms);
 extern long backoff_ms(int attempt, long base_ms, long cap_ms);
 
 /* Options helpers for providers (NULL-safe). */

@@ -72,6 +72,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "conn.h"
 #include "engine.h"
 #include "lifecycle.h"
 #include "worker.h"
@@ -280,10 +281,11 @@ find_slot(Oid dboid)
 	return -1;
 }
 
+/* 1 s, 2 s, 4 s ... after consecutive short runs or errors, capped */
 static long
-backoff_ms(int restarts)
+restart_backoff_ms(int restarts)
 {
-	return Min(1000L << Min(restarts, 6), (long) MAX_BACKOFF_MS);
+	return backoff_base_ms(restarts + 1, 1000, MAX_BACKOFF_MS);
 }
 
 /* sync.worker_log_level: this process's log_min_messages */
@@ -777,7 +779,7 @@ supervise(bool *warned_cap, bool *warned_slots)
 			/* died before its exit callback could run (or before attaching) */
 			s->state = SLOT_FAILED;
 			s->exited_at = now;
-			s->restart_at = TimestampTzPlusMilliseconds(now, backoff_ms(s->restarts));
+			s->restart_at = TimestampTzPlusMilliseconds(now, restart_backoff_ms(s->restarts));
 			s->restarts++;
 			s->pid = 0;
 			s->latch = NULL;
@@ -1054,7 +1056,7 @@ db_worker_exit(int code, Datum arg)
 		{
 			if (TimestampDifferenceExceeds(s->started_at, now, HEALTHY_RUN_MS))
 				s->restarts = 0;
-			s->restart_at = TimestampTzPlusMilliseconds(now, backoff_ms(s->restarts));
+			s->restart_at = TimestampTzPlusMilliseconds(now, restart_backoff_ms(s->restarts));
 			s->restarts++;
 		}
 		s->exited_at = now;
@@ -1175,7 +1177,7 @@ leave(SlotState state, bool restart_now)
 		}
 		s->state = state;
 		s->exited_at = GetCurrentTimestamp();
-		s->restart_at = restart_now ? 0 : TimestampTzPlusMilliseconds(s->exited_at, backoff_ms(0));
+		s->restart_at = restart_now ? 0 : TimestampTzPlusMilliseconds(s->exited_at, restart_backoff_ms(0));
 		s->latch = NULL;
 		s->pid = 0;
 	}
@@ -1356,7 +1358,7 @@ sync_db_worker_main(Datum arg)
 			note_error(edata->message ? edata->message : "unknown error");
 			RESUME_INTERRUPTS();
 			consecutive_errors++;
-			next_ms = backoff_ms(consecutive_errors - 1);
+			next_ms = restart_backoff_ms(consecutive_errors - 1);
 			/* a DROP EXTENSION while the round ran: leave at once, quietly */
 			if (!OidIsValid(extension_oid()))
 				leave(SLOT_NO_EXTENSION, false);
