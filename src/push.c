@@ -316,7 +316,9 @@ claim_values(SyncMirror *m, PushBatch *b, char **keys, int nkeys, bool *found, M
 	Datum		a[1];
 	OwnerScope	os;
 	MemoryContext old;
-	int			i,
+	KeyIndex   *index;
+	int			nindex = 0,
+				i,
 				j;
 
 	if (nkeys == 0)
@@ -326,37 +328,33 @@ claim_values(SyncMirror *m, PushBatch *b, char **keys, int nkeys, bool *found, M
 	spi_exec(deparse_claim_values(m), 1, t, a, NULL, SPI_OK_SELECT);
 	owner_end(&os);
 	old = MemoryContextSwitchTo(work);
-	{
-		KeyIndex   *index = palloc(sizeof(KeyIndex) * Max(1, b->nitems));
-		int			nindex = 0;
-
-		for (j = 0; j < b->nitems; j++)
-			if (b->items[j].op != 'D')
-			{
-				index[nindex].key = b->items[j].local_key;
-				index[nindex++].item = j;
-			}
-		qsort(index, nindex, sizeof(KeyIndex), key_index_cmp);
-		for (i = 0; i < (int) SPI_processed; i++)
+	index = palloc(sizeof(KeyIndex) * Max(1, b->nitems));
+	for (j = 0; j < b->nitems; j++)
+		if (b->items[j].op != 'D')
 		{
-			KeyIndex	probe = {getv(i, 1), 0};
-			KeyIndex   *hit = bsearch(&probe, index, nindex, sizeof(KeyIndex), key_index_cmp);
-			SyncPushItem *it;
-			int			k;
+			index[nindex].key = b->items[j].local_key;
+			index[nindex++].item = j;
+		}
+	qsort(index, nindex, sizeof(KeyIndex), key_index_cmp);
+	for (i = 0; i < (int) SPI_processed; i++)
+	{
+		KeyIndex	probe = {getv(i, 1), 0};
+		KeyIndex   *hit = bsearch(&probe, index, nindex, sizeof(KeyIndex), key_index_cmp);
+		SyncPushItem *it;
+		int			k;
 
-			if (hit == NULL)
-				continue;
-			it = &b->items[hit->item];
-			found[hit->item] = true;
-			if (it->op == 'W')
-				continue;
-			if (it->remote_id == NULL)
-				it->remote_id = getv(i, 2);
-			for (k = 0; k < m->nfields; k++)
-			{
-				it->values[k] = getv(i, 3 + k);
-				it->value_null[k] = (it->values[k] == NULL);
-			}
+		if (hit == NULL)
+			continue;
+		it = &b->items[hit->item];
+		found[hit->item] = true;
+		if (it->op == 'W')
+			continue;
+		if (it->remote_id == NULL)
+			it->remote_id = getv(i, 2);
+		for (k = 0; k < m->nfields; k++)
+		{
+			it->values[k] = getv(i, 3 + k);
+			it->value_null[k] = (it->values[k] == NULL);
 		}
 	}
 	MemoryContextSwitchTo(old);
