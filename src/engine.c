@@ -1595,6 +1595,8 @@ page_check_encoding(PageApply *pa)
 		SyncRecord *r = &pa->page->records[i];
 		const char *bad = NULL;
 
+		if (pa->state[i] != 'a')
+			continue;
 		if (r->remote_id == NULL || !pg_verifymbstr(r->remote_id, strlen(r->remote_id), true))
 			bad = m->remote_id_column;
 		for (k = 0; k < m->nfields && bad == NULL && !r->deleted; k++)
@@ -1615,7 +1617,8 @@ page_check_encoding(PageApply *pa)
 				r->remote_id = "";
 			pa->state[i] = 'f';
 			set_aside(pa, pg_verifymbstr(r->remote_id, strlen(r->remote_id), true) ?
-					  r->remote_id : "(invalid)", NULL, r->deleted ? "delete" : "update", &e);
+					  r->remote_id : "(invalid)", pa->key[i],
+					  r->deleted ? "delete" : pa->key[i] ? "update" : "insert", &e);
 		}
 	}
 }
@@ -2257,8 +2260,8 @@ apply_page(SyncMirror *m, SyncPage *page, bool advance, MemoryContext work,
 	sync_applying_mirror = m->id;
 	PG_TRY();
 	{
-		page_check_encoding(&pa);
 		page_lock(&pa);
+		page_check_encoding(&pa);
 		page_pending(&pa, conflict && strcmp(conflict, "remote_wins") == 0);
 		page_adopt_pairs(&pa);
 		nj0 = pa.nj;
