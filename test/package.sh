@@ -22,6 +22,9 @@
 # before.  SYNC_PACKAGE_KEEP=1 leaves the package installed instead.
 # Not part of test/run.sh: it changes the system installation.
 #
+#   bash test/package.sh --metadata [TREE]   only step 1, on the working tree
+#       (or TREE): no root, no build, nothing installed; a few seconds.
+#
 # Prints "N passed, N failed" last and exits non-zero on any failure.
 set -u
 # The package installs into the system's PostgreSQL, so that is the server
@@ -426,6 +429,14 @@ installed_checks() {
 }
 
 main() {
+  if [ "${1:-}" = --metadata ]; then
+    local tree=${2:-$SYNC_ROOT}
+    WORK=$(mktemp -d /tmp/sync-package.XXXXXX)
+    metadata_checks "$(cd "$tree" && pwd)"
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
+    return
+  fi
   [ "$(id -u)" -eq 0 ] || die "run as root: the test installs a package"
   command -v apt-get >/dev/null || die "apt-get not found: the package test needs Debian"
   sync_install_deps
