@@ -123,6 +123,8 @@ page_check_encoding(PageApply *pa)
 		SyncRecord *r = &pa->page->records[i];
 		const char *bad = NULL;
 
+		if (pa->state[i] != 'a')
+			continue;
 		if (r->remote_id == NULL || !pg_verifymbstr(r->remote_id, strlen(r->remote_id), true))
 			bad = m->remote_id_column;
 		for (k = 0; k < m->nfields && bad == NULL && !r->deleted; k++)
@@ -143,7 +145,8 @@ page_check_encoding(PageApply *pa)
 				r->remote_id = "";
 			pa->state[i] = 'f';
 			set_aside(pa, pg_verifymbstr(r->remote_id, strlen(r->remote_id), true) ?
-					  r->remote_id : "(invalid)", NULL, r->deleted ? "delete" : "update", &e);
+					  r->remote_id : "(invalid)", pa->key[i],
+					  r->deleted ? "delete" : pa->key[i] ? "update" : "insert", &e);
 		}
 	}
 }
@@ -838,8 +841,8 @@ page_apply(PageApply *pa)
 	{
 		int			nj0;
 
-		page_check_encoding(pa);
 		page_lock(pa);
+		page_check_encoding(pa);
 		page_pending(pa, engine_mirror(pa->m)->conflict == CONFLICT_REMOTE_WINS);
 		page_adopt_pairs(pa);
 		nj0 = pa->nj;

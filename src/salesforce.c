@@ -43,6 +43,21 @@ static const char *const sf_option_keys[] = {
  * options
  * --------------------------------------------------------------------- */
 
+/* "v59.0" or later: v, two or three digits, a dot, one digit; nothing else goes into URLs */
+static bool
+valid_api_version(const char *v)
+{
+	int			n = 0;
+
+	if (v[0] != 'v')
+		return false;
+	while (isdigit((unsigned char) v[1 + n]))
+		n++;
+	if (n < 2 || n > 3 || v[1 + n] != '.' || !isdigit((unsigned char) v[2 + n]) || v[3 + n] != '\0')
+		return false;
+	return atoi(v + 1) >= 59;
+}
+
 static void
 sf_check_options(SJson *o)
 {
@@ -71,7 +86,7 @@ sf_check_options(SJson *o)
 		bad_option("login_url", "required, e.g. \"https://login.salesforce.com\" or your My Domain URL");
 	if (!provider_url_ok(login))
 		bad_option("login_url", "must be an https:// URL");
-	if (ver != NULL && (ver[0] != 'v' || atof(ver + 1) < 59.0))
+	if (ver != NULL && !valid_api_version(ver))
 		bad_option("api_version", "must look like \"v59.0\" (v59.0 or later)");
 	if (sjson_type(auth) != SJSON_OBJECT)
 		bad_option("auth", "required: {\"type\": \"client_credentials\" | \"refresh_token\" | \"jwt_bearer\", ...}");

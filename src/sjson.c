@@ -159,7 +159,12 @@ sanitize_tree(struct json_object *o, char **err)
 					struct json_object *v = json_object_iter_peek_value(&it);
 
 					if (v && !sanitize_tree(v, err))
+					{
+						/* say where: "auth.expires_in: integer out of range" */
+						*err = psprintf("%s%s%s", json_object_iter_peek_name(&it),
+										**err == '[' || strchr(*err, ':') ? "." : ": ", *err);
 						return false;
+					}
 					json_object_iter_next(&it);
 				}
 				return true;
