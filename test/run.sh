@@ -6,6 +6,7 @@
 #   bash test/run.sh isolation [NAME…] pg_isolation_regress (test/isolation/specs)
 #   bash test/run.sh tap [FILE…]      TAP tests (test/t/*.pl)
 #   bash test/run.sh emulator [PATTERN] the emulator's own unittest suite
+#   bash test/run.sh package           packaging metadata (debian/, META.json vs sync.control)
 #
 # Installs missing packages, builds with -Werror, installs, runs each suite
 # against throwaway clusters owned by an unprivileged user, removes them
@@ -177,11 +178,22 @@ run_emulator_suite() {
   SKIPPED=$((SKIPPED + skip))
 }
 
+# The packaging metadata agrees with sync.control and the README (fast, no
+# root: the full package build and install is test/package.sh, run apart).
+run_package_metadata() {
+  say "packaging metadata (debian/, META.json)"
+  local out="$WORK/package.out" ok bad
+  bash "$SYNC_ROOT/test/package.sh" --metadata "$SYNC_ROOT" >"$out" 2>&1
+  cat "$out"
+  read -r ok bad < <(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$out" | tail -1)
+  count "${ok:-0}" "${bad:-1}"
+}
+
 main() {
   local suite=${1:-all}; [ $# -gt 0 ] && shift
   case $suite in
-    all|regress|isolation|tap|emulator) ;;
-    *) die "unknown suite '$suite' (all, regress, isolation, tap, emulator)";;
+    all|regress|isolation|tap|emulator|package) ;;
+    *) die "unknown suite '$suite' (all, regress, isolation, tap, emulator, package)";;
   esac
   sync_install_deps
   sync_ensure_user
@@ -203,6 +215,7 @@ main() {
   fi
   { [ "$suite" = all ] || [ "$suite" = tap ]; } && run_tap "$@"
   { [ "$suite" = all ] || [ "$suite" = emulator ]; } && run_emulator_suite "$@"
+  { [ "$suite" = all ] || [ "$suite" = package ]; } && run_package_metadata
 
   echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
   [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
