@@ -33,6 +33,25 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# make installcheck: pg_regress, the isolation specs and the TAP tests, with
+# the installation PG_CONFIG names; the first two against the running server
+# PGHOST, PGPORT and PGUSER point to (on this machine, with
+# max_prepared_transactions > 0), the TAP tests on throwaway clusters of
+# their own (as for any PGXS extension: run as a user other than root).
+# The isolation specs that talk to a remote find the emulator, started for
+# them on 127.0.0.1, through PGOPTIONS (test/emulator/with_emulator.sh); the
+# TAP tests find the tree (helpers, emulator, keys) through SYNC_TREE.
+pg_isolation_regress_installcheck = \
+    echo "+++ isolation install-check in $(subdir) +++" && \
+    $(srcdir)/test/emulator/with_emulator.sh \
+    $(top_builddir)/src/test/isolation/pg_isolation_regress \
+    --inputdir=$(srcdir) --outputdir=output_iso \
+    --bindir='$(bindir)' \
+    $(pg_regress_locale_flags) $(EXTRA_REGRESS_OPTS)
+SYNC_TREE   ?= $(CURDIR)
+installcheck: export SYNC_TREE := $(SYNC_TREE)
+PROVE_FLAGS += -I $(CURDIR)/test/perl
+
 sync--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@
 

@@ -6,16 +6,21 @@
 #   bash test/run.sh isolation [NAME…] pg_isolation_regress (test/isolation/specs)
 #   bash test/run.sh tap [FILE…]      TAP tests (test/t/*.pl)
 #   bash test/run.sh emulator [PATTERN] the emulator's own unittest suite
+#   bash test/run.sh package           packaging metadata (debian/, META.json vs sync.control)
 #
 # Installs missing packages, builds with -Werror, installs, runs each suite
 # against throwaway clusters owned by an unprivileged user, removes them
-# (also when a test fails), prints "N passed, N failed" last, and exits
-# non-zero on any failure.
+# (also when a test fails), prints "N passed, F failed, K skipped" last, and
+# exits non-zero on any failure.  Skipped: the emulator's fidelity tests that
+# replay recordings whose licences keep them out of the project (Elastic-2.0,
+# BSL 1.1), when the shared fixtures are not there (SYNC_FIXTURES, default
+# ../shared/fixtures beside the clone); each is listed with its reason.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PASSED=0
 FAILED=0
+SKIPPED=0
 WORK=
 CLUSTER=
 EMU_PIDS=()
@@ -31,15 +36,37 @@ trap 'exit 130' INT TERM
 
 count() { PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); }
 
-# A copy of the tree the unprivileged user can read, wherever the clone is.
+# A copy of the tree the unprivileged user can read, wherever the clone is
+# (e.g. under a directory only root can enter), and likewise of the shared
+# fixtures when there are any.  Nothing run as that user reads the clone.
 prepare_work() {
   WORK=$(mktemp -d /tmp/sync-test.XXXXXX)
   chmod 755 "$WORK"
   mkdir -p "$WORK/tree"
   (cd "$SYNC_ROOT" && tar --exclude=.git --exclude='*.o' --exclude='*.so' -cf - .) | tar -C "$WORK/tree" -xf -
+  if [ -n "$SYNC_FIXTURES" ]; then
+    mkdir -p "$WORK/shared-fixtures"
+    (cd "$SYNC_FIXTURES" && tar -cf - .) | tar -C "$WORK/shared-fixtures" -xf - \
+      || die "cannot copy the shared fixtures from $SYNC_FIXTURES"
+    SYNC_FIXTURES=$WORK/shared-fixtures
+  fi
   [ "$(id -u)" -eq 0 ] && chown -R "$SYNC_USER" "$WORK"
+  chmod -R u+rwX "$WORK"
   SYNC_TREE=$WORK/tree
   export SYNC_TREE
+}
+
+# The recordings not copied into the project (fixtures/MANIFEST.md): the
+# directory SYNC_FIXTURES names (empty: none), else ../shared/fixtures beside
+# the clone if it is there; else none, and the tests needing them are skipped.
+find_shared_fixtures() {
+  if [ -n "${SYNC_FIXTURES+set}" ]; then
+    [ -z "$SYNC_FIXTURES" ] || [ -d "$SYNC_FIXTURES" ] || die "SYNC_FIXTURES=$SYNC_FIXTURES is not a directory"
+  elif [ -d "$SYNC_ROOT/../shared/fixtures" ]; then
+    SYNC_FIXTURES=$(cd "$SYNC_ROOT/../shared/fixtures" && pwd)
+  else
+    SYNC_FIXTURES=
+  fi
 }
 
 # Count pg_regress-style "... ok" / "... FAILED" lines.
@@ -128,31 +155,45 @@ run_tap() {
   done
 }
 
+# test/emulator/run_tests.py prints "emulator: N passed, F failed, K skipped"
+# last; skipped tests are listed with their reasons and never count as passed.
 run_emulator_suite() {
   [ -d "$SYNC_TREE/test/emulator/tests" ] || return 0
-  say "emulator unittest suite"
-  local out="$WORK/emulator.out" rc n bad
+  say "emulator unittest suite${SYNC_FIXTURES:+ (shared fixtures: $SYNC_FIXTURES)}"
+  local out="$WORK/emulator.out" rc line ok bad skip
   (cd "$SYNC_TREE/test/emulator" && as_user env PYTHONDONTWRITEBYTECODE=1 \
-      SYNC_FIXTURES="$SYNC_FIXTURES" python3 -m unittest discover -s tests \
-      ${1:+-p "$1"} -v) >"$out" 2>&1
+      SYNC_FIXTURES="$SYNC_FIXTURES" python3 run_tests.py ${1:+-p "$1"}) >"$out" 2>&1
   rc=$?
-  n=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\}.*/\1/p' "$out" | tail -1)
-  n=${n:-0}
-  bad=$(grep -cE '^(FAIL|ERROR): ' "$out")
-  tail -5 "$out"
+  line=$(grep -E '^emulator: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$out" | tail -1)
+  read -r ok bad skip < <(echo "$line" | sed -E 's/^emulator: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1 \2 \3/')
+  ok=${ok:-0} bad=${bad:-0} skip=${skip:-0}
+  sed -n '/^skipped (/,$p' "$out"
   if [ $rc -ne 0 ]; then
     grep -E '^(FAIL|ERROR): ' "$out"
     sed -n '/^=====/,$p' "$out" | head -150
-    [ "$bad" -eq 0 ] && bad=1
+    [ -z "$line" ] && tail -20 "$out"
+    [ "$bad" -eq 0 ] && bad=1            # died before its summary
   fi
-  count $((n - (bad > n ? n : bad))) "$bad"
+  count "$ok" "$bad"
+  SKIPPED=$((SKIPPED + skip))
+}
+
+# The packaging metadata agrees with sync.control and the README (fast, no
+# root: the full package build and install is test/package.sh, run apart).
+run_package_metadata() {
+  say "packaging metadata (debian/, META.json)"
+  local out="$WORK/package.out" ok bad
+  bash "$SYNC_ROOT/test/package.sh" --metadata "$SYNC_ROOT" >"$out" 2>&1
+  cat "$out"
+  read -r ok bad < <(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$out" | tail -1)
+  count "${ok:-0}" "${bad:-1}"
 }
 
 main() {
   local suite=${1:-all}; [ $# -gt 0 ] && shift
   case $suite in
-    all|regress|isolation|tap|emulator) ;;
-    *) die "unknown suite '$suite' (all, regress, isolation, tap, emulator)";;
+    all|regress|isolation|tap|emulator|package) ;;
+    *) die "unknown suite '$suite' (all, regress, isolation, tap, emulator, package)";;
   esac
   sync_install_deps
   sync_ensure_user
@@ -161,7 +202,7 @@ main() {
   PGXS_DIR=$(cd "$PGXS_DIR" && pwd)
   PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
   PG_ISOLATION_REGRESS=$PGXS_DIR/src/test/isolation/pg_isolation_regress
-  SYNC_FIXTURES=${SYNC_FIXTURES:-$(cd "$SYNC_ROOT/.." && pwd)/shared/fixtures}
+  find_shared_fixtures
   prepare_work
 
   if [ "$suite" = all ] || [ "$suite" = regress ] || [ "$suite" = isolation ]; then
@@ -174,8 +215,9 @@ main() {
   fi
   { [ "$suite" = all ] || [ "$suite" = tap ]; } && run_tap "$@"
   { [ "$suite" = all ] || [ "$suite" = emulator ]; } && run_emulator_suite "$@"
+  { [ "$suite" = all ] || [ "$suite" = package ]; } && run_package_metadata
 
-  echo "$PASSED passed, $FAILED failed"
+  echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
   [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
 }
 

@@ -9,7 +9,20 @@ use IO::Socket::SSL ();
 use JSON::PP;
 use Time::HiRes qw(usleep);
 
-my $tree = $ENV{SYNC_TREE} or die "SYNC_TREE is not set (run through test/run.sh)";
+# The source tree (helpers, emulator, keys, sync.control): SYNC_TREE when the
+# test command or `make installcheck` sets it, else the tree this module is
+# in (test/perl/SyncTest.pm), e.g. under a plain `prove -I test/perl`.  Set
+# in the environment too, for the test files that read it at run time.
+my $tree = $ENV{SYNC_TREE};
+if (!defined $tree || $tree eq '')
+{
+	require Cwd;
+	require File::Basename;
+	$tree = Cwd::abs_path(File::Basename::dirname(__FILE__) . '/../..');
+	die "cannot find the source tree from " . __FILE__ . "; set SYNC_TREE"
+	  unless defined $tree && -f "$tree/sync.control";
+	$ENV{SYNC_TREE} = $tree;
+}
 
 # version() -> the extension's version: sync.control's default_version.
 sub version

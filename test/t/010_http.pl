@@ -10,7 +10,8 @@ use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time usleep);
 use File::Temp qw(tempdir);
-use lib "$ENV{SYNC_TREE}/test/perl";
+use FindBin;
+use lib "$FindBin::Bin/../perl";
 use SyncTest;
 
 my $tls = SyncTest::start_emulator(tls => 1);

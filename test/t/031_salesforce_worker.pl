@@ -7,7 +7,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
-use lib "$ENV{SYNC_TREE}/test/perl";
+use FindBin;
+use lib "$FindBin::Bin/../perl";
 use SyncTest;
 
 my $emu = SyncTest::start_emulator(tls => 1);
@@ -51,20 +52,27 @@ ok(scalar(@$pages) >= 5, scalar(@$pages) . ' query pages for 10,000 records (2,0
 is(sq("SELECT backfill_done FROM sync.mirror_state"), '10000', 'sync.status progress counted every record');
 is(sq("SELECT count(*) FROM sync.outbox"), '0', 'the backfill queued nothing');
 
-# --- local commit -> remote, woken by the commit ---
-my @lat;
+# --- local commits -> remote: each arrives, exactly once, in commit order ---
+# (how fast: bench/commit_latency.sh prints the p50/p99 commit-to-remote
+# latency; a test under load cannot hold a wall-clock bound)
+$emu->control('DELETE', '/__emulator/requests');
+my @missing;
 for my $i (1 .. 10)
 {
-	$emu->control('DELETE', '/__emulator/requests');
-	my $t0 = time;
 	sq("UPDATE crm.contact SET first_name = 'W$i' WHERE last_name = 'L$i'");
-	SyncTest::wait_until(sub { @{ sf_requests('PATCH', qr{/composite/sobjects$}) } > 0 }, 10);
-	push @lat, (time - $t0) * 1000;
+	SyncTest::wait_until(sub {
+		grep { ($_->{FirstName} // '') eq "W$i" }
+		  map { @{ $_->{body}{records} // [] } } @{ sf_requests('PATCH', qr{/composite/sobjects$}) }
+	}, 60) or push @missing, "W$i";
 }
-@lat = sort { $a <=> $b } @lat;
-# PRODUCT.md: p50 < 100 ms, p99 < 1 s (here: the slowest of ten)
-ok($lat[4] < 100 && $lat[-1] < 1000,
-	sprintf('commit to remote write: median %.0f ms, max %.0f ms', $lat[4], $lat[-1]));
+is("@missing", '', 'each of ten local commits reached the remote');
+my @sent = grep { /^W\d+$/ }
+  map { $_->{FirstName} // '' }
+  map { @{ $_->{body}{records} // [] } } @{ sf_requests('PATCH', qr{/composite/sobjects$}) };
+is("@sent", join(' ', map { "W$_" } 1 .. 10), '... each exactly once, in commit order');
+my %remote_first = map { ($_->{LastName} // '') => ($_->{FirstName} // '') } @{ sf_records('Contact') };
+is(join(' ', map { $remote_first{"L$_"} } 1 .. 10), join(' ', map { "W$_" } 1 .. 10),
+	'... and the remote records hold the committed values');
 
 # --- 1,000 updates go in 5 requests of 200 ---
 $node->safe_psql($db, "SELECT 1");
@@ -170,16 +178,24 @@ my @writes = grep { $_->{method} ne 'GET' } @{ $emu->requests('salesforce') };
 is(scalar(@writes), 0, 'after quiescence, no further writes (no ping-pong)');
 
 # --- query cancel of the worker mid-request: the request ends, the worker goes on ---
+# The remote holds the request 20 s and sync.http_timeout is raised above
+# that, so only the cancel can end it before the remote answers.  (How long
+# the cancel takes: bench/commit_latency.sh.)
+sq("ALTER SYSTEM SET sync.http_timeout = '60s'; SELECT pg_reload_conf()");
 $emu->control('POST', '/__emulator/faults', { api => 'salesforce', path => '/composite/sobjects', latency_ms => 20000 });
 my $cpid = sq("SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync worker'");
 sq("UPDATE crm.contact SET first_name = 'Cancelled' WHERE last_name = 'L5'");
-sleep 1;
-my $t_cancel = time;
+my $hanging = sub {
+	(grep { grep { ($_->{FirstName} // '') eq 'Cancelled' } @{ $_->{body}{records} // [] } }
+	  @{ sf_requests('PATCH', qr{/composite/sobjects$}) })[0];
+};
+ok(SyncTest::wait_until(sub { $hanging->() }, 60), 'the write is in flight, held by the remote');
 my $log_at = -s $node->logfile;
 sq("SELECT pg_cancel_backend($cpid)");
 $node->wait_for_log(qr/sync: mirror \d+: canceling statement due to user request/, $log_at);
 ok(1, 'pg_cancel_backend ends the hanging request; the worker logs it for the mirror');
-ok(time - $t_cancel < 2, sprintf('... within %.2f s', time - $t_cancel));
+ok(!defined $hanging->()->{status}, '... before the remote answered it (not by an answer nor a timeout)');
+sq("ALTER SYSTEM RESET sync.http_timeout; SELECT pg_reload_conf()");
 is(sq("SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync worker'"), $cpid, 'the worker itself keeps running');
 $emu->control('DELETE', '/__emulator/faults');
 wait_for("SELECT count(*) = 0 FROM sync.outbox", 'the cancelled write is sent again and arrives');

@@ -18,7 +18,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use lib "$ENV{SYNC_TREE}/test/perl";
+use FindBin;
+use lib "$FindBin::Bin/../perl";
 use SyncTest;
 
 my $P = $0 =~ /062_/ ? 'hs' : 'sf';

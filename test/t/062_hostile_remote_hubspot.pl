@@ -7,5 +7,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-do "$ENV{SYNC_TREE}/test/t/060_hostile_remote.pl";
+use FindBin;
+do "$FindBin::Bin/060_hostile_remote.pl";
 die $@ if $@;

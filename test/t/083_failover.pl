@@ -12,7 +12,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
-use lib "$ENV{SYNC_TREE}/test/perl";
+use FindBin;
+use lib "$FindBin::Bin/../perl";
 use SyncTest;
 
 my $emu = SyncTest::start_emulator(tls => 1);

@@ -1,6 +1,8 @@
 """Fidelity of the NetSuite emulation against the recorded responses in
-FIXTURES/netsuite (LedgerSync/ledger_sync-netsuite): same status codes, same
-JSON shapes (util.shape), same relevant headers.  Deliberate differences are
+netsuite/ledger_sync-netsuite/ of the shared fixtures (BSL 1.1: not copied
+into the project, so these tests are skipped when the shared fixtures are
+absent): same status codes, same JSON shapes (util.shape), same relevant
+headers.  Deliberate differences are
 listed in README-netsuite.md ("What differs on purpose") and marked here."""
 import copy
 import json
@@ -10,7 +12,7 @@ import tempfile
 import unittest
 import urllib.parse
 
-from util import FIXTURES, Emulator, EmulatorTestCase, load_fixture, shape
+from util import Emulator, EmulatorTestCase, load_fixture, shape
 
 NS = "netsuite/ledger_sync-netsuite/"
 REC = "/services/rest/record/v1"
@@ -121,7 +123,15 @@ def dedupe(items):
 class Fidelity(EmulatorTestCase):
     @classmethod
     def setUpClass(cls):
-        seed = build_seed()
+        # Every test here replays the BSL-licensed recordings, which are not in
+        # the project: without the shared fixtures each one is skipped (in
+        # setUp, so that each is counted) and no emulator is started.
+        cls.skip_reason = None
+        try:
+            seed = build_seed()
+        except unittest.SkipTest as e:
+            cls.skip_reason = str(e)
+            return
         for k, v in seed["records"].items():
             seed["records"][k] = dedupe(v)
         cls.tmp = tempfile.TemporaryDirectory()
@@ -132,10 +142,14 @@ class Fidelity(EmulatorTestCase):
 
     @classmethod
     def tearDownClass(cls):
+        if cls.skip_reason:
+            return
         cls.emu.stop()
         cls.tmp.cleanup()
 
     def setUp(self):
+        if self.skip_reason:
+            self.skipTest(self.skip_reason)
         super().setUp()
         st, _, b = self.emu.request("POST", "/__emulator/netsuite/token", {})
         self.h = {"Authorization": "Bearer " + b["access_token"]}

@@ -9,7 +9,7 @@ import re
 import unittest
 import urllib.parse
 
-from util import FIXTURES, EmulatorTestCase, load_fixture, shape
+from util import EmulatorTestCase, fixture_files, load_fixture, shape
 
 SF = "salesforce/"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -19,11 +19,7 @@ SYSTEM = {"Id", "OwnerId", "IsDeleted", "Name", "CreatedDate", "CreatedById", "L
 
 
 def salesforce_fixtures():
-    out = []
-    for dirpath, _, files in os.walk(os.path.join(FIXTURES, "salesforce")):
-        for f in files:
-            out.append(os.path.relpath(os.path.join(dirpath, f), FIXTURES))
-    return sorted(out)
+    return fixture_files("salesforce")
 
 
 def nt(name):

@@ -10,10 +10,33 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EMULATOR = os.path.join(os.path.dirname(HERE), "emulator.py")
-# ../shared/fixtures beside the project root; the test command passes it
-# explicitly because it runs the suite from a copy of the tree.
-FIXTURES = os.environ.get("SYNC_FIXTURES") or os.path.normpath(
-    os.path.join(HERE, "..", "..", "..", "..", "shared", "fixtures"))
+# The recordings the fidelity tests replay live in two places:
+#  - test/emulator/fixtures: the project's copy of those whose licences allow
+#    it (MIT, Apache-2.0), with their sources and licence texts
+#    (fixtures/MANIFEST.md); always present;
+#  - SHARED_FIXTURES: the others (Elastic-2.0, BSL 1.1), never copied into the
+#    project.  SYNC_FIXTURES names them; the test command sets it to
+#    ../shared/fixtures beside the clone when that directory is there (it runs
+#    the suite from a copy of the tree, so the default below would not see it).
+#    When absent, the tests that need them are skipped with the reason.
+FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures")
+
+
+def _shared_fixtures():
+    path = os.environ.get("SYNC_FIXTURES")
+    if path is None:
+        path = os.path.join(HERE, "..", "..", "..", "..", "shared", "fixtures")
+    path = os.path.normpath(path) if path else ""
+    try:
+        return path if path and os.path.isdir(path) and os.listdir(path) else None
+    except OSError:                   # there, but this user cannot read it
+        return None
+
+
+SHARED_FIXTURES = _shared_fixtures()
+# the sources of the shared fixtures that are not copied (fixtures/MANIFEST.md)
+SHARED_LICENCES = {"integration-templates": "Elastic License 2.0",
+                   "ledger_sync-netsuite": "BSL 1.1"}
 
 
 class Emulator:
@@ -107,9 +130,40 @@ class Emulator:
         return self.request("GET", "/__emulator/requests")[2]
 
 
+def fixture_path(relpath):
+    """Where the recording relpath (e.g. "salesforce/restforce/x.json") is:
+    the project's copy, else the shared fixtures.  Raises unittest.SkipTest
+    (the calling test is reported as skipped, with the reason) when it is in
+    neither because the shared fixtures are not there."""
+    own = os.path.join(FIXTURES, relpath)
+    if os.path.exists(own):
+        return own
+    if SHARED_FIXTURES is None:
+        source = relpath.split("/")[1] if relpath.count("/") >= 2 else relpath
+        raise unittest.SkipTest(
+            "needs the shared fixtures (%s recordings, %s: not copied into the "
+            "project; put them at ../shared/fixtures beside the clone or name "
+            "them with SYNC_FIXTURES) [%s]"
+            % (source, SHARED_LICENCES.get(source, "licence not copyable"), relpath))
+    return os.path.join(SHARED_FIXTURES, relpath)
+
+
 def load_fixture(relpath):
-    with open(os.path.join(FIXTURES, relpath), encoding="utf-8") as f:
+    with open(fixture_path(relpath), encoding="utf-8") as f:
         return json.load(f)
+
+
+def fixture_files(api):
+    """Relative paths of every recording of api ("salesforce", "hubspot",
+    "netsuite"): the project's copy plus the shared ones when present."""
+    out = set()
+    for root in (FIXTURES, SHARED_FIXTURES):
+        if root is None:
+            continue
+        for dirpath, _, files in os.walk(os.path.join(root, api)):
+            for f in files:
+                out.add(os.path.relpath(os.path.join(dirpath, f), root))
+    return sorted(out)
 
 
 def shape(value):
