@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include "utils/guc.h"
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -54,6 +56,9 @@ typedef struct PageApply
 	int			only;			/* apply just this record (-1: all) */
 	int			only_del;		/* apply just this delete (-1: all) */
 	SPIPlanPtr	plan;			/* the single-record upsert */
+	bool		keys_known;		/* key[] / del_key[] filled (page_lock ran) */
+	bool		optimistic;		/* applied without locking first: re-check after */
+	bool		race;			/* ... and a local change was queued meanwhile */
 	char	   *bulk_sql;
 	int		   *fieldmap;
 	int			nbulk_params;
@@ -111,43 +116,56 @@ set_aside(PageApply *pa, char *rid, char *key, const char *op, ErrorData *e)
  * them: text in another encoding than the database's (invalid UTF-8 from the
  * remote would otherwise be stored as is, by the text_array() path).
  */
+static void page_lock(PageApply *pa, bool lock);
+
 static void
 page_check_encoding(PageApply *pa)
 {
 	SyncMirror *m = pa->m;
+	char	  **bad = palloc0(sizeof(char *) * Max(1, pa->n));
+	bool		any = false;
 	int			i,
 				k;
 
 	for (i = 0; i < pa->n; i++)
 	{
 		SyncRecord *r = &pa->page->records[i];
-		const char *bad = NULL;
 
 		if (pa->state[i] != 'a')
 			continue;
 		if (r->remote_id == NULL || !pg_verifymbstr(r->remote_id, strlen(r->remote_id), true))
-			bad = m->remote_id_column;
-		for (k = 0; k < m->nfields && bad == NULL && !r->deleted; k++)
+			bad[i] = m->remote_id_column;
+		for (k = 0; k < m->nfields && bad[i] == NULL && !r->deleted; k++)
 			if (r->values[k] != NULL && !pg_verifymbstr(r->values[k], strlen(r->values[k]), true))
-				bad = m->columns[k];
-		if (r->stamp != NULL && bad == NULL && !pg_verifymbstr(r->stamp, strlen(r->stamp), true))
-			bad = m->stamp_column;
-		if (bad != NULL || r->invalid != NULL)
-		{
-			ErrorData	e;
+				bad[i] = m->columns[k];
+		if (r->stamp != NULL && bad[i] == NULL && !pg_verifymbstr(r->stamp, strlen(r->stamp), true))
+			bad[i] = m->stamp_column;
+		if (r->invalid != NULL && bad[i] == NULL)
+			bad[i] = "";
+		any = any || bad[i] != NULL;
+	}
+	if (!any)
+		return;
+	if (!pa->keys_known)
+		page_lock(pa, false);	/* (rare) which rows exist, to say what was tried */
+	for (i = 0; i < pa->n; i++)
+	{
+		SyncRecord *r = &pa->page->records[i];
+		ErrorData	e;
 
-			memset(&e, 0, sizeof(e));
-			e.sqlerrcode = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
-			e.message = r->invalid ? r->invalid :
-				psprintf("the remote's value for column \"%s\" is not valid %s",
-						 bad, GetDatabaseEncodingName());
-			if (r->remote_id == NULL)
-				r->remote_id = "";
-			pa->state[i] = 'f';
-			set_aside(pa, pg_verifymbstr(r->remote_id, strlen(r->remote_id), true) ?
-					  r->remote_id : "(invalid)", pa->key[i],
-					  r->deleted ? "delete" : pa->key[i] ? "update" : "insert", &e);
-		}
+		if (bad[i] == NULL)
+			continue;
+		memset(&e, 0, sizeof(e));
+		e.sqlerrcode = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
+		e.message = r->invalid ? r->invalid :
+			psprintf("the remote's value for column \"%s\" is not valid %s",
+					 bad[i], GetDatabaseEncodingName());
+		if (r->remote_id == NULL)
+			r->remote_id = "";
+		pa->state[i] = 'f';
+		set_aside(pa, pg_verifymbstr(r->remote_id, strlen(r->remote_id), true) ?
+				  r->remote_id : "(invalid)", pa->key[i],
+				  r->deleted ? "delete" : pa->key[i] ? "update" : "insert", &e);
 	}
 }
 
@@ -180,6 +198,16 @@ lock_rows(void *arg)
 	int			r;
 
 	owner_begin(m->owner, &os);
+
+	/*
+	 * A probe of the remote-ID index per ID, never a scan: during a backfill
+	 * the table's statistics lag far behind its size, and a planner that
+	 * believes it small would scan the whole growing table for every page.
+	 */
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	spi_exec(deparse_lock(m, l->lock), 1, t, a, NULL, SPI_OK_SELECT);
 	owner_end(&os);
 	l->nrows = (int) SPI_processed;
@@ -233,7 +261,7 @@ lock_rows_key(LockStep *l, char *rid, bool *present)
 }
 
 static void
-page_lock(PageApply *pa)
+page_lock(PageApply *pa, bool lock)
 {
 	LockStep	l;
 	LockStep	got;
@@ -250,10 +278,13 @@ page_lock(PageApply *pa)
 			l.rids[l.nrids++] = pa->page->records[i].remote_id;
 	for (i = 0; i < pa->ndel; i++)
 		l.rids[l.nrids++] = pa->del_rid[i];
+	pa->keys_known = true;
 	if (l.nrids == 0)
 		return;
-	l.lock = "FOR NO KEY UPDATE OF t";
-	if (!in_subxact(lock_rows, &l, pa->work, &e))
+	l.lock = lock ? "FOR NO KEY UPDATE OF t" : "";
+	if (!lock)
+		lock_rows(&l);
+	else if (!in_subxact(lock_rows, &l, pa->work, &e))
 	{
 		if (!error_is_transient(e))
 			ReThrowError(e);
@@ -340,6 +371,19 @@ echo_query(void *arg)
  * newer than that push): then nothing remote happened and a newer local
  * edit waiting to be sent stays.
  */
+/* Is any insert or update of this mirror waiting to be pushed? */
+static bool
+outbox_pending(SyncMirror *m)
+{
+	Oid			t[1] = {INT4OID};
+	Datum		a[1] = {Int32GetDatum(m->id)};
+
+	spi_exec("SELECT 1 FROM sync.outbox WHERE mirror OPERATOR(pg_catalog.=) $1 "
+			 "AND op OPERATOR(pg_catalog.<>) 'D' AND op OPERATOR(pg_catalog.<>) 'W' LIMIT 1",
+			 1, t, a, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
 static void
 page_pending(PageApply *pa, bool remote_wins)
 {
@@ -356,10 +400,7 @@ page_pending(PageApply *pa, bool remote_wins)
 	a[0] = Int32GetDatum(m->id);
 
 	/* usually nothing is pending at all (always during a backfill) */
-	spi_exec("SELECT 1 FROM sync.outbox WHERE mirror OPERATOR(pg_catalog.=) $1 "
-			 "AND op OPERATOR(pg_catalog.<>) 'D' AND op OPERATOR(pg_catalog.<>) 'W' LIMIT 1",
-			 1, t, a, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
+	if (!outbox_pending(m))
 		return;
 	for (i = 0; i < pa->n; i++)
 		if (pa->key[i] != NULL && pa->state[i] == 'a')
@@ -702,6 +743,21 @@ apply_step(void *arg)
 	step_pending(pa);
 	step_deletes(pa);
 	owner_end(&os);
+
+	/*
+	 * Applied without locking first (nothing was pending): a user
+	 * transaction that updated one of these rows and committed while the
+	 * upsert waited for its lock has had its value overwritten.  Its outbox
+	 * entry is visible now; if any appeared, undo and apply again the
+	 * careful way (page_apply).
+	 */
+	if (pa->optimistic && outbox_pending(pa->m))
+	{
+		pa->race = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("local changes to %s were queued while a page was applied", pa->m->qualified_table)));
+	}
 }
 
 /* Remote IDs of rows no longer live remotely: a full live-ID list (reconcile). */
@@ -830,31 +886,63 @@ page_one_by_one(PageApply *pa)
 	}
 }
 
-/* Lock, read pending changes, adopt, apply: the page's work on the table. */
+/*
+ * The page's work on the table.  Usually nothing of the mirror is waiting
+ * to be pushed (always during a backfill): then the page is applied at once
+ * and checked after (apply_step), which costs no lookup of the page's rows
+ * beforehand.  Otherwise — or when that check finds a local change queued
+ * meanwhile — the rows are locked first and their pending changes read
+ * under the lock (page_lock, page_pending).  If the table refuses any of
+ * the page, record by record.
+ */
 static void
 page_apply(PageApply *pa)
 {
 	int			saved = sync_applying_mirror;
+	bool		remote_wins = engine_mirror(pa->m)->conflict == CONFLICT_REMOTE_WINS;
 
 	sync_applying_mirror = pa->m->id;
 	PG_TRY();
 	{
 		int			nj0;
+		bool		done;
 
-		page_lock(pa);
+		pa->optimistic = !outbox_pending(pa->m);
+		if (!pa->optimistic)
+		{
+			page_lock(pa, true);
+			page_pending(pa, remote_wins);
+		}
 		page_check_encoding(pa);
-		page_pending(pa, engine_mirror(pa->m)->conflict == CONFLICT_REMOTE_WINS);
 		page_adopt_pairs(pa);
 		nj0 = pa->nj;
 
-		/* the whole page at once; if the table refuses any of it, record by record */
-		if (!in_subxact(apply_step, pa, pa->work, NULL))
+		done = in_subxact(apply_step, pa, pa->work, NULL);
+		if (!done)
 		{
+			bool		race = pa->race;
+
 			pa->nj = nj0;		/* what the failed attempt journaled did not happen */
 			pa->applied = pa->deleted = 0;
 			pa->plan = NULL;	/* (freed with the subtransaction's SPI state) */
-			page_one_by_one(pa);
+			if (pa->optimistic)
+			{
+				pa->optimistic = pa->race = false;
+				page_lock(pa, true);
+				page_pending(pa, remote_wins);
+				nj0 = pa->nj;
+				if (race)
+					done = in_subxact(apply_step, pa, pa->work, NULL);
+				if (!done)
+				{
+					pa->nj = nj0;
+					pa->applied = pa->deleted = 0;
+					pa->plan = NULL;
+				}
+			}
 		}
+		if (!done)
+			page_one_by_one(pa);
 	}
 	PG_FINALLY();
 	{
