@@ -132,7 +132,7 @@ run_tap() {
   for f in "${files[@]}"; do
     f=${f#"$SYNC_TREE"/}
     [ -f "$SYNC_TREE/$f" ] || f=test/t/$(basename "$f")   # a bare name: 030_salesforce.pl
-    local out="$WORK/tap/$(basename "$f").out" rc total bad
+    local out="$WORK/tap/$(basename "$f").out" rc total bad t0=$SECONDS
     as_user mkdir -p "$WORK/tap/$(basename "$f" .pl)"
     (cd "$SYNC_TREE" && as_user env TESTDIR="$WORK/tap/$(basename "$f" .pl)" \
         PG_REGRESS="$PG_REGRESS" SYNC_TREE="$SYNC_TREE" PGPORT= PGHOST= \
@@ -150,7 +150,7 @@ run_tap() {
     else
       grep -E '^(ok|not ok|#)' "$out" | grep -v '^# *$' | head -100
     fi
-    echo "$f: $total ok, $bad failed"
+    echo "$f: $total ok, $bad failed ($((SECONDS - t0)) s)"
     count "$total" "$bad"
   done
 }
