@@ -146,8 +146,8 @@ sq("UPDATE crm.contact SET first_name = 'AfterExpiry' WHERE id = 5");
 wait_for("SELECT count(*) = 0 FROM sync.outbox", 'pushed after the token expired');
 my @auth = grep { $_->{path} =~ m{/oauth2/token} } @{ $emu->requests('salesforce') };
 ok(@auth >= 1, 're-authenticated transparently (' . scalar(@auth) . ' token request)');
-is((grep { $_->{Id} eq sq("SELECT remote_id FROM crm.contact WHERE id = 5") } @{ sf_records('Contact') })[0]{FirstName},
-	'AfterExpiry', 'and the write landed');
+my $rid5 = sq("SELECT remote_id FROM crm.contact WHERE id = 5");	# (once, not per remote record)
+is((grep { $_->{Id} eq $rid5 } @{ sf_records('Contact') })[0]{FirstName}, 'AfterExpiry', 'and the write landed');
 
 # --- remote edits and deletes arrive through incremental pulls ---
 my $rid10 = sq("SELECT remote_id FROM crm.contact WHERE id = 10");
