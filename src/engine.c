@@ -295,26 +295,16 @@ static void
 check_schema_version(void)
 {
 	static bool checked = false;
-	Oid			extoid;
-	HeapTuple	tup;
-	bool		isnull;
-	Datum		v;
 	char	   *version;
 
 	if (checked)
 		return;
-	extoid = get_extension_oid("sync", false);
-	tup = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extoid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for extension %u", extoid);
-	v = SysCacheGetAttr(EXTENSIONOID, tup, Anum_pg_extension_extversion, &isnull);
-	version = isnull ? "?" : TextDatumGetCString(v);
-	ReleaseSysCache(tup);
-	if (strcmp(version, SYNC_VERSION) != 0)
+	version = lifecycle_installed_version();
+	if (version == NULL || strcmp(version, SYNC_VERSION) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"sync\" is at version %s in this database, but its library is version %s",
-						version, SYNC_VERSION),
+						version ? version : "?", SYNC_VERSION),
 				 errhint("Run ALTER EXTENSION sync UPDATE.")));
 	checked = true;
 }

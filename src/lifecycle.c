@@ -14,6 +14,9 @@
  * failover: the GUC sync.enabled = off holds every database of a server.
  */
 #include "postgres.h"
+#include "utils/syscache.h"
+#include "commands/extension.h"
+#include "catalog/pg_extension.h"
 
 #include <time.h>
 
@@ -171,27 +174,30 @@ lifecycle_held_reason(void)
 	return r;
 }
 
-/* the installed version of the extension, or NULL */
-static char *
-installed_version(void)
+/*
+ * The installed version of the extension in this database (pg_extension),
+ * or NULL: the one place the worker, sync.push()/sync.pull() and the hold
+ * check read it.  Inside a transaction.
+ */
+char *
+lifecycle_installed_version(void)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	char	   *v = NULL;
+	Oid			extoid = get_extension_oid("sync", true);
+	HeapTuple	tup;
+	bool		isnull;
+	Datum		v;
+	char	   *r = NULL;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "sync: SPI_connect failed");
-	if (SPI_execute("SELECT e.extversion FROM pg_catalog.pg_extension e "
-					"WHERE e.extname OPERATOR(pg_catalog.=) 'sync'", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "sync: could not read pg_extension");
-	if (SPI_processed == 1)
-	{
-		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-		if (s)
-			v = MemoryContextStrdup(caller, s);
-	}
-	SPI_finish();
-	return v;
+	if (!OidIsValid(extoid))
+		return NULL;
+	tup = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extoid));
+	if (!HeapTupleIsValid(tup))
+		return NULL;
+	v = SysCacheGetAttr(EXTENSIONOID, tup, Anum_pg_extension_extversion, &isnull);
+	if (!isnull)
+		r = TextDatumGetCString(v);
+	ReleaseSysCache(tup);
+	return r;
 }
 
 void
@@ -212,7 +218,7 @@ lifecycle_check_sql(void)
 	 * worker leaves it alone until ALTER EXTENSION sync UPDATE, which records
 	 * its identity; calls by hand work as they did.
 	 */
-	v = installed_version();
+	v = lifecycle_installed_version();
 	if (v == NULL || strcmp(v, SYNC_VERSION) != 0)
 		return;
 	why = lifecycle_held_reason();

@@ -37,4 +37,7 @@ extern void lifecycle_check_sql(void);
  */
 extern bool lifecycle_journal_retention(int days);
 
+/* The installed version of the extension here, or NULL (in a transaction). */
+extern char *lifecycle_installed_version(void);
+
 #endif							/* SYNC_LIFECYCLE_H */

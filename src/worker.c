@@ -1127,24 +1127,17 @@ round_hold(const char **hint)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "sync: SPI_connect failed");
-	if (SPI_execute("SELECT e.extversion FROM pg_catalog.pg_extension e "
-					"WHERE e.extname OPERATOR(pg_catalog.=) 'sync'", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "sync: could not read pg_extension");
-	if (SPI_processed == 1)
 	{
-		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		char	   *v = lifecycle_installed_version();
 
-		if (v == NULL || strcmp(v, SYNC_VERSION) != 0)
+		if (v != NULL && strcmp(v, SYNC_VERSION) != 0)
 		{
 			why = MemoryContextStrdup(TopTransactionContext,
 									  psprintf("the installed extension sync is version %s, the library is version %s",
-											   v ? v : "?", SYNC_VERSION));
+											   v, SYNC_VERSION));
 			*hint = "Run ALTER EXTENSION sync UPDATE in this database to sync it again.";
 		}
 	}
-	SPI_finish();
 	if (why == NULL)
 	{
 		why = lifecycle_held_reason();
