@@ -36,8 +36,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/pg_extension.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -45,7 +43,6 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "conn.h"
@@ -286,29 +283,6 @@ sync_engine_cycle(void)
 	return next_ms;
 }
 
-/*
- * The library runs only against the schema of its own version: after a
- * package upgrade, a database still at an older version must be updated
- * first (ALTER EXTENSION sync UPDATE).  Checked once per backend.
- */
-static void
-check_schema_version(void)
-{
-	static bool checked = false;
-	char	   *version;
-
-	if (checked)
-		return;
-	version = lifecycle_installed_version();
-	if (version == NULL || strcmp(version, SYNC_VERSION) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"sync\" is at version %s in this database, but its library is version %s",
-						version ? version : "?", SYNC_VERSION),
-				 errhint("Run ALTER EXTENSION sync UPDATE.")));
-	checked = true;
-}
-
 /* For the SQL entry points: the caller's search_path does not apply inside. */
 static int
 pin_search_path(void)
@@ -337,7 +311,6 @@ sync_push(PG_FUNCTION_ARGS)
 	int64		total;
 	int			nestlevel;
 
-	check_schema_version();
 	lifecycle_check_sql();
 	nestlevel = pin_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -369,7 +342,6 @@ sync_pull(PG_FUNCTION_ARGS)
 
 	int			nestlevel;
 
-	check_schema_version();
 	lifecycle_check_sql();
 	nestlevel = pin_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)

@@ -214,13 +214,17 @@ lifecycle_check_sql(void)
 				 errhint("Set sync.enabled = on in the server's configuration and reload it, if this server should sync.")));
 
 	/*
-	 * A database still at an older version has no sync.instance (0.1): the
-	 * worker leaves it alone until ALTER EXTENSION sync UPDATE, which records
-	 * its identity; calls by hand work as they did.
+	 * The library runs only against the schema of its own version: after a
+	 * package upgrade, a database still at an older version (which has no
+	 * sync.instance yet) must be updated first.
 	 */
 	v = lifecycle_installed_version();
 	if (v == NULL || strcmp(v, SYNC_VERSION) != 0)
-		return;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"sync\" is at version %s in this database, but its library is version %s",
+						v ? v : "?", SYNC_VERSION),
+				 errhint("Run ALTER EXTENSION sync UPDATE.")));
 	why = lifecycle_held_reason();
 	if (why != NULL)
 		ereport(ERROR,

@@ -24,8 +24,9 @@ extern void lifecycle_define_gucs(void);
 extern char *lifecycle_held_reason(void);
 
 /*
- * For sync.push() / sync.pull(): ERROR when sync.enabled is off or the
- * database is a held copy.
+ * For sync.push() / sync.pull(): ERROR when sync.enabled is off, the
+ * installed extension is not the library's version, or the database is a
+ * held copy.
  */
 extern void lifecycle_check_sql(void);
 
