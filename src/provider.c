@@ -13,6 +13,7 @@
 static const SyncProvider *const providers[] = {
 	&salesforce_provider,
 	&hubspot_provider,
+	&netsuite_provider,
 };
 
 const char *

@@ -247,5 +247,6 @@ extern const char *provider_names(void);
 
 extern const SyncProvider salesforce_provider;
 extern const SyncProvider hubspot_provider;
+extern const SyncProvider netsuite_provider;
 
 #endif							/* SYNC_PROVIDER_H */
