@@ -273,7 +273,7 @@ class Emulator:
 
     @staticmethod
     def render_log_entry(e):
-        seq, t, api, method, path, raw_query, headers, body, status = e
+        seq, t, api, method, path, raw_query, headers, body, status, inflight, done = e
         hdrs = {}
         for k, v in headers.items():
             hdrs[k] = REDACTED if k in SECRET_HEADERS else v
@@ -303,7 +303,8 @@ class Emulator:
                 q = urllib.parse.urlencode(
                     [(k, REDACTED if k in SECRET_FIELDS else v) for k, v in pairs], safe="[]")
         return {"seq": seq, "time": t, "api": api, "method": method, "path": path,
-                "query": q, "headers": hdrs, "body": parsed, "status": status}
+                "query": q, "headers": hdrs, "body": parsed, "status": status,
+                "inflight": inflight, "done": done}
 
     # -- faults ------------------------------------------------------------
     def pick_fault(self, api_name, method, path):
@@ -350,12 +351,26 @@ class Emulator:
         arrival = time.time()
         api = self.find_api(path)
         api_name = api.name if api is not None else None
-        entry = [0, arrival, api_name, method, path, raw_query, headers, body, None]
+        # the last slots: requests to the same API in flight at this one's
+        # arrival, itself included, and when its response was written (tests
+        # check a client's concurrency limit by them)
+        entry = [0, arrival, api_name, method, path, raw_query, headers, body, None, None, None]
         self.log_append(entry)
         if api_name is not None:
             with self.inflight_lock:
                 self.inflight[api_name] += 1
                 inflight = self.inflight[api_name]
+            entry[9] = inflight
+        released = []
+
+        def release():
+            # a request stops counting when its response is written, not
+            # after: the client may send its next one at once
+            if api_name is not None and not released:
+                released.append(True)
+                entry[10] = time.time()
+                with self.inflight_lock:
+                    self.inflight[api_name] -= 1
         try:
             fault = self.pick_fault(api_name, method, path)
             if fault is not None and fault.latency_ms:
@@ -368,6 +383,7 @@ class Emulator:
             if kind == "hostile":
                 resp = hostile.respond(fault.case, api, req, self.dispatch)
                 entry[8] = resp.status
+                release()
                 return conn.send_response(resp)
             if kind == "status":
                 if api is not None:
@@ -377,6 +393,7 @@ class Emulator:
                 if fault.retry_after is not None:
                     resp.add_header("Retry-After", fault.retry_after)
                 entry[8] = resp.status
+                release()
                 return conn.send_response(resp)
             if kind in ("timeout", "reset", "malformed"):
                 resp = None
@@ -400,14 +417,14 @@ class Emulator:
                     body_out = b'[{"id":"001000000000000AAA","success":tr'
                 bad = Response(200, body_out, [("Content-Type", "application/json;charset=UTF-8")])
                 entry[8] = 200
+                release()
                 return conn.send_response(bad)
             resp = self.dispatch(api, req)
             entry[8] = resp.status
+            release()
             return conn.send_response(resp)
         finally:
-            if api_name is not None:
-                with self.inflight_lock:
-                    self.inflight[api_name] -= 1
+            release()
 
     def dispatch(self, api, req):
         if api is None:

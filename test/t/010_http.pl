@@ -8,7 +8,6 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
-use Time::HiRes qw(time usleep);
 use File::Temp qw(tempdir);
 use FindBin;
 use lib "$FindBin::Bin/../perl";
@@ -105,12 +104,9 @@ isnt($bad, 0, 'a method that is not a token is an ERROR');
 
 # --- timeouts, resets, the response cap ---------------------------------
 $plain->control('POST', '/__emulator/faults', { path => '^/services/data/$', latency_ms => 2000, count => 1 });
-my $t0 = time;
 $r = req('GET', "$http/services/data/", timeout => 300);
-my $took = time - $t0;
 like($r, qr/^timeout\|\|GET .*: timed out after \d+ ms \(limit 300 ms.*waiting for the response/,
 	'latency beyond timeout_ms: timeout, with the phase');
-cmp_ok($took, '<', 1.5, "... after about 300 ms (took ${took}s)");
 $plain->control('POST', '/__emulator/faults', { path => '^/services/data/$', latency_ms => 2000, count => 1 });
 like(req('GET', "$http/services/data/", set => "SET sync.http_timeout = '250ms';"),
 	qr/^timeout\|\|.*limit 250 ms/, 'sync.http_timeout applies when timeout_ms is 0');
@@ -147,34 +143,43 @@ is(sq("SELECT string_agg(outcome || ':' || status, ',') FROM sync.http_request_m
 
 $plain->control('POST', '/__emulator/faults', { path => '^/services/data/$', latency_ms => 500 });
 $urls = "ARRAY[" . join(',', map { "'$http/services/data/?n=$_'" } 1 .. 8) . "]";
-my $ms = sq("SELECT extract(epoch FROM clock_timestamp() - now()) * 1000 FROM "
-	  . "(SELECT count(*) FILTER (WHERE outcome = 'done') AS n FROM sync.http_request_many($urls, 8)) s WHERE n = 8");
-ok($ms ne '' && $ms < 1500, "8 requests of 500 ms with max_in_flight 8 take about 500 ms ($ms ms)");
-$ms = sq("SELECT extract(epoch FROM clock_timestamp() - now()) * 1000 FROM "
-	  . "(SELECT count(*) AS n FROM sync.http_request_many($urls, 2)) s WHERE n = 8");
-ok($ms ne '' && $ms >= 1900, "... and with max_in_flight 2, four waves ($ms ms)");
+# the most of these requests in flight at once, from the emulator's log
+# (each one's arrival and the moment its response was written)
+sub most_in_flight
+{
+	my @r = grep { ($_->{query} // '') =~ /^n=\d$/ } @{ $plain->requests };
+	my $most = 0;
+	for my $x (@r)
+	{
+		my $n = grep { $_->{time} <= $x->{time} && defined $_->{done} && $x->{time} < $_->{done} } @r;
+		$most = $n if $n > $most;
+	}
+	return $most;
+}
+$plain->control('DELETE', '/__emulator/requests');
+is(sq("SELECT count(*) FILTER (WHERE outcome = 'done') FROM sync.http_request_many($urls, 8)"), '8',
+	'8 slow requests with max_in_flight 8: all done');
+is(most_in_flight(), 8, '... all 8 in flight at once');
+$plain->control('DELETE', '/__emulator/requests');
+is(sq("SELECT count(*) FILTER (WHERE outcome = 'done') FROM sync.http_request_many($urls, 2)"), '8',
+	'... and with max_in_flight 2');
+is(most_in_flight(), 2, '... never more than 2 in flight');
 $plain->control('DELETE', '/__emulator/faults');
 
 # --- interrupts mid-request -------------------------------------------
 $plain->control('POST', '/__emulator/faults', { path => '^/hang', kind => 'timeout' });
 my ($stdout, $stderr, $hang);
-$t0 = time;
 $node->psql('postgres', "SET statement_timeout = '300ms'; SELECT * FROM sync.http_request('GET', '$http/hang');"
 	  . " RESET statement_timeout; SELECT 'healthy';",
 	stdout => \$stdout, stderr => \$stderr, on_error_stop => 0);
-$took = time - $t0;
 like($stderr, qr/canceling statement due to statement timeout/, 'statement_timeout cancels a hanging request');
-cmp_ok($took, '<', 1.5, "... within a second (took ${took}s)");
 is($stdout, 'healthy', '... and the backend goes on');
 
 # a caller's own stop flag (http_run_ext's should_stop): in flight ->
 # cancelled, not started -> pending, and no ERROR
 $hang = "ARRAY[" . join(',', map { "'$http/hang?n=$_'" } 1 .. 4) . "]";
-$t0 = time;
 is(sq("SELECT string_agg(outcome, ',' ORDER BY url) FROM sync.http_request_many($hang, 2, stop_after_ms => 200)"),
 	'cancelled,cancelled,pending,pending', 'should_stop ends a run: in flight cancelled, the rest pending');
-$took = time - $t0;
-cmp_ok($took, '<', 1, "... promptly (${took}s)");
 is(sq("SELECT outcome FROM sync.http_request('GET', '$http/services/data/')"), 'done', '... and the next run works');
 
 # pg_cancel_backend and pg_terminate_backend from another session
@@ -192,19 +197,13 @@ sub hanging_psql
 	return ($h, \$err, $pid);
 }
 my ($h, $err, $pid) = hanging_psql();
-$t0 = time;
 sq("SELECT pg_cancel_backend($pid)");
 $h->finish;
-$took = time - $t0;
 like($$err, qr/canceling statement due to user request/, 'pg_cancel_backend ends a hanging request');
-cmp_ok($took, '<', 1, "... at once (${took}s)");
 ($h, $err, $pid) = hanging_psql();
-$t0 = time;
 sq("SELECT pg_terminate_backend($pid)");
 $h->finish;
-$took = time - $t0;
 like($$err, qr/terminating connection due to administrator command/, 'pg_terminate_backend ends it too (die)');
-cmp_ok($took, '<', 1, "... at once (${took}s)");
 is(sq("SELECT count(*) FROM pg_stat_activity WHERE pid = $pid"), '0', '... and the backend is gone');
 
 # --- no leak when an ERROR interrupts requests ------------------------------

@@ -47,18 +47,33 @@ sub wait_workers
 	return ok($node->poll_query_until('postgres',
 		"SELECT count(*) = $n FROM pg_stat_activity WHERE backend_type = 'sync worker' AND datname = '$db'"), $what);
 }
-# SIGTERM, then the ms until the process is gone (undef: still there after 5 s)
-sub terminate_ms
+# Is the query true within this many seconds?  The bounds below are half of
+# an interval the worker would otherwise wait out (the 60 s poll, a round
+# blocked on a lock for good): they tell "woken" from "polled", not speed
+# (speed is measured in bench/).
+sub true_within
 {
-	my ($pid) = @_;
+	my ($secs, $sql) = @_;
+	my $end = time + $secs;
+	while (time < $end)
+	{
+		return 1 if pq($sql) eq 't';
+		usleep(20_000);
+	}
+	return 0;
+}
+# SIGTERM: is the process gone within this many seconds?
+sub terminated_within
+{
+	my ($pid, $secs) = @_;
 	my $t0 = time;
 	kill 'TERM', $pid;
-	while (time - $t0 < 5)
+	while (time - $t0 < $secs)
 	{
-		return (time - $t0) * 1000 unless kill(0, $pid);
+		return 1 unless kill(0, $pid);
 		usleep(5_000);
 	}
-	return undef;
+	return 0;
 }
 
 # --- start-up: a worker in every database with the extension -------------
@@ -80,19 +95,15 @@ is(pq("SELECT count(*) FROM sync.worker_status() WHERE datname = 'template1' OR 
 
 # --- CREATE EXTENSION after start-up: a worker without restart ------------
 $node->safe_psql('db3', 'BEGIN; CREATE EXTENSION sync; ROLLBACK;');
-my $t0 = time;
 $node->safe_psql('db2', 'CREATE EXTENSION sync');
 wait_workers('db2', 1, 'CREATE EXTENSION in a running cluster gets its worker');
-my $dt = time - $t0;
-ok($dt < 2, sprintf('... within %.0f ms', $dt * 1000));
 is(status('db3', 'state'), 'no_extension', 'a rolled-back CREATE EXTENSION asks for no worker');
 
 # a database created from a database with the extension: found by the rescan,
-# and CREATE DATABASE ... TEMPLATE is not blocked by db2's worker
-$t0 = time;
+# and CREATE DATABASE ... TEMPLATE is not blocked by db2's worker (PostgreSQL
+# gives up with "being accessed by other users" after waiting 5 s)
 my ($rc, $out, $err) = $node->psql('postgres', 'CREATE DATABASE db2copy TEMPLATE db2');
 is($rc, 0, 'CREATE DATABASE ... TEMPLATE a database with a worker succeeds') or diag($err);
-ok(time - $t0 < 4, sprintf('... in %.0f ms (no 5 s wait for "other users")', (time - $t0) * 1000));
 wait_workers('db2copy', 1, 'the new database gets its worker (rescan)');
 wait_workers('db2', 1, 'and the template database has its worker back');
 
@@ -104,20 +115,11 @@ $node->safe_psql('db1', 'BEGIN; SELECT sync.wake(); ROLLBACK;');
 usleep(500_000);
 is(status('db1', 'cycles'), $c0, 'a rolled-back sync.wake() does not wake the worker');
 
-my $lat = $node->safe_psql('db1', qq{
-SELECT clock_timestamp() AS t0 \\gset
-SELECT sync.wake();
-DO \$\$BEGIN
-  FOR i IN 1..5000 LOOP
-    EXIT WHEN (SELECT cycles FROM sync.worker_status() WHERE datname = 'db1') > $c0;
-    PERFORM pg_sleep(0.001);
-  END LOOP;
-END\$\$;
-SELECT round(extract(epoch FROM last_wake - :'t0') * 1000, 1) FROM sync.worker_status() WHERE datname = 'db1';
-});
-$lat = (split /\n/, $lat)[-1] // '';
-ok(status('db1', 'cycles') > $c0, 'a committed sync.wake() wakes the worker');
-ok($lat ne '' && $lat < 100, "... $lat ms after the commit (poll interval 60 s)");
+# (how soon: bench/commit_latency.sh; here, that it happens long before the
+# 60 s poll interval could have run a round)
+$node->safe_psql('db1', 'SELECT sync.wake()');
+ok(true_within(30, "SELECT cycles > $c0 FROM sync.worker_status() WHERE datname = 'db1'"),
+	'a committed sync.wake() wakes the worker (not the 60 s poll)');
 
 # two-phase commit: nothing at PREPARE, a wake at COMMIT PREPARED
 $c0 = status('db1', 'cycles');
@@ -159,8 +161,7 @@ is(worker_pid('db1'), $pid, '... and the worker goes on (same process)');
 $node->safe_psql('db1', 'SELECT sync.wake()');
 ok($node->poll_query_until('postgres',
 	"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid"), 'the next round waits for the lock again');
-my $ms = terminate_ms($pid);
-ok(defined $ms && $ms < 1000, sprintf('SIGTERM mid-round: the worker exited in %.0f ms', $ms // -1));
+ok(terminated_within($pid, 60), 'SIGTERM mid-round: the worker exits while its round is still blocked on the lock');
 $locker->query_safe('COMMIT');
 $locker->quit;
 is(status('db1', 'state'), 'exited', 'its slot says "exited"');
@@ -169,16 +170,14 @@ ok($node->poll_query_until('postgres',
 	'the supervisor restarted it');
 $pid = worker_pid('db1');
 ok($node->poll_query_until('postgres', "SELECT state = 'running' FROM sync.worker_status() WHERE datname = 'db1'"), '... running');
-$ms = terminate_ms($pid);
-ok(defined $ms && $ms < 1000, sprintf('SIGTERM while idle: the worker exited in %.0f ms', $ms // -1));
+ok(terminated_within($pid, 30), 'SIGTERM while idle: the worker exits without waiting out its 60 s sleep');
 wait_workers('db1', 1, 'restarted again');
 
 # --- DROP EXTENSION: the worker exits cleanly and stays down --------------
 $pid = worker_pid('db2');
-$t0 = time;
 $node->safe_psql('db2', 'DROP EXTENSION sync');
-wait_workers('db2', 0, 'DROP EXTENSION: the worker exits');
-ok(time - $t0 < 2, sprintf('... at once (%.0f ms; poll interval 60 s)', (time - $t0) * 1000));
+ok(true_within(30, "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'sync worker' AND datname = 'db2'"),
+	'DROP EXTENSION: the worker exits (without waiting out its 60 s sleep)');
 ok($node->poll_query_until('postgres', "SELECT state = 'no_extension' FROM sync.worker_status() WHERE datname = 'db2'"),
 	'... noted as no_extension');
 usleep(1_500_000);
@@ -190,16 +189,13 @@ wait_workers('db2', 1, 'CREATE EXTENSION again: the worker is back');
 # --- database-level commands are not blocked by the worker ----------------
 $node->safe_psql('db4', 'CREATE EXTENSION sync');
 wait_workers('db4', 1, 'db4 has a worker');
-$t0 = time;
+# (each of these fails with "being accessed by other users" if a worker
+# stays connected for 5 s)
 ($rc, $out, $err) = $node->psql('postgres', 'ALTER DATABASE db4 RENAME TO db4r');
 is($rc, 0, 'ALTER DATABASE RENAME of a database with a worker succeeds') or diag($err);
-ok(time - $t0 < 4, sprintf('... in %.0f ms', (time - $t0) * 1000));
 wait_workers('db4r', 1, '... and the worker comes back');
-$t0 = time;
 ($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE db4r');
 is($rc, 0, 'DROP DATABASE (without FORCE) of a database with a worker succeeds') or diag($err);
-ok(time - $t0 < 4, sprintf('... in %.0f ms', (time - $t0) * 1000));
-$t0 = time;
 ($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE db2copy WITH (FORCE)');
 is($rc, 0, 'DROP DATABASE WITH (FORCE) succeeds') or diag($err);
 ok($node->poll_query_until('postgres',

@@ -1,5 +1,6 @@
 # The worker while a request hangs: a query cancel ends the round with an
-# ERROR and the worker goes on; SIGTERM ends it within a second, mid-request.
+# ERROR and the worker goes on; SIGTERM ends it mid-request (well before the
+# 60 s sync.http_timeout could end the request by itself).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -56,13 +57,13 @@ $node->safe_psql('postgres', "INSERT INTO crm.contact (first_name, last_name) VA
 wait_in_http('the next push hangs too');
 my $t0 = time;
 kill 'TERM', $pid;
-my $gone;
-while (time - $t0 < 5)
+my $gone = 0;
+while (time - $t0 < 30)
 {
-	if (!kill(0, $pid)) { $gone = (time - $t0) * 1000; last; }
+	if (!kill(0, $pid)) { $gone = 1; last; }
 	usleep(5_000);
 }
-ok(defined $gone && $gone < 1000, sprintf('SIGTERM mid-request: the worker exited in %.0f ms', $gone // -1));
+ok($gone, 'SIGTERM mid-request: the worker exits without waiting for the request to time out');
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sync worker' AND pid <> $pid"),
 	'and was restarted');

@@ -87,14 +87,12 @@ CREATE TRIGGER qualified_to_salesforce
 
 # 1. a contact created in HubSpot as a sales-qualified lead appears in Salesforce
 $emu->control('DELETE', '/__emulator/requests');
-my $t0 = time;
 $emu->control('POST', '/__emulator/records/hubspot/contacts',
 	[ { email => 'lea@example.com', firstname => 'Lea', lastname => 'Lead', lifecyclestage => 'salesqualifiedlead' } ]);
+# (how fast: bench/; here only that it arrives, within the wait's bound)
 SyncTest::wait_until(sub { @{ sf_with_email('lea@example.com') } > 0 }, 30);
-my $secs = time - $t0;
 my $lea = sf_with_email('lea@example.com');
 is(scalar(@$lea), 1, 'created in HubSpot, the contact appears in Salesforce');
-ok($secs < 10, sprintf('... within %.1f s (pull interval 1 s)', $secs));
 is("$lea->[0]{FirstName} $lea->[0]{LastName}", 'Lea Lead', '... with its name');
 like($lea->[0]{Sync_Key__c} // '', qr/^sync-/, '... created through its idempotency key');
 wait_for("SELECT remote_id = '$lea->[0]{Id}' FROM crm.sf_contact WHERE email = 'lea\@example.com'",

@@ -114,8 +114,11 @@ class RequestLogTest(EmulatorTestCase):
         self.assertEqual(len(log), 2)
         t, g = log
         self.assertEqual(set(g), {"seq", "time", "api", "method", "path", "query", "headers",
-                                  "body", "status"})
+                                  "body", "status", "inflight", "done"})
         self.assertLess(t["seq"], g["seq"])
+        # one request at a time: each alone in flight, done after it arrived
+        self.assertEqual((t["inflight"], g["inflight"]), (1, 1))
+        self.assertLessEqual(g["time"], g["done"])
         self.assertAlmostEqual(g["time"], time.time(), delta=30)
         self.assertEqual((t["api"], t["method"], t["path"], t["status"]),
                          ("salesforce", "POST", "/services/oauth2/token", 200))
