@@ -10,7 +10,7 @@
 # before the next.  Latency = the emulator's arrival time of the PATCH that
 # carries the new value minus the time the commit returned (both the
 # machine's clock).  Prints p50, p99 (the slowest when fewer than 100) and
-# max.  Target (docs/PRODUCT.md invariants): p50 < 100 ms, p99 < 1 s.
+# max.  The project's target: p50 < 100 ms, p99 < 1 s.
 # These figures used to be asserted by test/t/031_salesforce_worker.pl; a
 # test asserts that each change arrives, once, in order — timings live here.
 set -u

@@ -7,7 +7,7 @@
 #
 #   bash bench/salesforce_pull.sh [records, default 200000]
 #
-# Targets (PRODUCT.md): inbound apply >= 50 % of a plain INSERT ... ON
+# The project's targets: inbound apply >= 50 % of a plain INSERT ... ON
 # CONFLICT of the same rows; worker memory < 100 MB during a 1M-record
 # backfill.  The rate here is end to end (the emulator's paging and JSON
 # included), so it understates the apply itself.

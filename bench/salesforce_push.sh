@@ -5,7 +5,7 @@
 #
 #   bash bench/salesforce_push.sh [records, default 50000] [latency ms, default 50]
 #
-# Targets (PRODUCT.md): >= 1,000,000 records/min with 50 ms per request;
+# The project's targets: >= 1,000,000 records/min with 50 ms per request;
 # API calls per changed record = 1/200.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
