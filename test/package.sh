@@ -66,7 +66,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# sync.control's default_version as a SemVer (0.2 -> 0.2.0).
+# sync.control's default_version as a SemVer (0.3 -> 0.3.0).
 semver() {
   local v=$1
   while [ "$(tr -cd . <<<"$v" | wc -c)" -lt 2 ]; do v=$v.0; done
@@ -351,10 +351,12 @@ build_package() {
   check "README's Requirements name every package the .deb depends on${missing[*]:+ (missing: ${missing[*]})}" \
     test ${#missing[@]} -eq 0
   files=$(dpkg-deb -c "$DEB" | awk '{print $6}')
-  for f in "lib/postgresql/$PG_MAJOR/lib/sync.so" "share/postgresql/$PG_MAJOR/extension/sync.control" \
-           "share/postgresql/$PG_MAJOR/extension/sync--$version.sql" \
-           "share/postgresql/$PG_MAJOR/extension/sync--0.1.sql" \
-           "share/postgresql/$PG_MAJOR/extension/sync--0.1--$version.sql"; do
+  # the current install script, every released (frozen) one, every update step
+  local ext="share/postgresql/$PG_MAJOR/extension" shipped=()
+  shipped=("$ext/sync--$version.sql")
+  for f in "$src"/sync--*.sql; do shipped+=("$ext/$(basename "$f")"); done
+  for f in "$src"/src/update/*--*; do shipped+=("$ext/sync--$(basename "$f").sql"); done
+  for f in "lib/postgresql/$PG_MAJOR/lib/sync.so" "$ext/sync.control" "${shipped[@]}"; do
     check "the package ships /usr/$f" grep -qx "./usr/$f" <<<"$files"
   done
   SRC=$src
