@@ -329,34 +329,26 @@ jwt_check_key(const char *alg, const char *pem, const char *what)
 }
 
 /*
- * ECDSA: OpenSSL's DER ECDSA-Sig-Value -> the JOSE form, r and s as
- * big-endian integers of coord_len bytes each (RFC 7518 §3.4).
+ * ECDSA: OpenSSL's DER ECDSA-Sig-Value -> the JOSE form in out (2 *
+ * coord_len bytes): r and s as big-endian integers of coord_len bytes each
+ * (RFC 7518 §3.4).
  */
-static unsigned char *
-der_to_jose(const JwtAlg *a, const unsigned char *der, size_t derlen, size_t *outlen)
+static bool
+der_to_jose(const JwtAlg *a, const unsigned char *der, size_t derlen, unsigned char *out)
 {
 	const unsigned char *p = der;
 	ECDSA_SIG  *sig = d2i_ECDSA_SIG(NULL, &p, (long) derlen);
 	const BIGNUM *r = NULL,
 			   *s = NULL;
-	unsigned char *out;
 	bool		ok;
 
 	if (sig == NULL)
-		return NULL;
+		return false;
 	ECDSA_SIG_get0(sig, &r, &s);
-	out = malloc(2 * a->coord_len);
-	ok = out != NULL &&
-		BN_bn2binpad(r, out, a->coord_len) == a->coord_len &&
+	ok = BN_bn2binpad(r, out, a->coord_len) == a->coord_len &&
 		BN_bn2binpad(s, out + a->coord_len, a->coord_len) == a->coord_len;
 	ECDSA_SIG_free(sig);
-	if (!ok)
-	{
-		free(out);
-		return NULL;
-	}
-	*outlen = 2 * a->coord_len;
-	return out;
+	return ok;
 }
 
 char *
@@ -370,7 +362,6 @@ jwt_sign(const SJson *header, const SJson *claims, const char *pem, const char *
 	char	   *result = NULL;
 	EVP_PKEY   *volatile key = NULL;
 	EVP_MD_CTX *volatile md = NULL;
-	unsigned char *volatile jose = NULL;
 
 	if (a == NULL)
 		elog(ERROR, "sync: unsupported JWS algorithm \"%s\"", algname ? algname : "(none)");
@@ -402,16 +393,11 @@ jwt_sign(const SJson *header, const SJson *claims, const char *pem, const char *
 		ok = ok && EVP_DigestSign(md, sig, &siglen, (const unsigned char *) input, strlen(input)) == 1;
 		if (ok && a->kind == JWT_ECDSA)
 		{
-			size_t		joselen = 0;
+			unsigned char *jose = palloc(2 * a->coord_len);
 
-			jose = der_to_jose(a, sig, siglen, &joselen);
-			ok = jose != NULL;
-			if (ok)
-			{
-				sig = palloc(joselen);
-				memcpy(sig, jose, joselen);
-				siglen = joselen;
-			}
+			ok = der_to_jose(a, sig, siglen, jose);
+			sig = jose;
+			siglen = 2 * a->coord_len;
 		}
 		if (!ok)
 		{
@@ -425,8 +411,6 @@ jwt_sign(const SJson *header, const SJson *claims, const char *pem, const char *
 	}
 	PG_FINALLY();
 	{
-		if (jose)
-			free(jose);
 		if (md)
 			EVP_MD_CTX_free(md);
 		if (key)

@@ -101,6 +101,27 @@ m2m_scope(SJson *auth)
 	return s ? s : NS_M2M_DEFAULT_SCOPE;
 }
 
+/* The scope claim: the scopes as NetSuite's help writes them, comma-separated. */
+static char *
+m2m_scope_claim(SJson *auth)
+{
+	const char *p = m2m_scope(auth);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	while (*p)
+	{
+		int			len = strcspn(p, ", ");
+
+		if (len > 0)
+			appendStringInfo(&buf, "%s%.*s", buf.len > 0 ? "," : "", len, p);
+		p += len;
+		if (*p)
+			p++;
+	}
+	return buf.data;
+}
+
 static void
 check_m2m_options(SJson *auth)
 {
@@ -251,7 +272,7 @@ m2m_assertion(SyncConnection *conn, SJson *auth, const char *token_url)
 	sjson_add_string(header, "alg", m2m_algorithm(auth));
 	sjson_add_string(header, "kid", sjson_get_string(auth, "certificate_id"));
 	sjson_add_string(claims, "iss", sjson_get_string(auth, "client_id"));
-	sjson_add_string(claims, "scope", m2m_scope(auth));
+	sjson_add_string(claims, "scope", m2m_scope_claim(auth));
 	sjson_add_string(claims, "aud", token_url);
 	sjson_add_int(claims, "iat", now);
 	sjson_add_int(claims, "exp", now + NS_M2M_ASSERTION_S);

@@ -289,7 +289,7 @@ for my $case ([ 'PS256', 'rsa', 0 ], [ 'PS384', 'rsa', 0 ], [ 'PS512', 'rsa', 0 
 	my ($alg, $key, $n) = @$case;
 	my $name = lc "cap_$alg";
 	($rc, $out, $err) = create_m2m($name, base_url => $cap, algorithm => $alg, private_key => slurp("$capdir/$key.key"),
-		($alg eq 'PS512' ? (scope => 'rest_webservices,restlets') : ()));
+		($alg eq 'PS512' ? (scope => 'rest_webservices, restlets') : ()));
 	is($rc, 0, "$alg: a $key key is accepted") or diag $err;
 	cap_log();
 	($rc, $out, $err) = $node->psql($db, "SELECT sync.test_connection('$name')");
@@ -316,7 +316,7 @@ for my $case ([ 'PS256', 'rsa', 0 ], [ 'PS384', 'rsa', 0 ], [ 'PS512', 'rsa', 0 
 	if ($alg eq 'PS512')
 	{
 		my $c = decode_json(b64url_dec((split /\./, $jwt)[1]));
-		is($c->{scope}, 'rest_webservices,restlets', 'claims: scope as configured');
+		is($c->{scope}, 'rest_webservices,restlets', 'claims: the scopes configured, comma-separated as NetSuite documents');
 	}
 }
 
