@@ -497,6 +497,16 @@ BUILTIN_RECORDS = {
     "term": [{"id": "2", "name": "Net 30", "daysUntilNetDue": 30}],
 }
 
+# SuiteQL's deletedrecord table (the "Deleted Record" search type): its
+# columns as tap-netsuite-rest selects them; no externalid column.
+DELETED_TABLE = "deletedrecord"
+DELETED_COLUMNS = ("name", "recordid", "recordtypeid", "scriptid", "context", "deletedby",
+                   "deleteddate", "iscustomlist", "iscustomrecord", "iscustomtransaction", "type")
+# who deleted, and in which execution context: ((deletedby id, its BUILTIN.DF),
+# (context id, its BUILTIN.DF)) per source of the delete
+DELETED_BY = {"api": (("-5", "Integration User"), ("RESTWEBSERVICES", "REST Web Services")),
+              "control": (("3", "Remote User"), ("USERINTERFACE", "User Interface"))}
+
 REFNAME_FIELDS = ("entityId", "tranId", "name", "acctname", "companyName")
 FIELD_KINDS = {"text", "email", "bool", "float", "int", "date", "datetime", "enum", SUBLIST,
                "subrecord"}
@@ -792,9 +802,10 @@ class Evaluator:
             pre, _, rest = low.partition(".")
             if pre in (self.table, (self.alias or "").lower()):
                 low = rest
-            else:
-                raise QueryError("Search error occurred: Field '%s' for record '%s' was not found."
-                                 % (name, self.table))
+            else:       # NetSuite's words (a live 400, reference §7)
+                raise QueryError("Search error occurred: Unknown identifier '%s'. Available "
+                                 "identifiers are: {%s=%s}."
+                                 % (name.partition(".")[0], self.alias or self.table, self.table))
         if low in ("sysdate", "current_date", "current_timestamp"):
             return low
         if low not in self.columns:
@@ -973,6 +984,7 @@ class Api(ApiBase):
             self.next_id = {}
             self.tranid_seq = 1000
             self.deleted = []
+            self.custom_type_seq = 0    # internal IDs of custom record types
             self.gen = 0            # bumped by updates/deletes: SuiteQL row caches carry refNames
             self.tokens = {}
             self.nonces = {}
@@ -1001,7 +1013,13 @@ class Api(ApiBase):
     def seq_of(self, key):
         return self.types[key].get("seq", key)
 
+    def deletedrecord_enabled(self):
+        v = self.config("netsuite_deletedrecord")
+        return v is None or bool(v)
+
     def columns(self, table):
+        if table == DELETED_TABLE:
+            return set(DELETED_COLUMNS) if self.deletedrecord_enabled() else None
         cols = {"id"}
         found = False
         for key, t in self.types.items():
@@ -1200,7 +1218,7 @@ class Api(ApiBase):
         self._store(key, rec, new)
         self.gen += 1
 
-    def _delete(self, key, rid, check_deps=True):
+    def _delete(self, key, rid, check_deps=True, source="api"):
         rec = self.recs[key][rid]
         if check_deps:
             for k2, t2 in self.types.items():
@@ -1215,10 +1233,11 @@ class Api(ApiBase):
         self.gen += 1
         if rec.get("externalId") is not None:
             self.eids[key].pop(rec["externalId"], None)
-        entry = {"deleteddate": self.emu.now(), "recordtype": key, "recordid": str(rid),
+        entry = {"deleteddate": self.now(), "recordtype": key, "recordid": str(rid),
                  "name": self.ref_name(key, rec)}
         if rec.get("externalId") is not None:
             entry["externalid"] = rec["externalId"]
+        entry["_by"], entry["_context"] = DELETED_BY[source]
         self.deleted.append(entry)
 
     def ref_name(self, key, rec):
@@ -1914,7 +1933,7 @@ class Api(ApiBase):
             with self.lock:
                 cols, rows = self.run_suiteql(q)
         except QueryError as e:
-            raise NsError(400, "INVALID_PARAMETER", SUITEQL_PREFIX + str(e))
+            raise NsError(400, "INVALID_PARAMETER", SUITEQL_PREFIX + str(e), errorQueryParam="q")
         total = len(rows)
         page = rows[offset:offset + limit]
         items = []
@@ -1933,6 +1952,32 @@ class Api(ApiBase):
                                    "items": items, "offset": offset, "totalResults": total},
                              content_type=CT_COLLECTION)
 
+    def table_rows(self, table):
+        """A SuiteQL table's rows in their natural order (internal ID; the
+        deletedrecord table in the order of the deletes)."""
+        if table == DELETED_TABLE:
+            return [self.deleted_row(d) for d in self.deleted]
+        src = []
+        for key, t in self.types.items():
+            if t["table"] == table:
+                src.extend(self.sql_row(key, r) for r in self.recs[key].values())
+        src.sort(key=lambda r: r["id"])
+        return src
+
+    def deleted_row(self, d):
+        key = d["recordtype"]
+        t = self.types.get(key, {})
+        custom = bool(t.get("custom")) and t.get("table") != "transaction"
+        (by, by_name), (ctx, ctx_name) = d["_by"], d["_context"]
+        return {"name": d.get("name"), "recordid": int(d["recordid"]),
+                "recordtypeid": t.get("type_id") if custom else None,
+                "scriptid": key.upper() if custom else None,
+                "context": ctx, "__df__context": ctx_name,
+                "deletedby": by, "__df__deletedby": by_name,
+                "deleteddate": d["deleteddate"], "iscustomlist": "F",
+                "iscustomrecord": "T" if custom else "F", "iscustomtransaction": "F",
+                "type": key}
+
     def run_suiteql(self, text):
         q = Parser(text).parse()
         table = q["table"].lower()
@@ -1950,15 +1995,11 @@ class Api(ApiBase):
             ev.check(q["where"])
         for e, _, _ in q["order"]:
             ev.check(e, aliases)
-        src = []
-        for key, t in self.types.items():
-            if t["table"] == table:
-                src.extend(self.sql_row(key, r) for r in self.recs[key].values())
-        src.sort(key=lambda r: r["id"])
+        src = self.table_rows(table)
         if q["where"] is not None:
             src = [r for r in src if ev.ev(q["where"], r) is True]
         if q["select"] == "*":
-            names = ["id"] + sorted(columns - {"id"})
+            names = (["id"] if "id" in columns else []) + sorted(columns - {"id"})
             exprs = [("col", n) for n in names]
         else:
             names, exprs, n = [], [], 0
@@ -2015,6 +2056,12 @@ class Api(ApiBase):
         return json_response(status, {"error": {"code": code, "message": message}},
                              content_type="application/json")
 
+    @staticmethod
+    def restlet_entry(d):
+        out = {k: v for k, v in d.items() if not k.startswith("_")}
+        out["deleteddate"] = iso_z(d["deleteddate"])
+        return out
+
     def restlet(self, req):
         script, deploy = req.q1("script"), req.q1("deploy")
         if (not self.restlet_deployed or script not in (RESTLET_SCRIPT, RESTLET_SCRIPT_INTERNAL_ID)
@@ -2057,7 +2104,7 @@ class Api(ApiBase):
                     and (until is None or d["deleteddate"] < until)
                     and (not types or d["recordtype"] in types)]
         rows.sort(key=lambda d: (d["deleteddate"], d["recordtype"], int(d["recordid"])))
-        out = [dict(d, deleteddate=iso_z(d["deleteddate"])) for d in rows[offset:offset + limit]]
+        out = [self.restlet_entry(d) for d in rows[offset:offset + limit]]
         return json_response(200, out, content_type="application/json")
 
     # -- errors injected by the server's fault machinery -----------------------------
@@ -2130,7 +2177,7 @@ class Api(ApiBase):
     def control_delete(self, obj, rid):
         key = self.type_key(obj)
         with self.lock:
-            self._delete(key, self._control_id(key, rid), check_deps=False)
+            self._delete(key, self._control_id(key, rid), check_deps=False, source="control")
 
     def control(self, method, parts, query, body):
         def jb():
@@ -2145,8 +2192,7 @@ class Api(ApiBase):
                                        "script": RESTLET_SCRIPT, "deploy": RESTLET_DEPLOY[0]})
         if parts == ["deleted"] and method == "GET":
             with self.lock:
-                return json_response(200, [dict(d, deleteddate=iso_z(d["deleteddate"]))
-                                           for d in self.deleted])
+                return json_response(200, [self.restlet_entry(d) for d in self.deleted])
         if parts == ["token"] and method == "POST":
             b = jb()
             scope = b.get("scope", "rest_webservices,restlets") if isinstance(b, dict) else ""
@@ -2193,6 +2239,8 @@ class Api(ApiBase):
                                    "defaults": dict(spec.get("defaults", {})),
                                    "required": [(r, self.title_of(r)) for r in spec.get("required", [])],
                                    "custom": True}
+                self.custom_type_seq += 1
+                self.types[key]["type_id"] = self.custom_type_seq
                 if spec.get("tranType"):
                     self.types[key]["tran_type"] = spec["tranType"]
                 self.recs.setdefault(key, {})
