@@ -8,6 +8,8 @@ import re
 import tempfile
 import unittest
 import urllib.parse
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from test_netsuite import NsCase, REC, SQL
 from util import Emulator
@@ -125,6 +127,146 @@ class SuiteQlErrors(NsCase):
         self.assertEqual(d["o:errorQueryParam"], "q")
         d = self.assertNsError(self.sql("SELECT x.id FROM customer c"), 400, "INVALID_PARAMETER")
         self.assertIn("Available identifiers are: {c=customer}.", d["detail"])
+
+
+class UserTimeZone(NsCase):
+    """SuiteQL shows and reads datetimes in the user's time zone (config
+    netsuite_user_timezone, default America/Los_Angeles); the record API is
+    UTC, to the minute."""
+
+    def setUp(self):
+        super().setUp()
+        self.summer, self.winter, self.late = self.seed("customer", [
+            {"companyName": "Summer", "lastModifiedDate": "2024-07-04T18:30:45Z"},   # 11:30:45 PDT
+            {"companyName": "Winter", "lastModifiedDate": "2024-01-15T18:02:11Z"},   # 10:02:11 PST
+            {"companyName": "Late", "lastModifiedDate": "2024-07-05T03:00:00Z"}])    # 7/4 20:00 PDT
+
+    def one(self, expr, rid=None):
+        st, _, b = self.sql("SELECT %s AS v FROM customer WHERE id = %s" % (expr, rid or self.summer))
+        self.assertEqual(st, 200, b)
+        return b["items"][0].get("v")
+
+    def ids(self, where):
+        st, _, b = self.sql("SELECT id FROM customer WHERE %s ORDER BY id" % where)
+        self.assertEqual(st, 200, b)
+        return [i["id"] for i in b["items"]]
+
+    def test_record_api_to_the_minute_suiteql_to_the_second(self):
+        self.assertEqual(self.get("customer", self.summer)["lastModifiedDate"], "2024-07-04T18:30:00Z")
+        self.assertEqual(self.one("TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS')"),
+                         "2024-07-04 11:30:45")
+        self.assertEqual(self.one("TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS')", self.winter),
+                         "2024-01-15 10:02:11")                 # PST in winter, PDT in summer
+        # without TO_CHAR: the user's date format, the date where the user is
+        self.assertEqual(self.one("lastmodifieddate", self.late), "7/4/2024")
+        # the control API keeps seconds (it is the emulator's, not NetSuite's)
+        st, _, lst = self.emu.request("GET", "/__emulator/records/netsuite/customer")
+        self.assertIn("2024-07-04T18:30:45Z", [r.get("lastModifiedDate") for r in lst])
+
+    def test_formats_integrations_use(self):
+        for fmt, want in [("YYYY-MM-DD\"T\"HH24:MI:SS", "2024-07-04T11:30:45"),
+                          ("YYYY-MM-DD HH24:MI:SSxFF", "2024-07-04 11:30:45.000000"),
+                          ("YYYY-MM-DD HH24:MI:SS.FF1", "2024-07-04 11:30:45.0"),
+                          ("YYYY-MM-DD HH24:MI:SS.FF3", "2024-07-04 11:30:45.000"),
+                          ("DS TS", "7/4/2024 11:30:45 AM"),
+                          ("Mon DD, YYYY HH:MI PM", "Jul 04, 2024 11:30 AM"),
+                          ("MON", "JUL"), ("YYYY-MM-DD", "2024-07-04")]:
+            self.assertEqual(self.one("TO_CHAR(lastmodifieddate, '%s')" % fmt), want, fmt)
+
+    def test_literals_are_read_in_the_user_time_zone(self):
+        # 11:30:45 PDT: after 11:30:44 and not after 11:30:45, whichever function reads it
+        for fn, fmt, lit in [("TO_DATE", "YYYY-MM-DD HH24:MI:SS", "2024-07-04 11:30:4%d"),
+                             ("TO_TIMESTAMP", "YYYY-MM-DD HH24:MI:SSxFF", "2024-07-04 11:30:4%d.000"),
+                             ("TO_TIMESTAMP", "YYYY-MM-DD HH24:MI:SS.FF1", "2024-07-04 11:30:4%d.0"),
+                             ("TO_DATE", "MM/DD/YYYY HH:MI:SS AM", "07/04/2024 11:30:4%d AM")]:
+            gt = "lastmodifieddate > %s('%s', '%s')" % (fn, lit % 4, fmt)
+            self.assertEqual(self.ids(gt), [self.summer, self.late], (fn, fmt))
+            gt5 = "lastmodifieddate > %s('%s', '%s')" % (fn, lit % 5, fmt)
+            self.assertEqual(self.ids(gt5), [self.late], (fn, fmt))
+        # without a format: the user's date format
+        self.assertEqual(self.ids("lastmodifieddate >= TO_DATE('7/4/2024')"), [self.summer, self.late])
+        # a plain string compared with a datetime is a literal in the user's zone too
+        self.assertEqual(self.ids("lastmodifieddate < '7/4/2024 8:00 pm'"), [self.summer, self.winter])
+
+    def test_dst_boundaries(self):
+        # 2024-03-10 02:00 PST -> 03:00 PDT: 03:30 local is 10:30Z
+        a, b_ = self.seed("customer", [{"companyName": "before", "lastModifiedDate": "2024-03-10T10:29:59Z"},
+                                       {"companyName": "after", "lastModifiedDate": "2024-03-10T10:30:00Z"}])
+        self.assertEqual(self.ids("lastmodifieddate >= TO_DATE('2024-03-10 03:30:00', "
+                                  "'YYYY-MM-DD HH24:MI:SS') AND lastmodifieddate < "
+                                  "TO_DATE('2024-03-11', 'YYYY-MM-DD')"), [b_])
+        self.assertEqual(self.one("TO_CHAR(lastmodifieddate, 'HH24:MI:SS')", a), "03:29:59")
+        e, = self.seed("customer", [{"companyName": "earlier", "lastModifiedDate": "2024-03-10T09:59:59Z"}])
+        self.assertEqual(self.one("TO_CHAR(lastmodifieddate, 'HH24:MI:SS')", e), "01:59:59")
+        # 2024-11-03 01:00 PDT -> 01:00 PST
+        c, = self.seed("customer", [{"companyName": "fall", "lastModifiedDate": "2024-11-03T09:30:00Z"}])
+        self.assertEqual(self.one("TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI')", c), "2024-11-03 01:30")
+
+    def test_to_date_refuses_fractional_seconds(self):
+        d = self.assertNsError(self.sql("SELECT id FROM customer WHERE lastmodifieddate > "
+                                        "TO_DATE('2024-07-04 11:30:44.0', 'YYYY-MM-DD HH24:MI:SS.FF')"),
+                               400, "INVALID_PARAMETER")
+        self.assertTrue(d["detail"].startswith(PREFIX))
+        self.assertNsError(self.sql("SELECT TO_CHAR(lastmodifieddate, 'YYYY-QQ') FROM customer"),
+                           400, "INVALID_PARAMETER")
+
+    def test_timezone_is_configurable(self):
+        self.emu.config(netsuite_user_timezone="UTC")
+        self.assertEqual(self.one("TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS')"),
+                         "2024-07-04 18:30:45")
+        self.assertEqual(self.one("lastmodifieddate", self.late), "7/5/2024")
+        self.emu.config(netsuite_user_timezone="Europe/Berlin")
+        self.assertEqual(self.one("TO_CHAR(lastmodifieddate, 'HH24:MI')"), "20:30")
+        self.emu.config(netsuite_user_timezone="Not/AZone")
+        st, _, b = self.sql("SELECT id FROM customer")
+        self.assertEqual(st, 500, b)
+        self.assertIn("netsuite_user_timezone", b["o:errorDetails"][0]["detail"])
+
+    def test_sysdate_is_now_in_the_user_time_zone(self):
+        st, _, b = self.sql("SELECT TO_CHAR(SYSDATE, 'YYYY-MM-DD HH24:MI:SS') AS now FROM customer "
+                            "WHERE id = %s" % self.summer)
+        local_now = b["items"][0]["now"]
+        st, _, t = self.call("GET", "/services/rest/system/v1/serverTime")
+        self.assertEqual(st, 200, t)
+        server = datetime.strptime(t["serverTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        shown = datetime.strptime(local_now, "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=ZoneInfo("America/Los_Angeles"))
+        self.assertLess(abs((server - shown).total_seconds()), 5)
+
+    def test_q_literals_of_the_record_api(self):
+        def q(expr):
+            st, _, b = self.call("GET", REC + "/customer?q=" + urllib.parse.quote(expr))
+            self.assertEqual(st, 200, b)
+            return [i["id"] for i in b["items"]]
+        # 18:30:45Z is 11:30:45 in Los Angeles: before noon there, after noon in UTC
+        self.assertEqual(q('lastModifiedDate BEFORE "7/4/2024 12:00 pm"'), [self.summer, self.winter])
+        self.assertEqual(q('lastModifiedDate ON "7/4/2024"'), [self.summer, self.late])
+        # an explicit offset is taken as given
+        self.assertEqual(q('lastModifiedDate AFTER "2024-07-04T18:31:00Z"'), [self.late])
+
+
+class SystemEndpoints(NsCase):
+    def test_server_time_is_utc(self):
+        st, h, b = self.call("GET", "/services/rest/system/v1/serverTime")
+        self.assertEqual(st, 200, b)
+        self.assertEqual(list(b), ["serverTime"])
+        self.assertRegex(b["serverTime"], r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+        server = datetime.strptime(b["serverTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        self.assertLess(abs((server - datetime.now(timezone.utc)).total_seconds()), 5)
+        self.emu.request("POST", "/__emulator/clock", {"advance_s": 600})   # the emulator clock
+        st, h, b2 = self.call("GET", "/services/rest/system/v1/serverTime")
+        later = datetime.strptime(b2["serverTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        self.assertGreater((later - server).total_seconds(), 590)
+        st, _, _ = self.emu.request("GET", "/services/rest/system/v1/serverTime")
+        self.assertEqual(st, 401)                      # authenticated like every REST call
+
+    def test_governance_limits_report_the_concurrency(self):
+        self.emu.config(netsuite_concurrency=7)
+        st, _, b = self.call("GET", "/services/rest/system/v1/governanceLimits")
+        self.assertEqual(st, 200, b)
+        self.assertEqual(b, {"accountConcurrencyLimit": 7, "accountUnallocatedConcurrencyLimit": 7,
+                             "integrationLimitType": "accountLimit"})
+        self.assertNsError(self.call("GET", "/services/rest/system/v1/nothing"), 404, "NONEXISTENT_ID")
 
 
 if __name__ == "__main__":
