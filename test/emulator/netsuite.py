@@ -38,14 +38,18 @@ CONSUMER_SECRET = "ns-consumer-secret"
 TOKEN_ID = "ns-token-id"
 TOKEN_SECRET = "ns-token-secret"
 M2M_CLIENT_ID = "ns-m2m-client"
-M2M_CERTS = {                             # kid (certificate ID) -> certificate file
-    "ns-cert-id": os.path.join(KEYS, "netsuite-m2m-test.crt"),      # PS256
-    "ns-cert-id-ec": os.path.join(KEYS, "netsuite-m2m-test-ec.crt"),    # ES256
+# kid (certificate ID) -> (file stem under keys/, the algorithm sign_jwt uses by default)
+M2M_TEST_KEYS = {
+    "ns-cert-id": ("netsuite-m2m-test", "PS256"),                  # RSA 2048
+    "ns-cert-id-ec": ("netsuite-m2m-test-ec", "ES256"),            # P-256
+    "ns-cert-id-rsa3072": ("netsuite-m2m-test-rsa3072", "PS384"),  # RSA 3072 (PS384, PS512)
+    "ns-cert-id-ec384": ("netsuite-m2m-test-ec384", "ES384"),      # P-384
+    "ns-cert-id-ec521": ("netsuite-m2m-test-ec521", "ES512"),      # P-521
 }
-M2M_KEYS = {
-    "ns-cert-id": os.path.join(KEYS, "netsuite-m2m-test.key"),
-    "ns-cert-id-ec": os.path.join(KEYS, "netsuite-m2m-test-ec.key"),
-}
+M2M_CERTS = {kid: os.path.join(KEYS, stem + ".crt") for kid, (stem, _) in M2M_TEST_KEYS.items()}
+M2M_KEYS = {kid: os.path.join(KEYS, stem + ".key") for kid, (stem, _) in M2M_TEST_KEYS.items()}
+M2M_KID_ALGS = {kid: alg for kid, (_, alg) in M2M_TEST_KEYS.items()}
+M2M_ALGS = ("PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 RESTLET_SCRIPT = "customscript_sync_deleted"
 RESTLET_SCRIPT_INTERNAL_ID = "1001"
 RESTLET_DEPLOY = ("1", "customdeploy_sync_deleted")
@@ -111,19 +115,23 @@ def ns_error(status, code, detail, headers=None, **extra):
 
 
 # ---------------------------------------------------------------------------
-# Crypto: PS256 (RSASSA-PSS, SHA-256, MGF1-SHA-256) and ES256 (ECDSA P-256),
-# pure Python.  Verification for the token endpoint; signing for tests.
+# Crypto: PS256/384/512 (RSASSA-PSS, MGF1 with the same hash, salt as long as
+# the hash) and ES256/384/512 (ECDSA on P-256/P-384/P-521), pure Python.
+# Verification for the token endpoint; signing for tests.
 
-def _mgf1(seed, length):
+HASHES = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+
+
+def _mgf1(seed, length, h=hashlib.sha256):
     out = b""
     c = 0
     while len(out) < length:
-        out += hashlib.sha256(seed + c.to_bytes(4, "big")).digest()
+        out += h(seed + c.to_bytes(4, "big")).digest()
         c += 1
     return out[:length]
 
 
-def pss_verify(msg, sig, n, e):
+def pss_verify(msg, sig, n, e, h=hashlib.sha256):
     modbits = n.bit_length()
     k = (modbits + 7) // 8
     if len(sig) != k:
@@ -137,14 +145,14 @@ def pss_verify(msg, sig, n, e):
     if m.bit_length() > emlen * 8:
         return False
     em = m.to_bytes(emlen, "big")
-    hlen = 32
+    hlen = h().digest_size
     if emlen < hlen + 2 or em[-1] != 0xBC:
         return False
-    masked, h = em[:emlen - hlen - 1], em[emlen - hlen - 1:-1]
+    masked, hh = em[:emlen - hlen - 1], em[emlen - hlen - 1:-1]
     topbits = 8 * emlen - embits
     if masked[0] & (0xFF << (8 - topbits)) & 0xFF:
         return False
-    db = bytearray(x ^ y for x, y in zip(masked, _mgf1(h, emlen - hlen - 1)))
+    db = bytearray(x ^ y for x, y in zip(masked, _mgf1(hh, emlen - hlen - 1, h)))
     db[0] &= 0xFF >> topbits
     i = 0
     while i < len(db) and db[i] == 0:
@@ -152,88 +160,120 @@ def pss_verify(msg, sig, n, e):
     if i >= len(db) or db[i] != 1:
         return False
     salt = bytes(db[i + 1:])
-    return hmac.compare_digest(
-        hashlib.sha256(b"\0" * 8 + hashlib.sha256(msg).digest() + salt).digest(), h)
+    return hmac.compare_digest(h(b"\0" * 8 + h(msg).digest() + salt).digest(), hh)
 
 
-def pss_sign(msg, n, d):
+def pss_sign(msg, n, d, h=hashlib.sha256):
     modbits = n.bit_length()
     k = (modbits + 7) // 8
     embits = modbits - 1
     emlen = (embits + 7) // 8
-    salt = os.urandom(32)
-    h = hashlib.sha256(b"\0" * 8 + hashlib.sha256(msg).digest() + salt).digest()
-    db = b"\0" * (emlen - 32 - 32 - 2) + b"\x01" + salt
-    masked = bytearray(x ^ y for x, y in zip(db, _mgf1(h, emlen - 33)))
+    hlen = h().digest_size
+    salt = os.urandom(hlen)
+    hh = h(b"\0" * 8 + h(msg).digest() + salt).digest()
+    db = b"\0" * (emlen - 2 * hlen - 2) + b"\x01" + salt
+    masked = bytearray(x ^ y for x, y in zip(db, _mgf1(hh, emlen - hlen - 1, h)))
     masked[0] &= 0xFF >> (8 * emlen - embits)
-    em = bytes(masked) + h + b"\xbc"
+    em = bytes(masked) + hh + b"\xbc"
     return pow(int.from_bytes(em, "big"), d, n).to_bytes(k, "big")
 
 
-P256_P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
-P256_A = P256_P - 3
-P256_B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b
-P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
-P256_G = (0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296,
-          0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5)
+class Curve:
+    """A short-Weierstrass NIST prime curve with a = p - 3."""
+
+    def __init__(self, name, p, b, n, g):
+        self.name, self.p, self.a, self.b, self.n, self.g = name, p, p - 3, b, n, g
+        self.size = (p.bit_length() + 7) // 8        # bytes per coordinate / signature half
+
+    def add(self, p1, p2):
+        if p1 is None:
+            return p2
+        if p2 is None:
+            return p1
+        (x1, y1), (x2, y2) = p1, p2
+        P = self.p
+        if x1 == x2:
+            if (y1 + y2) % P == 0:
+                return None
+            lam = (3 * x1 * x1 + self.a) * pow(2 * y1, -1, P) % P
+        else:
+            lam = (y2 - y1) * pow(x2 - x1, -1, P) % P
+        x3 = (lam * lam - x1 - x2) % P
+        return x3, (lam * (x1 - x3) - y1) % P
+
+    def mul(self, k, pt):
+        acc = None
+        while k:
+            if k & 1:
+                acc = self.add(acc, pt)
+            pt = self.add(pt, pt)
+            k >>= 1
+        return acc
+
+    def on_curve(self, pt):
+        x, y = pt
+        return 0 <= x < self.p and 0 <= y < self.p and \
+            (y * y - (x * x * x + self.a * x + self.b)) % self.p == 0
+
+    def _z(self, msg, h):
+        """The hash as an integer, truncated to the order's bit length (FIPS 186-4)."""
+        digest = h(msg).digest()
+        z = int.from_bytes(digest, "big")
+        excess = len(digest) * 8 - self.n.bit_length()
+        return z >> excess if excess > 0 else z
+
+    def verify(self, msg, sig, pub, h):
+        if len(sig) != 2 * self.size or not self.on_curve(pub):
+            return False
+        r = int.from_bytes(sig[:self.size], "big")
+        s = int.from_bytes(sig[self.size:], "big")
+        if not (1 <= r < self.n and 1 <= s < self.n):
+            return False
+        w = pow(s, -1, self.n)
+        pt = self.add(self.mul(self._z(msg, h) * w % self.n, self.g),
+                      self.mul(r * w % self.n, pub))
+        return pt is not None and pt[0] % self.n == r
+
+    def sign(self, msg, d, h):
+        z = self._z(msg, h)
+        while True:
+            k = secrets.randbelow(self.n - 1) + 1
+            r = self.mul(k, self.g)[0] % self.n
+            s = pow(k, -1, self.n) * (z + r * d) % self.n
+            if r and s:
+                return r.to_bytes(self.size, "big") + s.to_bytes(self.size, "big")
 
 
-def _ec_add(p1, p2):
-    if p1 is None:
-        return p2
-    if p2 is None:
-        return p1
-    (x1, y1), (x2, y2) = p1, p2
-    P = P256_P
-    if x1 == x2:
-        if (y1 + y2) % P == 0:
-            return None
-        lam = (3 * x1 * x1 + P256_A) * pow(2 * y1, -1, P) % P
-    else:
-        lam = (y2 - y1) * pow(x2 - x1, -1, P) % P
-    x3 = (lam * lam - x1 - x2) % P
-    return x3, (lam * (x1 - x3) - y1) % P
-
-
-def _ec_mul(k, pt):
-    acc = None
-    while k:
-        if k & 1:
-            acc = _ec_add(acc, pt)
-        pt = _ec_add(pt, pt)
-        k >>= 1
-    return acc
-
-
-def _on_curve(pt):
-    x, y = pt
-    return (y * y - (x * x * x + P256_A * x + P256_B)) % P256_P == 0
+P256 = Curve("P256", 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff,
+             0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b,
+             0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551,
+             (0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296,
+              0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5))
+P384 = Curve("P384", 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff,
+             0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef,
+             0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973,
+             (0xaa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7,
+              0x3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f))
+P521 = Curve("P521", 0x1ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff,
+             0x51953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00,
+             0x1fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409,
+             (0xc6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66,
+              0x11839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650))
+CURVES = {c.size: c for c in (P256, P384, P521)}        # by coordinate length
+# the JWT algorithm's curve (RFC 7518 section 3.4): ES512 is P-521
+ES_CURVES = {"ES256": P256, "ES384": P384, "ES512": P521}
 
 
 def es256_verify(msg, sig, pub):
-    if len(sig) != 64 or not _on_curve(pub):
-        return False
-    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
-    if not (1 <= r < P256_N and 1 <= s < P256_N):
-        return False
-    z = int.from_bytes(hashlib.sha256(msg).digest(), "big")
-    w = pow(s, -1, P256_N)
-    pt = _ec_add(_ec_mul(z * w % P256_N, P256_G), _ec_mul(r * w % P256_N, pub))
-    return pt is not None and pt[0] % P256_N == r
+    return P256.verify(msg, sig, pub, hashlib.sha256)
 
 
 def es256_sign(msg, d):
-    z = int.from_bytes(hashlib.sha256(msg).digest(), "big")
-    while True:
-        k = secrets.randbelow(P256_N - 1) + 1
-        r = _ec_mul(k, P256_G)[0] % P256_N
-        s = pow(k, -1, P256_N) * (z + r * d) % P256_N
-        if r and s:
-            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return P256.sign(msg, d, hashlib.sha256)
 
 
 def public_key_from_cert(pem_text):
-    """('RSA', (n, e)) or ('EC', (x, y)) from a PEM certificate."""
+    """('RSA', (n, e)) or ('EC', (curve, (x, y))) from a PEM certificate."""
     der = certs.pem_to_der(pem_text, "CERTIFICATE")
     _, cert, _ = certs.der_read(der)
     tbs = certs.der_children(certs.der_children(cert)[0][1])
@@ -241,8 +281,10 @@ def public_key_from_cert(pem_text):
     spki = tbs[idx + 5][1]
     parts = certs.der_children(spki)
     bits = parts[1][1][1:]
-    if len(bits) == 65 and bits[0] == 4:
-        return "EC", (int.from_bytes(bits[1:33], "big"), int.from_bytes(bits[33:], "big"))
+    size = (len(bits) - 1) // 2
+    if bits[:1] == b"\x04" and len(bits) == 1 + 2 * size and size in CURVES:
+        return "EC", (CURVES[size], (int.from_bytes(bits[1:1 + size], "big"),
+                                     int.from_bytes(bits[1 + size:], "big")))
     return "RSA", certs.rsa_public_from_spki(spki)
 
 
@@ -253,26 +295,36 @@ def ec_private_from_pem(pem_text):
     return int.from_bytes(certs.der_children(ecpk)[1][1], "big")
 
 
+def verify_jws(alg, signing_input, sig, keyinfo):
+    """A JWT signature with alg PS256/384/512 or ES256/384/512 against a
+    certificate's key; False for a key of the other family or curve."""
+    kind, pub = keyinfo
+    h = HASHES[alg[2:]]
+    if alg.startswith("PS"):
+        return kind == "RSA" and pss_verify(signing_input, sig, *pub, h=h)
+    curve, point = pub if kind == "EC" else (None, None)
+    return curve is ES_CURVES[alg] and curve.verify(signing_input, sig, point, h)
+
+
 def sign_jwt(claims, kid="ns-cert-id", alg=None, header=None, key_file=None):
     """A compact JWT for the M2M token endpoint, signed with the test key of
-    the given certificate ID (PS256 for ns-cert-id, ES256 for ns-cert-id-ec)."""
+    the given certificate ID (M2M_KID_ALGS gives each one's default alg)."""
     key_file = key_file or M2M_KEYS[kid]
     with open(key_file) as f:
         pem = f.read()
-    is_ec = kid.endswith("-ec") if alg is None else alg.startswith("ES")
-    alg = alg or ("ES256" if is_ec else "PS256")
+    alg = alg or M2M_KID_ALGS.get(kid, "PS256")
     h = header if header is not None else {"typ": "JWT", "alg": alg, "kid": kid}
     signing_input = (certs.b64url(json.dumps(h, separators=(",", ":")).encode()) + "."
                      + certs.b64url(json.dumps(claims, separators=(",", ":")).encode()))
     data = signing_input.encode("ascii")
-    if is_ec:
-        sig = es256_sign(data, ec_private_from_pem(pem))
+    if alg.startswith("ES"):
+        sig = ES_CURVES[alg].sign(data, ec_private_from_pem(pem), HASHES[alg[2:]])
     elif alg == "RS256":
         n, _, d = certs.rsa_private_from_pem(pem)
         sig = certs.rs256_sign(data, n, d)
     else:
         n, _, d = certs.rsa_private_from_pem(pem)
-        sig = pss_sign(data, n, d)
+        sig = pss_sign(data, n, d, HASHES[alg[2:]])
     return signing_input + "." + certs.b64url(sig)
 
 
@@ -1655,8 +1707,8 @@ class Api(ApiBase):
         except (ValueError, UnicodeDecodeError):
             return self.token_error(400, "invalid_request")
         alg = header.get("alg")
-        if alg not in ("PS256", "ES256") or header.get("typ", "JWT") != "JWT":
-            # PS384/512 and ES384/512 are valid in NetSuite but not emulated; RS256 is retired
+        if alg not in M2M_ALGS or header.get("typ", "JWT") != "JWT":
+            # RS256 is retired
             return self.token_error(400, "invalid_request")
         if claims.get("iss") != M2M_CLIENT_ID:
             return self.token_error(401, "invalid_client")
@@ -1665,12 +1717,7 @@ class Api(ApiBase):
         if keyinfo is None:
             return self.token_error(400, "invalid_grant")
         signing_input = (parts[0] + "." + parts[1]).encode("ascii")
-        kind, pub = keyinfo
-        if alg == "PS256":
-            ok = kind == "RSA" and pss_verify(signing_input, sig, *pub)
-        else:
-            ok = kind == "EC" and es256_verify(signing_input, sig, pub)
-        if not ok:
+        if not verify_jws(alg, signing_input, sig, keyinfo):
             return self.token_error(400, "invalid_grant")
         aud = claims.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
@@ -1702,7 +1749,9 @@ class Api(ApiBase):
         tok = head + "." + body + "." + certs.b64url(secrets.token_bytes(32))
         with self.lock:
             self.tokens[tok] = {"exp": now + ttl, "scopes": set(scopes)}
-        return {"access_token": tok, "expires_in": str(ttl), "token_type": "Bearer"}
+        # NetSuite 2025.2 sent "3600" (a string); the doc example a number
+        expires = ttl if self.config("netsuite_expires_in_number") else str(ttl)
+        return {"access_token": tok, "expires_in": expires, "token_type": "Bearer"}
 
     # -- system/v1: serverTime, governanceLimits -------------------------------
     def system(self, req):

@@ -5,14 +5,21 @@ the asynchronous (batch) record requests."""
 import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
+import time
 import unittest
 import urllib.parse
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from test_netsuite import NsCase, REC, SQL
-from util import Emulator
+from test_netsuite import FORM, NsCase, REC, SQL, TOKEN
+from util import EMULATOR, Emulator
+
+sys.path.insert(0, os.path.dirname(EMULATOR))
+import certs  # noqa: E402
+import netsuite  # noqa: E402  (JWT signing helpers)
 
 PREFIX = "Invalid search query. Detailed unprocessed description follows. "
 
@@ -267,6 +274,92 @@ class SystemEndpoints(NsCase):
         self.assertEqual(b, {"accountConcurrencyLimit": 7, "accountUnallocatedConcurrencyLimit": 7,
                              "integrationLimitType": "accountLimit"})
         self.assertNsError(self.call("GET", "/services/rest/system/v1/nothing"), 404, "NONEXISTENT_ID")
+
+
+class M2mAlgorithms(NsCase):
+    """M2M assertions with every algorithm NetSuite accepts: PS256/384/512 and
+    ES256/384/512 (ES512 is P-521, RFC 7518)."""
+
+    def claims(self, **over):
+        now = int(time.time())
+        c = {"iss": "ns-m2m-client", "scope": "rest_webservices",
+             "aud": self.url(TOKEN), "iat": now, "exp": now + 1800}
+        c.update(over)
+        return c
+
+    def token(self, jwt):
+        form = {"grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": jwt}
+        return self.emu.request("POST", TOKEN, urllib.parse.urlencode(form), FORM)
+
+    def test_every_algorithm_gets_a_working_token(self):
+        for kid, alg in [("ns-cert-id", "PS256"), ("ns-cert-id", "PS384"), ("ns-cert-id", "PS512"),
+                         ("ns-cert-id-rsa3072", "PS384"), ("ns-cert-id-rsa3072", "PS512"),
+                         ("ns-cert-id-ec", "ES256"), ("ns-cert-id-ec384", "ES384"),
+                         ("ns-cert-id-ec521", "ES512")]:
+            st, _, b = self.token(netsuite.sign_jwt(self.claims(), kid=kid, alg=alg))
+            self.assertEqual(st, 200, (kid, alg, b))
+            st, _, body = self.emu.request("GET", REC + "/customer", None,
+                                           {"Authorization": "Bearer " + b["access_token"]})
+            self.assertEqual(st, 200, (kid, alg, body))
+
+    def test_key_and_algorithm_must_agree(self):
+        jwt = netsuite.sign_jwt(self.claims(), kid="ns-cert-id-ec384")
+        h, p, sig = jwt.split(".")
+        flipped = certs.b64url(bytes([certs.b64url_decode(sig)[0] ^ 1]) + certs.b64url_decode(sig)[1:])
+        cases = [
+            # ES384 signed with the P-384 key, but the kid names the P-256 certificate
+            ("ES384 on a P-256 certificate", netsuite.sign_jwt(
+                self.claims(), kid="ns-cert-id-ec", alg="ES384",
+                key_file=netsuite.M2M_KEYS["ns-cert-id-ec384"])),
+            # ES512 over P-384 (the right key, the wrong curve for the algorithm)
+            ("ES512 with a P-384 key", netsuite.sign_jwt(self.claims(), kid="ns-cert-id-ec384", alg="ES512")),
+            ("PS384 on an EC certificate", netsuite.sign_jwt(
+                self.claims(), kid="ns-cert-id-ec521", alg="PS384",
+                key_file=netsuite.M2M_KEYS["ns-cert-id-rsa3072"])),
+            ("PS512 signature presented as PS384", ".".join([
+                certs.b64url(json.dumps({"typ": "JWT", "alg": "PS384", "kid": "ns-cert-id-rsa3072"}).encode()),
+                *netsuite.sign_jwt(self.claims(), kid="ns-cert-id-rsa3072", alg="PS512").split(".")[1:]])),
+            ("ES384 bad signature", h + "." + p + "." + flipped),
+        ]
+        for name, jwt in cases:
+            st, _, b = self.token(jwt)
+            self.assertEqual((st, b), (400, {"error": "invalid_grant"}), name)
+
+    def _openssl_sign(self, data, key, args):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "in")
+            with open(path, "w") as f:
+                f.write(data)
+            return subprocess.run(["openssl", "dgst"] + args + ["-sign", key, path],
+                                  check=True, capture_output=True).stdout
+
+    def test_assertions_signed_by_openssl(self):
+        # independent signer: openssl's ECDSA (DER r,s -> JOSE r||s) and PSS
+        for kid, alg, args in [("ns-cert-id-ec384", "ES384", ["-sha384"]),
+                               ("ns-cert-id-ec521", "ES512", ["-sha512"]),
+                               ("ns-cert-id-rsa3072", "PS512", ["-sha512", "-sigopt", "rsa_padding_mode:pss",
+                                                                "-sigopt", "rsa_pss_saltlen:-1"])]:
+            head = certs.b64url(json.dumps({"typ": "JWT", "alg": alg, "kid": kid}).encode())
+            si = head + "." + certs.b64url(json.dumps(self.claims()).encode())
+            sig = self._openssl_sign(si, netsuite.M2M_KEYS[kid], args)
+            if alg.startswith("ES"):
+                _, seq, _ = certs.der_read(sig)
+                size = netsuite.ES_CURVES[alg].size
+                r, s_ = (int.from_bytes(v, "big") for _, v in certs.der_children(seq))
+                sig = r.to_bytes(size, "big") + s_.to_bytes(size, "big")
+            st, _, b = self.token(si + "." + certs.b64url(sig))
+            self.assertEqual(st, 200, (alg, b))
+
+    def test_expires_in_string_or_number(self):
+        st, _, b = self.token(netsuite.sign_jwt(self.claims()))
+        self.assertEqual(b["expires_in"], "3600")           # NetSuite 2025.2: a string
+        self.emu.config(netsuite_expires_in_number=True)
+        st, _, b = self.token(netsuite.sign_jwt(self.claims()))
+        self.assertEqual(b["expires_in"], 3600)             # the documented example: a number
+        st, _, b = self.emu.request("POST", "/__emulator/netsuite/token", {"scope": "rest_webservices"})
+        self.assertEqual(b["expires_in"], 3600)
 
 
 if __name__ == "__main__":
