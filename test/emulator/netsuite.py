@@ -5,6 +5,9 @@ Endpoints (all under the one emulator port):
   GET|POST|PATCH|PUT|DELETE /services/rest/record/v1/{type}[/{id}|/eid:{ext}]
   GET  /services/rest/record/v1/metadata-catalog[/{type}]
   POST /services/rest/query/v1/suiteql?limit=&offset=   (Prefer: transient)
+  GET  /services/rest/system/v1/serverTime | governanceLimits
+  GET  /services/rest/async/v1/job/{id}[/task[/{n}[/result]]]
+                                                    jobs of Prefer: respond-async requests and batches
   GET|POST /app/site/hosting/restlet.nl?script=customscript_sync_deleted&deploy=1
                                                     the "deleted records" RESTlet sync ships
 Auth: Token-Based Authentication (OAuth 1.0a, HMAC-SHA256, signature verified)
@@ -24,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import certs
-from common import ApiBase, Response, empty_response, json_response
+from common import ApiBase, Request, Response, empty_response, json_response
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEYS = os.path.join(HERE, "keys")
@@ -58,6 +61,10 @@ TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 RECORD_PREFIX = "/services/rest/record/v1"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 SYSTEM_PREFIX = "/services/rest/system/v1"
+ASYNC_PREFIX = "/services/rest/async/v1"
+BATCH_MAX = 100
+# the idempotency example's type URL (subsect_164494900632), status 400 titled "Conflict"
+IDEMPOTENCY_TYPE_URL = "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.4.10"
 RESTLET_PATH = "/app/site/hosting/restlet.nl"
 
 TBA_MAX_SKEW_S = 300
@@ -1234,6 +1241,9 @@ class Api(ApiBase):
             self.gen = 0            # bumped by updates/deletes: SuiteQL row caches carry refNames
             self.tokens = {}
             self.nonces = {}
+            self.jobs = {}              # asynchronous jobs: id -> {tasks, ready_at}
+            self.job_seq = 0
+            self.idempotency = {}       # X-NetSuite-Idempotency-Key -> job id
             self.restlet_deployed = True
             for key, rows in BUILTIN_RECORDS.items():
                 for r in rows:
@@ -1247,7 +1257,8 @@ class Api(ApiBase):
 
     def owns(self, path):
         return (path == TOKEN_PATH or path == RECORD_PREFIX or path.startswith(RECORD_PREFIX + "/")
-                or path == SUITEQL_PATH or path == RESTLET_PATH or path.startswith(SYSTEM_PREFIX + "/"))
+                or path == SUITEQL_PATH or path == RESTLET_PATH or path.startswith(SYSTEM_PREFIX + "/")
+                or path.startswith(ASYNC_PREFIX + "/"))
 
     def zone(self):
         """The integration user's time zone (config netsuite_user_timezone)."""
@@ -1608,9 +1619,28 @@ class Api(ApiBase):
             if restlet:
                 return self.restlet(req)
             if path == SUITEQL_PATH:
+                if "respond-async" in self.prefers(req):
+                    raise NsError(400, "INVALID_HEADER", "Asynchronous request execution isn't "
+                                  "supported in the REST query service.", errorHeader="Prefer")
                 return self.suiteql(req)
             if path.startswith(SYSTEM_PREFIX + "/"):
                 return self.system(req)
+            if path.startswith(ASYNC_PREFIX + "/"):
+                return self.async_api(req)
+            rest = req.path[len(RECORD_PREFIX):].strip("/")
+            parts = [urllib.parse.unquote(p) for p in rest.split("/")] if rest else []
+            if parts and parts[0] != "metadata-catalog":
+                if "respond-async" in self.prefers(req):
+                    try:
+                        key = self.type_key(parts[0])
+                    except KeyError:
+                        raise NsError(404, "NONEXISTENT_ID", "Record type '%s' does not exist."
+                                      % parts[0], urlPath=parts[0])
+                    return self.async_submit(req, key, parts)
+                if self.is_collection_body(req) and req.method in ("POST", "PATCH", "PUT"):
+                    raise NsError(400, "INVALID_HEADER", "Batch operations are executed "
+                                  "asynchronously: send the header 'Prefer: respond-async'.",
+                                  errorHeader="Prefer")
             return self.record_api(req)
         except NsError as e:
             return ns_error(e.status, e.code, e.detail, **e.extra)
@@ -1771,6 +1801,174 @@ class Api(ApiBase):
         return json_response(200, {"accountConcurrencyLimit": limit,
                                    "accountUnallocatedConcurrencyLimit": limit,
                                    "integrationLimitType": "accountLimit"})
+
+    # -- asynchronous requests and batch operations ----------------------------
+    # Docs: "REST Web Services Request Processing" (chapter_161251386312) and its
+    # subsections (sending, polling, results, idempotency); "Batch Operations"
+    # (article_0127092747).  README-netsuite.md says which parts are guesses.
+
+    @staticmethod
+    def prefers(req):
+        """The Prefer header's preferences, lower case, without parameters' quotes."""
+        return {p.strip().lower().replace('"', "")
+                for p in (req.header("prefer") or "").split(",") if p.strip()}
+
+    def is_collection_body(self, req):
+        ct = (req.header("content-type") or "").lower().replace(" ", "")
+        return "type=collection" in ct
+
+    def async_submit(self, req, key, parts):
+        """A record-API request sent with Prefer: respond-async: run it as a job
+        (a batch: one task per item), answer 202 + Location of the job."""
+        idem = req.header("x-netsuite-idempotency-key")
+        with self.lock:
+            if idem is not None and idem in self.idempotency:
+                # the documented answer: 400 titled "Conflict", Location of the first job
+                body = ns_error_body(400, "IDEMPOTENCY_ERROR",
+                                     'A request with the same idempotency key is already submitted. '
+                                     'See the "Location" header for a link to the previously '
+                                     'submitted job')
+                body.update(type=IDEMPOTENCY_TYPE_URL, title="Conflict")
+                return json_response(400, body, [
+                    ("Preference-Applied", "respond-async"),
+                    ("Location", "%s/job/%d" % (ASYNC_PREFIX, self.idempotency[idem]))],
+                    content_type="application/json")
+        batch = None
+        m = req.method
+        if len(parts) == 1 and (self.is_collection_body(req) or
+                                (m in ("DELETE", "GET") and req.q1("ids") is not None)):
+            batch = self.batch_requests(req, key)
+        subrequests = batch if batch is not None else [req]
+        tasks = []
+        started = self.now()
+        for sub in subrequests:
+            try:
+                if isinstance(sub, NsError):
+                    raise sub
+                resp = self.record_api(sub)
+            except NsError as e:
+                resp = ns_error(e.status, e.code, e.detail, **e.extra)
+            tasks.append({"status": resp.status, "headers": resp.headers, "body": resp.body,
+                          "start": started, "end": self.now()})
+        with self.lock:
+            self.job_seq += 1
+            jid = self.job_seq
+            delay = float(self.config("netsuite_async_delay_ms") or 0) / 1000.0
+            self.jobs[jid] = {"tasks": tasks, "ready_at": self.emu.time() + delay}
+            if idem is not None:
+                self.idempotency[idem] = jid
+        return empty_response(202, [("Preference-Applied", "respond-async"),
+                                    ("Content-Type", "application/json"),
+                                    ("Location", "%s/job/%d" % (ASYNC_PREFIX, jid))])
+
+    def batch_requests(self, req, key):
+        """The per-record requests of a batch (or the NsError its task answers):
+        a collection body {"items": [...]} for POST/PATCH/PUT, or ?ids=1,2,eid:x
+        for DELETE/GET."""
+        m = req.method
+        base = "%s/%s" % (RECORD_PREFIX, key)
+        plain = {k: v for k, v in req.headers.items()
+                 if k not in ("content-type", "prefer", "x-netsuite-idempotency-key")}
+        plain["content-type"] = "application/json"
+
+        def sub(method, path, body=None, query=""):
+            return Request(method, path, urllib.parse.parse_qs(query, keep_blank_values=True),
+                           query, plain, json.dumps(body).encode() if body is not None else b"",
+                           req.inflight, req.url_base)
+        if m in ("DELETE", "GET"):
+            ids = [x.strip() for x in (req.q1("ids") or "").split(",") if x.strip()]
+            if not ids or len(ids) > BATCH_MAX:
+                raise NsError(400, "INVALID_PARAMETER", "Invalid value for the query parameter ids. "
+                              "Provide 1 to %d record IDs." % BATCH_MAX, errorQueryParam="ids")
+            query = ""
+            if m == "GET" and (req.q1("expandRecords") or "").lower() == "true":
+                query = "expandSubResources=true"
+            return [sub(m, "%s/%s" % (base, urllib.parse.quote(i, safe=":")), query=query) for i in ids]
+        if m not in ("POST", "PATCH", "PUT"):
+            raise NsError(405, "INVALID_METHOD", "Method %s is not allowed on a collection." % m)
+        body = self.json_body(req)
+        items = body.get("items")
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+            raise NsError(400, "INVALID_CONTENT", "The request body must contain \"items\", a list "
+                          "of 1 to %d record objects." % BATCH_MAX, errorPath="items")
+        if len(items) > BATCH_MAX:
+            raise NsError(400, "INVALID_CONTENT", "You can work with a maximum of %d records in "
+                          "one batch request." % BATCH_MAX, errorPath="items")
+        out = []
+        for item in items:
+            rid, eid = item.get("id"), item.get("externalId")
+            if m == "POST":                     # create
+                out.append(sub("POST", base, item))
+            elif m == "PUT" and eid is not None:    # upsert by external ID
+                out.append(sub("PUT", "%s/eid:%s" % (base, urllib.parse.quote(str(eid))), item))
+            elif rid is not None:               # update by internal ID
+                rest = {k: v for k, v in item.items() if k != "id"}
+                out.append(sub("PATCH", "%s/%s" % (base, urllib.parse.quote(str(rid))), rest))
+            elif eid is not None:               # PATCH: update by external ID
+                rest = {k: v for k, v in item.items() if k != "externalId"}
+                out.append(sub("PATCH", "%s/eid:%s" % (base, urllib.parse.quote(str(eid))), rest))
+            else:               # this item's task fails; the others go on
+                out.append(NsError(400, "INVALID_CONTENT", "Each item of a %s batch must "
+                                   "contain \"id\" or \"externalId\"." % m, errorPath="id"))
+        return out
+
+    def job_progress(self, job):
+        if self.emu.time() < job["ready_at"]:
+            return False, "pending"
+        ok = all(t["status"] < 400 for t in job["tasks"])
+        return True, "succeeded" if ok else "failed"
+
+    def async_api(self, req):
+        """GET /services/rest/async/v1/job/{id}[/task[/{n}[/result]]]."""
+        parts = [p for p in req.path[len(ASYNC_PREFIX):].split("/") if p]
+        if req.method != "GET":
+            raise NsError(405, "INVALID_METHOD", "Method %s is not allowed. Use GET." % req.method)
+        if len(parts) < 2 or parts[0] != "job" or len(parts) > 5 or \
+                (len(parts) >= 3 and parts[2] != "task") or (len(parts) == 5 and parts[4] != "result"):
+            raise NsError(404, "NONEXISTENT_ID", "The requested resource does not exist.")
+        with self.lock:
+            try:
+                job = self.jobs[int(parts[1])]
+            except (ValueError, KeyError):
+                raise NsError(404, "NONEXISTENT_ID", "The job %s does not exist." % parts[1],
+                              urlPath=parts[1])
+            jurl = "%s%s/job/%s" % (req.url_base, ASYNC_PREFIX, parts[1])
+            completed, progress = self.job_progress(job)
+            if len(parts) == 2:
+                return json_response(200, {"links": _link(jurl), "completed": completed,
+                                           "id": parts[1], "progress": progress,
+                                           "task": {"links": _link(jurl + "/task")}},
+                                     content_type=CT_SINGULAR)
+            if len(parts) == 3:
+                items = [{"links": _link("%s/task/%d" % (jurl, n)), "id": str(n)}
+                         for n in range(1, len(job["tasks"]) + 1)]
+                return json_response(200, {"links": _link(jurl + "/task"), "count": len(items),
+                                           "hasMore": False, "items": items, "offset": 0,
+                                           "totalResults": len(items)}, content_type=CT_COLLECTION)
+            try:
+                n = int(parts[3])
+                task = job["tasks"][n - 1]
+                if n < 1:
+                    raise IndexError
+            except (ValueError, IndexError):
+                raise NsError(404, "NONEXISTENT_ID", "The task %s does not exist." % parts[3],
+                              urlPath=parts[3])
+            turl = "%s/task/%d" % (jurl, n)
+            if len(parts) == 4:
+                out = {"links": [{"rel": "related", "href": turl + "/result"},
+                                 {"rel": "self", "href": turl}],
+                       "completed": completed, "id": str(n),
+                       "progress": progress if not completed else
+                       ("succeeded" if task["status"] < 400 else "failed"),
+                       "startTime": iso_z(task["start"])}
+                if completed:
+                    out["endTime"] = iso_z(task["end"])
+                return json_response(200, out, content_type=CT_SINGULAR)
+            if not completed:
+                raise NsError(404, "NONEXISTENT_ID", "The result of task %d is not available "
+                              "yet: the job is pending." % n)
+            # the task's own answer, as the synchronous request would have had it
+            return Response(task["status"], task["body"], task["headers"])
 
     # -- record API ----------------------------------------------------------
     def parse_limit_offset(self, req):

@@ -362,5 +362,151 @@ class M2mAlgorithms(NsCase):
         self.assertEqual(b["expires_in"], 3600)
 
 
+ASYNC = {"Prefer": "respond-async"}
+BATCH = {"Prefer": "respond-async", "Content-Type": "application/vnd.oracle.resource+json; type=collection"}
+
+
+class AsyncRequests(NsCase):
+    """Prefer: respond-async on the record API: 202 + Location of a job, then
+    job -> task -> result; batches of up to 100 records (one task each);
+    X-NetSuite-Idempotency-Key."""
+
+    def submit(self, method, path, body=None, headers=None):
+        st, h, b = self.call(method, path, body, headers or ASYNC)
+        self.assertEqual(st, 202, b)
+        self.assertEqual(h["preference-applied"], "respond-async")
+        self.assertIsNone(b)
+        m = re.match(r"^/services/rest/async/v1/job/(\d+)$", h["location"])   # a path, as documented
+        self.assertTrue(m, h["location"])
+        return h["location"]
+
+    def job(self, loc):
+        st, _, b = self.call("GET", loc)
+        self.assertEqual(st, 200, b)
+        return b
+
+    def results(self, loc):
+        """[(status, headers, body)] of each task of a completed job."""
+        st, _, tasks = self.call("GET", loc + "/task")
+        self.assertEqual(st, 200, tasks)
+        self.assertEqual(tasks["count"], len(tasks["items"]))
+        out = []
+        for item in tasks["items"]:
+            href = item["links"][0]["href"]
+            self.assertEqual(href, self.url("%s/task/%s" % (loc, item["id"])))
+            st, _, t = self.call("GET", loc + "/task/" + item["id"])
+            self.assertEqual(st, 200, t)
+            self.assertTrue(t["completed"])
+            self.assertEqual({l["rel"]: l["href"] for l in t["links"]},
+                             {"related": self.url("%s/task/%s/result" % (loc, item["id"])),
+                              "self": self.url("%s/task/%s" % (loc, item["id"]))})
+            self.assertRegex(t["startTime"], r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+            self.assertIn("endTime", t)
+            r = self.call("GET", loc + "/task/" + item["id"] + "/result")
+            self.assertEqual(t["progress"], "succeeded" if r[0] < 400 else "failed")
+            out.append(r)
+        return out
+
+    def test_single_create_runs_as_a_job(self):
+        loc = self.submit("POST", REC + "/customer", {"companyName": "Async Co"})
+        j = self.job(loc)
+        jid = loc.rsplit("/", 1)[1]
+        self.assertEqual(j, {"links": [{"rel": "self", "href": self.url(loc)}], "completed": True,
+                             "id": jid, "progress": "succeeded",
+                             "task": {"links": [{"rel": "self", "href": self.url(loc + "/task")}]}})
+        [(st, h, b)] = self.results(loc)
+        self.assertEqual(st, 204)
+        cid = h["location"].rsplit("/", 1)[1]
+        self.assertEqual(self.get("customer", cid)["companyName"], "Async Co")
+
+    def test_job_pending_until_processed(self):
+        self.emu.config(netsuite_async_delay_ms=60000)
+        loc = self.submit("POST", REC + "/customer", {"companyName": "Later"})
+        j = self.job(loc)
+        self.assertEqual((j["completed"], j["progress"]), (False, "pending"))
+        st, _, t = self.call("GET", loc + "/task/1")
+        self.assertEqual((t["completed"], t["progress"]), (False, "pending"))
+        self.assertNsError(self.call("GET", loc + "/task/1/result"), 404, "NONEXISTENT_ID")
+        self.emu.request("POST", "/__emulator/clock", {"advance_s": 61})
+        self.assertEqual(self.job(loc)["completed"], True)
+        self.assertEqual(self.results(loc)[0][0], 204)
+
+    def test_batch_create_update_upsert_delete_one_task_per_record(self):
+        loc = self.submit("POST", REC + "/customer", {"items": [
+            {"companyName": "B1", "externalId": "E1"}, {"email": "no-name@x.test"},
+            {"companyName": "B2", "externalId": "E2"}]}, BATCH)
+        self.assertEqual(self.job(loc)["progress"], "failed")     # one item failed
+        r = self.results(loc)
+        self.assertEqual([x[0] for x in r], [204, 400, 204])
+        self.assertEqual(r[1][2]["o:errorDetails"][0]["o:errorCode"], "USER_ERROR")
+        a, b_ = (x[1]["location"].rsplit("/", 1)[1] for x in (r[0], r[2]))
+        # PATCH: items carry id or externalId
+        loc = self.submit("PATCH", REC + "/customer", {"items": [
+            {"id": a, "phone": "111"}, {"externalId": "E2", "phone": "222"}, {"phone": "333"}]}, BATCH)
+        r = self.results(loc)
+        self.assertEqual([x[0] for x in r], [204, 204, 400])
+        self.assertEqual(r[2][2]["o:errorDetails"][0]["o:errorCode"], "INVALID_CONTENT")
+        self.assertEqual((self.get("customer", a)["phone"], self.get("customer", b_)["phone"]), ("111", "222"))
+        # PUT: upsert by externalId
+        loc = self.submit("PUT", REC + "/customer", {"items": [
+            {"externalId": "E1", "companyName": "B1 renamed"}, {"externalId": "E3", "companyName": "B3"}]}, BATCH)
+        r = self.results(loc)
+        self.assertEqual([x[0] for x in r], [204, 204])
+        self.assertEqual(self.get("customer", "eid:E1")["companyName"], "B1 renamed")
+        self.assertEqual(self.get("customer", "eid:E3")["companyName"], "B3")
+        # GET ?ids=&expandRecords=true, DELETE ?ids=
+        loc = self.submit("GET", REC + "/customer?ids=%s,eid:E3&expandRecords=true" % a)
+        r = self.results(loc)
+        self.assertEqual([(x[0], x[2]["companyName"]) for x in r], [(200, "B1 renamed"), (200, "B3")])
+        loc = self.submit("DELETE", REC + "/customer?ids=%s,eid:E2,99999" % a)
+        r = self.results(loc)
+        self.assertEqual([x[0] for x in r], [204, 204, 404])
+        st, _, d = self.sql("SELECT recordid FROM deletedrecord ORDER BY recordid")
+        self.assertEqual(sorted(int(i["recordid"]) for i in d["items"]), sorted([int(a), int(b_)]))
+
+    def test_batch_limits_and_required_headers(self):
+        d = self.assertNsError(self.call("POST", REC + "/customer", {"items": [
+            {"companyName": "C%d" % i} for i in range(101)]}, BATCH), 400, "INVALID_CONTENT")
+        self.assertIn("100", d["detail"])
+        st, _, b = self.sql("SELECT COUNT(*) AS n FROM customer")
+        self.assertEqual(b["items"][0]["n"], "0")                     # nothing written
+        self.assertNsError(self.call("POST", REC + "/customer", {"items": []}, BATCH), 400, "INVALID_CONTENT")
+        d = self.assertNsError(self.call("POST", REC + "/customer", {"items": [{"companyName": "x"}]},
+                                         {"Content-Type": BATCH["Content-Type"]}), 400, "INVALID_HEADER")
+        self.assertEqual(d["o:errorHeader"], "Prefer")
+        # SuiteQL has no asynchronous execution (subsect_1544786455)
+        d = self.assertNsError(self.sql("SELECT id FROM customer", headers={"Prefer": "transient, respond-async"}),
+                               400, "INVALID_HEADER")
+        self.assertIn("Asynchronous request execution isn't supported in the REST query service", d["detail"])
+
+    def test_idempotency_key_deduplicates(self):
+        key = {"X-NetSuite-Idempotency-Key": "cac827ea-3543-4cda-add2-bae634326c27"}
+        first = self.submit("POST", REC + "/customer", {"companyName": "Once"}, dict(ASYNC, **key))
+        st, h, b = self.call("POST", REC + "/customer", {"companyName": "Once"}, dict(ASYNC, **key))
+        self.assertEqual(st, 400, b)
+        self.assertEqual((b["title"], b["status"]), ("Conflict", 400))
+        self.assertEqual(b["o:errorDetails"][0]["o:errorCode"], "IDEMPOTENCY_ERROR")
+        self.assertIn('"Location" header', b["o:errorDetails"][0]["detail"])
+        self.assertEqual(h["location"], first)
+        self.assertEqual(h["preference-applied"], "respond-async")
+        st, _, c = self.sql("SELECT COUNT(*) AS n FROM customer WHERE companyname = 'Once'")
+        self.assertEqual(c["items"][0]["n"], "1")
+        # also for a batch; another key is another job
+        other = self.submit("POST", REC + "/customer", {"items": [{"companyName": "Twice"}]},
+                            dict(BATCH, **{"X-NetSuite-Idempotency-Key": "k2"}))
+        self.assertNotEqual(other, first)
+        st, h, b = self.call("POST", REC + "/customer", {"items": [{"companyName": "Twice"}]},
+                             dict(BATCH, **{"X-NetSuite-Idempotency-Key": "k2"}))
+        self.assertEqual((st, h["location"]), (400, other))
+
+    def test_jobs_need_auth_and_exist(self):
+        loc = self.submit("POST", REC + "/customer", {"companyName": "A"})
+        st, _, _ = self.emu.request("GET", loc)
+        self.assertEqual(st, 401)
+        self.assertNsError(self.call("GET", "/services/rest/async/v1/job/98765"), 404, "NONEXISTENT_ID")
+        self.assertNsError(self.call("GET", loc + "/task/7"), 404, "NONEXISTENT_ID")
+        self.assertNsError(self.call("DELETE", loc), 405, "INVALID_METHOD")
+
+
 if __name__ == "__main__":
     unittest.main()
