@@ -1,9 +1,10 @@
 # NetSuite OAuth 2.0 client credentials (M2M): the JWT assertion and the
-# token it buys.  Against the emulator: PS256 and ES256 with its committed
-# test keys, the key inline or as private_key_file, NetSuite's refusals
-# (wrong certificate ID, wrong client) and ours (RS256, keys that are not
-# usable) with clear errors that show no key, re-assertion before the token
-# expires and after a 401, and the secret kept out of sync.connections and
+# token it buys.  Against the emulator: PS256/384/512 and ES256/384/512
+# with its committed test keys, the key inline or as private_key_file,
+# NetSuite's refusals (wrong certificate ID, wrong client) and ours (RS256,
+# keys that are not usable) with clear errors that show no key,
+# re-assertion before the token expires (expires_in as a string and as a
+# number) and after a 401, and the secret kept out of sync.connections and
 # the server log.  Against a small capture server (loopback, plain HTTP):
 # the assertion's header and claims, and its signature checked with the
 # openssl command for PS256/384/512 and ES256/384/512 with keys made here
@@ -85,6 +86,24 @@ unlike(sq(q{SELECT options::text FROM sync.connections WHERE name = 'ns_ps'}), q
 is($rc, 0, 'an M2M connection with an ES256 key is accepted') or diag $err;
 like(sq(q{SELECT sync.test_connection('ns_es')}), qr/"auth_type"\s*:\s*"m2m"/,
 	'ES256: the emulator verifies the r||s signature and the token works');
+
+# PS384/PS512 (RSA-3072) and ES384/ES512 (P-384, P-521), when the emulator
+# has their certificates (nsemu's keys)
+SKIP:
+{
+	skip 'the emulator has no PS384/PS512/ES384/ES512 test keys', 4
+	  unless -f "$keys/netsuite-m2m-test-ec521.key";
+	for my $case ([ 'PS384', 'ns-cert-id-rsa3072', 'rsa3072' ], [ 'PS512', 'ns-cert-id-rsa3072', 'rsa3072' ],
+		[ 'ES384', 'ns-cert-id-ec384', 'ec384' ], [ 'ES512', 'ns-cert-id-ec521', 'ec521' ])
+	{
+		my ($alg, $kid, $file) = @$case;
+		my $name = lc "ns_$alg";
+		($rc, $out, $err) = create_m2m($name, certificate_id => $kid, algorithm => $alg,
+			private_key => slurp("$keys/netsuite-m2m-test-$file.key"));
+		($rc, $out, $err) = $node->psql($db, "SELECT sync.test_connection('$name')") if $rc == 0;
+		is($rc, 0, "$alg: the emulator accepts the assertion and the token works") or diag $err;
+	}
+}
 
 # --- the key as a secret file
 my $keyfile = $node->basedir . '/ns-m2m.key';
