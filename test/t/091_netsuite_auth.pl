@@ -152,11 +152,12 @@ like($err, qr/"auth\.certificate_id": required for "m2m"/, 'the certificate ID i
 like($err, qr/"auth\.scope": unknown scope "everything"/, 'an unknown scope is refused');
 
 # --- the token expires: a new assertion before a data call, no 401 on the way
-# (token_ttl_s 2: expires_in "2"; the first token answer takes 2.5 s, so the
-# token has expired when it arrives)
-$emu->control('POST', '/__emulator/config', { token_ttl_s => 2 });
+# (token_ttl_s 4: expires_in "4", renewed after 3 s; the first token answer
+# takes 4.5 s, so the token is due for renewal when it arrives; the next
+# one lives long enough for the data call even on a loaded machine)
+$emu->control('POST', '/__emulator/config', { token_ttl_s => 4 });
 $emu->control('POST', '/__emulator/faults',
-	{ api => 'netsuite', method => 'POST', path => 'oauth2/v1/token', latency_ms => 2500, count => 1 });
+	{ api => 'netsuite', method => 'POST', path => 'oauth2/v1/token', latency_ms => 4500, count => 1 });
 clear_log();
 like(sq(q{SELECT sync.test_connection('ns_ps')}), qr/"auth_type"/, 'with a token that expires: requests keep working');
 is_deeply([ ns_log() ],
@@ -171,7 +172,7 @@ SKIP:
 	  unless exists $config->{netsuite_expires_in_number};
 	$emu->control('POST', '/__emulator/config', { netsuite_expires_in_number => JSON::PP::true });
 	$emu->control('POST', '/__emulator/faults',
-		{ api => 'netsuite', method => 'POST', path => 'oauth2/v1/token', latency_ms => 2500, count => 1 });
+		{ api => 'netsuite', method => 'POST', path => 'oauth2/v1/token', latency_ms => 4500, count => 1 });
 	clear_log();
 	sq(q{SELECT sync.test_connection('ns_ps')});
 	is_deeply([ ns_log() ],
@@ -349,8 +350,8 @@ ok(openssl('openssl', 'pkey', '-in', "$capdir/rsa.key", '-aes256', '-passout', '
 like($err, qr/"auth\.private_key": the private key is encrypted with a passphrase/, 'an encrypted key is named as such');
 
 # expires_in as a number (the documented form): the first token answer takes
-# 2.5 s and lives 2 s, so a new assertion comes before the data call
-cap_config({ expires_in => 2, delay_ms_once => 2500 });
+# 4.5 s and lives 4 s, so a new assertion comes before the data call
+cap_config({ expires_in => 4, delay_ms_once => 4500 });
 cap_log();
 ($rc, $out, $err) = $node->psql($db, "SELECT sync.test_connection('cap_ps256')");
 is($rc, 0, 'expires_in as a number: the connection works') or diag $err;
