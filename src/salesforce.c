@@ -2,7 +2,7 @@
  * salesforce.c — the Salesforce REST API as a sync provider.
  *
  * Auth: OAuth 2.0 client credentials, refresh token, or JWT bearer (RS256,
- * signed with OpenSSL); API calls go to the token response's instance_url.
+ * signed by jwt.c); API calls go to the token response's instance_url.
  * Schema: /sobjects/{Object}/describe.  Pull: SOQL ordered by
  * SystemModstamp, Id — /query for the backfill, /queryAll (soft deletes as
  * IsDeleted = true) for increments, with an overlap window; getDeleted as
@@ -13,17 +13,15 @@
  */
 #include "postgres.h"
 
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
+#include <time.h>
 
-#include "common/base64.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "conn.h"
+#include "jwt.h"
 #include "provider.h"
 #include "sync.h"
 
@@ -113,6 +111,7 @@ sf_check_options(SJson *o)
 			bad_option("auth.username", "required for jwt_bearer");
 		if (key == NULL || strstr(key, "PRIVATE KEY-----") == NULL)
 			bad_option("auth.private_key", "required for jwt_bearer: the PEM private key");
+		jwt_check_key("RS256", key, "invalid Salesforce connection option \"auth.private_key\"");
 	}
 	else
 		bad_option("auth.type", "must be client_credentials, refresh_token or jwt_bearer");
@@ -227,73 +226,23 @@ sf_get(SyncConnection *conn, const char *url)
  * authentication
  * --------------------------------------------------------------------- */
 
-static char *
-base64url(const unsigned char *data, int len)
-{
-	int			cap = pg_b64_enc_len(len) + 1;
-	char	   *out = palloc(cap);
-	int			n = pg_b64_encode((const char *) data, len, out, cap);
-	int			i,
-				j = 0;
-
-	if (n < 0)
-		elog(ERROR, "sync: base64 encoding failed");
-	for (i = 0; i < n; i++)
-	{
-		if (out[i] == '=')
-			break;
-		out[j++] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-	}
-	out[j] = '\0';
-	return out;
-}
-
-/* An RS256-signed JWT for the bearer flow. */
+/* An RS256-signed JWT for the bearer flow (jwt.c signs it). */
 static char *
 sf_jwt(SyncConnection *conn, SJson *auth)
 {
-	const char *pem = sjson_get_string(auth, "private_key");
 	const char *login = sjson_get_string(conn->options, "login_url");
+	SJson	   *header = sjson_new_object();
 	SJson	   *claims = sjson_new_object();
-	char	   *header = base64url((const unsigned char *) "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", 27);
-	char	   *body;
-	char	   *signing_input;
-	BIO		   *bio;
-	EVP_PKEY   *key;
-	EVP_MD_CTX *md;
-	unsigned char sig[1024];
-	size_t		siglen = sizeof(sig);
-	bool		ok;
 
+	sjson_add_string(header, "alg", "RS256");
+	sjson_add_string(header, "typ", "JWT");
 	sjson_add_string(claims, "iss", sjson_get_string(auth, "client_id"));
 	sjson_add_string(claims, "sub", sjson_get_string(auth, "username"));
 	sjson_add_string(claims, "aud", sjson_get_string(auth, "audience") ?
 					 sjson_get_string(auth, "audience") : login);
 	sjson_add_int(claims, "exp", (int64) time(NULL) + 180);
-	body = sjson_serialize(claims);
-	signing_input = psprintf("%s.%s", header, base64url((unsigned char *) body, strlen(body)));
-
-	bio = BIO_new_mem_buf(pem, -1);
-	key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-	if (bio)
-		BIO_free(bio);
-	if (key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("connection \"%s\": auth.private_key is not a readable PEM private key", conn->name),
-				 errhint("Use an unencrypted RSA key in PEM form (-----BEGIN PRIVATE KEY-----).")));
-	md = EVP_MD_CTX_new();
-	ok = md != NULL &&
-		EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
-		EVP_DigestSign(md, sig, &siglen, (unsigned char *) signing_input, strlen(signing_input)) == 1;
-	if (md)
-		EVP_MD_CTX_free(md);
-	EVP_PKEY_free(key);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("connection \"%s\": could not sign the JWT with auth.private_key", conn->name)));
-	return psprintf("%s.%s", signing_input, base64url(sig, (int) siglen));
+	return jwt_sign(header, claims, sjson_get_string(auth, "private_key"),
+					psprintf("connection \"%s\": auth.private_key", conn->name));
 }
 
 static void
