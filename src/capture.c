@@ -429,7 +429,7 @@ mirror_proof_holds(CaptureInfo *info)
 	Buffer		buf;
 	bool		holds = false;
 
-	if (!info->proved || (rel = mirror_catalog_open()) == NULL)
+	if (!info->proved || !ActiveSnapshotSet() || (rel = mirror_catalog_open()) == NULL)
 		return false;
 	tuple.t_self = info->proof_tid;
 	if (ItemPointerGetBlockNumber(&info->proof_tid) < RelationGetNumberOfBlocks(rel) &&
