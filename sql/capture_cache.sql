@@ -47,7 +47,32 @@ INSERT INTO cc_new VALUES (2, '0031', 'two', NULL);
 DELETE FROM cc_new WHERE id = 2;
 SELECT mirror, local_key, op, columns, remote_id FROM sync.outbox ORDER BY id;
 
-DROP TABLE cc_old, cc_new;
+-- a capture nested in another's SQL path, after an invalidation of the
+-- outbox: a trigger on the outbox, fired by the delete that cc_new's
+-- capture queues, analyzes the outbox (a relcache invalidation of it) and
+-- deletes a row of another mirrored table, whose capture takes the SQL
+-- path too: the kept plans the outer capture is running are not freed
+CREATE TABLE cc_side (LIKE cc_old INCLUDING ALL);
+SELECT cc_mirror('cc_side') AS side_mirror \gset
+INSERT INTO cc_side VALUES (1, '0041', 'side', NULL), (2, '0042', 'side', NULL);
+INSERT INTO cc_new VALUES (3, '0033', 'three', NULL);
+DELETE FROM sync.outbox;
+CREATE FUNCTION cc_outbox_hook() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    ANALYZE sync.outbox;
+    DELETE FROM public.cc_side WHERE id = 1;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER cc_hook AFTER INSERT ON sync.outbox FOR EACH ROW
+    WHEN (NEW.mirror OPERATOR(pg_catalog.<>) :side_mirror) EXECUTE FUNCTION cc_outbox_hook();
+DELETE FROM cc_new WHERE id = 3;
+DROP TRIGGER cc_hook ON sync.outbox;
+DELETE FROM cc_side WHERE id = 2;
+SELECT m.local_table, o.local_key, o.op, o.remote_id
+  FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror ORDER BY o.id;
+
+DROP TABLE cc_old, cc_new, cc_side;
+DROP FUNCTION cc_outbox_hook();
 DROP FUNCTION cc_mirror(regclass);
 DELETE FROM sync.outbox;
 DELETE FROM sync.mirror;
