@@ -47,25 +47,26 @@ INSERT INTO cc_new VALUES (2, '0031', 'two', NULL);
 DELETE FROM cc_new WHERE id = 2;
 SELECT mirror, local_key, op, columns, remote_id FROM sync.outbox ORDER BY id;
 
--- a capture nested in another's SQL path, after an invalidation of the
--- outbox: a trigger on the outbox, fired by the delete that cc_new's
--- capture queues, analyzes the outbox (a relcache invalidation of it) and
+-- a capture nested in another's SQL path, after invalidations: a trigger
+-- on the outbox, fired by the deletes that cc_new's capture queues,
+-- analyzes the outbox and cc_new (relcache invalidations of both) and
 -- deletes a row of another mirrored table, whose capture takes the SQL
--- path too: the kept plans the outer capture is running are not freed
+-- path too: the kept plans the outer capture is running are not freed, and
+-- the outer statement's next row finds its table's entry invalid, not gone
 CREATE TABLE cc_side (LIKE cc_old INCLUDING ALL);
 SELECT cc_mirror('cc_side') AS side_mirror \gset
 INSERT INTO cc_side VALUES (1, '0041', 'side', NULL), (2, '0042', 'side', NULL);
-INSERT INTO cc_new VALUES (3, '0033', 'three', NULL);
+INSERT INTO cc_new VALUES (3, '0033', 'three', NULL), (4, '0034', 'four', NULL);
 DELETE FROM sync.outbox;
 CREATE FUNCTION cc_outbox_hook() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    ANALYZE sync.outbox;
+    ANALYZE sync.outbox, public.cc_new;
     DELETE FROM public.cc_side WHERE id = 1;
     RETURN NULL;
 END $$;
 CREATE TRIGGER cc_hook AFTER INSERT ON sync.outbox FOR EACH ROW
     WHEN (NEW.mirror OPERATOR(pg_catalog.<>) :side_mirror) EXECUTE FUNCTION cc_outbox_hook();
-DELETE FROM cc_new WHERE id = 3;
+DELETE FROM cc_new WHERE id IN (3, 4);
 DROP TRIGGER cc_hook ON sync.outbox;
 DELETE FROM cc_side WHERE id = 2;
 SELECT m.local_table, o.local_key, o.op, o.remote_id
