@@ -6,8 +6,11 @@
  *     sync.capture(mirror_id, key_column, remote_id_column, column...)
  *
  * where the columns are the mapped columns that may be pushed.  Carrying
- * them in the trigger's arguments means no catalog lookup per row; the
- * trigger is recreated whenever the mapping changes.
+ * them in the trigger's arguments means no lookup of sync.field; the
+ * trigger is recreated whenever the mapping changes.  The rest of what a
+ * row needs (attribute numbers, output functions, the outbox's relation,
+ * index and columns, the proof that the mirror is this table's) is cached
+ * per backend and follows invalidations: see "The per-backend cache".
  *
  * For each row it writes the operation and the set of changed columns to
  * sync.outbox, in the same transaction, coalescing with the row's entry
@@ -42,6 +45,7 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
@@ -52,12 +56,16 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/catcache.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -71,36 +79,136 @@ PG_FUNCTION_INFO_V1(sync_truncate_guard);
 /* mirror whose inbound rows are being applied in this backend, or 0 */
 int			sync_applying_mirror = 0;
 
-/* Per-statement cache, in fn_extra: the trigger's columns as attnums. */
+/*
+ * The per-backend cache
+ * =====================
+ *
+ * Everything a captured row needs besides the row itself is looked up once
+ * per backend and kept until an invalidation says it may have changed:
+ *
+ *   CaptureInfo, one per mirrored table (hash capture_tables, keyed by the
+ *     table's OID): the trigger's mirror, its key, remote-ID and pushable
+ *     columns as attribute numbers and names, the output functions of the
+ *     key and remote-ID columns, and the proof that the trigger's mirror is
+ *     this table's (see check_mirror_table).
+ *   outbox: sync.outbox's OID, its row index and id sequence, its columns'
+ *     attribute numbers, and the kept SPI plans of the SQL path.
+ *   the extension owner, and sync.mirror's OID and columns.
+ *
+ * How each learns of changes:
+ *
+ * - The mirrored table: a relcache callback.  ALTER TABLE (columns added,
+ *   dropped, retyped, renamed), DROP TABLE, and CREATE/DROP TRIGGER all
+ *   send a relcache invalidation of the table, to every backend, at commit
+ *   (and to this one at its next command).  A changed mapping, a followed
+ *   rename or a re-mirror recreates the trigger (sync._install_triggers),
+ *   so changes to sync.field and to the mirror's options reach the cache
+ *   this way too: capture reads the mapping from the trigger's arguments,
+ *   never from sync.field.  The trigger's OID is compared as well.
+ * - sync.outbox, its index, its sequence: the same relcache callback (DROP
+ *   or ALTER EXTENSION, ALTER TABLE, REINDEX, and also the statistics that
+ *   VACUUM and ANALYZE write, which merely cost a rebuild).
+ * - The extension owner: a syscache callback on pg_extension.
+ * - sync.mirror's rows: no callback can tell.  INSERT, UPDATE and DELETE on
+ *   an ordinary table send no invalidation at all (a relcache callback on
+ *   sync.mirror fires only for its DDL), and sync.mirror is not a system
+ *   catalog, so no syscache covers it.  So the proof is checked once per
+ *   statement, cheaply: the row version of sync.mirror that the lookup
+ *   found is fetched again by its TID under the statement's snapshot; if it
+ *   is still visible and still names this mirror and this table, the
+ *   lookup's answer still holds.  Any update or delete of the row (unmirror,
+ *   the ALTER TABLE follower, a hand edit; DROP EXTENSION, after which
+ *   mirror ids start again at 1) leaves that version invisible, and the
+ *   lookup runs again.
+ *
+ * Memory: each CaptureInfo has its own context under capture_cxt, a child
+ * of CacheMemoryContext.  An invalidation only marks entries invalid: it
+ * can arrive in the middle of a row's capture (at any lock acquisition),
+ * and a capture trigger can be nested in another (a trigger on the outbox,
+ * or on a table it writes), so an entry in use must not vanish.  The next
+ * capture call drops the invalid entries from the hash and hands their
+ * contexts to TopTransactionContext, which frees them when the transaction
+ * ends; nothing refers to an entry across transactions (fn_extra lives for
+ * one statement).  Kept SPI plans are freed (and prepared again) on the
+ * next use after an invalidation of the outbox, unless one of them is
+ * executing: then they are kept until the next use after that (the plan
+ * cache revalidates them in the meantime).
+ */
 typedef struct CaptureInfo
 {
-	Oid			tgoid;
-	int			mirror;
+	MemoryContext cxt;			/* holds this struct and its arrays */
+	bool		valid;			/* false once invalidated */
+	Oid			relid;			/* the mirrored table */
+	Oid			tgoid;			/* the trigger it was built from */
+	int32		mirror;
 	AttrNumber	key_att;
 	AttrNumber	remote_id_att;
-	int			ncols;
+	FmgrInfo	key_out;		/* output functions of the two */
+	FmgrInfo	remote_id_out;
+	int			ncols;			/* pushable columns, sorted by name */
 	AttrNumber *atts;
-	Datum	   *names;			/* column names as name Datums */
+	Datum	   *names;			/* as name Datums */
+	bool		proved;			/* proof_tid is a proof, see above */
+	ItemPointerData proof_tid;	/* sync.mirror row naming mirror and relid */
 } CaptureInfo;
 
-static SPIPlanPtr upsert_plan = NULL;
-static SPIPlanPtr unqueue_plan = NULL;
-static SPIPlanPtr delete_plan = NULL;
-static Oid	owner_cache = InvalidOid;
-
-/*
- * Mirror id -> its table, for the mirrors whose capture triggers fired in
- * this backend and were found on their own table.  Mirror ids are never
- * reused, so an entry never goes stale; the check costs one SPI query per
- * backend and mirror, then a hash probe per statement.
- */
-typedef struct MirrorTable
+typedef struct CaptureEntry
 {
-	int32		mirror;			/* hash key */
-	Oid			relid;
-} MirrorTable;
+	Oid			relid;			/* hash key */
+	CaptureInfo *info;			/* NULL while being built */
+} CaptureEntry;
 
-static HTAB *mirror_tables = NULL;
+/* fn_extra of the trigger's FmgrInfo: one statement's state */
+typedef struct CaptureStmt
+{
+	Oid			tgoid;
+	bool		checked;		/* the trust check passed in this statement */
+	CaptureInfo *info;
+} CaptureStmt;
+
+/* sync.outbox: where the fast path writes */
+typedef struct OutboxCache
+{
+	bool		valid;			/* false once invalidated */
+	Oid			relid;
+	Oid			idxid;			/* outbox_row (mirror, local_key, slot) */
+	Oid			seqid;
+	int			natts;			/* 0: attribute numbers not set yet */
+	AttrNumber	a_id,
+				a_mirror,
+				a_key,
+				a_op,
+				a_cols,
+				a_rid,
+				a_state,
+				a_slot,
+				a_attempts,
+				a_next,
+				a_created,
+				a_updated;
+	/* kept SPI plans of the SQL path (deletes, an outbox with triggers) */
+	bool		plans_stale;
+	int			plans_running;
+	SPIPlanPtr	upsert_plan;
+	SPIPlanPtr	unqueue_plan;
+	SPIPlanPtr	delete_plan;
+} OutboxCache;
+
+/* sync.mirror, for the per-statement proof check */
+typedef struct MirrorCatalog
+{
+	bool		valid;
+	Oid			relid;
+	AttrNumber	a_id;
+	AttrNumber	a_table;
+} MirrorCatalog;
+
+static MemoryContext capture_cxt = NULL;
+static HTAB *capture_tables = NULL;
+static bool capture_sweep_pending = false;
+static OutboxCache outbox;
+static MirrorCatalog mirror_catalog;
+static Oid	owner_cache = InvalidOid;
 
 /* What run_as_owner() saved, for end_run_as_owner(). */
 typedef struct OwnerState
@@ -111,8 +219,100 @@ typedef struct OwnerState
 } OwnerState;
 
 /*
- * The extension owner, looked up once per backend.  (An ALTER EXTENSION
- * OWNER is rare; a new backend sees it.)
+ * Relcache invalidation: of a mirrored table, of the outbox or its index or
+ * sequence, of sync.mirror; InvalidOid means all relations.  Only marks:
+ * see "Memory" above.
+ */
+static void
+capture_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid))
+	{
+		HASH_SEQ_STATUS seq;
+		CaptureEntry *e;
+
+		hash_seq_init(&seq, capture_tables);
+		while ((e = (CaptureEntry *) hash_seq_search(&seq)) != NULL)
+			if (e->info != NULL)
+				e->info->valid = false;
+		capture_sweep_pending = true;
+	}
+	else
+	{
+		CaptureEntry *e = (CaptureEntry *) hash_search(capture_tables, &relid, HASH_FIND, NULL);
+
+		if (e != NULL && e->info != NULL)
+		{
+			e->info->valid = false;
+			capture_sweep_pending = true;
+		}
+	}
+	if (!OidIsValid(relid) || relid == outbox.relid || relid == outbox.idxid ||
+		relid == outbox.seqid)
+	{
+		outbox.valid = false;
+		outbox.plans_stale = true;
+	}
+	if (!OidIsValid(relid) || relid == mirror_catalog.relid)
+		mirror_catalog.valid = false;
+}
+
+/* pg_extension changed (any row, e.g. REASSIGN OWNED): the owner again */
+static void
+capture_extension_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	owner_cache = InvalidOid;
+}
+
+static void
+capture_cache_init(void)
+{
+	HASHCTL		ctl;
+
+	if (capture_cxt != NULL)
+		return;
+	if (CacheMemoryContext == NULL)
+		CreateCacheMemoryContext();
+	capture_cxt = AllocSetContextCreate(CacheMemoryContext, "sync capture cache",
+										ALLOCSET_SMALL_SIZES);
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(CaptureEntry);
+	ctl.hcxt = capture_cxt;
+	capture_tables = hash_create("sync capture tables", 16, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterRelcacheCallback(capture_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(EXTENSIONOID, capture_extension_callback, (Datum) 0);
+}
+
+/* An entry leaves the cache; its memory goes when the transaction ends. */
+static void
+retire_info(CaptureInfo *info)
+{
+	MemoryContextSetParent(info->cxt, TopTransactionContext);
+}
+
+/* Drop the invalidated entries (see "Memory" above). */
+static void
+capture_sweep(void)
+{
+	HASH_SEQ_STATUS seq;
+	CaptureEntry *e;
+
+	capture_sweep_pending = false;
+	hash_seq_init(&seq, capture_tables);
+	while ((e = (CaptureEntry *) hash_seq_search(&seq)) != NULL)
+	{
+		if (e->info != NULL && e->info->valid)
+			continue;
+		if (e->info != NULL)
+			retire_info(e->info);
+		(void) hash_search(capture_tables, &e->relid, HASH_REMOVE, NULL);
+	}
+}
+
+/*
+ * The extension owner, looked up once per backend and again after any
+ * change to pg_extension.
  */
 static Oid
 extension_owner(void)
@@ -170,74 +370,158 @@ relation_display_name(Oid relid)
 	return quote_qualified_identifier(nsp, rel);
 }
 
-/*
- * Refuse a capture trigger whose mirror is not of the table it fires on.
- * sync.mirror() creates the trigger with its own mirror's id; any other
- * id was given by hand, and would queue writes (deletes of arbitrary
- * remote IDs among them) into another mirror.
- */
-static void
-check_mirror_table(int mirror, Relation rel, const char *tgname)
+static AttrNumber
+catalog_attnum(TupleDesc desc, const char *table, const char *name)
 {
-	Oid			relid = RelationGetRelid(rel);
-	Oid			mirror_relid = InvalidOid;
-	MirrorTable *entry;
+	AttrNumber	att = SPI_fnumber(desc, name);
+
+	if (att <= 0)
+		elog(ERROR, "sync: sync.%s has no column \"%s\"; reinstall the extension", table, name);
+	return att;
+}
+
+/*
+ * sync.mirror, opened for the proof check; NULL when it cannot be (the
+ * extension is being dropped, say): then the proof does not hold.  The
+ * cached OID is checked after the lock is taken, which is when an
+ * invalidation of it would have arrived.
+ */
+static Relation
+mirror_catalog_open(void)
+{
+	Relation	rel;
+
+	if (!mirror_catalog.valid)
+	{
+		Oid			nsp = get_namespace_oid("sync", true);
+
+		mirror_catalog.valid = true;
+		mirror_catalog.relid = OidIsValid(nsp) ? get_relname_relid("mirror", nsp) : InvalidOid;
+		mirror_catalog.a_id = InvalidAttrNumber;
+	}
+	if (!OidIsValid(mirror_catalog.relid))
+		return NULL;
+	rel = try_table_open(mirror_catalog.relid, AccessShareLock);
+	if (rel != NULL && !mirror_catalog.valid)
+	{
+		table_close(rel, AccessShareLock);
+		rel = NULL;
+	}
+	if (rel != NULL && mirror_catalog.a_id == InvalidAttrNumber)
+	{
+		mirror_catalog.a_table = catalog_attnum(RelationGetDescr(rel), "mirror", "local_table");
+		mirror_catalog.a_id = catalog_attnum(RelationGetDescr(rel), "mirror", "id");
+	}
+	return rel;
+}
+
+/*
+ * Does the sync.mirror row version that proved info's mirror to be of its
+ * table still say so, under the statement's snapshot?  (See the head of
+ * the cache.)  The block is checked against the relation's size: VACUUM
+ * may have truncated the page of a dead version away.
+ */
+static bool
+mirror_proof_holds(CaptureInfo *info)
+{
+	Relation	rel;
+	HeapTupleData tuple;
+	Buffer		buf;
+	bool		holds = false;
+
+	if (!info->proved || !ActiveSnapshotSet() || (rel = mirror_catalog_open()) == NULL)
+		return false;
+	tuple.t_self = info->proof_tid;
+	if (ItemPointerGetBlockNumber(&info->proof_tid) < RelationGetNumberOfBlocks(rel) &&
+		heap_fetch(rel, GetActiveSnapshot(), &tuple, &buf, false))
+	{
+		bool		idnull,
+					tablenull;
+		Datum		id = heap_getattr(&tuple, mirror_catalog.a_id, RelationGetDescr(rel), &idnull);
+		Datum		table = heap_getattr(&tuple, mirror_catalog.a_table, RelationGetDescr(rel), &tablenull);
+
+		holds = !idnull && !tablenull && DatumGetInt32(id) == info->mirror &&
+			DatumGetObjectId(table) == info->relid;
+		ReleaseBuffer(buf);
+	}
+	table_close(rel, AccessShareLock);
+	return holds;
+}
+
+/*
+ * The table of a mirror, by SQL as the owner (sync.mirror is readable by
+ * the owner only), and the TID of the row version that says so; InvalidOid
+ * when there is no such mirror.
+ */
+static Oid
+lookup_mirror_table(int32 mirror, ItemPointer tid)
+{
+	Oid			relid = InvalidOid;
 	OwnerState	st;
 	Oid			argtypes[1] = {INT4OID};
 	Datum		args[1];
 	int			rc;
 
-	if (mirror_tables == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(int32);
-		ctl.entrysize = sizeof(MirrorTable);
-		ctl.hcxt = TopMemoryContext;
-		mirror_tables = hash_create("sync capture mirror tables", 16, &ctl,
-									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	entry = (MirrorTable *) hash_search(mirror_tables, &mirror, HASH_FIND, NULL);
-	if (entry != NULL && entry->relid == relid)
-		return;
-
-	/* sync.mirror is readable by the owner only */
 	run_as_owner(&st);
 	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "sync: SPI_connect failed: %s", SPI_result_code_string(rc));
 	args[0] = Int32GetDatum(mirror);
-	rc = SPI_execute_with_args("SELECT local_table FROM sync.mirror WHERE id OPERATOR(pg_catalog.=) $1",
+	rc = SPI_execute_with_args("SELECT local_table, ctid FROM sync.mirror WHERE id OPERATOR(pg_catalog.=) $1",
 							   1, argtypes, args, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "sync: mirror lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed > 0)
 	{
-		bool		isnull;
+		bool		isnull,
+					tidnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		t = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &tidnull);
 
-		if (!isnull)
-			mirror_relid = DatumGetObjectId(d);
+		if (!isnull && !tidnull)
+		{
+			relid = DatumGetObjectId(d);
+			ItemPointerCopy((ItemPointer) DatumGetPointer(t), tid);
+		}
 	}
 	SPI_finish();
 	end_run_as_owner(&st);
+	return relid;
+}
+
+/*
+ * Refuse a capture trigger whose mirror is not of the table it fires on.
+ * sync.mirror() creates the trigger with its own mirror's id; any other
+ * id was given by hand, and would queue writes (deletes of arbitrary
+ * remote IDs among them) into another mirror.  Once per statement: a
+ * fetch by TID while the cached proof holds, else a lookup.
+ */
+static void
+check_mirror_table(CaptureInfo *info, const char *tgname)
+{
+	Oid			mirror_relid;
+	ItemPointerData tid;
+
+	if (mirror_proof_holds(info))
+		return;
+	info->proved = false;
+	mirror_relid = lookup_mirror_table(info->mirror, &tid);
 
 	if (!OidIsValid(mirror_relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("trigger \"%s\" on table %s calls sync.capture() for mirror %d, which does not exist",
-						tgname, relation_display_name(relid), mirror),
+						tgname, relation_display_name(info->relid), info->mirror),
 				 errhint("Drop the trigger.  Triggers on mirrored tables are created by sync.mirror().")));
-	if (mirror_relid != relid)
+	if (mirror_relid != info->relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("trigger \"%s\" on table %s calls sync.capture() for mirror %d, which is the mirror of table %s",
-						tgname, relation_display_name(relid), mirror,
+						tgname, relation_display_name(info->relid), info->mirror,
 						relation_display_name(mirror_relid)),
 				 errdetail("sync.capture() queues the writes of its own mirror's table only."),
 				 errhint("Drop the trigger.  Triggers on mirrored tables are created by sync.mirror().")));
-
-	entry = (MirrorTable *) hash_search(mirror_tables, &mirror, HASH_ENTER, NULL);
-	entry->relid = relid;
+	info->proof_tid = tid;
+	info->proved = true;
 }
 
 static AttrNumber
@@ -256,16 +540,99 @@ column_attnum(Relation rel, const char *name, bool for_key)
 	return att;
 }
 
+static void
+column_output(Relation rel, AttrNumber att, FmgrInfo *flinfo, MemoryContext cxt)
+{
+	Oid			typoutput;
+	bool		varlena;
+
+	getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), att - 1)->atttypid, &typoutput, &varlena);
+	fmgr_info_cxt(typoutput, flinfo, cxt);
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(NameStr(*DatumGetName(*(const Datum *) a)),
+				  NameStr(*DatumGetName(*(const Datum *) b)));
+}
+
+/*
+ * A table's cache entry, from its trigger's arguments and its columns.
+ * The pushable columns are sorted by name, so the changed ones come out in
+ * the order coalescing expects.  Built in a context of its own under the
+ * caller's, moved under capture_cxt once complete: an error on the way
+ * leaves nothing behind in the cache.
+ */
+static CaptureInfo *
+build_capture_info(Relation rel, Trigger *tg)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "sync capture table",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	CaptureInfo *info;
+	int			i;
+
+	MemoryContextCopyAndSetIdentifier(cxt, RelationGetRelationName(rel));
+	info = palloc0(sizeof(CaptureInfo));
+	info->cxt = cxt;
+	info->relid = RelationGetRelid(rel);
+	info->tgoid = tg->tgoid;
+	info->mirror = pg_strtoint32(tg->tgargs[0]);
+	info->key_att = column_attnum(rel, tg->tgargs[1], true);
+	info->remote_id_att = column_attnum(rel, tg->tgargs[2], true);
+	column_output(rel, info->key_att, &info->key_out, cxt);
+	column_output(rel, info->remote_id_att, &info->remote_id_out, cxt);
+	info->ncols = tg->tgnargs - 3;
+	info->names = palloc(sizeof(Datum) * Max(1, info->ncols));
+	info->atts = palloc(sizeof(AttrNumber) * Max(1, info->ncols));
+	for (i = 0; i < info->ncols; i++)
+		info->names[i] = DirectFunctionCall1(namein, CStringGetDatum(tg->tgargs[3 + i]));
+	qsort(info->names, info->ncols, sizeof(Datum), name_cmp);
+	for (i = 0; i < info->ncols; i++)
+		info->atts[i] = column_attnum(rel, NameStr(*DatumGetName(info->names[i])), false);
+	MemoryContextSwitchTo(old);
+	MemoryContextSetParent(cxt, capture_cxt);
+	info->valid = true;
+	return info;
+}
+
+/* The cache entry of the trigger's table, valid for this trigger. */
+static CaptureInfo *
+capture_table_info(Relation rel, Trigger *tg)
+{
+	Oid			relid = RelationGetRelid(rel);
+	CaptureEntry *e;
+	bool		found;
+
+	capture_cache_init();
+	if (capture_sweep_pending)
+		capture_sweep();
+	e = (CaptureEntry *) hash_search(capture_tables, &relid, HASH_ENTER, &found);
+	if (!found)
+		e->info = NULL;
+	if (e->info != NULL && e->info->valid && e->info->tgoid == tg->tgoid)
+		return e->info;
+	/* invalid, or another capture trigger on the same table */
+	if (e->info != NULL)
+		retire_info(e->info);
+	e->info = NULL;
+	e->info = build_capture_info(rel, tg);
+	return e->info;
+}
+
+/*
+ * The trigger's cache entry, from fn_extra within a statement, and the
+ * trust check once per statement.
+ */
 static CaptureInfo *
 capture_info(FunctionCallInfo fcinfo, TriggerData *td)
 {
-	CaptureInfo *info = (CaptureInfo *) fcinfo->flinfo->fn_extra;
+	CaptureStmt *stmt = (CaptureStmt *) fcinfo->flinfo->fn_extra;
 	Trigger    *tg = td->tg_trigger;
-	MemoryContext old;
-	int			i;
 
-	if (info != NULL && info->tgoid == tg->tgoid)
-		return info;
+	if (stmt != NULL && stmt->tgoid == tg->tgoid && stmt->info->valid)
+		return stmt->info;
 
 	if (tg->tgnargs < 3)
 		ereport(ERROR,
@@ -273,25 +640,93 @@ capture_info(FunctionCallInfo fcinfo, TriggerData *td)
 				 errmsg("sync.capture() needs the mirror id, key column and remote-id column as arguments"),
 				 errhint("Triggers on mirrored tables are created by sync.mirror(); do not create them by hand.")));
 
-	check_mirror_table(pg_strtoint32(tg->tgargs[0]), td->tg_relation, tg->tgname);
-
-	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	info = palloc0(sizeof(CaptureInfo));
-	info->tgoid = tg->tgoid;
-	info->mirror = pg_strtoint32(tg->tgargs[0]);
-	info->key_att = column_attnum(td->tg_relation, tg->tgargs[1], true);
-	info->remote_id_att = column_attnum(td->tg_relation, tg->tgargs[2], true);
-	info->ncols = tg->tgnargs - 3;
-	info->atts = palloc(sizeof(AttrNumber) * Max(1, info->ncols));
-	info->names = palloc(sizeof(Datum) * Max(1, info->ncols));
-	for (i = 0; i < info->ncols; i++)
+	if (stmt == NULL || stmt->tgoid != tg->tgoid)
 	{
-		info->atts[i] = column_attnum(td->tg_relation, tg->tgargs[3 + i], false);
-		info->names[i] = DirectFunctionCall1(namein, CStringGetDatum(tg->tgargs[3 + i]));
+		if (stmt == NULL)
+			stmt = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(CaptureStmt));
+		stmt->tgoid = tg->tgoid;
+		stmt->checked = false;
+		stmt->info = NULL;
+		fcinfo->flinfo->fn_extra = stmt;
 	}
-	MemoryContextSwitchTo(old);
-	fcinfo->flinfo->fn_extra = info;
-	return info;
+	stmt->info = capture_table_info(td->tg_relation, tg);
+	if (!stmt->checked)
+	{
+		check_mirror_table(stmt->info, tg->tgname);
+		stmt->checked = true;
+	}
+	return stmt->info;
+}
+
+/*
+ * sync.outbox's OIDs, looked up again after an invalidation.  Marked valid
+ * first: an invalidation that arrives while they are looked up marks them
+ * invalid again, and outbox_open() retries.
+ */
+static void
+outbox_lookup(void)
+{
+	Oid			nsp = get_namespace_oid("sync", false);
+
+	outbox.valid = true;
+	outbox.natts = 0;
+	outbox.relid = get_relname_relid("outbox", nsp);
+	outbox.idxid = get_relname_relid("outbox_row", nsp);
+	outbox.seqid = get_relname_relid("outbox_id_seq", nsp);
+	if (!OidIsValid(outbox.relid) || !OidIsValid(outbox.idxid) || !OidIsValid(outbox.seqid))
+	{
+		outbox.valid = false;
+		elog(ERROR, "sync: the outbox is missing; reinstall the extension");
+	}
+}
+
+static void
+outbox_attnums(TupleDesc desc)
+{
+	outbox.a_id = catalog_attnum(desc, "outbox", "id");
+	outbox.a_mirror = catalog_attnum(desc, "outbox", "mirror");
+	outbox.a_key = catalog_attnum(desc, "outbox", "local_key");
+	outbox.a_op = catalog_attnum(desc, "outbox", "op");
+	outbox.a_cols = catalog_attnum(desc, "outbox", "columns");
+	outbox.a_rid = catalog_attnum(desc, "outbox", "remote_id");
+	outbox.a_state = catalog_attnum(desc, "outbox", "state");
+	outbox.a_slot = catalog_attnum(desc, "outbox", "slot");
+	outbox.a_attempts = catalog_attnum(desc, "outbox", "attempts");
+	outbox.a_next = catalog_attnum(desc, "outbox", "next_attempt_at");
+	outbox.a_created = catalog_attnum(desc, "outbox", "created_at");
+	outbox.a_updated = catalog_attnum(desc, "outbox", "updated_at");
+	outbox.natts = desc->natts;
+}
+
+/*
+ * sync.outbox, opened with RowExclusiveLock, its cached OIDs and attribute
+ * numbers current: taking the lock accepts the invalidations sent before,
+ * so they are checked after it.
+ */
+static Relation
+outbox_open(void)
+{
+	int			tries;
+
+	for (tries = 0; tries < 10; tries++)
+	{
+		Relation	rel;
+
+		if (!outbox.valid)
+			outbox_lookup();
+		rel = try_table_open(outbox.relid, RowExclusiveLock);
+		if (rel != NULL && outbox.valid)
+		{
+			if (outbox.natts != RelationGetDescr(rel)->natts)
+				outbox_attnums(RelationGetDescr(rel));
+			return rel;
+		}
+		if (rel != NULL)
+			table_close(rel, RowExclusiveLock);
+		outbox.valid = false;
+	}
+	elog(ERROR, "sync: sync.outbox keeps changing; try again");
+	return NULL;				/* keep compiler quiet */
 }
 
 static SPIPlanPtr
@@ -305,10 +740,29 @@ prepare_kept(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
+/* Free the kept plans after an invalidation of the outbox, unless in use. */
+static void
+free_stale_plans(void)
+{
+	SPIPlanPtr *plans[3] = {&outbox.upsert_plan, &outbox.unqueue_plan, &outbox.delete_plan};
+	int			i;
+
+	if (!outbox.plans_stale || outbox.plans_running > 0)
+		return;
+	for (i = 0; i < 3; i++)
+		if (*plans[i] != NULL)
+		{
+			SPI_freeplan(*plans[i]);
+			*plans[i] = NULL;
+		}
+	outbox.plans_stale = false;
+}
+
 static void
 prepare_plans(void)
 {
-	if (upsert_plan == NULL)
+	free_stale_plans();
+	if (outbox.upsert_plan == NULL)
 	{
 		Oid			types[5] = {INT4OID, TEXTOID, CHAROID, NAMEARRAYOID, TEXTOID};
 
@@ -318,52 +772,51 @@ prepare_plans(void)
 		 * update+update unions the columns.  Operators and functions are
 		 * qualified: this runs as the extension owner.
 		 */
-		upsert_plan = prepare_kept(
-								   "INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id) "
-								   "VALUES ($1, $2, $3, $4, $5) "
-								   "ON CONFLICT (mirror, local_key, slot) "
-								   "DO UPDATE SET columns = CASE "
-								   "  WHEN o.op OPERATOR(pg_catalog.=) 'I' OR o.columns IS NULL OR EXCLUDED.columns IS NULL THEN NULL "
-								   "  ELSE ARRAY(SELECT DISTINCT c FROM pg_catalog.unnest(o.columns OPERATOR(pg_catalog.||) EXCLUDED.columns) AS c ORDER BY 1) END, "
-								   "  remote_id = COALESCE(EXCLUDED.remote_id, o.remote_id), "
-								   "  updated_at = pg_catalog.now()",
-								   5, types);
+		outbox.upsert_plan = prepare_kept(
+										  "INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id) "
+										  "VALUES ($1, $2, $3, $4, $5) "
+										  "ON CONFLICT (mirror, local_key, slot) "
+										  "DO UPDATE SET columns = CASE "
+										  "  WHEN o.op OPERATOR(pg_catalog.=) 'I' OR o.columns IS NULL OR EXCLUDED.columns IS NULL THEN NULL "
+										  "  ELSE ARRAY(SELECT DISTINCT c FROM pg_catalog.unnest(o.columns OPERATOR(pg_catalog.||) EXCLUDED.columns) AS c ORDER BY 1) END, "
+										  "  remote_id = COALESCE(EXCLUDED.remote_id, o.remote_id), "
+										  "  updated_at = pg_catalog.now()",
+										  5, types);
 	}
-	if (unqueue_plan == NULL)
+	if (outbox.unqueue_plan == NULL)
 	{
 		Oid			types[2] = {INT4OID, TEXTOID};
 
-		unqueue_plan = prepare_kept(
-									"DELETE FROM sync.outbox "
-									"WHERE mirror OPERATOR(pg_catalog.=) $1 "
-									"AND local_key OPERATOR(pg_catalog.=) $2 "
-									"AND slot OPERATOR(pg_catalog.=) 0 "
-									"RETURNING op",
-									2, types);
+		outbox.unqueue_plan = prepare_kept(
+										   "DELETE FROM sync.outbox "
+										   "WHERE mirror OPERATOR(pg_catalog.=) $1 "
+										   "AND local_key OPERATOR(pg_catalog.=) $2 "
+										   "AND slot OPERATOR(pg_catalog.=) 0 "
+										   "RETURNING op",
+										   2, types);
 	}
-	if (delete_plan == NULL)
+	if (outbox.delete_plan == NULL)
 	{
 		Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
 
-		delete_plan = prepare_kept(
-								   "INSERT INTO sync.outbox (mirror, local_key, op, remote_id, slot) "
-								   "VALUES ($1, $2, 'D', $3, 1) ON CONFLICT (mirror, local_key, slot) DO NOTHING",
-								   3, types);
+		outbox.delete_plan = prepare_kept(
+										  "INSERT INTO sync.outbox (mirror, local_key, op, remote_id, slot) "
+										  "VALUES ($1, $2, 'D', $3, 1) ON CONFLICT (mirror, local_key, slot) DO NOTHING",
+										  3, types);
 	}
 }
 
-static char *
-attr_text(HeapTuple tuple, TupleDesc desc, AttrNumber att, bool *isnull)
+/*
+ * One captured write: the arguments of the upsert plan (mirror, local_key,
+ * op, columns, remote_id) with their SPI null flags, and whether it is a
+ * delete.
+ */
+typedef struct CapturedWrite
 {
-	Datum		d = heap_getattr(tuple, att, desc, isnull);
-	Oid			typoutput;
-	bool		varlena;
-
-	if (*isnull)
-		return NULL;
-	getTypeOutputInfo(TupleDescAttr(desc, att - 1)->atttypid, &typoutput, &varlena);
-	return OidOutputFunctionCall(typoutput, d);
-}
+	Datum		args[5];
+	char		nulls[5];
+	bool		is_delete;
+} CapturedWrite;
 
 /* Did the column's value change?  Compares the stored images, detoasted. */
 static bool
@@ -380,11 +833,101 @@ column_changed(HeapTuple oldtup, HeapTuple newtup, TupleDesc desc, AttrNumber at
 	return !datum_image_eq(oldd, newd, a->attbyval, a->attlen);
 }
 
-static int
-name_cmp(const void *a, const void *b)
+static char *
+column_text(HeapTuple tuple, TupleDesc desc, AttrNumber att, FmgrInfo *out)
 {
-	return strcmp(NameStr(*DatumGetName(*(const Datum *) a)),
-				  NameStr(*DatumGetName(*(const Datum *) b)));
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, att, desc, &isnull);
+
+	return isnull ? NULL : OutputFunctionCall(out, d);
+}
+
+/*
+ * An update: the changed pushable columns (sorted: info's order), or false
+ * when none changed.  The key must not change; it is compared as text,
+ * the form it is queued in, unless the stored images are equal.
+ */
+static bool
+describe_update(CaptureInfo *info, TriggerData *td, CapturedWrite *w)
+{
+	TupleDesc	desc = RelationGetDescr(td->tg_relation);
+	Form_pg_attribute keyatt = TupleDescAttr(desc, info->key_att - 1);
+	Datum	   *changed = palloc(sizeof(Datum) * Max(1, info->ncols));
+	int			nchanged = 0;
+	int			i;
+	char	   *key = column_text(td->tg_newtuple, desc, info->key_att, &info->key_out);
+
+	for (i = 0; i < info->ncols; i++)
+		if (column_changed(td->tg_trigtuple, td->tg_newtuple, desc, info->atts[i]))
+			changed[nchanged++] = info->names[i];
+
+	if (column_changed(td->tg_trigtuple, td->tg_newtuple, desc, info->key_att) || key == NULL)
+	{
+		char	   *oldkey = column_text(td->tg_trigtuple, desc, info->key_att, &info->key_out);
+
+		if (key == NULL || oldkey == NULL || strcmp(key, oldkey) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot change the primary key of a row of mirrored table \"%s\"",
+							RelationGetRelationName(td->tg_relation)),
+					 errdetail("sync identifies queued writes by the key column \"%s\".",
+							   NameStr(keyatt->attname)),
+					 errhint("Delete the row and insert it with the new key instead.")));
+	}
+	if (nchanged == 0)
+		return false;
+	w->args[1] = CStringGetTextDatum(key);
+	w->args[2] = CharGetDatum('U');
+	w->args[3] = PointerGetDatum(construct_array(changed, nchanged, NAMEOID,
+												 NAMEDATALEN, false, TYPALIGN_CHAR));
+	return true;
+}
+
+/*
+ * What to queue for this row, or false when nothing (no pushable column
+ * changed).  Uses info; what it returns does not refer to it.
+ */
+static bool
+describe_write(CaptureInfo *info, TriggerData *td, CapturedWrite *w)
+{
+	TupleDesc	desc = RelationGetDescr(td->tg_relation);
+	HeapTuple	row = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	char	   *rid;
+
+	memset(w->args, 0, sizeof(w->args));
+	memset(w->nulls, ' ', sizeof(w->nulls));
+	w->is_delete = TRIGGER_FIRED_BY_DELETE(td->tg_event);
+	w->args[0] = Int32GetDatum(info->mirror);
+
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		if (!describe_update(info, td, w))
+			return false;
+	}
+	else
+	{
+		char	   *key = column_text(row, desc, info->key_att, &info->key_out);
+
+		if (key == NULL)
+			return false;		/* cannot happen for a primary key */
+		w->args[1] = CStringGetTextDatum(key);
+		w->args[2] = CharGetDatum(TRIGGER_FIRED_BY_INSERT(td->tg_event) ? 'I' : 'D');
+		w->nulls[3] = 'n';
+	}
+
+	rid = column_text(row, desc, info->remote_id_att, &info->remote_id_out);
+	if (rid != NULL)
+		w->args[4] = CStringGetTextDatum(rid);
+	else
+		w->nulls[4] = 'n';
+
+	/*
+	 * A row inserted with its remote ID already set adopts an existing
+	 * remote record: push it as an update of every column.
+	 */
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event) && rid != NULL)
+		w->args[2] = CharGetDatum('U');
+	return true;
 }
 
 /*
@@ -423,163 +966,242 @@ union_columns(Datum old, bool oldnull, Datum changed, bool changednull, bool *sa
 	return PointerGetDatum(construct_array(all, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
 }
 
-static AttrNumber
-outbox_attnum(TupleDesc desc, const char *name)
+/* The executor state of one fast-path write to the outbox. */
+typedef struct OutboxWrite
 {
-	AttrNumber	att = SPI_fnumber(desc, name);
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *found;		/* the row's open entry */
+	TupleTableSlot *slot;		/* what is written */
+	Datum		now;
+} OutboxWrite;
 
-	if (att <= 0)
-		elog(ERROR, "sync: sync.outbox has no column \"%s\"; reinstall the extension", name);
-	return att;
+static void
+outbox_write_begin(OutboxWrite *ow, Relation rel)
+{
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	ow->rel = rel;
+	ow->now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	ow->estate = CreateExecutorState();
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(ow->estate, list_make1(rte));
+	ow->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(ow->rri, rel, 1, NULL, 0);
+	ow->estate->es_output_cid = GetCurrentCommandId(true);
+	ow->estate->es_snapshot = GetActiveSnapshot();
+	ExecOpenIndices(ow->rri, false);
+	ow->found = table_slot_create(rel, &ow->estate->es_tupleTable);
+	ow->slot = ExecInitExtraTupleSlot(ow->estate, desc, &TTSOpsVirtual);
+}
+
+static void
+outbox_write_end(OutboxWrite *ow)
+{
+	ExecCloseIndices(ow->rri);
+	ExecResetTupleTable(ow->estate->es_tupleTable, false);
+	FreeExecutorState(ow->estate);
+	table_close(ow->rel, NoLock);
+}
+
+/*
+ * Probe for the row's open entry (slot 0) by the outbox_row index, locking
+ * it KEY SHARE (see the head of this file); into ow->found.
+ */
+static bool
+find_open_entry(OutboxWrite *ow, CapturedWrite *w)
+{
+	TupleDesc	desc = RelationGetDescr(ow->rel);
+	TupleTableSlot *search = ExecInitExtraTupleSlot(ow->estate, desc, &TTSOpsVirtual);
+
+	ExecClearTuple(search);
+	memset(search->tts_isnull, true, sizeof(bool) * desc->natts);
+	search->tts_values[outbox.a_mirror - 1] = w->args[0];
+	search->tts_isnull[outbox.a_mirror - 1] = false;
+	search->tts_values[outbox.a_key - 1] = w->args[1];
+	search->tts_isnull[outbox.a_key - 1] = false;
+	search->tts_values[outbox.a_slot - 1] = Int64GetDatum(0);
+	search->tts_isnull[outbox.a_slot - 1] = false;
+	ExecStoreVirtualTuple(search);
+	return RelationFindReplTupleByIndex(ow->rel, outbox.idxid, LockTupleKeyShare, search, ow->found);
+}
+
+/*
+ * Coalesce into the open entry in ow->found: insert + update = insert (all
+ * columns); update + update = union.  A change the entry already covers
+ * writes nothing: the lock keeps the entry open until commit.
+ */
+static void
+coalesce_entry(OutboxWrite *ow, CapturedWrite *w)
+{
+	TupleTableSlot *found = ow->found;
+	TupleTableSlot *slot = ow->slot;
+	int			natts = RelationGetDescr(ow->rel)->natts;
+	bool		same,
+				colsnull;
+	Datum		cols;
+	bool		new_rid;
+
+	slot_getallattrs(found);
+	if (DatumGetChar(found->tts_values[outbox.a_op - 1]) == 'I')
+	{
+		cols = (Datum) 0;
+		colsnull = true;
+		same = found->tts_isnull[outbox.a_cols - 1];
+	}
+	else
+		cols = union_columns(found->tts_values[outbox.a_cols - 1], found->tts_isnull[outbox.a_cols - 1],
+							 w->args[3], w->nulls[3] == 'n', &same, &colsnull);
+	new_rid = w->nulls[4] != 'n' &&
+		(found->tts_isnull[outbox.a_rid - 1] ||
+		 !datumIsEqual(found->tts_values[outbox.a_rid - 1], w->args[4], false, -1));
+	if (same && !new_rid)
+		return;
+
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, found->tts_values, sizeof(Datum) * natts);
+	memcpy(slot->tts_isnull, found->tts_isnull, sizeof(bool) * natts);
+	slot->tts_values[outbox.a_cols - 1] = cols;
+	slot->tts_isnull[outbox.a_cols - 1] = colsnull;
+	if (w->nulls[4] != 'n')
+	{
+		slot->tts_values[outbox.a_rid - 1] = w->args[4];
+		slot->tts_isnull[outbox.a_rid - 1] = false;
+	}
+	slot->tts_values[outbox.a_updated - 1] = ow->now;
+	ExecStoreVirtualTuple(slot);
+	ExecSimpleRelationUpdate(ow->rri, ow->estate, NULL, found, slot);
+}
+
+/* A new open entry for the row. */
+static void
+insert_entry(OutboxWrite *ow, CapturedWrite *w)
+{
+	TupleTableSlot *slot = ow->slot;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * RelationGetDescr(ow->rel)->natts);
+#define SET(att, v) \
+	do { slot->tts_values[(att) - 1] = (v); slot->tts_isnull[(att) - 1] = false; } while (0)
+	SET(outbox.a_id, Int64GetDatum(nextval_internal(outbox.seqid, false)));
+	SET(outbox.a_mirror, w->args[0]);
+	SET(outbox.a_key, w->args[1]);
+	SET(outbox.a_op, w->args[2]);
+	if (w->nulls[3] != 'n')
+		SET(outbox.a_cols, w->args[3]);
+	if (w->nulls[4] != 'n')
+		SET(outbox.a_rid, w->args[4]);
+	SET(outbox.a_state, CStringGetTextDatum("pending"));
+	SET(outbox.a_slot, Int64GetDatum(0));
+	SET(outbox.a_attempts, Int32GetDatum(0));
+	SET(outbox.a_next, ow->now);
+	SET(outbox.a_created, ow->now);
+	SET(outbox.a_updated, ow->now);
+#undef SET
+	ExecStoreVirtualTuple(slot);
+	ExecSimpleRelationInsert(ow->rri, ow->estate, slot);
 }
 
 /*
  * Queue an insert or update of one row, by the fast path (see the head of
- * this file).  args are those of the upsert plan: mirror, local_key, op,
- * columns, remote_id.  Returns false, doing nothing, when the outbox has
- * triggers of its own: only the SQL path fires them.
+ * this file).  Returns false, doing nothing, when the outbox has triggers
+ * of its own: only the SQL path fires them.
  */
 static bool
-queue_upsert(Datum *args, const char *nulls)
+queue_upsert(CapturedWrite *w)
 {
-	Oid			nsp = get_namespace_oid("sync", false);
-	Oid			relid = get_relname_relid("outbox", nsp);
-	Oid			idxid = get_relname_relid("outbox_row", nsp);
-	Oid			seqid = get_relname_relid("outbox_id_seq", nsp);
-	Relation	rel;
-	TupleDesc	desc;
-	EState	   *estate;
-	RangeTblEntry *rte;
-	ResultRelInfo *rri;
-	TupleTableSlot *search,
-			   *found,
-			   *slot;
-	AttrNumber	a_mirror,
-				a_key,
-				a_cols,
-				a_rid,
-				a_slot,
-				a_updated;
-	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	Relation	rel = outbox_open();
+	OutboxWrite ow;
 
-	if (!OidIsValid(relid) || !OidIsValid(idxid) || !OidIsValid(seqid))
-		elog(ERROR, "sync: the outbox is missing; reinstall the extension");
-	rel = table_open(relid, RowExclusiveLock);
 	if (rel->trigdesc != NULL)
 	{
 		table_close(rel, RowExclusiveLock);
 		return false;
 	}
-	desc = RelationGetDescr(rel);
-	a_mirror = outbox_attnum(desc, "mirror");
-	a_key = outbox_attnum(desc, "local_key");
-	a_cols = outbox_attnum(desc, "columns");
-	a_rid = outbox_attnum(desc, "remote_id");
-	a_slot = outbox_attnum(desc, "slot");
-	a_updated = outbox_attnum(desc, "updated_at");
 
 	/* entries written earlier in this command must be visible to the probe */
 	CommandCounterIncrement();
 
-	/* what the executor needs to insert and update with index maintenance */
-	estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = relid;
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	estate->es_output_cid = GetCurrentCommandId(true);
-	estate->es_snapshot = GetActiveSnapshot();
-	ExecOpenIndices(rri, false);
-
-	search = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-	found = table_slot_create(rel, &estate->es_tupleTable);
-	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-
-	ExecClearTuple(search);
-	memset(search->tts_isnull, true, sizeof(bool) * desc->natts);
-	search->tts_values[a_mirror - 1] = args[0];
-	search->tts_isnull[a_mirror - 1] = false;
-	search->tts_values[a_key - 1] = args[1];
-	search->tts_isnull[a_key - 1] = false;
-	search->tts_values[a_slot - 1] = Int64GetDatum(0);
-	search->tts_isnull[a_slot - 1] = false;
-	ExecStoreVirtualTuple(search);
-
-	if (RelationFindReplTupleByIndex(rel, idxid, LockTupleKeyShare, search, found))
-	{
-		/* coalesce into the row's open entry */
-		AttrNumber	a_op = outbox_attnum(desc, "op");
-		bool		same,
-					colsnull;
-		Datum		cols;
-
-		slot_getallattrs(found);
-
-		/* insert + update = insert (all columns); update + update = union */
-		if (DatumGetChar(found->tts_values[a_op - 1]) == 'I')
-		{
-			cols = (Datum) 0;
-			colsnull = true;
-			same = found->tts_isnull[a_cols - 1];
-		}
-		else
-			cols = union_columns(found->tts_values[a_cols - 1], found->tts_isnull[a_cols - 1],
-								 args[3], nulls[3] == 'n', &same, &colsnull);
-		if (!same ||
-			(nulls[4] != 'n' && (found->tts_isnull[a_rid - 1] ||
-								 !datumIsEqual(found->tts_values[a_rid - 1], args[4], false, -1))))
-		{
-			ExecClearTuple(slot);
-			memcpy(slot->tts_values, found->tts_values, sizeof(Datum) * desc->natts);
-			memcpy(slot->tts_isnull, found->tts_isnull, sizeof(bool) * desc->natts);
-			slot->tts_values[a_cols - 1] = cols;
-			slot->tts_isnull[a_cols - 1] = colsnull;
-			if (nulls[4] != 'n')
-			{
-				slot->tts_values[a_rid - 1] = args[4];
-				slot->tts_isnull[a_rid - 1] = false;
-			}
-			slot->tts_values[a_updated - 1] = now;
-			ExecStoreVirtualTuple(slot);
-			ExecSimpleRelationUpdate(rri, estate, NULL, found, slot);
-		}
-		/* else already covered; the lock keeps the entry open until commit */
-	}
+	outbox_write_begin(&ow, rel);
+	if (find_open_entry(&ow, w))
+		coalesce_entry(&ow, w);
 	else
-	{
-		ExecClearTuple(slot);
-		memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
-#define SET(name, v) \
-	do { AttrNumber att_ = outbox_attnum(desc, name); \
-		 slot->tts_values[att_ - 1] = (v); slot->tts_isnull[att_ - 1] = false; } while (0)
-		SET("id", Int64GetDatum(nextval_internal(seqid, false)));
-		SET("mirror", args[0]);
-		SET("local_key", args[1]);
-		SET("op", args[2]);
-		if (nulls[3] != 'n')
-			SET("columns", args[3]);
-		if (nulls[4] != 'n')
-			SET("remote_id", args[4]);
-		SET("state", CStringGetTextDatum("pending"));
-		SET("slot", Int64GetDatum(0));
-		SET("attempts", Int32GetDatum(0));
-		SET("next_attempt_at", now);
-		SET("created_at", now);
-		SET("updated_at", now);
-#undef SET
-		ExecStoreVirtualTuple(slot);
-		ExecSimpleRelationInsert(rri, estate, slot);
-	}
-
-	ExecCloseIndices(rri);
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	FreeExecutorState(estate);
-	table_close(rel, NoLock);
+		insert_entry(&ow, w);
+	outbox_write_end(&ow);
 	return true;
+}
+
+/*
+ * A delete, by SQL: remove the row's never-attempted entry; insert + delete
+ * = nothing, unless an earlier attempt is in flight (the row has a remote
+ * ID); else queue a delete with the remote ID.
+ */
+static void
+queue_delete_sql(CapturedWrite *w)
+{
+	bool		was_insert = false;
+	int			rc;
+
+	rc = SPI_execute_plan(outbox.unqueue_plan, w->args, w->nulls, false, 0);
+	if (rc != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "sync: outbox delete failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		opnull;
+		Datum		op = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &opnull);
+
+		was_insert = (DatumGetChar(op) == 'I');
+	}
+	if (!was_insert || w->nulls[4] == ' ')
+	{
+		Datum		dargs[3] = {w->args[0], w->args[1], w->args[4]};
+		char		dnulls[3] = {' ', ' ', w->nulls[4]};
+
+		rc = SPI_execute_plan(outbox.delete_plan, dargs, dnulls, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "sync: outbox insert failed: %s", SPI_result_code_string(rc));
+	}
+}
+
+/*
+ * The SQL path, as the owner: deletes, and inserts and updates when the
+ * outbox has triggers.  The kept plans are marked running meanwhile, so a
+ * nested capture (from a trigger on the outbox) does not free them.
+ */
+static void
+queue_by_sql(CapturedWrite *w)
+{
+	OwnerState	st;
+	int			rc;
+
+	run_as_owner(&st);
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "sync: SPI_connect failed: %s", SPI_result_code_string(rc));
+	prepare_plans();
+	outbox.plans_running++;
+	PG_TRY();
+	{
+		if (w->is_delete)
+			queue_delete_sql(w);
+		else
+		{
+			rc = SPI_execute_plan(outbox.upsert_plan, w->args, w->nulls, false, 0);
+			if (rc != SPI_OK_INSERT)
+				elog(ERROR, "sync: outbox insert failed: %s", SPI_result_code_string(rc));
+		}
+	}
+	PG_FINALLY();
+	{
+		outbox.plans_running--;
+	}
+	PG_END_TRY();
+	SPI_finish();
+	end_run_as_owner(&st);
 }
 
 Datum
@@ -587,14 +1209,7 @@ sync_capture(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	CaptureInfo *info;
-	TupleDesc	desc;
-	HeapTuple	row;
-	char	   *key;
-	bool		isnull;
-	Datum		args[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	OwnerState	st;
-	int			rc;
+	CapturedWrite w;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -608,126 +1223,11 @@ sync_capture(PG_FUNCTION_ARGS)
 	info = capture_info(fcinfo, td);
 	if (sync_applying_mirror == info->mirror)
 		return PointerGetDatum(NULL);	/* inbound apply of this mirror: no echo */
+	if (!describe_write(info, td, &w))
+		return PointerGetDatum(NULL);	/* nothing pushable changed */
 
-	desc = RelationGetDescr(td->tg_relation);
-	row = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
-
-	args[0] = Int32GetDatum(info->mirror);
-
-	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-	{
-		Datum	   *changed = palloc(sizeof(Datum) * Max(1, info->ncols));
-		int			nchanged = 0;
-		int			i;
-		char	   *oldkey;
-
-		for (i = 0; i < info->ncols; i++)
-			if (column_changed(td->tg_trigtuple, td->tg_newtuple, desc, info->atts[i]))
-				changed[nchanged++] = info->names[i];
-
-		key = attr_text(row, desc, info->key_att, &isnull);
-		oldkey = attr_text(td->tg_trigtuple, desc, info->key_att, &isnull);
-		if (key == NULL || oldkey == NULL || strcmp(key, oldkey) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot change the primary key of a row of mirrored table \"%s\"",
-							RelationGetRelationName(td->tg_relation)),
-					 errdetail("sync identifies queued writes by the key column \"%s\".",
-							   td->tg_trigger->tgargs[1]),
-					 errhint("Delete the row and insert it with the new key instead.")));
-		if (nchanged == 0)
-			return PointerGetDatum(NULL);	/* nothing pushable changed */
-		args[1] = CStringGetTextDatum(key);
-		args[2] = CharGetDatum('U');
-		args[3] = PointerGetDatum(construct_array(changed, nchanged, NAMEOID,
-												  NAMEDATALEN, false, TYPALIGN_CHAR));
-	}
-	else
-	{
-		key = attr_text(row, desc, info->key_att, &isnull);
-		if (key == NULL)
-			return PointerGetDatum(NULL);	/* cannot happen for a primary key */
-		args[1] = CStringGetTextDatum(key);
-		args[2] = CharGetDatum(TRIGGER_FIRED_BY_INSERT(td->tg_event) ? 'I' : 'D');
-		nulls[3] = 'n';
-	}
-
-	{
-		char	   *rid = attr_text(row, desc, info->remote_id_att, &isnull);
-
-		if (rid != NULL)
-			args[4] = CStringGetTextDatum(rid);
-		else
-			nulls[4] = 'n';
-
-		/*
-		 * A row inserted with its remote ID already set adopts an existing
-		 * remote record: push it as an update of every column.
-		 */
-		if (TRIGGER_FIRED_BY_INSERT(td->tg_event) && rid != NULL)
-			args[2] = CharGetDatum('U');
-	}
-
-	/* the changed columns, sorted, as coalescing expects */
-	if (nulls[3] != 'n')
-	{
-		Datum	   *elems;
-		int			nelems;
-
-		deconstruct_array(DatumGetArrayTypeP(args[3]), NAMEOID, NAMEDATALEN, false,
-						  TYPALIGN_CHAR, &elems, NULL, &nelems);
-		qsort(elems, nelems, sizeof(Datum), name_cmp);
-		args[3] = PointerGetDatum(construct_array(elems, nelems, NAMEOID, NAMEDATALEN,
-												  false, TYPALIGN_CHAR));
-	}
-
-	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event) && queue_upsert(args, nulls))
-	{
-		sync_wake_at_commit();
-		return PointerGetDatum(NULL);
-	}
-
-	run_as_owner(&st);
-
-	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "sync: SPI_connect failed: %s", SPI_result_code_string(rc));
-	prepare_plans();
-
-	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-	{
-		bool		was_insert = false;
-
-		rc = SPI_execute_plan(unqueue_plan, args, nulls, false, 0);
-		if (rc != SPI_OK_DELETE_RETURNING)
-			elog(ERROR, "sync: outbox delete failed: %s", SPI_result_code_string(rc));
-		if (SPI_processed > 0)
-		{
-			bool		opnull;
-			Datum		op = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &opnull);
-
-			was_insert = (DatumGetChar(op) == 'I');
-		}
-		/* insert + delete = nothing, unless an earlier attempt is in flight */
-		if (!was_insert || nulls[4] == ' ')
-		{
-			Datum		dargs[3] = {args[0], args[1], args[4]};
-			char		dnulls[3] = {' ', ' ', nulls[4]};
-
-			rc = SPI_execute_plan(delete_plan, dargs, dnulls, false, 0);
-			if (rc != SPI_OK_INSERT)
-				elog(ERROR, "sync: outbox insert failed: %s", SPI_result_code_string(rc));
-		}
-	}
-	else
-	{
-		rc = SPI_execute_plan(upsert_plan, args, nulls, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "sync: outbox insert failed: %s", SPI_result_code_string(rc));
-	}
-
-	SPI_finish();
-	end_run_as_owner(&st);
-
+	if (w.is_delete || !queue_upsert(&w))
+		queue_by_sql(&w);
 	sync_wake_at_commit();
 	return PointerGetDatum(NULL);
 }
