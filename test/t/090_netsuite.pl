@@ -38,4 +38,22 @@ like($e, qr/connection "ns_bad": NetSuite refused the credentials.*Invalid login
 	'a wrong secret: the error names the connection and NetSuite\'s words');
 unlike($e, qr/wrong|ns-token-secret/, '... and leaks no secret');
 
+# --- describe: the metadata catalog's JSON Schema
+my %f = map { my @c = split /\|/; ($c[0] => \@c) }
+  split /\n/, sq(q{SELECT remote_name, local_column, local_type, role, coalesce(reference_to, ''), external_id
+                   FROM sync.remote_fields('ns_tba', 'customer')});
+is_deeply([ @{ $f{companyName} }[1, 2, 3] ], [ 'company_name', 'text', 'data' ],
+	'describe: companyName is text in company_name');
+is_deeply([ @{ $f{id} }[2, 3] ], [ 'text', 'id' ], '... id is the record ID');
+is_deeply([ @{ $f{lastModifiedDate} }[1, 2, 3] ], [ 'last_modified_date', 'timestamptz', 'stamp' ],
+	'... lastModifiedDate is the stamp');
+is_deeply([ @{ $f{subsidiary} }[2, 4] ], [ 'bigint', 'subsidiary' ], '... a $ref is a bigint referencing its type');
+is($f{externalId}[5], 't', '... externalId is an external ID');
+is($f{isPerson}[2], 'boolean', '... a boolean is boolean');
+is($f{balance}[2], 'numeric', '... a number is numeric');
+is($f{addressbook}[2], '', '... a sublist has no column type');
+like(err_of(q{SELECT * FROM sync.remote_fields('ns_tba', 'nosuchtype')}),
+	qr/NetSuite record type "nosuchtype" does not exist \(connection "ns_tba"\).*NetSuite said: /s,
+	'an unknown record type: named with the connection and NetSuite\'s words');
+
 done_testing();
