@@ -47,9 +47,10 @@
 #define NS_PUSH_PER_SLOT 25
 
 /*
- * Requests given to conn_send at a time, per request in flight: after a
- * 429 the next slice goes out at the lowered concurrency, after the
- * connection's backoff, instead of the whole call at the old one.
+ * Requests given to conn_send at a time while NetSuite takes them all, per
+ * request in flight: after a 429 the next slice goes out at the lowered
+ * concurrency, after the connection's hold, instead of the whole call at
+ * the old one.
  */
 #define NS_SLICE_WAVES 4
 
@@ -145,6 +146,18 @@ iso_utc(const char *s)
 }
 
 /*
+ * A JSON scalar or tree from to_json().  Wrapped in an array: json-c takes
+ * a bare number at the end of the input for an incomplete one.
+ */
+static SJson *
+parse_value(const char *json, char **err)
+{
+	char	   *wrapped = psprintf("[%s]", json);
+
+	return sjson_array_get(sjson_parse(wrapped, strlen(wrapped), err), 0);
+}
+
+/*
  * Put one outbound value (JSON text from to_json(), NULL for SQL NULL) into
  * a record body as NetSuite takes it: null clears; a reference is
  * {"id": "<internal id>"}; datetimes ISO 8601 UTC; dates YYYY-MM-DD;
@@ -164,8 +177,9 @@ put_value(SJson *rec, const SyncField *f, const char *json)
 		sjson_add_null(rec, f->remote_name);
 		return NULL;
 	}
-	v = sjson_parse(json, strlen(json), &err);
-	if (v == NULL)
+	err = NULL;
+	v = parse_value(json, &err);
+	if (v == NULL && err != NULL)
 		return psprintf("not JSON (%s)", err);
 	t = sjson_type(v);
 	if (f->reference_to != NULL)
@@ -240,7 +254,7 @@ upsert_key(SyncMirror *m, SyncPushItem *it, int idem_k)
 	if (idem_k >= 0 && it->values[idem_k] != NULL)
 	{
 		char	   *err;
-		SJson	   *v = sjson_parse(it->values[idem_k], strlen(it->values[idem_k]), &err);
+		SJson	   *v = parse_value(it->values[idem_k], &err);
 
 		if (sjson_string(v) != NULL)
 			return pstrdup(sjson_string(v));
@@ -310,6 +324,14 @@ item_request(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, const char *
 			continue;
 		/* an upsert's external ID is the URL's */
 		if (key != NULL && strcmp(f->remote_name, NS_EXTERNAL_ID) == 0)
+			continue;
+
+		/*
+		 * A create leaves NULL columns out, so that NetSuite's defaults
+		 * apply (subsidiary, currency, status, the form's); an explicit
+		 * null would clear them and fail where they are required.
+		 */
+		if (it->op == 'I' && it->values[k] == NULL)
 			continue;
 		why = put_value(body, f, it->values[k]);
 		if (why != NULL)
@@ -484,6 +506,7 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 				start,
 				i,
 				k;
+	bool		calm = false;
 
 	conn_ensure_auth(conn);
 	for (k = 0; idem && k < m->nfields; k++)
@@ -504,18 +527,30 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 	}
 
 	/*
-	 * In slices of a few waves at the current concurrency: after a 429 the
-	 * rest goes out one request fewer in flight, once the connection's hold
-	 * is over (a hold longer than the batch's lease leaves the rest unsent,
-	 * HTTP_PENDING, to be retried).
+	 * In slices: the first one wave at the current concurrency (a probe of
+	 * the account's pool), then a few waves at a time while NetSuite takes
+	 * them all.  After a 429 (netsuite.c's throttle_ms has lowered the
+	 * concurrency and holds the connection) the next slice is one wave
+	 * again, at the lowered concurrency, once the hold is over; a hold past
+	 * the batch's lease leaves the rest unsent (HTTP_PENDING), to be
+	 * retried from the outbox.
 	 */
 	for (start = 0; start < nreq;)
 	{
-		int			cnt = Min(nreq - start, Max(1, conn->max_in_flight) * NS_SLICE_WAVES);
+		int			waves = calm ? NS_SLICE_WAVES : 1;
+		int			cnt = Min(nreq - start, Max(1, conn->max_in_flight) * waves);
+		bool		throttled = false;
 
 		conn_send(conn, reqs + start, cnt);
 		for (i = start; i < start + cnt; i++)
+		{
 			item_result(conn, m, &items[item[i]], kind[i], reqs[i]);
+			throttled |= reqs[i]->outcome == HTTP_DONE && reqs[i]->status == 429;
+		}
+		/* a slice without a 429: the pool has room; backoffs start over */
+		if (!throttled)
+			ns_state(conn)->throttled = 0;
+		calm = !throttled;
 		start += cnt;
 		CHECK_FOR_INTERRUPTS();
 	}
