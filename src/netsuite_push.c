@@ -44,15 +44,14 @@
  * request; the larger call only lets the pipeline run on without waiting
  * for a wave's slowest request.
  */
-#define NS_PUSH_PER_SLOT 25
+#define NS_PUSH_PER_SLOT 50
 
 /*
- * Requests given to conn_send at a time while NetSuite takes them all, per
- * request in flight: after a 429 the next slice goes out at the lowered
- * concurrency, after the connection's hold, instead of the whole call at
- * the old one.
+ * Requests given to conn_send at a time, in waves of max_in_flight: one
+ * wave first, doubling while NetSuite takes them all (each slice's end
+ * drains the pipeline once), one again after a 429.
  */
-#define NS_SLICE_WAVES 4
+#define NS_SLICE_WAVES_MAX 32
 
 /* The field NetSuite upserts by (PUT .../eid:{value}). */
 #define NS_EXTERNAL_ID "externalId"
@@ -506,7 +505,7 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 				start,
 				i,
 				k;
-	bool		calm = false;
+	int			waves = 1;
 
 	conn_ensure_auth(conn);
 	for (k = 0; idem && k < m->nfields; k++)
@@ -528,16 +527,15 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 
 	/*
 	 * In slices: the first one wave at the current concurrency (a probe of
-	 * the account's pool), then a few waves at a time while NetSuite takes
-	 * them all.  After a 429 (netsuite.c's throttle_ms has lowered the
-	 * concurrency and holds the connection) the next slice is one wave
-	 * again, at the lowered concurrency, once the hold is over; a hold past
-	 * the batch's lease leaves the rest unsent (HTTP_PENDING), to be
-	 * retried from the outbox.
+	 * the account's pool), then twice as many waves after each slice
+	 * NetSuite took whole.  After a 429 (netsuite.c's throttle_ms has
+	 * lowered the concurrency and holds the connection) the next slice is
+	 * one wave again, at the lowered concurrency, once the hold is over; a
+	 * hold past the batch's lease leaves the rest unsent (HTTP_PENDING), to
+	 * be retried from the outbox.
 	 */
 	for (start = 0; start < nreq;)
 	{
-		int			waves = calm ? NS_SLICE_WAVES : 1;
 		int			cnt = Min(nreq - start, Max(1, conn->max_in_flight) * waves);
 		bool		throttled = false;
 
@@ -547,10 +545,14 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 			item_result(conn, m, &items[item[i]], kind[i], reqs[i]);
 			throttled |= reqs[i]->outcome == HTTP_DONE && reqs[i]->status == 429;
 		}
-		/* a slice without a 429: the pool has room; backoffs start over */
-		if (!throttled)
+		if (throttled)
+			waves = 1;
+		else
+		{
+			/* the pool has room: backoffs start over */
 			ns_state(conn)->throttled = 0;
-		calm = !throttled;
+			waves = Min(waves * 2, NS_SLICE_WAVES_MAX);
+		}
 		start += cnt;
 		CHECK_FOR_INTERRUPTS();
 	}
