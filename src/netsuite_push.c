@@ -20,11 +20,14 @@
  * (o:errorDetails: detail, o:errorCode, o:errorPath) parks its record alone;
  * 429, 5xx and transport failures are retried.
  *
- * Asynchronous batches (article_0127092747: up to 100 records a request,
- * Prefer: respond-async, a job to poll) are not used: the mirror options
- * are fixed by the SQL surface of this version (sync._check_mirror_options
- * knows no "batch" key), and the test emulator does not implement
- * respond-async.  docs/netsuite.md says what a batch mode would take.
+ * Asynchronous batches (article_0127092747: up to 100 records of one type
+ * a request, Content-Type application/vnd.oracle.resource+json;
+ * type=collection, {"items": [...]}, Prefer: respond-async; 202 with the
+ * job in Location, then GET /async/v1/job/{id}, .../task, .../task/{n}/result
+ * per record) are not used: a mirror option to choose them needs a new key
+ * in sync._check_mirror_options (the SQL surface of the next version), the
+ * results arrive only by polling (a batch's lease must outlive the job),
+ * and the test emulator does not implement respond-async.
  */
 #include "postgres.h"
 
@@ -133,6 +136,9 @@ iso_utc(const char *s)
 	struct pg_tm tm;
 	fsec_t		fsec;
 
+	/* (an adopted table's column may be of another type of the category) */
+	if (!provider_valid_stamp(s))
+		return NULL;
 	ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
 												 ObjectIdGetDatum(InvalidOid),
 												 Int32GetDatum(-1)));
@@ -205,7 +211,7 @@ put_value(SJson *rec, const SyncField *f, const char *json)
 	{
 		const char *d = sjson_string(v);
 
-		if (d == NULL || strlen(d) != 10 || strspn(d, "0123456789-") != 10 || d[4] != '-' || d[7] != '-')
+		if (d == NULL || strlen(d) != 10 || !provider_valid_stamp(psprintf("%sT00:00:00Z", d)))
 			return psprintf("%s is not a date NetSuite can hold (years 1 to 9999)",
 							provider_quote_value(json));
 		sjson_add_string(rec, f->remote_name, d);
@@ -267,7 +273,7 @@ upsert_key(SyncMirror *m, SyncPushItem *it, int idem_k)
  */
 static HttpRequest *
 item_request(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, const char *idem, int idem_k,
-			 NsWrite *kind)
+			 NsWrite *kind, char **upsert)
 {
 	const char *type = http_url_encode(m->remote_object);
 	SJson	   *body;
@@ -278,6 +284,7 @@ item_request(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, const char *
 				k;
 
 	*kind = NS_NONE;
+	*upsert = NULL;
 	if (it->op != 'I' && !ns_valid_remote_id(it->remote_id))
 	{
 		/* it goes into the URL: a comma or a slash must never widen a request */
@@ -302,12 +309,20 @@ item_request(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, const char *
 							idem), NULL);
 			return NULL;
 		}
+		/*
+		 * (No key at all: an update of a row that never reached NetSuite,
+		 * turned into a create by the engine, which assigns keys to inserts
+		 * only.  It is POSTed.)
+		 */
 		key = upsert_key(m, it, idem_k);
 		if (key != NULL && !valid_external_id(key))
 		{
 			reject(it, "INVALID_EXTERNAL_ID",
+				   idem_k >= 0 && it->values[idem_k] != NULL ?
 				   psprintf("column \"%s\" holds %s, which cannot be a NetSuite external ID (letters, digits, '_' and '-' only); fix the column's value, then sync.retry()",
-							m->columns[idem_k], provider_quote_value(key)),
+							m->columns[idem_k], provider_quote_value(key)) :
+				   psprintf("the idempotency key %s cannot be a NetSuite external ID (letters, digits, '_' and '-' only)",
+							provider_quote_value(key)),
 				   NS_EXTERNAL_ID);
 			return NULL;
 		}
@@ -347,6 +362,7 @@ item_request(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, const char *
 		it->result = PUSH_OK;	/* nothing NetSuite holds changed */
 		return NULL;
 	}
+	*upsert = key;
 	if (key != NULL)
 	{
 		*kind = NS_PUT;
@@ -406,7 +422,7 @@ location_id(const HttpRequest *req, const char **raw)
  * last pulled value (NULL for a record created here) until the record
  * changes remotely.  Salesforce's push does the same.
  */
-static void
+static bool
 item_result(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, NsWrite kind, HttpRequest *req)
 {
 	char	   *code = NULL;
@@ -425,7 +441,7 @@ item_result(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, NsWrite kind,
 			it->error_code = "BAD_RESPONSE";
 			it->error_message = psprintf("NetSuite answered HTTP %ld with an error body: %s", req->status,
 										 ns_error_text(req, NULL, NULL));
-			return;
+			return false;
 		}
 		it->result = PUSH_OK;
 		if (kind == NS_POST || kind == NS_PUT)
@@ -437,12 +453,12 @@ item_result(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, NsWrite kind,
 				it->new_remote_id = id;
 			else if (kind == NS_PUT)
 			{
-				/* the upsert is idempotent: send it again rather than guess */
+				/* read by the external ID (read_ids); else sent again: an upsert is idempotent */
 				it->result = PUSH_RETRY;
 				it->error_code = "NO_LOCATION";
-				it->error_message = psprintf("NetSuite accepted the upsert (HTTP %ld) but its Location %s names no internal ID; it will be sent again",
+				it->error_message = psprintf("NetSuite accepted the upsert (HTTP %ld) but its Location %s names no internal ID, nor could the record be read by its external ID; it will be sent again",
 											 req->status, provider_quote_value(raw));
-				return;
+				return true;
 			}
 			else
 			{
@@ -451,14 +467,14 @@ item_result(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, NsWrite kind,
 					   psprintf("NetSuite accepted the create (HTTP %ld) but its Location %s names no internal ID; the record may exist remotely: "
 								"find it, put its internal ID into column \"%s\", then sync.retry()",
 								req->status, provider_quote_value(raw), m->remote_id_column), NULL);
-				return;
+				return false;
 			}
 		}
 		/* fields NetSuite ignored (unknown or read-only) go into the journal */
 		warn = http_response_header(req, "x-netsuite-propertyvalidation");
 		if (warn != NULL)
 			it->error_message = psprintf("NetSuite ignored: %s", warn);
-		return;
+		return false;
 	}
 
 	msg = ns_error_text(req, &code, &path);
@@ -466,7 +482,7 @@ item_result(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, NsWrite kind,
 	{
 		it->result = PUSH_OK;	/* already gone: the goal is reached */
 		it->error_message = psprintf("already deleted remotely (%s)", code ? code : "HTTP 404");
-		return;
+		return false;
 	}
 	it->error_code = code ? code :
 		(req->outcome == HTTP_DONE ? psprintf("HTTP_%ld", req->status) : "TRANSPORT");
@@ -491,6 +507,38 @@ item_result(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, NsWrite kind,
 	}
 	else
 		it->result = PUSH_REJECTED;
+	return false;
+}
+
+/*
+ * Upserts NetSuite applied without a usable Location (documented for PUT
+ * only on creates): their internal IDs, read by external ID.  An item whose
+ * record cannot be read stays PUSH_RETRY, to be sent again.
+ */
+static void
+read_ids(SyncConnection *conn, SyncMirror *m, SyncPushItem **its, char **keys, int n)
+{
+	HttpRequest **reqs = palloc(sizeof(HttpRequest *) * Max(1, n));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		reqs[i] = ns_request(conn, "GET", ns_url(conn, "/record/v1/%s/eid:%s?fields=%s",
+												 http_url_encode(m->remote_object),
+												 http_url_encode(keys[i]), NS_EXTERNAL_ID),
+							 NULL, NULL);
+	conn_send(conn, reqs, n);
+	for (i = 0; i < n; i++)
+	{
+		SJson	   *j = provider_response_json(reqs[i]);
+		char	   *id = sjson_scalar_text(sjson_get(j, "id"));
+
+		if (reqs[i]->outcome != HTTP_DONE || reqs[i]->status != 200 || !ns_valid_remote_id(id))
+			continue;
+		its[i]->result = PUSH_OK;
+		its[i]->new_remote_id = id;
+		its[i]->error_code = NULL;
+		its[i]->error_message = NULL;
+	}
 }
 
 void
@@ -501,6 +549,9 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 	HttpRequest **reqs = palloc(sizeof(HttpRequest *) * Max(1, n));
 	NsWrite    *kind = palloc(sizeof(NsWrite) * Max(1, n));
 	int		   *item = palloc(sizeof(int) * Max(1, n));
+	char	  **keys = palloc(sizeof(char *) * Max(1, n));
+	SyncPushItem **unread = palloc(sizeof(SyncPushItem *) * Max(1, n));
+	char	  **unread_keys = palloc(sizeof(char *) * Max(1, n));
 	int			nreq = 0,
 				start,
 				i,
@@ -518,7 +569,7 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 
 		if (items[i].result != PUSH_PENDING)
 			continue;
-		req = item_request(conn, m, &items[i], idem, idem_k, &kind[nreq]);
+		req = item_request(conn, m, &items[i], idem, idem_k, &kind[nreq], &keys[nreq]);
 		if (req == NULL)
 			continue;
 		reqs[nreq] = req;
@@ -538,13 +589,20 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 	{
 		int			cnt = Min(nreq - start, Max(1, conn->max_in_flight) * waves);
 		bool		throttled = false;
+		int			nunread = 0;
 
 		conn_send(conn, reqs + start, cnt);
 		for (i = start; i < start + cnt; i++)
 		{
-			item_result(conn, m, &items[item[i]], kind[i], reqs[i]);
+			if (item_result(conn, m, &items[item[i]], kind[i], reqs[i]))
+			{
+				unread[nunread] = &items[item[i]];
+				unread_keys[nunread++] = keys[i];
+			}
 			throttled |= reqs[i]->outcome == HTTP_DONE && reqs[i]->status == 429;
 		}
+		if (nunread > 0)
+			read_ids(conn, m, unread, unread_keys, nunread);
 		if (throttled)
 			waves = 1;
 		else

@@ -132,6 +132,24 @@ is($err{Forever}[0], 'INVALID_VALUE', 'an infinite datetime is parked before any
 like($err{Forever}[1], qr/column "custentity_since".*"infinity"/, '... naming the column and the value');
 is(scalar(grep { ($_->{body}{companyName} // '') eq 'Forever' } @{ writes('POST') }), 0, '... and never sent');
 
+# --- a 5xx is retried; a create answered without a Location is parked ---
+clear_log();
+$emu->control('POST', '/__emulator/faults', { api => 'netsuite', method => 'PATCH', status => 503, count => 1 });
+sq("UPDATE erp.customer SET phone = '555-0303' WHERE company_name = 'Good1'");
+sq("SELECT sync.push('erp.customer')");
+is(sq("SELECT error_code FROM sync.outbox WHERE op = 'U' AND state = 'pending'"), 'UNEXPECTED_ERROR',
+	'a 503 leaves the update queued, with NetSuite\'s code');
+ok(push_all('erp.customer'), '... and it goes through on a retry');
+is(remote_one('customer', sq("SELECT remote_id FROM erp.customer WHERE company_name = 'Good1'"))->{phone}, '555-0303',
+	'... reaching NetSuite');
+$emu->control('POST', '/__emulator/faults',
+	{ api => 'netsuite', method => 'POST', path => '/record/v1/customer$', kind => 'hostile', case => 'empty', count => 1 });
+sq("INSERT INTO erp.customer (company_name) VALUES ('NoLoc')");
+sq("SELECT sync.push('erp.customer')");
+like(sq("SELECT e.error_code || ' ' || e.error_message FROM sync.errors e JOIN erp.customer c ON c.id::text = e.local_key
+         WHERE c.company_name = 'NoLoc'"), qr/^NO_LOCATION .*the record may exist remotely/,
+	'a create answered 200 without a Location is parked, never sent again: the record may exist');
+
 # --- deletes; a record already gone counts as done ---
 clear_log();
 $emu->control('DELETE', "/__emulator/records/netsuite/customer/$rid{Bare}");
@@ -185,6 +203,22 @@ is($lost_puts[0], $lost_puts[1], '... with the same external ID');
 my @lost = grep { ($_->{lastName} // '') eq 'Lost' } @{ remote('contact') };
 is(scalar @lost, 1, 'NetSuite has the record once');
 is(sq("SELECT remote_id FROM erp.contact WHERE last_name = 'Lost'"), $lost[0]{id}, '... and the row its internal ID');
+
+# an upsert answered without a Location: its ID is read by external ID;
+# here the answer was a proxy's (nothing applied, nothing to read), so it
+# is sent again
+clear_log();
+$emu->control('POST', '/__emulator/faults',
+	{ api => 'netsuite', method => 'PUT', path => '/contact/eid:', kind => 'hostile', case => 'empty', count => 1 });
+sq("INSERT INTO erp.contact (last_name) VALUES ('Blank')");
+sq("SELECT sync.push('erp.contact')");
+is(scalar(grep { $_->{path} =~ m{/contact/eid:sync-} && $_->{query} eq 'fields=externalId' } @{ writes('GET') }), 1,
+	'an upsert answered without a Location: its record is looked up by external ID');
+is(sq("SELECT o.error_code FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror JOIN erp.contact c ON c.id::text = o.local_key
+        WHERE m.local_table = 'erp.contact'::regclass AND c.last_name = 'Blank'"), 'NO_LOCATION',
+	'... not found: queued to be sent again');
+ok(push_all('erp.contact'), '... and sent again');
+is(scalar(grep { ($_->{lastName} // '') eq 'Blank' } @{ remote('contact') }), 1, 'NetSuite has the record once');
 
 # kill -9 of the backend while its PUT is in flight: after crash recovery
 # and the lease, the re-send updates the same record
