@@ -5,12 +5,16 @@ Endpoints (all under the one emulator port):
   GET|POST|PATCH|PUT|DELETE /services/rest/record/v1/{type}[/{id}|/eid:{ext}]
   GET  /services/rest/record/v1/metadata-catalog[/{type}]
   POST /services/rest/query/v1/suiteql?limit=&offset=   (Prefer: transient)
+  GET  /services/rest/system/v1/serverTime | governanceLimits
+  GET  /services/rest/async/v1/job/{id}[/task[/{n}[/result]]]
+                                                    jobs of Prefer: respond-async requests and batches
   GET|POST /app/site/hosting/restlet.nl?script=customscript_sync_deleted&deploy=1
                                                     the "deleted records" RESTlet sync ships
 Auth: Token-Based Authentication (OAuth 1.0a, HMAC-SHA256, signature verified)
 or a Bearer token from the M2M token endpoint.  Standard library only.
 """
 import base64
+import contextvars
 import hashlib
 import hmac
 import json
@@ -20,9 +24,10 @@ import secrets
 import threading
 import urllib.parse
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import certs
-from common import ApiBase, Response, empty_response, json_response
+from common import ApiBase, Request, Response, empty_response, json_response
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEYS = os.path.join(HERE, "keys")
@@ -36,14 +41,18 @@ CONSUMER_SECRET = "ns-consumer-secret"
 TOKEN_ID = "ns-token-id"
 TOKEN_SECRET = "ns-token-secret"
 M2M_CLIENT_ID = "ns-m2m-client"
-M2M_CERTS = {                             # kid (certificate ID) -> certificate file
-    "ns-cert-id": os.path.join(KEYS, "netsuite-m2m-test.crt"),      # PS256
-    "ns-cert-id-ec": os.path.join(KEYS, "netsuite-m2m-test-ec.crt"),    # ES256
+# kid (certificate ID) -> (file stem under keys/, the algorithm sign_jwt uses by default)
+M2M_TEST_KEYS = {
+    "ns-cert-id": ("netsuite-m2m-test", "PS256"),                  # RSA 2048
+    "ns-cert-id-ec": ("netsuite-m2m-test-ec", "ES256"),            # P-256
+    "ns-cert-id-rsa3072": ("netsuite-m2m-test-rsa3072", "PS384"),  # RSA 3072 (PS384, PS512)
+    "ns-cert-id-ec384": ("netsuite-m2m-test-ec384", "ES384"),      # P-384
+    "ns-cert-id-ec521": ("netsuite-m2m-test-ec521", "ES512"),      # P-521
 }
-M2M_KEYS = {
-    "ns-cert-id": os.path.join(KEYS, "netsuite-m2m-test.key"),
-    "ns-cert-id-ec": os.path.join(KEYS, "netsuite-m2m-test-ec.key"),
-}
+M2M_CERTS = {kid: os.path.join(KEYS, stem + ".crt") for kid, (stem, _) in M2M_TEST_KEYS.items()}
+M2M_KEYS = {kid: os.path.join(KEYS, stem + ".key") for kid, (stem, _) in M2M_TEST_KEYS.items()}
+M2M_KID_ALGS = {kid: alg for kid, (_, alg) in M2M_TEST_KEYS.items()}
+M2M_ALGS = ("PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 RESTLET_SCRIPT = "customscript_sync_deleted"
 RESTLET_SCRIPT_INTERNAL_ID = "1001"
 RESTLET_DEPLOY = ("1", "customdeploy_sync_deleted")
@@ -51,6 +60,11 @@ RESTLET_DEPLOY = ("1", "customdeploy_sync_deleted")
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 RECORD_PREFIX = "/services/rest/record/v1"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+SYSTEM_PREFIX = "/services/rest/system/v1"
+ASYNC_PREFIX = "/services/rest/async/v1"
+BATCH_MAX = 100
+# the idempotency example's type URL (subsect_164494900632), status 400 titled "Conflict"
+IDEMPOTENCY_TYPE_URL = "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.4.10"
 RESTLET_PATH = "/app/site/hosting/restlet.nl"
 
 TBA_MAX_SKEW_S = 300
@@ -108,19 +122,23 @@ def ns_error(status, code, detail, headers=None, **extra):
 
 
 # ---------------------------------------------------------------------------
-# Crypto: PS256 (RSASSA-PSS, SHA-256, MGF1-SHA-256) and ES256 (ECDSA P-256),
-# pure Python.  Verification for the token endpoint; signing for tests.
+# Crypto: PS256/384/512 (RSASSA-PSS, MGF1 with the same hash, salt as long as
+# the hash) and ES256/384/512 (ECDSA on P-256/P-384/P-521), pure Python.
+# Verification for the token endpoint; signing for tests.
 
-def _mgf1(seed, length):
+HASHES = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+
+
+def _mgf1(seed, length, h=hashlib.sha256):
     out = b""
     c = 0
     while len(out) < length:
-        out += hashlib.sha256(seed + c.to_bytes(4, "big")).digest()
+        out += h(seed + c.to_bytes(4, "big")).digest()
         c += 1
     return out[:length]
 
 
-def pss_verify(msg, sig, n, e):
+def pss_verify(msg, sig, n, e, h=hashlib.sha256):
     modbits = n.bit_length()
     k = (modbits + 7) // 8
     if len(sig) != k:
@@ -134,14 +152,14 @@ def pss_verify(msg, sig, n, e):
     if m.bit_length() > emlen * 8:
         return False
     em = m.to_bytes(emlen, "big")
-    hlen = 32
+    hlen = h().digest_size
     if emlen < hlen + 2 or em[-1] != 0xBC:
         return False
-    masked, h = em[:emlen - hlen - 1], em[emlen - hlen - 1:-1]
+    masked, hh = em[:emlen - hlen - 1], em[emlen - hlen - 1:-1]
     topbits = 8 * emlen - embits
     if masked[0] & (0xFF << (8 - topbits)) & 0xFF:
         return False
-    db = bytearray(x ^ y for x, y in zip(masked, _mgf1(h, emlen - hlen - 1)))
+    db = bytearray(x ^ y for x, y in zip(masked, _mgf1(hh, emlen - hlen - 1, h)))
     db[0] &= 0xFF >> topbits
     i = 0
     while i < len(db) and db[i] == 0:
@@ -149,88 +167,120 @@ def pss_verify(msg, sig, n, e):
     if i >= len(db) or db[i] != 1:
         return False
     salt = bytes(db[i + 1:])
-    return hmac.compare_digest(
-        hashlib.sha256(b"\0" * 8 + hashlib.sha256(msg).digest() + salt).digest(), h)
+    return hmac.compare_digest(h(b"\0" * 8 + h(msg).digest() + salt).digest(), hh)
 
 
-def pss_sign(msg, n, d):
+def pss_sign(msg, n, d, h=hashlib.sha256):
     modbits = n.bit_length()
     k = (modbits + 7) // 8
     embits = modbits - 1
     emlen = (embits + 7) // 8
-    salt = os.urandom(32)
-    h = hashlib.sha256(b"\0" * 8 + hashlib.sha256(msg).digest() + salt).digest()
-    db = b"\0" * (emlen - 32 - 32 - 2) + b"\x01" + salt
-    masked = bytearray(x ^ y for x, y in zip(db, _mgf1(h, emlen - 33)))
+    hlen = h().digest_size
+    salt = os.urandom(hlen)
+    hh = h(b"\0" * 8 + h(msg).digest() + salt).digest()
+    db = b"\0" * (emlen - 2 * hlen - 2) + b"\x01" + salt
+    masked = bytearray(x ^ y for x, y in zip(db, _mgf1(hh, emlen - hlen - 1, h)))
     masked[0] &= 0xFF >> (8 * emlen - embits)
-    em = bytes(masked) + h + b"\xbc"
+    em = bytes(masked) + hh + b"\xbc"
     return pow(int.from_bytes(em, "big"), d, n).to_bytes(k, "big")
 
 
-P256_P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
-P256_A = P256_P - 3
-P256_B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b
-P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
-P256_G = (0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296,
-          0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5)
+class Curve:
+    """A short-Weierstrass NIST prime curve with a = p - 3."""
+
+    def __init__(self, name, p, b, n, g):
+        self.name, self.p, self.a, self.b, self.n, self.g = name, p, p - 3, b, n, g
+        self.size = (p.bit_length() + 7) // 8        # bytes per coordinate / signature half
+
+    def add(self, p1, p2):
+        if p1 is None:
+            return p2
+        if p2 is None:
+            return p1
+        (x1, y1), (x2, y2) = p1, p2
+        P = self.p
+        if x1 == x2:
+            if (y1 + y2) % P == 0:
+                return None
+            lam = (3 * x1 * x1 + self.a) * pow(2 * y1, -1, P) % P
+        else:
+            lam = (y2 - y1) * pow(x2 - x1, -1, P) % P
+        x3 = (lam * lam - x1 - x2) % P
+        return x3, (lam * (x1 - x3) - y1) % P
+
+    def mul(self, k, pt):
+        acc = None
+        while k:
+            if k & 1:
+                acc = self.add(acc, pt)
+            pt = self.add(pt, pt)
+            k >>= 1
+        return acc
+
+    def on_curve(self, pt):
+        x, y = pt
+        return 0 <= x < self.p and 0 <= y < self.p and \
+            (y * y - (x * x * x + self.a * x + self.b)) % self.p == 0
+
+    def _z(self, msg, h):
+        """The hash as an integer, truncated to the order's bit length (FIPS 186-4)."""
+        digest = h(msg).digest()
+        z = int.from_bytes(digest, "big")
+        excess = len(digest) * 8 - self.n.bit_length()
+        return z >> excess if excess > 0 else z
+
+    def verify(self, msg, sig, pub, h):
+        if len(sig) != 2 * self.size or not self.on_curve(pub):
+            return False
+        r = int.from_bytes(sig[:self.size], "big")
+        s = int.from_bytes(sig[self.size:], "big")
+        if not (1 <= r < self.n and 1 <= s < self.n):
+            return False
+        w = pow(s, -1, self.n)
+        pt = self.add(self.mul(self._z(msg, h) * w % self.n, self.g),
+                      self.mul(r * w % self.n, pub))
+        return pt is not None and pt[0] % self.n == r
+
+    def sign(self, msg, d, h):
+        z = self._z(msg, h)
+        while True:
+            k = secrets.randbelow(self.n - 1) + 1
+            r = self.mul(k, self.g)[0] % self.n
+            s = pow(k, -1, self.n) * (z + r * d) % self.n
+            if r and s:
+                return r.to_bytes(self.size, "big") + s.to_bytes(self.size, "big")
 
 
-def _ec_add(p1, p2):
-    if p1 is None:
-        return p2
-    if p2 is None:
-        return p1
-    (x1, y1), (x2, y2) = p1, p2
-    P = P256_P
-    if x1 == x2:
-        if (y1 + y2) % P == 0:
-            return None
-        lam = (3 * x1 * x1 + P256_A) * pow(2 * y1, -1, P) % P
-    else:
-        lam = (y2 - y1) * pow(x2 - x1, -1, P) % P
-    x3 = (lam * lam - x1 - x2) % P
-    return x3, (lam * (x1 - x3) - y1) % P
-
-
-def _ec_mul(k, pt):
-    acc = None
-    while k:
-        if k & 1:
-            acc = _ec_add(acc, pt)
-        pt = _ec_add(pt, pt)
-        k >>= 1
-    return acc
-
-
-def _on_curve(pt):
-    x, y = pt
-    return (y * y - (x * x * x + P256_A * x + P256_B)) % P256_P == 0
+P256 = Curve("P256", 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff,
+             0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b,
+             0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551,
+             (0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296,
+              0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5))
+P384 = Curve("P384", 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff,
+             0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef,
+             0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973,
+             (0xaa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7,
+              0x3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f))
+P521 = Curve("P521", 0x1ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff,
+             0x51953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00,
+             0x1fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409,
+             (0xc6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66,
+              0x11839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650))
+CURVES = {c.size: c for c in (P256, P384, P521)}        # by coordinate length
+# the JWT algorithm's curve (RFC 7518 section 3.4): ES512 is P-521
+ES_CURVES = {"ES256": P256, "ES384": P384, "ES512": P521}
 
 
 def es256_verify(msg, sig, pub):
-    if len(sig) != 64 or not _on_curve(pub):
-        return False
-    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
-    if not (1 <= r < P256_N and 1 <= s < P256_N):
-        return False
-    z = int.from_bytes(hashlib.sha256(msg).digest(), "big")
-    w = pow(s, -1, P256_N)
-    pt = _ec_add(_ec_mul(z * w % P256_N, P256_G), _ec_mul(r * w % P256_N, pub))
-    return pt is not None and pt[0] % P256_N == r
+    return P256.verify(msg, sig, pub, hashlib.sha256)
 
 
 def es256_sign(msg, d):
-    z = int.from_bytes(hashlib.sha256(msg).digest(), "big")
-    while True:
-        k = secrets.randbelow(P256_N - 1) + 1
-        r = _ec_mul(k, P256_G)[0] % P256_N
-        s = pow(k, -1, P256_N) * (z + r * d) % P256_N
-        if r and s:
-            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return P256.sign(msg, d, hashlib.sha256)
 
 
 def public_key_from_cert(pem_text):
-    """('RSA', (n, e)) or ('EC', (x, y)) from a PEM certificate."""
+    """('RSA', (n, e)) or ('EC', (curve, (x, y))) from a PEM certificate."""
     der = certs.pem_to_der(pem_text, "CERTIFICATE")
     _, cert, _ = certs.der_read(der)
     tbs = certs.der_children(certs.der_children(cert)[0][1])
@@ -238,8 +288,10 @@ def public_key_from_cert(pem_text):
     spki = tbs[idx + 5][1]
     parts = certs.der_children(spki)
     bits = parts[1][1][1:]
-    if len(bits) == 65 and bits[0] == 4:
-        return "EC", (int.from_bytes(bits[1:33], "big"), int.from_bytes(bits[33:], "big"))
+    size = (len(bits) - 1) // 2
+    if bits[:1] == b"\x04" and len(bits) == 1 + 2 * size and size in CURVES:
+        return "EC", (CURVES[size], (int.from_bytes(bits[1:1 + size], "big"),
+                                     int.from_bytes(bits[1 + size:], "big")))
     return "RSA", certs.rsa_public_from_spki(spki)
 
 
@@ -250,26 +302,36 @@ def ec_private_from_pem(pem_text):
     return int.from_bytes(certs.der_children(ecpk)[1][1], "big")
 
 
+def verify_jws(alg, signing_input, sig, keyinfo):
+    """A JWT signature with alg PS256/384/512 or ES256/384/512 against a
+    certificate's key; False for a key of the other family or curve."""
+    kind, pub = keyinfo
+    h = HASHES[alg[2:]]
+    if alg.startswith("PS"):
+        return kind == "RSA" and pss_verify(signing_input, sig, *pub, h=h)
+    curve, point = pub if kind == "EC" else (None, None)
+    return curve is ES_CURVES[alg] and curve.verify(signing_input, sig, point, h)
+
+
 def sign_jwt(claims, kid="ns-cert-id", alg=None, header=None, key_file=None):
     """A compact JWT for the M2M token endpoint, signed with the test key of
-    the given certificate ID (PS256 for ns-cert-id, ES256 for ns-cert-id-ec)."""
+    the given certificate ID (M2M_KID_ALGS gives each one's default alg)."""
     key_file = key_file or M2M_KEYS[kid]
     with open(key_file) as f:
         pem = f.read()
-    is_ec = kid.endswith("-ec") if alg is None else alg.startswith("ES")
-    alg = alg or ("ES256" if is_ec else "PS256")
+    alg = alg or M2M_KID_ALGS.get(kid, "PS256")
     h = header if header is not None else {"typ": "JWT", "alg": alg, "kid": kid}
     signing_input = (certs.b64url(json.dumps(h, separators=(",", ":")).encode()) + "."
                      + certs.b64url(json.dumps(claims, separators=(",", ":")).encode()))
     data = signing_input.encode("ascii")
-    if is_ec:
-        sig = es256_sign(data, ec_private_from_pem(pem))
+    if alg.startswith("ES"):
+        sig = ES_CURVES[alg].sign(data, ec_private_from_pem(pem), HASHES[alg[2:]])
     elif alg == "RS256":
         n, _, d = certs.rsa_private_from_pem(pem)
         sig = certs.rs256_sign(data, n, d)
     else:
         n, _, d = certs.rsa_private_from_pem(pem)
-        sig = pss_sign(data, n, d)
+        sig = pss_sign(data, n, d, HASHES[alg[2:]])
     return signing_input + "." + certs.b64url(sig)
 
 
@@ -311,14 +373,38 @@ def signature_base_string(method, url_base, path, oauth_params, query_pairs, for
 
 
 # ---------------------------------------------------------------------------
-# Dates
+# Dates.  The record API speaks UTC ("...Z", to the minute).  SuiteQL and the
+# record API's q= literals speak the integration user's time zone (config
+# netsuite_user_timezone, an IANA name): USER_TZ holds it for the request
+# being served (each request runs in its own thread; handle() sets it).
+
+USER_TZ = contextvars.ContextVar("netsuite_user_tz", default=timezone.utc)
+MONTHS = ("JANUARY", "FEBRUARY", "MARCH", "APRIL", "MAY", "JUNE", "JULY", "AUGUST",
+          "SEPTEMBER", "OCTOBER", "NOVEMBER", "DECEMBER")
+DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+
+
+def user_tz():
+    return USER_TZ.get()
+
 
 def iso_z(dt):
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_minute_z(dt):
+    """The record API's datetimes: UTC, to the minute (every recorded stamp ends in :00)."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:00Z")
+
+
+def local(dt):
+    """An instant as wall-clock time in the user's time zone."""
+    return dt.astimezone(user_tz()) if dt.tzinfo is not None else dt
+
+
 def user_date(dt):
     """The integration user's date format preference in the emulator: M/D/YYYY."""
+    dt = local(dt)
     return "%d/%d/%d" % (dt.month, dt.day, dt.year)
 
 
@@ -332,11 +418,19 @@ def parse_iso(s):
     return dt.astimezone(timezone.utc)
 
 
+def wall(y, mo, d, h=0, mi=0, s=0, us=0, tz=None):
+    """Wall-clock time in tz (default: the user's) as an aware datetime."""
+    return datetime(y, mo, d, h, mi, s, us, tzinfo=tz or user_tz())
+
+
 _USER_DT = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?$")
 
 
-def parse_user_or_iso(s):
-    """A date literal as a user would type it (M/D/YYYY [h:mm[:ss] [am|pm]]) or ISO 8601."""
+def parse_user_or_iso(s, tz=None):
+    """A date literal as a user would type it (M/D/YYYY [h:mm[:ss] [am|pm]]) or
+    ISO 8601.  Without an offset it is wall-clock time in tz (default: the
+    user's time zone, as NetSuite reads q= literals)."""
+    tz = tz or user_tz()
     s = s.strip()
     m = _USER_DT.match(s)
     if m:
@@ -344,39 +438,187 @@ def parse_user_or_iso(s):
         h = int(hh or 0)
         if ap:
             h = h % 12 + (12 if ap.lower() == "pm" else 0)
-        return datetime(int(y), int(mo), int(d), h, int(mi or 0), int(ss or 0), tzinfo=timezone.utc)
+        return wall(int(y), int(mo), int(d), h, int(mi or 0), int(ss or 0), tz=tz)
     if re.match(r"^\d{4}-\d{2}-\d{2}$", s):
-        return datetime.strptime(s, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-    return parse_iso(s)
+        return datetime.strptime(s, "%Y-%m-%d").replace(tzinfo=tz)
+    iso = s[:-1] + "+00:00" if s.endswith("Z") else s
+    dt = datetime.fromisoformat(iso)
+    return dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
 
 
-_FMT_TOKENS = [("YYYY", "%Y"), ("HH24", "%H"), ("HH12", "%I"), ("MM", "%m"), ("DD", "%d"),
-               ("HH", "%I"), ("MI", "%M"), ("SS", "%S"), ("AM", "%p"), ("PM", "%p"), ("YY", "%y"),
-               ("MON", "%b")]
+class DateFormatError(ValueError):
+    pass
 
 
-def oracle_fmt(fmt):
-    """Oracle TO_CHAR/TO_DATE format -> strftime/strptime format (subset)."""
+# Oracle datetime format elements the emulator knows, longest first.
+_FMT_ELEMENTS = ("HH24", "HH12", "YYYY", "RRRR", "MONTH", "MON", "FF1", "FF2", "FF3", "FF4",
+                 "FF5", "FF6", "FF7", "FF8", "FF9", "FF", "A.M.", "P.M.", "AM", "PM", "DAY",
+                 "DY", "DDD", "DD", "DS", "TS", "MM", "MI", "SS", "HH", "YY", "RR", "X", "D")
+_PUNCT = "-/,.;: "
+
+
+def fmt_elements(fmt):
+    """An Oracle format model as [("el", ELEMENT, original text) | ("lit", text)];
+    DateFormatError for anything else (NetSuite answers such a query 400)."""
     out = []
     i = 0
     up = fmt.upper()
     while i < len(fmt):
-        for tok, rep in _FMT_TOKENS:
-            if up.startswith(tok, i):
-                out.append(rep)
-                i += len(tok)
+        c = fmt[i]
+        if c == '"':
+            j = fmt.find('"', i + 1)
+            if j < 0:
+                raise DateFormatError(fmt)
+            out.append(("lit", fmt[i + 1:j]))
+            i = j + 1
+            continue
+        for el in _FMT_ELEMENTS:
+            if up.startswith(el, i):
+                out.append(("el", el, fmt[i:i + len(el)]))
+                i += len(el)
                 break
         else:
-            c = fmt[i]
-            if c == '"':
-                j = fmt.find('"', i + 1)
-                j = len(fmt) if j < 0 else j
-                out.append(fmt[i + 1:j].replace("%", "%%"))
-                i = j + 1
-                continue
-            out.append("%%" if c == "%" else c)
-            i += 1
+            if c in _PUNCT:
+                out.append(("lit", c))
+                i += 1
+            else:
+                raise DateFormatError(fmt)
+    return out
+
+
+def _case_like(word, pattern):
+    """Oracle spells MON/MONTH/DAY/DY in the case of the format element."""
+    if pattern.isupper():
+        return word.upper()
+    if pattern[:1].isupper():
+        return word.capitalize()
+    return word.lower()
+
+
+def _h12(h):
+    return h % 12 or 12
+
+
+def to_char(dt, fmt):
+    """Oracle TO_CHAR(datetime, fmt), the datetime shown in the user's time zone."""
+    dt = local(dt)
+    out = []
+    for part in fmt_elements(fmt):
+        if part[0] == "lit":
+            out.append(part[1])
+            continue
+        el, orig = part[1], part[2]
+        if el in ("YYYY", "RRRR"):
+            out.append("%04d" % dt.year)
+        elif el in ("YY", "RR"):
+            out.append("%02d" % (dt.year % 100))
+        elif el == "MM":
+            out.append("%02d" % dt.month)
+        elif el == "MON":
+            out.append(_case_like(MONTHS[dt.month - 1][:3], orig))
+        elif el == "MONTH":
+            out.append(_case_like(MONTHS[dt.month - 1].ljust(9), orig))
+        elif el == "DD":
+            out.append("%02d" % dt.day)
+        elif el == "DDD":
+            out.append("%03d" % dt.timetuple().tm_yday)
+        elif el == "D":
+            out.append(str((dt.weekday() + 1) % 7 + 1))        # Sunday = 1 (AMERICA)
+        elif el == "DAY":
+            out.append(_case_like(DAYS[dt.weekday()].ljust(9), orig))
+        elif el == "DY":
+            out.append(_case_like(DAYS[dt.weekday()][:3], orig))
+        elif el == "HH24":
+            out.append("%02d" % dt.hour)
+        elif el in ("HH", "HH12"):
+            out.append("%02d" % _h12(dt.hour))
+        elif el == "MI":
+            out.append("%02d" % dt.minute)
+        elif el == "SS":
+            out.append("%02d" % dt.second)
+        elif el.startswith("FF"):
+            digits = int(el[2:]) if len(el) > 2 else 6
+            out.append(("%06d" % dt.microsecond + "000")[:digits])
+        elif el in ("AM", "PM", "A.M.", "P.M."):
+            ap = "AM" if dt.hour < 12 else "PM"
+            if "." in el:
+                ap = ap[0] + "." + ap[1] + "."
+            out.append(ap if orig[:1].isupper() else ap.lower())
+        elif el == "X":
+            out.append(".")
+        elif el == "DS":
+            out.append(user_date(dt))
+        elif el == "TS":
+            out.append("%02d:%02d:%02d %s" % (_h12(dt.hour), dt.minute, dt.second,
+                                              "AM" if dt.hour < 12 else "PM"))
     return "".join(out)
+
+
+_PARSE_RX = {"YYYY": r"(?P<Y>\d{4})", "RRRR": r"(?P<Y>\d{4})", "YY": r"(?P<y>\d{2})",
+             "RR": r"(?P<y>\d{2})", "MM": r"(?P<m>\d{1,2})", "MON": r"(?P<b>[A-Za-z]{3})",
+             "MONTH": r"(?P<B>[A-Za-z]+)\s*", "DD": r"(?P<d>\d{1,2})", "HH24": r"(?P<H>\d{1,2})",
+             "HH": r"(?P<I>\d{1,2})", "HH12": r"(?P<I>\d{1,2})", "MI": r"(?P<M>\d{1,2})",
+             "SS": r"(?P<S>\d{1,2})", "AM": r"(?P<p>[AaPp]\.?[Mm]\.?)",
+             "PM": r"(?P<p>[AaPp]\.?[Mm]\.?)", "A.M.": r"(?P<p>[AaPp]\.?[Mm]\.?)",
+             "P.M.": r"(?P<p>[AaPp]\.?[Mm]\.?)", "X": r"\.",
+             "DS": r"(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<Y>\d{4})",
+             "TS": r"(?P<I>\d{1,2}):(?P<M>\d{2}):(?P<S>\d{2})\s*(?P<p>[AaPp][Mm])"}
+
+
+def parse_datetime(s, fmt, timestamp):
+    """Oracle TO_DATE (timestamp=False) / TO_TIMESTAMP(s, fmt): wall-clock time
+    in the user's time zone.  FF is a TIMESTAMP element: TO_DATE refuses it,
+    as Oracle does (ORA-01821).  ValueError when s does not match."""
+    rx = []
+    for part in fmt_elements(fmt):
+        if part[0] == "lit":
+            lit = part[1]
+            rx.append(r"\s+" if lit == " " else
+                      "[" + re.escape(_PUNCT.strip()) + "]" if lit in _PUNCT else re.escape(lit))
+            continue
+        el = part[1]
+        if el.startswith("FF"):
+            if not timestamp:
+                raise DateFormatError(fmt)
+            n = int(el[2:]) if len(el) > 2 else 9
+            rx.append(r"(?P<f>\d{1,%d})" % n)
+        elif el in _PARSE_RX:
+            rx.append(_PARSE_RX[el])
+        else:
+            raise DateFormatError(fmt)
+    try:
+        m = re.fullmatch("".join(rx), s.strip())
+    except re.error:                   # an element given twice
+        raise DateFormatError(fmt)
+    if not m:
+        raise ValueError(s)
+    g = {k: v for k, v in m.groupdict().items() if v is not None}
+    year = int(g["Y"]) if "Y" in g else 2000 + int(g["y"]) if "y" in g else local(datetime.now(timezone.utc)).year
+    if "m" in g:
+        month = int(g["m"])
+    elif "b" in g or "B" in g:
+        name = (g.get("b") or g.get("B")).upper()
+        hits = [i for i, mo in enumerate(MONTHS, 1) if mo.startswith(name) and
+                (len(name) == 3 or mo == name)]
+        if not hits:
+            raise ValueError(s)
+        month = hits[0]
+    else:
+        month = 1
+    day = int(g.get("d", 1))
+    if "H" in g:
+        hour = int(g["H"])
+    elif "I" in g:
+        hour = int(g["I"])
+        if not 1 <= hour <= 12:
+            raise ValueError(s)
+        hour %= 12
+        if g.get("p", "a")[:1].lower() == "p":
+            hour += 12
+    else:
+        hour = 0
+    us = int((g["f"] + "000000")[:6]) if "f" in g else 0
+    return wall(year, month, day, hour, int(g.get("M", 0)), int(g.get("S", 0)), us)
 
 
 # ---------------------------------------------------------------------------
@@ -496,6 +738,16 @@ BUILTIN_RECORDS = {
                  "accttype": "AcctRec"}],
     "term": [{"id": "2", "name": "Net 30", "daysUntilNetDue": 30}],
 }
+
+# SuiteQL's deletedrecord table (the "Deleted Record" search type): its
+# columns as tap-netsuite-rest selects them; no externalid column.
+DELETED_TABLE = "deletedrecord"
+DELETED_COLUMNS = ("name", "recordid", "recordtypeid", "scriptid", "context", "deletedby",
+                   "deleteddate", "iscustomlist", "iscustomrecord", "iscustomtransaction", "type")
+# who deleted, and in which execution context: ((deletedby id, its BUILTIN.DF),
+# (context id, its BUILTIN.DF)) per source of the delete
+DELETED_BY = {"api": (("-5", "Integration User"), ("RESTWEBSERVICES", "REST Web Services")),
+              "control": (("3", "Remote User"), ("USERINTERFACE", "User Interface"))}
 
 REFNAME_FIELDS = ("entityId", "tranId", "name", "acctname", "companyName")
 FIELD_KINDS = {"text", "email", "bool", "float", "int", "date", "datetime", "enum", SUBLIST,
@@ -792,9 +1044,10 @@ class Evaluator:
             pre, _, rest = low.partition(".")
             if pre in (self.table, (self.alias or "").lower()):
                 low = rest
-            else:
-                raise QueryError("Search error occurred: Field '%s' for record '%s' was not found."
-                                 % (name, self.table))
+            else:       # NetSuite's words (a live 400, reference §7)
+                raise QueryError("Search error occurred: Unknown identifier '%s'. Available "
+                                 "identifiers are: {%s=%s}."
+                                 % (name.partition(".")[0], self.alias or self.table, self.table))
         if low in ("sysdate", "current_date", "current_timestamp"):
             return low
         if low not in self.columns:
@@ -884,19 +1137,30 @@ class Evaluator:
                 return None
             if isinstance(s, datetime):
                 return s
-            fmt = self.ev(args[1], row) if len(args) > 1 else "MM/DD/YYYY"
-            try:
-                return datetime.strptime(str(s), oracle_fmt(str(fmt))).replace(tzinfo=timezone.utc)
+            if len(args) > 1:
+                fmt = self.ev(args[1], row)
+                try:
+                    return parse_datetime(str(s), str(fmt), name == "TO_TIMESTAMP")
+                except DateFormatError:
+                    raise QueryError("Invalid or unsupported search")
+                except ValueError:
+                    raise QueryError("Search error occurred: Invalid date value '%s' for format '%s'"
+                                     % (s, fmt))
+            try:            # no format: the user's date format (M/D/YYYY)
+                return parse_user_or_iso(str(s))
             except ValueError:
-                raise QueryError("Search error occurred: Invalid date value '%s' for format '%s'"
-                                 % (s, fmt))
+                raise QueryError("Search error occurred: Invalid date value '%s'" % s)
         if name == "TO_CHAR":
             v = self.ev(args[0], row)
             if v is None:
                 return None
             if isinstance(v, datetime):
-                fmt = self.ev(args[1], row) if len(args) > 1 else "MM/DD/YYYY"
-                return v.strftime(oracle_fmt(str(fmt)))
+                if len(args) < 2:
+                    return user_date(v)
+                try:
+                    return to_char(v, str(self.ev(args[1], row)))
+                except DateFormatError:
+                    raise QueryError("Invalid or unsupported search")
             return render_sql_value(v)
         if name == "BUILTIN.DF":
             a = args[0]
@@ -973,9 +1237,13 @@ class Api(ApiBase):
             self.next_id = {}
             self.tranid_seq = 1000
             self.deleted = []
+            self.custom_type_seq = 0    # internal IDs of custom record types
             self.gen = 0            # bumped by updates/deletes: SuiteQL row caches carry refNames
             self.tokens = {}
             self.nonces = {}
+            self.jobs = {}              # asynchronous jobs: id -> {tasks, ready_at}
+            self.job_seq = 0
+            self.idempotency = {}       # X-NetSuite-Idempotency-Key -> job id
             self.restlet_deployed = True
             for key, rows in BUILTIN_RECORDS.items():
                 for r in rows:
@@ -989,7 +1257,17 @@ class Api(ApiBase):
 
     def owns(self, path):
         return (path == TOKEN_PATH or path == RECORD_PREFIX or path.startswith(RECORD_PREFIX + "/")
-                or path == SUITEQL_PATH or path == RESTLET_PATH)
+                or path == SUITEQL_PATH or path == RESTLET_PATH or path.startswith(SYSTEM_PREFIX + "/")
+                or path.startswith(ASYNC_PREFIX + "/"))
+
+    def zone(self):
+        """The integration user's time zone (config netsuite_user_timezone)."""
+        name = self.config("netsuite_user_timezone") or "UTC"
+        try:
+            return ZoneInfo(str(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise NsError(500, "UNEXPECTED_ERROR", "Emulator config netsuite_user_timezone %r "
+                          "is not an IANA time zone name." % (name,))
 
     # -- type helpers --------------------------------------------------------
     def type_key(self, name):
@@ -1001,7 +1279,13 @@ class Api(ApiBase):
     def seq_of(self, key):
         return self.types[key].get("seq", key)
 
+    def deletedrecord_enabled(self):
+        v = self.config("netsuite_deletedrecord")
+        return v is None or bool(v)
+
     def columns(self, table):
+        if table == DELETED_TABLE:
+            return set(DELETED_COLUMNS) if self.deletedrecord_enabled() else None
         cols = {"id"}
         found = False
         for key, t in self.types.items():
@@ -1179,7 +1463,7 @@ class Api(ApiBase):
             self.tranid_seq += 1
             new["tranId"] = "%s%d" % (t["tranid_prefix"], self.tranid_seq)
         if "tranDate" in t["fields"] and not new.get("tranDate"):
-            new["tranDate"] = self.now().strftime("%Y-%m-%d")
+            new["tranDate"] = self.now().astimezone(self.zone()).strftime("%Y-%m-%d")
         now = self.now()
         for s in t["stamps"]:
             if new.get(s) is None:
@@ -1200,7 +1484,7 @@ class Api(ApiBase):
         self._store(key, rec, new)
         self.gen += 1
 
-    def _delete(self, key, rid, check_deps=True):
+    def _delete(self, key, rid, check_deps=True, source="api"):
         rec = self.recs[key][rid]
         if check_deps:
             for k2, t2 in self.types.items():
@@ -1215,10 +1499,11 @@ class Api(ApiBase):
         self.gen += 1
         if rec.get("externalId") is not None:
             self.eids[key].pop(rec["externalId"], None)
-        entry = {"deleteddate": self.emu.now(), "recordtype": key, "recordid": str(rid),
+        entry = {"deleteddate": self.now(), "recordtype": key, "recordid": str(rid),
                  "name": self.ref_name(key, rec)}
         if rec.get("externalId") is not None:
             entry["externalid"] = rec["externalId"]
+        entry["_by"], entry["_context"] = DELETED_BY[source]
         self.deleted.append(entry)
 
     def ref_name(self, key, rec):
@@ -1252,7 +1537,7 @@ class Api(ApiBase):
                 continue
             kind = t["fields"].get(f, "text")
             if kind == "datetime":
-                out[f] = iso_z(v)
+                out[f] = iso_minute_z(v) if links else iso_z(v)
             elif kind.startswith("select:"):
                 target = kind[7:]
                 ref = {"id": v["id"]}
@@ -1284,7 +1569,8 @@ class Api(ApiBase):
 
     def sql_row(self, key, rec):
         row = rec.get("_row")
-        if row is not None and rec.get("_gen") == self.gen:
+        gen = (self.gen, user_tz())
+        if row is not None and rec.get("_gen") == gen:
             return row
         t = self.types[key]
         row = {"id": rec["_id"]}
@@ -1302,15 +1588,15 @@ class Api(ApiBase):
                 rn = self.ref_name_of(kind[7:], v)
                 if rn is not None:
                     row["__df__" + col] = rn
-            elif kind == "date":
-                row[col] = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            elif kind == "date":          # a day in the user's time zone
+                row[col] = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=user_tz())
             else:
                 row[col] = v
         if t["table"] == "transaction":
             row["type"] = t["tran_type"]
             row["recordtype"] = key
         rec["_row"] = row
-        rec["_gen"] = self.gen
+        rec["_gen"] = gen
         return row
 
     # -- dispatch ------------------------------------------------------------
@@ -1319,6 +1605,7 @@ class Api(ApiBase):
         try:
             if path == TOKEN_PATH:
                 return self.token_endpoint(req)
+            USER_TZ.set(self.zone())
             restlet = path == RESTLET_PATH
             limit = self.config("netsuite_concurrency")
             if limit is not None and req.inflight > int(limit):
@@ -1332,7 +1619,28 @@ class Api(ApiBase):
             if restlet:
                 return self.restlet(req)
             if path == SUITEQL_PATH:
+                if "respond-async" in self.prefers(req):
+                    raise NsError(400, "INVALID_HEADER", "Asynchronous request execution isn't "
+                                  "supported in the REST query service.", errorHeader="Prefer")
                 return self.suiteql(req)
+            if path.startswith(SYSTEM_PREFIX + "/"):
+                return self.system(req)
+            if path.startswith(ASYNC_PREFIX + "/"):
+                return self.async_api(req)
+            rest = req.path[len(RECORD_PREFIX):].strip("/")
+            parts = [urllib.parse.unquote(p) for p in rest.split("/")] if rest else []
+            if parts and parts[0] != "metadata-catalog":
+                if "respond-async" in self.prefers(req):
+                    try:
+                        key = self.type_key(parts[0])
+                    except KeyError:
+                        raise NsError(404, "NONEXISTENT_ID", "Record type '%s' does not exist."
+                                      % parts[0], urlPath=parts[0])
+                    return self.async_submit(req, key, parts)
+                if self.is_collection_body(req) and req.method in ("POST", "PATCH", "PUT"):
+                    raise NsError(400, "INVALID_HEADER", "Batch operations are executed "
+                                  "asynchronously: send the header 'Prefer: respond-async'.",
+                                  errorHeader="Prefer")
             return self.record_api(req)
         except NsError as e:
             return ns_error(e.status, e.code, e.detail, **e.extra)
@@ -1429,8 +1737,8 @@ class Api(ApiBase):
         except (ValueError, UnicodeDecodeError):
             return self.token_error(400, "invalid_request")
         alg = header.get("alg")
-        if alg not in ("PS256", "ES256") or header.get("typ", "JWT") != "JWT":
-            # PS384/512 and ES384/512 are valid in NetSuite but not emulated; RS256 is retired
+        if alg not in M2M_ALGS or header.get("typ", "JWT") != "JWT":
+            # RS256 is retired
             return self.token_error(400, "invalid_request")
         if claims.get("iss") != M2M_CLIENT_ID:
             return self.token_error(401, "invalid_client")
@@ -1439,12 +1747,7 @@ class Api(ApiBase):
         if keyinfo is None:
             return self.token_error(400, "invalid_grant")
         signing_input = (parts[0] + "." + parts[1]).encode("ascii")
-        kind, pub = keyinfo
-        if alg == "PS256":
-            ok = kind == "RSA" and pss_verify(signing_input, sig, *pub)
-        else:
-            ok = kind == "EC" and es256_verify(signing_input, sig, pub)
-        if not ok:
+        if not verify_jws(alg, signing_input, sig, keyinfo):
             return self.token_error(400, "invalid_grant")
         aud = claims.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
@@ -1476,7 +1779,196 @@ class Api(ApiBase):
         tok = head + "." + body + "." + certs.b64url(secrets.token_bytes(32))
         with self.lock:
             self.tokens[tok] = {"exp": now + ttl, "scopes": set(scopes)}
-        return {"access_token": tok, "expires_in": str(ttl), "token_type": "Bearer"}
+        # NetSuite 2025.2 sent "3600" (a string); the doc example a number
+        expires = ttl if self.config("netsuite_expires_in_number") else str(ttl)
+        return {"access_token": tok, "expires_in": expires, "token_type": "Bearer"}
+
+    # -- system/v1: serverTime, governanceLimits -------------------------------
+    def system(self, req):
+        what = req.path[len(SYSTEM_PREFIX) + 1:]
+        if what not in ("serverTime", "governanceLimits"):
+            raise NsError(404, "NONEXISTENT_ID", "The requested resource does not exist.",
+                          urlPath=what)
+        if req.method != "GET":
+            raise NsError(405, "INVALID_METHOD", "Method %s is not allowed. Use GET." % req.method)
+        if what == "serverTime":
+            # UTC with milliseconds (the documented example: "2025-03-26T16:21:00.000Z")
+            now = self.emu.now().astimezone(timezone.utc)
+            return json_response(200, {"serverTime": now.strftime("%Y-%m-%dT%H:%M:%S.")
+                                       + "%03dZ" % (now.microsecond // 1000)})
+        # no limit is allocated to this integration: limit type accountLimit
+        limit = int(self.config("netsuite_concurrency") or 5)
+        return json_response(200, {"accountConcurrencyLimit": limit,
+                                   "accountUnallocatedConcurrencyLimit": limit,
+                                   "integrationLimitType": "accountLimit"})
+
+    # -- asynchronous requests and batch operations ----------------------------
+    # Docs: "REST Web Services Request Processing" (chapter_161251386312) and its
+    # subsections (sending, polling, results, idempotency); "Batch Operations"
+    # (article_0127092747).  README-netsuite.md says which parts are guesses.
+
+    @staticmethod
+    def prefers(req):
+        """The Prefer header's preferences, lower case, without parameters' quotes."""
+        return {p.strip().lower().replace('"', "")
+                for p in (req.header("prefer") or "").split(",") if p.strip()}
+
+    def is_collection_body(self, req):
+        ct = (req.header("content-type") or "").lower().replace(" ", "")
+        return "type=collection" in ct
+
+    def async_submit(self, req, key, parts):
+        """A record-API request sent with Prefer: respond-async: run it as a job
+        (a batch: one task per item), answer 202 + Location of the job."""
+        idem = req.header("x-netsuite-idempotency-key")
+        with self.lock:
+            if idem is not None and idem in self.idempotency:
+                # the documented answer: 400 titled "Conflict", Location of the first job
+                body = ns_error_body(400, "IDEMPOTENCY_ERROR",
+                                     'A request with the same idempotency key is already submitted. '
+                                     'See the "Location" header for a link to the previously '
+                                     'submitted job')
+                body.update(type=IDEMPOTENCY_TYPE_URL, title="Conflict")
+                return json_response(400, body, [
+                    ("Preference-Applied", "respond-async"),
+                    ("Location", "%s/job/%d" % (ASYNC_PREFIX, self.idempotency[idem]))],
+                    content_type="application/json")
+        batch = None
+        m = req.method
+        if len(parts) == 1 and (self.is_collection_body(req) or
+                                (m in ("DELETE", "GET") and req.q1("ids") is not None)):
+            batch = self.batch_requests(req, key)
+        subrequests = batch if batch is not None else [req]
+        tasks = []
+        started = self.now()
+        for sub in subrequests:
+            try:
+                if isinstance(sub, NsError):
+                    raise sub
+                resp = self.record_api(sub)
+            except NsError as e:
+                resp = ns_error(e.status, e.code, e.detail, **e.extra)
+            tasks.append({"status": resp.status, "headers": resp.headers, "body": resp.body,
+                          "start": started, "end": self.now()})
+        with self.lock:
+            self.job_seq += 1
+            jid = self.job_seq
+            delay = float(self.config("netsuite_async_delay_ms") or 0) / 1000.0
+            self.jobs[jid] = {"tasks": tasks, "ready_at": self.emu.time() + delay}
+            if idem is not None:
+                self.idempotency[idem] = jid
+        return empty_response(202, [("Preference-Applied", "respond-async"),
+                                    ("Content-Type", "application/json"),
+                                    ("Location", "%s/job/%d" % (ASYNC_PREFIX, jid))])
+
+    def batch_requests(self, req, key):
+        """The per-record requests of a batch (or the NsError its task answers):
+        a collection body {"items": [...]} for POST/PATCH/PUT, or ?ids=1,2,eid:x
+        for DELETE/GET."""
+        m = req.method
+        base = "%s/%s" % (RECORD_PREFIX, key)
+        plain = {k: v for k, v in req.headers.items()
+                 if k not in ("content-type", "prefer", "x-netsuite-idempotency-key")}
+        plain["content-type"] = "application/json"
+
+        def sub(method, path, body=None, query=""):
+            return Request(method, path, urllib.parse.parse_qs(query, keep_blank_values=True),
+                           query, plain, json.dumps(body).encode() if body is not None else b"",
+                           req.inflight, req.url_base)
+        if m in ("DELETE", "GET"):
+            ids = [x.strip() for x in (req.q1("ids") or "").split(",") if x.strip()]
+            if not ids or len(ids) > BATCH_MAX:
+                raise NsError(400, "INVALID_PARAMETER", "Invalid value for the query parameter ids. "
+                              "Provide 1 to %d record IDs." % BATCH_MAX, errorQueryParam="ids")
+            query = ""
+            if m == "GET" and (req.q1("expandRecords") or "").lower() == "true":
+                query = "expandSubResources=true"
+            return [sub(m, "%s/%s" % (base, urllib.parse.quote(i, safe=":")), query=query) for i in ids]
+        if m not in ("POST", "PATCH", "PUT"):
+            raise NsError(405, "INVALID_METHOD", "Method %s is not allowed on a collection." % m)
+        body = self.json_body(req)
+        items = body.get("items")
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+            raise NsError(400, "INVALID_CONTENT", "The request body must contain \"items\", a list "
+                          "of 1 to %d record objects." % BATCH_MAX, errorPath="items")
+        if len(items) > BATCH_MAX:
+            raise NsError(400, "INVALID_CONTENT", "You can work with a maximum of %d records in "
+                          "one batch request." % BATCH_MAX, errorPath="items")
+        out = []
+        for item in items:
+            rid, eid = item.get("id"), item.get("externalId")
+            if m == "POST":                     # create
+                out.append(sub("POST", base, item))
+            elif m == "PUT" and eid is not None:    # upsert by external ID
+                out.append(sub("PUT", "%s/eid:%s" % (base, urllib.parse.quote(str(eid))), item))
+            elif rid is not None:               # update by internal ID
+                rest = {k: v for k, v in item.items() if k != "id"}
+                out.append(sub("PATCH", "%s/%s" % (base, urllib.parse.quote(str(rid))), rest))
+            elif eid is not None:               # PATCH: update by external ID
+                rest = {k: v for k, v in item.items() if k != "externalId"}
+                out.append(sub("PATCH", "%s/eid:%s" % (base, urllib.parse.quote(str(eid))), rest))
+            else:               # this item's task fails; the others go on
+                out.append(NsError(400, "INVALID_CONTENT", "Each item of a %s batch must "
+                                   "contain \"id\" or \"externalId\"." % m, errorPath="id"))
+        return out
+
+    def job_progress(self, job):
+        if self.emu.time() < job["ready_at"]:
+            return False, "pending"
+        ok = all(t["status"] < 400 for t in job["tasks"])
+        return True, "succeeded" if ok else "failed"
+
+    def async_api(self, req):
+        """GET /services/rest/async/v1/job/{id}[/task[/{n}[/result]]]."""
+        parts = [p for p in req.path[len(ASYNC_PREFIX):].split("/") if p]
+        if req.method != "GET":
+            raise NsError(405, "INVALID_METHOD", "Method %s is not allowed. Use GET." % req.method)
+        if len(parts) < 2 or parts[0] != "job" or len(parts) > 5 or \
+                (len(parts) >= 3 and parts[2] != "task") or (len(parts) == 5 and parts[4] != "result"):
+            raise NsError(404, "NONEXISTENT_ID", "The requested resource does not exist.")
+        with self.lock:
+            try:
+                job = self.jobs[int(parts[1])]
+            except (ValueError, KeyError):
+                raise NsError(404, "NONEXISTENT_ID", "The job %s does not exist." % parts[1],
+                              urlPath=parts[1])
+            jurl = "%s%s/job/%s" % (req.url_base, ASYNC_PREFIX, parts[1])
+            completed, progress = self.job_progress(job)
+            if len(parts) == 2:
+                return json_response(200, {"links": _link(jurl), "completed": completed,
+                                           "id": parts[1], "progress": progress,
+                                           "task": {"links": _link(jurl + "/task")}},
+                                     content_type=CT_SINGULAR)
+            if len(parts) == 3:
+                items = [{"links": _link("%s/task/%d" % (jurl, n)), "id": str(n)}
+                         for n in range(1, len(job["tasks"]) + 1)]
+                return json_response(200, {"links": _link(jurl + "/task"), "count": len(items),
+                                           "hasMore": False, "items": items, "offset": 0,
+                                           "totalResults": len(items)}, content_type=CT_COLLECTION)
+            try:
+                n = int(parts[3])
+                task = job["tasks"][n - 1]
+                if n < 1:
+                    raise IndexError
+            except (ValueError, IndexError):
+                raise NsError(404, "NONEXISTENT_ID", "The task %s does not exist." % parts[3],
+                              urlPath=parts[3])
+            turl = "%s/task/%d" % (jurl, n)
+            if len(parts) == 4:
+                out = {"links": [{"rel": "related", "href": turl + "/result"},
+                                 {"rel": "self", "href": turl}],
+                       "completed": completed, "id": str(n),
+                       "progress": progress if not completed else
+                       ("succeeded" if task["status"] < 400 else "failed"),
+                       "startTime": iso_z(task["start"])}
+                if completed:
+                    out["endTime"] = iso_z(task["end"])
+                return json_response(200, out, content_type=CT_SINGULAR)
+            if not completed:
+                raise NsError(404, "NONEXISTENT_ID", "The result of task %d is not available "
+                              "yet: the job is pending." % n)
+            # the task's own answer, as the synchronous request would have had it
+            return Response(task["status"], task["body"], task["headers"])
 
     # -- record API ----------------------------------------------------------
     def parse_limit_offset(self, req):
@@ -1726,7 +2218,7 @@ class Api(ApiBase):
             return op in ("IS_NOT", "NONE_OF", "DOES_NOT_CONTAIN", "NOT_EQUAL")
         if kind in ("date", "datetime"):
             if kind == "date":
-                v = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+                v = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=user_tz())
             a = vals[0]
             day_only = a.hour == a.minute == a.second == 0
             end = a + timedelta(days=1) if day_only else a
@@ -1914,7 +2406,7 @@ class Api(ApiBase):
             with self.lock:
                 cols, rows = self.run_suiteql(q)
         except QueryError as e:
-            raise NsError(400, "INVALID_PARAMETER", SUITEQL_PREFIX + str(e))
+            raise NsError(400, "INVALID_PARAMETER", SUITEQL_PREFIX + str(e), errorQueryParam="q")
         total = len(rows)
         page = rows[offset:offset + limit]
         items = []
@@ -1933,6 +2425,32 @@ class Api(ApiBase):
                                    "items": items, "offset": offset, "totalResults": total},
                              content_type=CT_COLLECTION)
 
+    def table_rows(self, table):
+        """A SuiteQL table's rows in their natural order (internal ID; the
+        deletedrecord table in the order of the deletes)."""
+        if table == DELETED_TABLE:
+            return [self.deleted_row(d) for d in self.deleted]
+        src = []
+        for key, t in self.types.items():
+            if t["table"] == table:
+                src.extend(self.sql_row(key, r) for r in self.recs[key].values())
+        src.sort(key=lambda r: r["id"])
+        return src
+
+    def deleted_row(self, d):
+        key = d["recordtype"]
+        t = self.types.get(key, {})
+        custom = bool(t.get("custom")) and t.get("table") != "transaction"
+        (by, by_name), (ctx, ctx_name) = d["_by"], d["_context"]
+        return {"name": d.get("name"), "recordid": int(d["recordid"]),
+                "recordtypeid": t.get("type_id") if custom else None,
+                "scriptid": key.upper() if custom else None,
+                "context": ctx, "__df__context": ctx_name,
+                "deletedby": by, "__df__deletedby": by_name,
+                "deleteddate": d["deleteddate"], "iscustomlist": "F",
+                "iscustomrecord": "T" if custom else "F", "iscustomtransaction": "F",
+                "type": key}
+
     def run_suiteql(self, text):
         q = Parser(text).parse()
         table = q["table"].lower()
@@ -1950,15 +2468,11 @@ class Api(ApiBase):
             ev.check(q["where"])
         for e, _, _ in q["order"]:
             ev.check(e, aliases)
-        src = []
-        for key, t in self.types.items():
-            if t["table"] == table:
-                src.extend(self.sql_row(key, r) for r in self.recs[key].values())
-        src.sort(key=lambda r: r["id"])
+        src = self.table_rows(table)
         if q["where"] is not None:
             src = [r for r in src if ev.ev(q["where"], r) is True]
         if q["select"] == "*":
-            names = ["id"] + sorted(columns - {"id"})
+            names = (["id"] if "id" in columns else []) + sorted(columns - {"id"})
             exprs = [("col", n) for n in names]
         else:
             names, exprs, n = [], [], 0
@@ -2015,6 +2529,12 @@ class Api(ApiBase):
         return json_response(status, {"error": {"code": code, "message": message}},
                              content_type="application/json")
 
+    @staticmethod
+    def restlet_entry(d):
+        out = {k: v for k, v in d.items() if not k.startswith("_")}
+        out["deleteddate"] = iso_z(d["deleteddate"])
+        return out
+
     def restlet(self, req):
         script, deploy = req.q1("script"), req.q1("deploy")
         if (not self.restlet_deployed or script not in (RESTLET_SCRIPT, RESTLET_SCRIPT_INTERNAL_ID)
@@ -2037,8 +2557,9 @@ class Api(ApiBase):
                 return self.restlet_error(400, "INVALID_ARGUMENT", "The body must be a JSON object.")
             params.update({k: v for k, v in b.items()})
         try:
-            since = parse_user_or_iso(str(params["since"])) if params.get("since") else None
-            until = parse_user_or_iso(str(params["until"])) if params.get("until") else None
+            utc = timezone.utc      # the RESTlet's own contract: UTC
+            since = parse_user_or_iso(str(params["since"]), utc) if params.get("since") else None
+            until = parse_user_or_iso(str(params["until"]), utc) if params.get("until") else None
             limit = int(params.get("limit", 1000))
             offset = int(params.get("offset", 0))
         except (ValueError, TypeError):
@@ -2057,7 +2578,7 @@ class Api(ApiBase):
                     and (until is None or d["deleteddate"] < until)
                     and (not types or d["recordtype"] in types)]
         rows.sort(key=lambda d: (d["deleteddate"], d["recordtype"], int(d["recordid"])))
-        out = [dict(d, deleteddate=iso_z(d["deleteddate"])) for d in rows[offset:offset + limit]]
+        out = [self.restlet_entry(d) for d in rows[offset:offset + limit]]
         return json_response(200, out, content_type="application/json")
 
     # -- errors injected by the server's fault machinery -----------------------------
@@ -2130,7 +2651,7 @@ class Api(ApiBase):
     def control_delete(self, obj, rid):
         key = self.type_key(obj)
         with self.lock:
-            self._delete(key, self._control_id(key, rid), check_deps=False)
+            self._delete(key, self._control_id(key, rid), check_deps=False, source="control")
 
     def control(self, method, parts, query, body):
         def jb():
@@ -2145,8 +2666,7 @@ class Api(ApiBase):
                                        "script": RESTLET_SCRIPT, "deploy": RESTLET_DEPLOY[0]})
         if parts == ["deleted"] and method == "GET":
             with self.lock:
-                return json_response(200, [dict(d, deleteddate=iso_z(d["deleteddate"]))
-                                           for d in self.deleted])
+                return json_response(200, [self.restlet_entry(d) for d in self.deleted])
         if parts == ["token"] and method == "POST":
             b = jb()
             scope = b.get("scope", "rest_webservices,restlets") if isinstance(b, dict) else ""
@@ -2193,6 +2713,8 @@ class Api(ApiBase):
                                    "defaults": dict(spec.get("defaults", {})),
                                    "required": [(r, self.title_of(r)) for r in spec.get("required", [])],
                                    "custom": True}
+                self.custom_type_seq += 1
+                self.types[key]["type_id"] = self.custom_type_seq
                 if spec.get("tranType"):
                     self.types[key]["tran_type"] = spec["tranType"]
                 self.recs.setdefault(key, {})
