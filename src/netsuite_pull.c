@@ -537,8 +537,8 @@ static void
 record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, const char *what,
 				 SJson *item, SyncRecord *rec, char **stamp_text)
 {
-	char	   *id = item_text(item, "id");
-	char	   *st = item_text(item, "sync_stamp");
+	const char *id = sjson_get_string(item, "id");	/* SuiteQL sends every value as a string */
+	const char *st = sjson_get_string(item, "sync_stamp");
 	int			k;
 
 	if (!ns_valid_remote_id(id))
@@ -547,8 +547,8 @@ record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
 	if (st && (rec->stamp = utc_stamp(conn, st)) == NULL)
 		ns_bad_response(conn, what, req,
 						psprintf("record %s has an unreadable lastmodifieddate %s", id, provider_quote_value(st)));
-	rec->remote_id = id;
-	*stamp_text = st;
+	rec->remote_id = pstrdup(id);
+	*stamp_text = st ? pstrdup(st) : NULL;
 	rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
 	for (k = 0; k < m->nfields; k++)
 	{
@@ -853,8 +853,8 @@ deleted_page(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page, 
 	for (i = 0; i < n; i++)
 	{
 		SJson	   *it = sjson_array_get(items, i);
-		char	   *id = item_text(it, "recordid");
-		char	   *when = item_text(it, "sync_deleted");
+		const char *id = sjson_get_string(it, "recordid");
+		const char *when = sjson_get_string(it, "sync_deleted");
 		int64		secs;
 
 		if (!ns_valid_remote_id(id))
@@ -864,10 +864,10 @@ deleted_page(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page, 
 		if (when && !wall_seconds(when, &secs))
 			ns_bad_response(conn, what, req,
 							psprintf("row %d has an unreadable deleteddate %s", i + 1, provider_quote_value(when)));
-		page->deleted_ids[page->ndeleted_ids++] = id;
+		page->deleted_ids[page->ndeleted_ids++] = pstrdup(id);
 		if (when)
 		{
-			nc->del_t = when;
+			nc->del_t = pstrdup(when);
 			nc->del_id = atoll(id);
 		}
 	}
@@ -904,7 +904,7 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 
 		for (i = 0; i < sjson_array_length(items); i++)
 		{
-			char	   *id = item_text(sjson_array_get(items, i), "id");
+			const char *id = sjson_get_string(sjson_array_get(items, i), "id");
 
 			if (!ns_valid_remote_id(id) || atoll(id) <= after)
 				ns_bad_response(conn, what, req,
@@ -915,7 +915,7 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 				cap *= 2;
 				page->deleted_ids = repalloc(page->deleted_ids, sizeof(char *) * cap);
 			}
-			page->deleted_ids[page->ndeleted_ids++] = id;
+			page->deleted_ids[page->ndeleted_ids++] = pstrdup(id);
 			after = atoll(id);
 		}
 		if (sjson_array_length(items) == 0)

@@ -115,6 +115,27 @@ is(sq(qq{SELECT date_trunc('minute', remote_modified_at) = date_trunc('minute', 
 	"... its stamp is the record API's UTC lastModifiedDate ($rest_stamp)");
 isnt(cursor_get('tz'), undef, '... the SuiteQL time zone was calibrated');
 
+# --- a damaged SuiteQL answer is refused whole (nothing applied, the cursor stays); the next pull reads it
+for my $case (qw(hostile_ids missing_fields nulls wrong_types truncated html error_body root_flip))
+{
+	$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[6]", { companyName => "After $case" });
+	$emu->control('POST', '/__emulator/faults',
+		{ api => 'netsuite', path => '/query/v1/suiteql$', kind => 'hostile', case => $case, count => 1 });
+	my $err = err_of(q{SELECT sync.pull('erp.customers')});
+	like($err, qr/connection "ns_tba"/, "hostile $case: the pull fails naming the connection");
+	is(sq('SELECT count(*) FROM erp.customers WHERE remote_id !~ \'^[0-9]+$\' OR company_name = \'12345\''), '0',
+		"... nothing of it is applied");
+	sq(q{SELECT sync.pull('erp.customers')});
+	is(sq(qq{SELECT company_name FROM erp.customers WHERE remote_id = '$ids->[6]'}), "After $case",
+		'... and the next pull reads the change');
+}
+like(do { $emu->control('POST', '/__emulator/faults',
+		{ api => 'netsuite', path => '/query/v1/suiteql$', kind => 'hostile', case => 'hostile_ids', count => 1 });
+		$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[6]", { companyName => 'x' });
+		err_of(q{SELECT sync.pull('erp.customers')}) },
+	qr/id "001,002\/\.\.\/x\?y=1&z" is not a NetSuite internal ID/, 'a record ID that is not digits is refused by name');
+sq(q{SELECT sync.pull('erp.customers')});
+
 # --- a remote delete arrives
 $emu->control('DELETE', "/__emulator/records/netsuite/customer/$ids->[7]");
 if ($has_dr)
