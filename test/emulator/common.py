@@ -27,6 +27,9 @@ DEFAULT_CONFIG = {
     "hubspot_search_per_s": 5,
     "hubspot_search_lag_ms": 0,
     "netsuite_concurrency": 5,
+    "netsuite_deletedrecord": True,          # SuiteQL table deletedrecord exists
+    "netsuite_user_timezone": "America/Los_Angeles",  # SuiteQL dates (IANA name)
+    "netsuite_expires_in_number": False,     # M2M expires_in: 3600, not "3600"
 }
 
 

@@ -11,6 +11,7 @@ Auth: Token-Based Authentication (OAuth 1.0a, HMAC-SHA256, signature verified)
 or a Bearer token from the M2M token endpoint.  Standard library only.
 """
 import base64
+import contextvars
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ import secrets
 import threading
 import urllib.parse
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import certs
 from common import ApiBase, Response, empty_response, json_response
@@ -51,6 +53,7 @@ RESTLET_DEPLOY = ("1", "customdeploy_sync_deleted")
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 RECORD_PREFIX = "/services/rest/record/v1"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+SYSTEM_PREFIX = "/services/rest/system/v1"
 RESTLET_PATH = "/app/site/hosting/restlet.nl"
 
 TBA_MAX_SKEW_S = 300
@@ -311,14 +314,38 @@ def signature_base_string(method, url_base, path, oauth_params, query_pairs, for
 
 
 # ---------------------------------------------------------------------------
-# Dates
+# Dates.  The record API speaks UTC ("...Z", to the minute).  SuiteQL and the
+# record API's q= literals speak the integration user's time zone (config
+# netsuite_user_timezone, an IANA name): USER_TZ holds it for the request
+# being served (each request runs in its own thread; handle() sets it).
+
+USER_TZ = contextvars.ContextVar("netsuite_user_tz", default=timezone.utc)
+MONTHS = ("JANUARY", "FEBRUARY", "MARCH", "APRIL", "MAY", "JUNE", "JULY", "AUGUST",
+          "SEPTEMBER", "OCTOBER", "NOVEMBER", "DECEMBER")
+DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+
+
+def user_tz():
+    return USER_TZ.get()
+
 
 def iso_z(dt):
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_minute_z(dt):
+    """The record API's datetimes: UTC, to the minute (every recorded stamp ends in :00)."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:00Z")
+
+
+def local(dt):
+    """An instant as wall-clock time in the user's time zone."""
+    return dt.astimezone(user_tz()) if dt.tzinfo is not None else dt
+
+
 def user_date(dt):
     """The integration user's date format preference in the emulator: M/D/YYYY."""
+    dt = local(dt)
     return "%d/%d/%d" % (dt.month, dt.day, dt.year)
 
 
@@ -332,11 +359,19 @@ def parse_iso(s):
     return dt.astimezone(timezone.utc)
 
 
+def wall(y, mo, d, h=0, mi=0, s=0, us=0, tz=None):
+    """Wall-clock time in tz (default: the user's) as an aware datetime."""
+    return datetime(y, mo, d, h, mi, s, us, tzinfo=tz or user_tz())
+
+
 _USER_DT = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?$")
 
 
-def parse_user_or_iso(s):
-    """A date literal as a user would type it (M/D/YYYY [h:mm[:ss] [am|pm]]) or ISO 8601."""
+def parse_user_or_iso(s, tz=None):
+    """A date literal as a user would type it (M/D/YYYY [h:mm[:ss] [am|pm]]) or
+    ISO 8601.  Without an offset it is wall-clock time in tz (default: the
+    user's time zone, as NetSuite reads q= literals)."""
+    tz = tz or user_tz()
     s = s.strip()
     m = _USER_DT.match(s)
     if m:
@@ -344,39 +379,187 @@ def parse_user_or_iso(s):
         h = int(hh or 0)
         if ap:
             h = h % 12 + (12 if ap.lower() == "pm" else 0)
-        return datetime(int(y), int(mo), int(d), h, int(mi or 0), int(ss or 0), tzinfo=timezone.utc)
+        return wall(int(y), int(mo), int(d), h, int(mi or 0), int(ss or 0), tz=tz)
     if re.match(r"^\d{4}-\d{2}-\d{2}$", s):
-        return datetime.strptime(s, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-    return parse_iso(s)
+        return datetime.strptime(s, "%Y-%m-%d").replace(tzinfo=tz)
+    iso = s[:-1] + "+00:00" if s.endswith("Z") else s
+    dt = datetime.fromisoformat(iso)
+    return dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
 
 
-_FMT_TOKENS = [("YYYY", "%Y"), ("HH24", "%H"), ("HH12", "%I"), ("MM", "%m"), ("DD", "%d"),
-               ("HH", "%I"), ("MI", "%M"), ("SS", "%S"), ("AM", "%p"), ("PM", "%p"), ("YY", "%y"),
-               ("MON", "%b")]
+class DateFormatError(ValueError):
+    pass
 
 
-def oracle_fmt(fmt):
-    """Oracle TO_CHAR/TO_DATE format -> strftime/strptime format (subset)."""
+# Oracle datetime format elements the emulator knows, longest first.
+_FMT_ELEMENTS = ("HH24", "HH12", "YYYY", "RRRR", "MONTH", "MON", "FF1", "FF2", "FF3", "FF4",
+                 "FF5", "FF6", "FF7", "FF8", "FF9", "FF", "A.M.", "P.M.", "AM", "PM", "DAY",
+                 "DY", "DDD", "DD", "DS", "TS", "MM", "MI", "SS", "HH", "YY", "RR", "X", "D")
+_PUNCT = "-/,.;: "
+
+
+def fmt_elements(fmt):
+    """An Oracle format model as [("el", ELEMENT, original text) | ("lit", text)];
+    DateFormatError for anything else (NetSuite answers such a query 400)."""
     out = []
     i = 0
     up = fmt.upper()
     while i < len(fmt):
-        for tok, rep in _FMT_TOKENS:
-            if up.startswith(tok, i):
-                out.append(rep)
-                i += len(tok)
+        c = fmt[i]
+        if c == '"':
+            j = fmt.find('"', i + 1)
+            if j < 0:
+                raise DateFormatError(fmt)
+            out.append(("lit", fmt[i + 1:j]))
+            i = j + 1
+            continue
+        for el in _FMT_ELEMENTS:
+            if up.startswith(el, i):
+                out.append(("el", el, fmt[i:i + len(el)]))
+                i += len(el)
                 break
         else:
-            c = fmt[i]
-            if c == '"':
-                j = fmt.find('"', i + 1)
-                j = len(fmt) if j < 0 else j
-                out.append(fmt[i + 1:j].replace("%", "%%"))
-                i = j + 1
-                continue
-            out.append("%%" if c == "%" else c)
-            i += 1
+            if c in _PUNCT:
+                out.append(("lit", c))
+                i += 1
+            else:
+                raise DateFormatError(fmt)
+    return out
+
+
+def _case_like(word, pattern):
+    """Oracle spells MON/MONTH/DAY/DY in the case of the format element."""
+    if pattern.isupper():
+        return word.upper()
+    if pattern[:1].isupper():
+        return word.capitalize()
+    return word.lower()
+
+
+def _h12(h):
+    return h % 12 or 12
+
+
+def to_char(dt, fmt):
+    """Oracle TO_CHAR(datetime, fmt), the datetime shown in the user's time zone."""
+    dt = local(dt)
+    out = []
+    for part in fmt_elements(fmt):
+        if part[0] == "lit":
+            out.append(part[1])
+            continue
+        el, orig = part[1], part[2]
+        if el in ("YYYY", "RRRR"):
+            out.append("%04d" % dt.year)
+        elif el in ("YY", "RR"):
+            out.append("%02d" % (dt.year % 100))
+        elif el == "MM":
+            out.append("%02d" % dt.month)
+        elif el == "MON":
+            out.append(_case_like(MONTHS[dt.month - 1][:3], orig))
+        elif el == "MONTH":
+            out.append(_case_like(MONTHS[dt.month - 1].ljust(9), orig))
+        elif el == "DD":
+            out.append("%02d" % dt.day)
+        elif el == "DDD":
+            out.append("%03d" % dt.timetuple().tm_yday)
+        elif el == "D":
+            out.append(str((dt.weekday() + 1) % 7 + 1))        # Sunday = 1 (AMERICA)
+        elif el == "DAY":
+            out.append(_case_like(DAYS[dt.weekday()].ljust(9), orig))
+        elif el == "DY":
+            out.append(_case_like(DAYS[dt.weekday()][:3], orig))
+        elif el == "HH24":
+            out.append("%02d" % dt.hour)
+        elif el in ("HH", "HH12"):
+            out.append("%02d" % _h12(dt.hour))
+        elif el == "MI":
+            out.append("%02d" % dt.minute)
+        elif el == "SS":
+            out.append("%02d" % dt.second)
+        elif el.startswith("FF"):
+            digits = int(el[2:]) if len(el) > 2 else 6
+            out.append(("%06d" % dt.microsecond + "000")[:digits])
+        elif el in ("AM", "PM", "A.M.", "P.M."):
+            ap = "AM" if dt.hour < 12 else "PM"
+            if "." in el:
+                ap = ap[0] + "." + ap[1] + "."
+            out.append(ap if orig[:1].isupper() else ap.lower())
+        elif el == "X":
+            out.append(".")
+        elif el == "DS":
+            out.append(user_date(dt))
+        elif el == "TS":
+            out.append("%02d:%02d:%02d %s" % (_h12(dt.hour), dt.minute, dt.second,
+                                              "AM" if dt.hour < 12 else "PM"))
     return "".join(out)
+
+
+_PARSE_RX = {"YYYY": r"(?P<Y>\d{4})", "RRRR": r"(?P<Y>\d{4})", "YY": r"(?P<y>\d{2})",
+             "RR": r"(?P<y>\d{2})", "MM": r"(?P<m>\d{1,2})", "MON": r"(?P<b>[A-Za-z]{3})",
+             "MONTH": r"(?P<B>[A-Za-z]+)\s*", "DD": r"(?P<d>\d{1,2})", "HH24": r"(?P<H>\d{1,2})",
+             "HH": r"(?P<I>\d{1,2})", "HH12": r"(?P<I>\d{1,2})", "MI": r"(?P<M>\d{1,2})",
+             "SS": r"(?P<S>\d{1,2})", "AM": r"(?P<p>[AaPp]\.?[Mm]\.?)",
+             "PM": r"(?P<p>[AaPp]\.?[Mm]\.?)", "A.M.": r"(?P<p>[AaPp]\.?[Mm]\.?)",
+             "P.M.": r"(?P<p>[AaPp]\.?[Mm]\.?)", "X": r"\.",
+             "DS": r"(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<Y>\d{4})",
+             "TS": r"(?P<I>\d{1,2}):(?P<M>\d{2}):(?P<S>\d{2})\s*(?P<p>[AaPp][Mm])"}
+
+
+def parse_datetime(s, fmt, timestamp):
+    """Oracle TO_DATE (timestamp=False) / TO_TIMESTAMP(s, fmt): wall-clock time
+    in the user's time zone.  FF is a TIMESTAMP element: TO_DATE refuses it,
+    as Oracle does (ORA-01821).  ValueError when s does not match."""
+    rx = []
+    for part in fmt_elements(fmt):
+        if part[0] == "lit":
+            lit = part[1]
+            rx.append(r"\s+" if lit == " " else
+                      "[" + re.escape(_PUNCT.strip()) + "]" if lit in _PUNCT else re.escape(lit))
+            continue
+        el = part[1]
+        if el.startswith("FF"):
+            if not timestamp:
+                raise DateFormatError(fmt)
+            n = int(el[2:]) if len(el) > 2 else 9
+            rx.append(r"(?P<f>\d{1,%d})" % n)
+        elif el in _PARSE_RX:
+            rx.append(_PARSE_RX[el])
+        else:
+            raise DateFormatError(fmt)
+    try:
+        m = re.fullmatch("".join(rx), s.strip())
+    except re.error:                   # an element given twice
+        raise DateFormatError(fmt)
+    if not m:
+        raise ValueError(s)
+    g = {k: v for k, v in m.groupdict().items() if v is not None}
+    year = int(g["Y"]) if "Y" in g else 2000 + int(g["y"]) if "y" in g else local(datetime.now(timezone.utc)).year
+    if "m" in g:
+        month = int(g["m"])
+    elif "b" in g or "B" in g:
+        name = (g.get("b") or g.get("B")).upper()
+        hits = [i for i, mo in enumerate(MONTHS, 1) if mo.startswith(name) and
+                (len(name) == 3 or mo == name)]
+        if not hits:
+            raise ValueError(s)
+        month = hits[0]
+    else:
+        month = 1
+    day = int(g.get("d", 1))
+    if "H" in g:
+        hour = int(g["H"])
+    elif "I" in g:
+        hour = int(g["I"])
+        if not 1 <= hour <= 12:
+            raise ValueError(s)
+        hour %= 12
+        if g.get("p", "a")[:1].lower() == "p":
+            hour += 12
+    else:
+        hour = 0
+    us = int((g["f"] + "000000")[:6]) if "f" in g else 0
+    return wall(year, month, day, hour, int(g.get("M", 0)), int(g.get("S", 0)), us)
 
 
 # ---------------------------------------------------------------------------
@@ -496,6 +679,16 @@ BUILTIN_RECORDS = {
                  "accttype": "AcctRec"}],
     "term": [{"id": "2", "name": "Net 30", "daysUntilNetDue": 30}],
 }
+
+# SuiteQL's deletedrecord table (the "Deleted Record" search type): its
+# columns as tap-netsuite-rest selects them; no externalid column.
+DELETED_TABLE = "deletedrecord"
+DELETED_COLUMNS = ("name", "recordid", "recordtypeid", "scriptid", "context", "deletedby",
+                   "deleteddate", "iscustomlist", "iscustomrecord", "iscustomtransaction", "type")
+# who deleted, and in which execution context: ((deletedby id, its BUILTIN.DF),
+# (context id, its BUILTIN.DF)) per source of the delete
+DELETED_BY = {"api": (("-5", "Integration User"), ("RESTWEBSERVICES", "REST Web Services")),
+              "control": (("3", "Remote User"), ("USERINTERFACE", "User Interface"))}
 
 REFNAME_FIELDS = ("entityId", "tranId", "name", "acctname", "companyName")
 FIELD_KINDS = {"text", "email", "bool", "float", "int", "date", "datetime", "enum", SUBLIST,
@@ -792,9 +985,10 @@ class Evaluator:
             pre, _, rest = low.partition(".")
             if pre in (self.table, (self.alias or "").lower()):
                 low = rest
-            else:
-                raise QueryError("Search error occurred: Field '%s' for record '%s' was not found."
-                                 % (name, self.table))
+            else:       # NetSuite's words (a live 400, reference §7)
+                raise QueryError("Search error occurred: Unknown identifier '%s'. Available "
+                                 "identifiers are: {%s=%s}."
+                                 % (name.partition(".")[0], self.alias or self.table, self.table))
         if low in ("sysdate", "current_date", "current_timestamp"):
             return low
         if low not in self.columns:
@@ -884,19 +1078,30 @@ class Evaluator:
                 return None
             if isinstance(s, datetime):
                 return s
-            fmt = self.ev(args[1], row) if len(args) > 1 else "MM/DD/YYYY"
-            try:
-                return datetime.strptime(str(s), oracle_fmt(str(fmt))).replace(tzinfo=timezone.utc)
+            if len(args) > 1:
+                fmt = self.ev(args[1], row)
+                try:
+                    return parse_datetime(str(s), str(fmt), name == "TO_TIMESTAMP")
+                except DateFormatError:
+                    raise QueryError("Invalid or unsupported search")
+                except ValueError:
+                    raise QueryError("Search error occurred: Invalid date value '%s' for format '%s'"
+                                     % (s, fmt))
+            try:            # no format: the user's date format (M/D/YYYY)
+                return parse_user_or_iso(str(s))
             except ValueError:
-                raise QueryError("Search error occurred: Invalid date value '%s' for format '%s'"
-                                 % (s, fmt))
+                raise QueryError("Search error occurred: Invalid date value '%s'" % s)
         if name == "TO_CHAR":
             v = self.ev(args[0], row)
             if v is None:
                 return None
             if isinstance(v, datetime):
-                fmt = self.ev(args[1], row) if len(args) > 1 else "MM/DD/YYYY"
-                return v.strftime(oracle_fmt(str(fmt)))
+                if len(args) < 2:
+                    return user_date(v)
+                try:
+                    return to_char(v, str(self.ev(args[1], row)))
+                except DateFormatError:
+                    raise QueryError("Invalid or unsupported search")
             return render_sql_value(v)
         if name == "BUILTIN.DF":
             a = args[0]
@@ -973,6 +1178,7 @@ class Api(ApiBase):
             self.next_id = {}
             self.tranid_seq = 1000
             self.deleted = []
+            self.custom_type_seq = 0    # internal IDs of custom record types
             self.gen = 0            # bumped by updates/deletes: SuiteQL row caches carry refNames
             self.tokens = {}
             self.nonces = {}
@@ -989,7 +1195,16 @@ class Api(ApiBase):
 
     def owns(self, path):
         return (path == TOKEN_PATH or path == RECORD_PREFIX or path.startswith(RECORD_PREFIX + "/")
-                or path == SUITEQL_PATH or path == RESTLET_PATH)
+                or path == SUITEQL_PATH or path == RESTLET_PATH or path.startswith(SYSTEM_PREFIX + "/"))
+
+    def zone(self):
+        """The integration user's time zone (config netsuite_user_timezone)."""
+        name = self.config("netsuite_user_timezone") or "UTC"
+        try:
+            return ZoneInfo(str(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise NsError(500, "UNEXPECTED_ERROR", "Emulator config netsuite_user_timezone %r "
+                          "is not an IANA time zone name." % (name,))
 
     # -- type helpers --------------------------------------------------------
     def type_key(self, name):
@@ -1001,7 +1216,13 @@ class Api(ApiBase):
     def seq_of(self, key):
         return self.types[key].get("seq", key)
 
+    def deletedrecord_enabled(self):
+        v = self.config("netsuite_deletedrecord")
+        return v is None or bool(v)
+
     def columns(self, table):
+        if table == DELETED_TABLE:
+            return set(DELETED_COLUMNS) if self.deletedrecord_enabled() else None
         cols = {"id"}
         found = False
         for key, t in self.types.items():
@@ -1179,7 +1400,7 @@ class Api(ApiBase):
             self.tranid_seq += 1
             new["tranId"] = "%s%d" % (t["tranid_prefix"], self.tranid_seq)
         if "tranDate" in t["fields"] and not new.get("tranDate"):
-            new["tranDate"] = self.now().strftime("%Y-%m-%d")
+            new["tranDate"] = self.now().astimezone(self.zone()).strftime("%Y-%m-%d")
         now = self.now()
         for s in t["stamps"]:
             if new.get(s) is None:
@@ -1200,7 +1421,7 @@ class Api(ApiBase):
         self._store(key, rec, new)
         self.gen += 1
 
-    def _delete(self, key, rid, check_deps=True):
+    def _delete(self, key, rid, check_deps=True, source="api"):
         rec = self.recs[key][rid]
         if check_deps:
             for k2, t2 in self.types.items():
@@ -1215,10 +1436,11 @@ class Api(ApiBase):
         self.gen += 1
         if rec.get("externalId") is not None:
             self.eids[key].pop(rec["externalId"], None)
-        entry = {"deleteddate": self.emu.now(), "recordtype": key, "recordid": str(rid),
+        entry = {"deleteddate": self.now(), "recordtype": key, "recordid": str(rid),
                  "name": self.ref_name(key, rec)}
         if rec.get("externalId") is not None:
             entry["externalid"] = rec["externalId"]
+        entry["_by"], entry["_context"] = DELETED_BY[source]
         self.deleted.append(entry)
 
     def ref_name(self, key, rec):
@@ -1252,7 +1474,7 @@ class Api(ApiBase):
                 continue
             kind = t["fields"].get(f, "text")
             if kind == "datetime":
-                out[f] = iso_z(v)
+                out[f] = iso_minute_z(v) if links else iso_z(v)
             elif kind.startswith("select:"):
                 target = kind[7:]
                 ref = {"id": v["id"]}
@@ -1284,7 +1506,8 @@ class Api(ApiBase):
 
     def sql_row(self, key, rec):
         row = rec.get("_row")
-        if row is not None and rec.get("_gen") == self.gen:
+        gen = (self.gen, user_tz())
+        if row is not None and rec.get("_gen") == gen:
             return row
         t = self.types[key]
         row = {"id": rec["_id"]}
@@ -1302,15 +1525,15 @@ class Api(ApiBase):
                 rn = self.ref_name_of(kind[7:], v)
                 if rn is not None:
                     row["__df__" + col] = rn
-            elif kind == "date":
-                row[col] = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            elif kind == "date":          # a day in the user's time zone
+                row[col] = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=user_tz())
             else:
                 row[col] = v
         if t["table"] == "transaction":
             row["type"] = t["tran_type"]
             row["recordtype"] = key
         rec["_row"] = row
-        rec["_gen"] = self.gen
+        rec["_gen"] = gen
         return row
 
     # -- dispatch ------------------------------------------------------------
@@ -1319,6 +1542,7 @@ class Api(ApiBase):
         try:
             if path == TOKEN_PATH:
                 return self.token_endpoint(req)
+            USER_TZ.set(self.zone())
             restlet = path == RESTLET_PATH
             limit = self.config("netsuite_concurrency")
             if limit is not None and req.inflight > int(limit):
@@ -1333,6 +1557,8 @@ class Api(ApiBase):
                 return self.restlet(req)
             if path == SUITEQL_PATH:
                 return self.suiteql(req)
+            if path.startswith(SYSTEM_PREFIX + "/"):
+                return self.system(req)
             return self.record_api(req)
         except NsError as e:
             return ns_error(e.status, e.code, e.detail, **e.extra)
@@ -1477,6 +1703,25 @@ class Api(ApiBase):
         with self.lock:
             self.tokens[tok] = {"exp": now + ttl, "scopes": set(scopes)}
         return {"access_token": tok, "expires_in": str(ttl), "token_type": "Bearer"}
+
+    # -- system/v1: serverTime, governanceLimits -------------------------------
+    def system(self, req):
+        what = req.path[len(SYSTEM_PREFIX) + 1:]
+        if what not in ("serverTime", "governanceLimits"):
+            raise NsError(404, "NONEXISTENT_ID", "The requested resource does not exist.",
+                          urlPath=what)
+        if req.method != "GET":
+            raise NsError(405, "INVALID_METHOD", "Method %s is not allowed. Use GET." % req.method)
+        if what == "serverTime":
+            # UTC with milliseconds (the documented example: "2025-03-26T16:21:00.000Z")
+            now = self.emu.now().astimezone(timezone.utc)
+            return json_response(200, {"serverTime": now.strftime("%Y-%m-%dT%H:%M:%S.")
+                                       + "%03dZ" % (now.microsecond // 1000)})
+        # no limit is allocated to this integration: limit type accountLimit
+        limit = int(self.config("netsuite_concurrency") or 5)
+        return json_response(200, {"accountConcurrencyLimit": limit,
+                                   "accountUnallocatedConcurrencyLimit": limit,
+                                   "integrationLimitType": "accountLimit"})
 
     # -- record API ----------------------------------------------------------
     def parse_limit_offset(self, req):
@@ -1726,7 +1971,7 @@ class Api(ApiBase):
             return op in ("IS_NOT", "NONE_OF", "DOES_NOT_CONTAIN", "NOT_EQUAL")
         if kind in ("date", "datetime"):
             if kind == "date":
-                v = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+                v = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=user_tz())
             a = vals[0]
             day_only = a.hour == a.minute == a.second == 0
             end = a + timedelta(days=1) if day_only else a
@@ -1914,7 +2159,7 @@ class Api(ApiBase):
             with self.lock:
                 cols, rows = self.run_suiteql(q)
         except QueryError as e:
-            raise NsError(400, "INVALID_PARAMETER", SUITEQL_PREFIX + str(e))
+            raise NsError(400, "INVALID_PARAMETER", SUITEQL_PREFIX + str(e), errorQueryParam="q")
         total = len(rows)
         page = rows[offset:offset + limit]
         items = []
@@ -1933,6 +2178,32 @@ class Api(ApiBase):
                                    "items": items, "offset": offset, "totalResults": total},
                              content_type=CT_COLLECTION)
 
+    def table_rows(self, table):
+        """A SuiteQL table's rows in their natural order (internal ID; the
+        deletedrecord table in the order of the deletes)."""
+        if table == DELETED_TABLE:
+            return [self.deleted_row(d) for d in self.deleted]
+        src = []
+        for key, t in self.types.items():
+            if t["table"] == table:
+                src.extend(self.sql_row(key, r) for r in self.recs[key].values())
+        src.sort(key=lambda r: r["id"])
+        return src
+
+    def deleted_row(self, d):
+        key = d["recordtype"]
+        t = self.types.get(key, {})
+        custom = bool(t.get("custom")) and t.get("table") != "transaction"
+        (by, by_name), (ctx, ctx_name) = d["_by"], d["_context"]
+        return {"name": d.get("name"), "recordid": int(d["recordid"]),
+                "recordtypeid": t.get("type_id") if custom else None,
+                "scriptid": key.upper() if custom else None,
+                "context": ctx, "__df__context": ctx_name,
+                "deletedby": by, "__df__deletedby": by_name,
+                "deleteddate": d["deleteddate"], "iscustomlist": "F",
+                "iscustomrecord": "T" if custom else "F", "iscustomtransaction": "F",
+                "type": key}
+
     def run_suiteql(self, text):
         q = Parser(text).parse()
         table = q["table"].lower()
@@ -1950,15 +2221,11 @@ class Api(ApiBase):
             ev.check(q["where"])
         for e, _, _ in q["order"]:
             ev.check(e, aliases)
-        src = []
-        for key, t in self.types.items():
-            if t["table"] == table:
-                src.extend(self.sql_row(key, r) for r in self.recs[key].values())
-        src.sort(key=lambda r: r["id"])
+        src = self.table_rows(table)
         if q["where"] is not None:
             src = [r for r in src if ev.ev(q["where"], r) is True]
         if q["select"] == "*":
-            names = ["id"] + sorted(columns - {"id"})
+            names = (["id"] if "id" in columns else []) + sorted(columns - {"id"})
             exprs = [("col", n) for n in names]
         else:
             names, exprs, n = [], [], 0
@@ -2015,6 +2282,12 @@ class Api(ApiBase):
         return json_response(status, {"error": {"code": code, "message": message}},
                              content_type="application/json")
 
+    @staticmethod
+    def restlet_entry(d):
+        out = {k: v for k, v in d.items() if not k.startswith("_")}
+        out["deleteddate"] = iso_z(d["deleteddate"])
+        return out
+
     def restlet(self, req):
         script, deploy = req.q1("script"), req.q1("deploy")
         if (not self.restlet_deployed or script not in (RESTLET_SCRIPT, RESTLET_SCRIPT_INTERNAL_ID)
@@ -2037,8 +2310,9 @@ class Api(ApiBase):
                 return self.restlet_error(400, "INVALID_ARGUMENT", "The body must be a JSON object.")
             params.update({k: v for k, v in b.items()})
         try:
-            since = parse_user_or_iso(str(params["since"])) if params.get("since") else None
-            until = parse_user_or_iso(str(params["until"])) if params.get("until") else None
+            utc = timezone.utc      # the RESTlet's own contract: UTC
+            since = parse_user_or_iso(str(params["since"]), utc) if params.get("since") else None
+            until = parse_user_or_iso(str(params["until"]), utc) if params.get("until") else None
             limit = int(params.get("limit", 1000))
             offset = int(params.get("offset", 0))
         except (ValueError, TypeError):
@@ -2057,7 +2331,7 @@ class Api(ApiBase):
                     and (until is None or d["deleteddate"] < until)
                     and (not types or d["recordtype"] in types)]
         rows.sort(key=lambda d: (d["deleteddate"], d["recordtype"], int(d["recordid"])))
-        out = [dict(d, deleteddate=iso_z(d["deleteddate"])) for d in rows[offset:offset + limit]]
+        out = [self.restlet_entry(d) for d in rows[offset:offset + limit]]
         return json_response(200, out, content_type="application/json")
 
     # -- errors injected by the server's fault machinery -----------------------------
@@ -2130,7 +2404,7 @@ class Api(ApiBase):
     def control_delete(self, obj, rid):
         key = self.type_key(obj)
         with self.lock:
-            self._delete(key, self._control_id(key, rid), check_deps=False)
+            self._delete(key, self._control_id(key, rid), check_deps=False, source="control")
 
     def control(self, method, parts, query, body):
         def jb():
@@ -2145,8 +2419,7 @@ class Api(ApiBase):
                                        "script": RESTLET_SCRIPT, "deploy": RESTLET_DEPLOY[0]})
         if parts == ["deleted"] and method == "GET":
             with self.lock:
-                return json_response(200, [dict(d, deleteddate=iso_z(d["deleteddate"]))
-                                           for d in self.deleted])
+                return json_response(200, [self.restlet_entry(d) for d in self.deleted])
         if parts == ["token"] and method == "POST":
             b = jb()
             scope = b.get("scope", "rest_webservices,restlets") if isinstance(b, dict) else ""
@@ -2193,6 +2466,8 @@ class Api(ApiBase):
                                    "defaults": dict(spec.get("defaults", {})),
                                    "required": [(r, self.title_of(r)) for r in spec.get("required", [])],
                                    "custom": True}
+                self.custom_type_seq += 1
+                self.types[key]["type_id"] = self.custom_type_seq
                 if spec.get("tranType"):
                     self.types[key]["tran_type"] = spec["tranType"]
                 self.recs.setdefault(key, {})

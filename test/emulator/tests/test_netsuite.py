@@ -438,13 +438,15 @@ class SuiteQL(NsCase):
         self.assertEqual(g["isinactive"], "T")
 
     def test_incremental_cursor_query(self):
+        # SuiteQL shows and reads datetimes in the user's time zone (default
+        # America/Los_Angeles): 2024-01-15T18:02:11Z is 10:02:11 PST
         q = ("SELECT id, TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lmd FROM customer "
-             "WHERE lastmodifieddate > TO_DATE('2024-01-15 18:02:11', 'YYYY-MM-DD HH24:MI:SS') "
+             "WHERE lastmodifieddate > TO_DATE('2024-01-15 10:02:11', 'YYYY-MM-DD HH24:MI:SS') "
              "ORDER BY lastmodifieddate, id")
         st, _, b = self.sql(q)
         self.assertEqual(st, 200, b)
         self.assertEqual([(i["id"], i["lmd"]) for i in b["items"]],
-                         [(self.ids[1], "2024-01-16 08:00:00"), (self.ids[2], "2024-01-16 08:00:00")])
+                         [(self.ids[1], "2024-01-16 00:00:00"), (self.ids[2], "2024-01-16 00:00:00")])
         st, _, b = self.sql(q.replace(">", ">="))
         self.assertEqual(len(b["items"]), 3)
 
