@@ -212,8 +212,8 @@ $emu->control('POST', '/__emulator/faults',
 	{ api => 'netsuite', method => 'PUT', path => '/contact/eid:', kind => 'hostile', case => 'empty', count => 1 });
 sq("INSERT INTO erp.contact (last_name) VALUES ('Blank')");
 sq("SELECT sync.push('erp.contact')");
-is(scalar(grep { $_->{path} =~ m{/contact/eid:sync-} && $_->{query} eq 'fields=externalId' } @{ writes('GET') }), 1,
-	'an upsert answered without a Location: its record is looked up by external ID');
+is(join(',', map { $_->{status} } grep { $_->{path} =~ m{/contact/eid:sync-} && $_->{query} eq 'fields=externalId' }
+	  @{ writes('GET') }), '404', 'an upsert answered without a Location: its record is looked up by external ID (signed; not there)');
 is(sq("SELECT o.error_code FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror JOIN erp.contact c ON c.id::text = o.local_key
         WHERE m.local_table = 'erp.contact'::regclass AND c.last_name = 'Blank'"), 'NO_LOCATION',
 	'... not found: queued to be sent again');
