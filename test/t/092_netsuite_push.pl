@@ -247,6 +247,24 @@ my @crash = grep { ($_->{lastName} // '') eq 'Crash' } @{ remote('contact') };
 is(scalar @crash, 1, 'NetSuite has the record once');
 is(sq("SELECT remote_id FROM erp.contact WHERE last_name = 'Crash'"), $crash[0]{id}, '... and the row its internal ID');
 
+# --- both directions: what was pushed comes back by the pull as an echo ---
+# (a write's new stamp is not read back: the echo is recognised anyway)
+sq(q{SELECT sync.mirror('ns', 'customer', 'erp.both', fields => ARRAY['companyName', 'phone'])});
+sq("SELECT sync.pull('erp.both')");
+sq("INSERT INTO erp.both (company_name, phone) VALUES ('RoundTrip', '555-0001')");
+sq("SELECT sync.push('erp.both')");
+my $rt = sq("SELECT remote_id FROM erp.both WHERE company_name = 'RoundTrip'");
+like($rt, qr/^\d+$/, 'a row of a two-way mirror is created remotely');
+sq("SELECT sync.pull('erp.both')");
+is(sq("SELECT count(*) || ' ' || min(remote_id) FROM erp.both WHERE company_name = 'RoundTrip'"), "1 $rt",
+	'... its echo pulled back is the same row, not a second one');
+sq("UPDATE erp.both SET phone = '555-0002' WHERE company_name = 'RoundTrip'");
+sq("SELECT sync.push('erp.both')");
+sq("SELECT sync.pull('erp.both')");
+is(sq("SELECT phone FROM erp.both WHERE company_name = 'RoundTrip'"), '555-0002', '... an update pushed and pulled back keeps the value');
+is(sq("SELECT count(*) FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror WHERE m.local_table = 'erp.both'::regclass"),
+	'0', '... and the echoes queue nothing to push back');
+
 # --- concurrency: never more in flight than the connection's; 429s retried ---
 # The account allows exactly the connection's 3: were a fourth request in
 # flight, the emulator would answer it 429.
