@@ -20,14 +20,18 @@
  * (o:errorDetails: detail, o:errorCode, o:errorPath) parks its record alone;
  * 429, 5xx and transport failures are retried.
  *
- * Asynchronous batches (article_0127092747: up to 100 records of one type
- * a request, Content-Type application/vnd.oracle.resource+json;
- * type=collection, {"items": [...]}, Prefer: respond-async; 202 with the
- * job in Location, then GET /async/v1/job/{id}, .../task, .../task/{n}/result
- * per record) are not used: a mirror option to choose them needs a new key
- * in sync._check_mirror_options (the SQL surface of the next version), the
- * results arrive only by polling (a batch's lease must outlive the job),
- * and the test emulator does not implement respond-async.
+ * Asynchronous batches (article_0127092747), with the mirror option
+ * "batch": true: updates go as PATCH of a collection
+ * (application/vnd.oracle.resource+json; type=collection, {"items":
+ * [{"id", fields...}]}), deletes as DELETE ?ids=1,2,3, up to 100 records a
+ * request with Prefer: respond-async; the 202's Location names a job,
+ * polled at /async/v1/job/{id} until it completes.  A job that succeeded
+ * whole costs no read per record; the records of one that did not get
+ * their task's result (.../task/{n}/result), which is what the synchronous
+ * request would have answered.  Creates are always single requests: each
+ * needs its internal ID, from its own Location.  (The SQL surface of this
+ * version does not know the option yet: sync._check_mirror_options refuses
+ * it until its key is added.)
  */
 #include "postgres.h"
 
@@ -59,6 +63,11 @@
 /* The field NetSuite upserts by (PUT .../eid:{value}). */
 #define NS_EXTERNAL_ID "externalId"
 
+/* Asynchronous batches: records a request, and the longest wait for a job. */
+#define NS_BATCH_MAX 100
+#define NS_JOB_WAIT_MS 30000
+#define NS_CT_COLLECTION "application/vnd.oracle.resource+json; type=collection"
+
 /* ---------------------------------------------------------------------
  * options
  * --------------------------------------------------------------------- */
@@ -73,6 +82,14 @@ ns_check_push_options(SyncConnection *conn, SyncMirror *m)
 {
 	const char *idem = sjson_get_string(m->options, "idempotency_field");
 
+	if (sjson_has_key(m->options, "batch") && sjson_type(sjson_get(m->options, "batch")) != SJSON_BOOL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mirror option \"batch\" for NetSuite %s: must be true or false",
+						m->remote_object),
+				 errhint("true sends updates and deletes as asynchronous batch jobs of up to %d records.",
+						 NS_BATCH_MAX)));
+
 	if (sjson_get(m->options, "idempotency_field") != NULL &&
 		(idem == NULL || strcmp(idem, NS_EXTERNAL_ID) != 0))
 		ereport(ERROR,
@@ -85,9 +102,14 @@ ns_check_push_options(SyncConnection *conn, SyncMirror *m)
 				 errhint("Use \"idempotency_field\": \"externalId\".")));
 }
 
+static bool batch_mode(SyncMirror *m);
+
 int
 ns_batch_max(SyncConnection *conn, SyncMirror *m, char op)
 {
+	/* batch mode: a job of NS_BATCH_MAX updates or deletes per request in flight */
+	if (op != 'I' && batch_mode(m))
+		return NS_BATCH_MAX;
 	return NS_PUSH_PER_SLOT;
 }
 
@@ -267,68 +289,31 @@ upsert_key(SyncMirror *m, SyncPushItem *it, int idem_k)
 	return it->idempotency_key;
 }
 
-/*
- * The request for one item, or NULL when the item is settled without one
- * (rejected here, or an update with nothing to send).
- */
-static HttpRequest *
-item_request(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, const char *idem, int idem_k,
-			 NsWrite *kind, char **upsert)
+/* Updates and deletes name their record by the internal ID from the user's table. */
+static bool
+item_id_ok(SyncMirror *m, SyncPushItem *it)
 {
-	const char *type = http_url_encode(m->remote_object);
-	SJson	   *body;
-	char	   *url;
-	const char *method;
-	char	   *key = NULL;
+	if (it->op == 'I' || ns_valid_remote_id(it->remote_id))
+		return true;
+	/* it goes into the URL: a comma or a slash must never widen a request */
+	reject(it, "INVALID_REMOTE_ID",
+		   psprintf("column \"%s\" holds %s, which is not a NetSuite internal ID (digits only); fix the column's value, then sync.retry()",
+					m->remote_id_column, provider_quote_value(it->remote_id)), NULL);
+	return false;
+}
+
+/*
+ * The record body of a create or an update: the fields to send, as
+ * NetSuite takes them.  NULL when the item is settled here (a value that
+ * cannot be sent: rejected; an update with nothing to send: done).
+ */
+static SJson *
+item_body(SyncMirror *m, SyncPushItem *it, const char *key)
+{
+	SJson	   *body = sjson_new_object();
 	int			nsent = 0,
 				k;
 
-	*kind = NS_NONE;
-	*upsert = NULL;
-	if (it->op != 'I' && !ns_valid_remote_id(it->remote_id))
-	{
-		/* it goes into the URL: a comma or a slash must never widen a request */
-		reject(it, "INVALID_REMOTE_ID",
-			   psprintf("column \"%s\" holds %s, which is not a NetSuite internal ID (digits only); fix the column's value, then sync.retry()",
-						m->remote_id_column, provider_quote_value(it->remote_id)), NULL);
-		return NULL;
-	}
-	if (it->op == 'D')
-	{
-		*kind = NS_DELETE;
-		return ns_request(conn, "DELETE", ns_url(conn, "/record/v1/%s/%s", type, it->remote_id),
-						  NULL, NULL);
-	}
-
-	if (it->op == 'I' && idem != NULL)
-	{
-		if (strcmp(idem, NS_EXTERNAL_ID) != 0)
-		{
-			reject(it, "INVALID_OPTION",
-				   psprintf("the mirror's idempotency_field is \"%s\", but NetSuite creates exactly once only by \"externalId\"; change the mirror option, then sync.retry()",
-							idem), NULL);
-			return NULL;
-		}
-		/*
-		 * (No key at all: an update of a row that never reached NetSuite,
-		 * turned into a create by the engine, which assigns keys to inserts
-		 * only.  It is POSTed.)
-		 */
-		key = upsert_key(m, it, idem_k);
-		if (key != NULL && !valid_external_id(key))
-		{
-			reject(it, "INVALID_EXTERNAL_ID",
-				   idem_k >= 0 && it->values[idem_k] != NULL ?
-				   psprintf("column \"%s\" holds %s, which cannot be a NetSuite external ID (letters, digits, '_' and '-' only); fix the column's value, then sync.retry()",
-							m->columns[idem_k], provider_quote_value(key)) :
-				   psprintf("the idempotency key %s cannot be a NetSuite external ID (letters, digits, '_' and '-' only)",
-							provider_quote_value(key)),
-				   NS_EXTERNAL_ID);
-			return NULL;
-		}
-	}
-
-	body = sjson_new_object();
 	for (k = 0; k < m->nfields; k++)
 	{
 		const SyncField *f = &m->fields[k];
@@ -362,6 +347,66 @@ item_request(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, const char *
 		it->result = PUSH_OK;	/* nothing NetSuite holds changed */
 		return NULL;
 	}
+	return body;
+}
+
+/*
+ * The request for one item, or NULL when the item is settled without one
+ * (rejected here, or an update with nothing to send).
+ */
+static HttpRequest *
+item_request(SyncConnection *conn, SyncMirror *m, SyncPushItem *it, const char *idem, int idem_k,
+			 NsWrite *kind, char **upsert)
+{
+	const char *type = http_url_encode(m->remote_object);
+	SJson	   *body;
+	char	   *url;
+	const char *method;
+	char	   *key = NULL;
+
+	*kind = NS_NONE;
+	*upsert = NULL;
+	if (!item_id_ok(m, it))
+		return NULL;
+	if (it->op == 'D')
+	{
+		*kind = NS_DELETE;
+		return ns_request(conn, "DELETE", ns_url(conn, "/record/v1/%s/%s", type, it->remote_id),
+						  NULL, NULL);
+	}
+
+	if (it->op == 'I' && idem != NULL)
+	{
+		if (strcmp(idem, NS_EXTERNAL_ID) != 0)
+		{
+			reject(it, "INVALID_OPTION",
+				   psprintf("the mirror's idempotency_field is \"%s\", but NetSuite creates exactly once only by \"externalId\"; change the mirror option, then sync.retry()",
+							idem), NULL);
+			return NULL;
+		}
+
+		/*
+		 * (No key at all: an update of a row that never reached NetSuite,
+		 * turned into a create by the engine, which assigns keys to inserts
+		 * only.  It is POSTed.)
+		 */
+		key = upsert_key(m, it, idem_k);
+		if (key != NULL && !valid_external_id(key))
+		{
+			reject(it, "INVALID_EXTERNAL_ID",
+				   idem_k >= 0 && it->values[idem_k] != NULL ?
+				   psprintf("column \"%s\" holds %s, which cannot be a NetSuite external ID (letters, digits, '_' and '-' only); fix the column's value, then sync.retry()",
+							m->columns[idem_k], provider_quote_value(key)) :
+				   psprintf("the idempotency key %s cannot be a NetSuite external ID (letters, digits, '_' and '-' only)",
+							provider_quote_value(key)),
+				   NS_EXTERNAL_ID);
+			return NULL;
+		}
+	}
+
+	body = item_body(m, it, key);
+	if (body == NULL)
+		return NULL;
 	*upsert = key;
 	if (key != NULL)
 	{
@@ -541,8 +586,9 @@ read_ids(SyncConnection *conn, SyncMirror *m, SyncPushItem **its, char **keys, i
 	}
 }
 
-void
-ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
+/* One request per record, up to max_in_flight at a time. */
+static void
+push_single(SyncConnection *conn, SyncMirror *m, SyncPushItem **items, int n)
 {
 	const char *idem = sjson_get_string(m->options, "idempotency_field");
 	int			idem_k = -1;
@@ -558,7 +604,6 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 				k;
 	int			waves = 1;
 
-	conn_ensure_auth(conn);
 	for (k = 0; idem && k < m->nfields; k++)
 		if (strcmp(m->fields[k].remote_name, idem) == 0)
 			idem_k = k;
@@ -567,9 +612,7 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 	{
 		HttpRequest *req;
 
-		if (items[i].result != PUSH_PENDING)
-			continue;
-		req = item_request(conn, m, &items[i], idem, idem_k, &kind[nreq], &keys[nreq]);
+		req = item_request(conn, m, items[i], idem, idem_k, &kind[nreq], &keys[nreq]);
 		if (req == NULL)
 			continue;
 		reqs[nreq] = req;
@@ -594,9 +637,9 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 		conn_send(conn, reqs + start, cnt);
 		for (i = start; i < start + cnt; i++)
 		{
-			if (item_result(conn, m, &items[item[i]], kind[i], reqs[i]))
+			if (item_result(conn, m, items[item[i]], kind[i], reqs[i]))
 			{
-				unread[nunread] = &items[item[i]];
+				unread[nunread] = items[item[i]];
 				unread_keys[nunread++] = keys[i];
 			}
 			throttled |= reqs[i]->outcome == HTTP_DONE && reqs[i]->status == 429;
@@ -614,4 +657,357 @@ ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 		start += cnt;
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/* ---------------------------------------------------------------------
+ * asynchronous batches (updates and deletes)
+ * --------------------------------------------------------------------- */
+
+/* One batch request: up to NS_BATCH_MAX items, then its job. */
+typedef struct NsJob
+{
+	SyncPushItem **items;
+	SJson	  **bodies;			/* updates: each record's fields */
+	int			n;
+	HttpRequest *submit;
+	char	   *job_id;			/* digits, from the 202's Location */
+	bool		completed;
+	bool		succeeded;		/* progress "succeeded": every task did */
+	HttpRequest *poll;
+	HttpRequest **results;		/* per item: its task's result */
+} NsJob;
+
+/* The mirror option "batch": updates and deletes as asynchronous batch jobs. */
+static bool
+batch_mode(SyncMirror *m)
+{
+	return sjson_bool(sjson_get(m->options, "batch"), false);
+}
+
+/* The submission of one batch: PATCH of a collection, or DELETE ?ids=. */
+static HttpRequest *
+batch_request(SyncConnection *conn, SyncMirror *m, NsJob *job, char op)
+{
+	const char *type = http_url_encode(m->remote_object);
+	HttpRequest *req;
+	int			i;
+
+	if (op == 'D')
+	{
+		StringInfoData ids;
+
+		initStringInfo(&ids);
+		for (i = 0; i < job->n; i++)
+			appendStringInfo(&ids, "%s%s", i ? "," : "", job->items[i]->remote_id);
+		req = ns_request(conn, "DELETE", ns_url(conn, "/record/v1/%s?ids=%s", type, ids.data),
+						 NULL, NULL);
+	}
+	else
+	{
+		SJson	   *body = sjson_new_object();
+		SJson	   *arr = sjson_add_array(body, "items");
+
+		for (i = 0; i < job->n; i++)
+		{
+			SJson	   *rec = job->bodies[i];
+
+			sjson_add_string(rec, "id", job->items[i]->remote_id);
+			sjson_append_copy(arr, rec);
+		}
+		req = ns_request(conn, "PATCH", ns_url(conn, "/record/v1/%s", type),
+						 sjson_serialize(body), NS_CT_COLLECTION);
+	}
+	http_add_header(req, "Prefer", "respond-async");
+	return req;
+}
+
+/* Every item of a job gets this outcome of a request about the whole job. */
+static void
+job_items_result(SyncConnection *conn, SyncMirror *m, NsJob *job, NsWrite kind, HttpRequest *req)
+{
+	int			i;
+
+	for (i = 0; i < job->n; i++)
+		(void) item_result(conn, m, job->items[i], kind, req);
+}
+
+static void
+job_items_retry(NsJob *job, const char *code, char *msg)
+{
+	int			i;
+
+	for (i = 0; i < job->n; i++)
+	{
+		job->items[i]->result = PUSH_RETRY;
+		job->items[i]->error_code = (char *) code;
+		job->items[i]->error_message = msg;
+	}
+}
+
+/*
+ * Wait for the jobs to complete: poll each pending job (GET
+ * /async/v1/job/{id}), sleeping between rounds.  A job still pending after
+ * NS_JOB_WAIT_MS, or that cannot be read, leaves its items to be sent again
+ * (an update or a delete sent twice does no harm).
+ */
+static void
+poll_jobs(SyncConnection *conn, NsJob **jobs, int njobs)
+{
+	TimestampTz began = GetCurrentTimestamp();
+	HttpRequest **reqs = palloc(sizeof(HttpRequest *) * Max(1, njobs));
+	long		nap = 100;
+
+	for (;;)
+	{
+		int			npending = 0,
+					i;
+
+		for (i = 0; i < njobs; i++)
+			if (!jobs[i]->completed && jobs[i]->job_id != NULL)
+			{
+				jobs[i]->poll = ns_request(conn, "GET", ns_url(conn, "/async/v1/job/%s", jobs[i]->job_id),
+										   NULL, NULL);
+				reqs[npending++] = jobs[i]->poll;
+			}
+		if (npending == 0)
+			return;
+		conn_send(conn, reqs, npending);
+		for (i = 0; i < njobs; i++)
+		{
+			NsJob	   *job = jobs[i];
+			HttpRequest *req = job->poll;
+			SJson	   *j;
+			const char *progress;
+
+			if (job->completed || job->job_id == NULL)
+				continue;
+			if (req->outcome == HTTP_DONE && req->status == 200)
+			{
+				j = provider_response_json(req);
+				progress = sjson_get_string(j, "progress");
+				if (sjson_bool(sjson_get(j, "completed"), false))
+				{
+					job->completed = true;
+					job->succeeded = progress != NULL && strcmp(progress, "succeeded") == 0;
+				}
+			}
+			else if (!conn_transient(req))
+			{
+				job_items_retry(job, "JOB_UNREADABLE",
+								psprintf("NetSuite accepted the batch as job %s, but reading the job failed (%s); the records will be sent again",
+										 job->job_id, req->outcome == HTTP_DONE ?
+										 psprintf("HTTP %ld: %s", req->status, ns_error_text(req, NULL, NULL) ?
+												  ns_error_text(req, NULL, NULL) : "no message") :
+										 http_outcome_text(req)));
+				job->job_id = NULL;
+			}
+		}
+		if (TimestampDifferenceExceeds(began, GetCurrentTimestamp(), NS_JOB_WAIT_MS))
+		{
+			for (i = 0; i < njobs; i++)
+				if (!jobs[i]->completed && jobs[i]->job_id != NULL)
+				{
+					job_items_retry(jobs[i], "JOB_PENDING",
+									psprintf("NetSuite job %s had not finished after %d s; the records will be sent again",
+											 jobs[i]->job_id, NS_JOB_WAIT_MS / 1000));
+					jobs[i]->job_id = NULL;
+				}
+			return;
+		}
+		conn_sleep_ms(nap);
+		nap = Min(nap * 2, 2000);
+	}
+}
+
+/*
+ * The outcome of each record of a job that did not succeed whole: its
+ * task's result (GET .../task/{n}/result, tasks in the order of the items)
+ * is what the synchronous request would have answered.
+ */
+static void
+job_results(SyncConnection *conn, SyncMirror *m, NsJob **jobs, int njobs, NsWrite kind)
+{
+	HttpRequest **lists = palloc(sizeof(HttpRequest *) * Max(1, njobs));
+	NsJob	  **failed = palloc(sizeof(NsJob *) * Max(1, njobs));
+	HttpRequest **reqs;
+	int			nfailed = 0,
+				nreqs = 0,
+				total = 0,
+				i,
+				t;
+
+	for (i = 0; i < njobs; i++)
+		if (jobs[i]->completed && jobs[i]->job_id != NULL && !jobs[i]->succeeded)
+		{
+			lists[nfailed] = ns_request(conn, "GET", ns_url(conn, "/async/v1/job/%s/task", jobs[i]->job_id),
+										NULL, NULL);
+			failed[nfailed++] = jobs[i];
+			total += jobs[i]->n;
+		}
+	if (nfailed == 0)
+		return;
+	conn_send(conn, lists, nfailed);
+	reqs = palloc(sizeof(HttpRequest *) * Max(1, total));
+	for (i = 0; i < nfailed; i++)
+	{
+		NsJob	   *job = failed[i];
+		SJson	   *tasks = sjson_get(provider_response_json(lists[i]), "items");
+
+		if (lists[i]->outcome != HTTP_DONE || lists[i]->status != 200 ||
+			sjson_array_length(tasks) != job->n)
+		{
+			job_items_retry(job, "JOB_TASKS",
+							psprintf("NetSuite job %s did not succeed whole, and its tasks could not be matched to its %d records; they will be sent again",
+									 job->job_id, job->n));
+			job->job_id = NULL;
+			continue;
+		}
+		job->results = palloc0(sizeof(HttpRequest *) * job->n);
+		for (t = 0; t < job->n; t++)
+		{
+			char	   *tid = sjson_scalar_text(sjson_get(sjson_array_get(tasks, t), "id"));
+
+			if (!ns_valid_remote_id(tid))
+				continue;		/* no result: retried below */
+			job->results[t] = ns_request(conn, "GET", ns_url(conn, "/async/v1/job/%s/task/%s/result",
+															 job->job_id, tid), NULL, NULL);
+			reqs[nreqs++] = job->results[t];
+		}
+	}
+	conn_send(conn, reqs, nreqs);
+	for (i = 0; i < nfailed; i++)
+	{
+		NsJob	   *job = failed[i];
+
+		if (job->job_id == NULL)
+			continue;
+		for (t = 0; t < job->n; t++)
+		{
+			SyncPushItem *it = job->items[t];
+			HttpRequest *req = job->results[t];
+
+			if (req == NULL)
+			{
+				it->result = PUSH_RETRY;
+				it->error_code = "JOB_TASKS";
+				it->error_message = psprintf("NetSuite job %s listed a task without an ID; the record will be sent again",
+											 job->job_id);
+			}
+			else if (req->outcome == HTTP_DONE && req->status >= 200 && req->status < 300 &&
+					 sjson_get(provider_response_json(req), "o:errorDetails") != NULL)
+			{
+				/* a task's failure, should NetSuite serve it with a 2xx */
+				char	   *code = NULL,
+						   *path = NULL;
+				char	   *msg = ns_error_text(req, &code, &path);
+
+				reject(it, code ? code : "REJECTED", msg ? msg : "rejected without a message", path);
+			}
+			else
+				(void) item_result(conn, m, it, kind, req);
+		}
+	}
+}
+
+/*
+ * Updates and deletes as asynchronous batch jobs (the mirror option
+ * "batch"): up to NS_BATCH_MAX records a request (Prefer: respond-async),
+ * the jobs polled until they complete; a job that succeeded whole costs no
+ * read per record, one with failures has each record's task result read
+ * for NetSuite's words.  A batch NetSuite refuses whole (e.g. a body it
+ * cannot parse) is sent again record by record.
+ */
+static void
+push_batches(SyncConnection *conn, SyncMirror *m, SyncPushItem **items, int n)
+{
+	char		op = items[0]->op;
+	NsWrite		kind = op == 'D' ? NS_DELETE : NS_PATCH;
+	SyncPushItem **ok = palloc(sizeof(SyncPushItem *) * Max(1, n));
+	SJson	  **bodies = palloc0(sizeof(SJson *) * Max(1, n));
+	SyncPushItem **single = palloc(sizeof(SyncPushItem *) * Max(1, n));
+	NsJob	  **jobs = palloc(sizeof(NsJob *) * Max(1, (n + NS_BATCH_MAX - 1) / NS_BATCH_MAX));
+	HttpRequest **reqs = palloc(sizeof(HttpRequest *) * Max(1, (n + NS_BATCH_MAX - 1) / NS_BATCH_MAX));
+	int			nok = 0,
+				nsingle = 0,
+				njobs = 0,
+				i;
+
+	/* each record checked and built: those settled here are not sent */
+	for (i = 0; i < n; i++)
+	{
+		if (!item_id_ok(m, items[i]))
+			continue;
+		if (op != 'D' && (bodies[nok] = item_body(m, items[i], NULL)) == NULL)
+			continue;
+		ok[nok++] = items[i];
+	}
+	for (i = 0; i < nok; i += NS_BATCH_MAX)
+	{
+		NsJob	   *job = palloc0(sizeof(NsJob));
+
+		job->items = ok + i;
+		job->bodies = bodies + i;
+		job->n = Min(NS_BATCH_MAX, nok - i);
+		job->submit = batch_request(conn, m, job, op);
+		reqs[njobs] = job->submit;
+		jobs[njobs++] = job;
+	}
+	conn_send(conn, reqs, njobs);
+	for (i = 0; i < njobs; i++)
+	{
+		NsJob	   *job = jobs[i];
+		HttpRequest *req = job->submit;
+		const char *raw;
+
+		if (req->outcome == HTTP_DONE && req->status == 202)
+		{
+			job->job_id = location_id(req, &raw);
+			if (job->job_id == NULL)
+				job_items_retry(job, "NO_LOCATION",
+								psprintf("NetSuite accepted the batch (HTTP 202) but its Location %s names no job; the records will be sent again",
+										 provider_quote_value(raw)));
+		}
+		else if (conn_transient(req) || (req->outcome == HTTP_DONE && req->status == 401))
+			job_items_result(conn, m, job, kind, req);
+		else
+		{
+			/*
+			 * Refused whole (or answered otherwise than as a job): record by
+			 * record, for each record's own answer.
+			 */
+			memcpy(single + nsingle, job->items, sizeof(SyncPushItem *) * job->n);
+			nsingle += job->n;
+		}
+	}
+	poll_jobs(conn, jobs, njobs);
+	for (i = 0; i < njobs; i++)
+		if (jobs[i]->completed && jobs[i]->job_id != NULL && jobs[i]->succeeded)
+		{
+			int			k;
+
+			for (k = 0; k < jobs[i]->n; k++)
+				jobs[i]->items[k]->result = PUSH_OK;
+		}
+	job_results(conn, m, jobs, njobs, kind);
+	if (nsingle > 0)
+		push_single(conn, m, single, nsingle);
+}
+
+void
+ns_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
+{
+	SyncPushItem **pending = palloc(sizeof(SyncPushItem *) * Max(1, n));
+	int			npending = 0,
+				i;
+
+	conn_ensure_auth(conn);
+	for (i = 0; i < n; i++)
+		if (items[i].result == PUSH_PENDING)
+			pending[npending++] = &items[i];
+	if (npending == 0)
+		return;
+	if (batch_mode(m) && pending[0]->op != 'I' && npending > 1)
+		push_batches(conn, m, pending, npending);
+	else
+		push_single(conn, m, pending, npending);
 }
