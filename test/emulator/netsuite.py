@@ -1526,6 +1526,13 @@ class Api(ApiBase):
     def href(self, base, key, *parts):
         return "/".join([base + RECORD_PREFIX, key] + [str(p) for p in parts])
 
+    def line_link(self, base, key, rid, sublist, n, line):
+        """A sublist line's self link, …/{sublist}/{line number}, as the recent
+        recordings have it (the line's own "line" value, else its position)."""
+        num = line.get("line")
+        num = num if isinstance(num, int) and not isinstance(num, bool) else n
+        return _link(self.href(base, key, rid, sublist, num))
+
     def render(self, key, rec, base, expand=False, only=None, links=True):
         t = self.types[key]
         rid = rec["_id"]
@@ -1549,7 +1556,8 @@ class Api(ApiBase):
             elif kind == SUBLIST:
                 sub = {"links": _link(self.href(base, key, rid, f))} if links else {}
                 if expand or not links:
-                    lines = [dict({"links": []} if links else {}, **x) for x in v["items"]]
+                    lines = [dict({"links": self.line_link(base, key, rid, f, n, x)} if links else {},
+                                  **x) for n, x in enumerate(v["items"])]
                     sub.update({"items": lines, "totalResults": len(lines)})
                 out[f] = sub
             elif kind == "subrecord":
@@ -2048,6 +2056,9 @@ class Api(ApiBase):
                     only = {f.strip() for f in req.q1("fields").split(",") if f.strip()}
                 expand = (req.q1("expandSubResources") or "").lower() == "true"
                 body = self.render(key, rec, req.url_base, expand=expand, only=only)
+                # as recorded: the record's self link is the URL as called, query included
+                body["links"] = _link(req.url_base + req.path
+                                      + ("?" + req.raw_query if req.raw_query else ""))
                 return json_response(200, body, content_type=CT_SINGULAR)
             if len(parts) == 3:
                 raise NsError(405, "INVALID_METHOD", "Method %s is not allowed here." % m)
@@ -2070,7 +2081,9 @@ class Api(ApiBase):
             return json_response(200, dict({"links": _link(href)}, **rec.get(field, {})),
                                  content_type=CT_SINGULAR)
         lines = rec.get(field, {"items": []})["items"]
-        return json_response(200, {"links": _link(href), "items": [dict({"links": []}, **x) for x in lines],
+        return json_response(200, {"links": _link(href), "items": [
+            dict({"links": self.line_link(req.url_base, key, rec["_id"], field, n, x)}, **x)
+            for n, x in enumerate(lines)],
                                    "totalResults": len(lines)}, content_type=CT_COLLECTION)
 
     def strict(self, req):
@@ -2142,12 +2155,12 @@ class Api(ApiBase):
                          if flt is None or self.match_q(key, rec, flt))
         total = len(ids)
         page = ids[offset:offset + limit]
-        base = req.url_base + req.path
+        # as recorded: paging links name the type in lower case, self is the URL as called
+        base = "%s%s/%s" % (req.url_base, RECORD_PREFIX, key)
         extra = [("q", req.q1("q"))] if req.q1("q") else []
         links = self.page_links(base, extra, limit, offset, total)
-        self_q = urllib.parse.urlencode(extra + [("limit", limit), ("offset", offset)],
-                                        quote_via=urllib.parse.quote)
-        links.append({"rel": "self", "href": base + "?" + self_q})
+        links.append({"rel": "self", "href": req.url_base + req.path
+                      + ("?" + req.raw_query if req.raw_query else "")})
         items = [{"links": _link(self.href(req.url_base, key, rid)), "id": str(rid)} for rid in page]
         return json_response(200, {"links": links, "count": len(items),
                                    "hasMore": offset + len(items) < min(total, MAX_RESULTS),
