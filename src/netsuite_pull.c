@@ -245,6 +245,7 @@ ns_check_mirror(SyncConnection *conn, SyncMirror *m)
 #define NS_OVERLAP_S 60			/* increments re-read the last minute */
 #define NS_INDEX_SLACK_S 7200	/* the indexed bound: two hours below the keyset */
 #define NS_RECONCILE_S 86400	/* full ID reconciliation: daily */
+#define NS_CALIBRATE_S 600		/* an idle mirror re-reads SuiteQL's clock every 10 min */
 #define NS_FMT "YYYY-MM-DD HH24:MI:SS"
 
 /* Transaction record types: SuiteQL has them in one table, "transaction". */
@@ -509,6 +510,7 @@ calibrate(SyncConnection *conn, const HttpRequest *req, SJson *items)
 			 conn->name, (int) (-diff / 60));
 	st->tz_known = true;
 	st->tz_offset_s = (int) diff;
+	st->tz_at = GetCurrentTimestamp();
 }
 
 /* A SuiteQL datetime -> UTC timestamptz text; NULL if unreadable. */
@@ -765,6 +767,23 @@ records_page(SyncConnection *conn, SyncMirror *m, const char *q, SyncPage *page,
 		*more = false;
 }
 
+/* Calibrate with a query of its own (SYSDATE on one row of the type's table). */
+static void
+calibrate_now(SyncConnection *conn, SyncMirror *m)
+{
+	char	   *table,
+			   *cond;
+	HttpRequest *req;
+	SJson	   *items;
+
+	ql_source(conn, m, &table, &cond);
+	req = ql_send(conn, psprintf("SELECT TO_CHAR(SYSDATE, '" NS_FMT "') AS sync_now FROM %s%s%s",
+								 table, *cond ? " WHERE " : "", cond), 1);
+	items = ql_items(conn, psprintf("reading SuiteQL's clock for %s", m->remote_object), req, NULL, NULL);
+	if (sjson_array_length(items) > 0)
+		calibrate(conn, req, items);
+}
+
 /* ---------------------------------------------------------------------
  * pull: deletes
  * --------------------------------------------------------------------- */
@@ -982,23 +1001,38 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 					 &more, &total, &last_t, &last_id, &now_t);
 
 		/*
-		 * The zone moved since the cursor was written (daylight saving time
-		 * ended: SuiteQL's clock went back): the window widens by as much,
-		 * once, so that the hour shown twice is read again.
+		 * Nothing new: SuiteQL's clock may have gone back (daylight saving
+		 * time ended), showing new changes before `since`.  Calibrate anew
+		 * when the last calibration is older than NS_CALIBRATE_S.
 		 */
-		if (start && !nc.backfill && nc.since && nc.tz_set && st->tz_known && st->tz_offset_s != nc.tz)
+		if (start && !nc.backfill && nc.since && page->nrecords == 0 &&
+			(!st->tz_known || GetCurrentTimestamp() - st->tz_at >= NS_CALIBRATE_S * USECS_PER_SEC))
+			calibrate_now(conn, m);
+
+		/*
+		 * SuiteQL's clock went back since the cursor was written (daylight
+		 * saving time ended; the user's zone changed): changes from now on
+		 * show stamps up to that much before `since`.  The cursor's stamps
+		 * move back by as much, for good (the records between are read
+		 * again, harmlessly).  A clock gone forward needs nothing: moving
+		 * the cursor on could skip what was changed before the change.
+		 */
+		if (start && !nc.backfill && nc.since && nc.tz_set && st->tz_known && st->tz_offset_s > nc.tz)
 		{
-			int64		widen = Abs(st->tz_offset_s - nc.tz);
+			int64		back = st->tz_offset_s - nc.tz;
 
 			ereport(LOG,
-					(errmsg("sync: %s: NetSuite's time zone offset changed by %d min; re-reading the last %d min",
-							m->qualified_table, (int) (widen / 60), (int) ((widen + NS_OVERLAP_S) / 60))));
-			from = wall_shift(nc.since, -NS_OVERLAP_S - widen);
+					(errmsg("sync: %s: NetSuite's SuiteQL clock went back by %d min (time zone); reading changes from %d min earlier",
+							m->qualified_table, (int) (back / 60), (int) (back / 60))));
+			nc.since = wall_shift(nc.since, -back);
+			if (nc.del_t)
+				nc.del_t = wall_shift(nc.del_t, -back);
+			from = wall_shift(nc.since, -NS_OVERLAP_S);
 			last_t = NULL;
 			records_page(conn, m, records_query(conn, m, from, NULL, 0), page,
 						 &more, &total, &last_t, &last_id, &now_t);
 		}
-		if (st->tz_known)
+		if ((start || !nc.tz_set) && st->tz_known)
 		{
 			nc.tz_set = true;
 			nc.tz = st->tz_offset_s;
