@@ -591,8 +591,10 @@ record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
  * text again: a wrong calibration can shift the UTC stamps stored in the
  * table, never skip a record.
  *   mode      "backfill" | "incremental"
+ *   after_id  backfill: the last ID read (the backfill pages by ID)
  *   phase     "search" | "deleted" | "reconcile" (incremental)
- *   since     newest stamp of a completed run
+ *   since     newest stamp of a completed run (after the backfill: SuiteQL's
+ *             clock when it began)
  *   key_t, key_id   keyset position within a run; from: the run's window start
  *   run_t     newest stamp seen by the run
  *   tz        the zone offset (s) when `since` was written: a change (daylight
@@ -604,6 +606,7 @@ record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
 typedef struct NsCursor
 {
 	bool		backfill;
+	int64		after_id;		/* backfill: the last ID read (-1: none) */
 	const char *phase;
 	const char *since;
 	const char *key_t;
@@ -640,6 +643,7 @@ cursor_read(SJson *c, NsCursor *nc)
 
 	memset(nc, 0, sizeof(NsCursor));
 	nc->backfill = mode == NULL || strcmp(mode, "backfill") == 0;
+	nc->after_id = cur_int(c, "after_id", -1);
 	nc->phase = cur_str(c, "phase");
 	nc->since = cur_str(c, "since");
 	nc->key_t = cur_str(c, "key_t");
@@ -661,6 +665,8 @@ cursor_write(const NsCursor *nc)
 	SJson	   *c = sjson_new_object();
 
 	sjson_add_string(c, "mode", nc->backfill ? "backfill" : "incremental");
+	if (nc->backfill && nc->after_id >= 0)
+		sjson_add_int(c, "after_id", nc->after_id);
 	if (!nc->backfill)
 		sjson_add_string(c, "phase", nc->phase ? nc->phase : "search");
 #define PUT_STR(k) do { if (nc->k) sjson_add_string(c, #k, nc->k); } while (0)
@@ -730,6 +736,31 @@ records_query(SyncConnection *conn, SyncMirror *m, const char *from, const char 
 			appendStringInfo(&q, "%s >= %s", stamp, ql_literal(from));
 	}
 	appendStringInfo(&q, " ORDER BY %s, id", stamp);
+	return q.data;
+}
+
+/*
+ * The backfill's query: every record by ID, after `after_id` — the primary
+ * key's order, cheap however many records there are.  Records changed
+ * while it runs are read again by the increments, which start at SuiteQL's
+ * clock when the backfill began.
+ */
+static char *
+backfill_query(SyncConnection *conn, SyncMirror *m, int64 after_id)
+{
+	char	   *table,
+			   *cond;
+	StringInfoData q;
+
+	ql_source(conn, m, &table, &cond);
+	initStringInfo(&q);
+	appendStringInfo(&q, "SELECT %s FROM %s", ql_columns(conn, m), table);
+	if (*cond || after_id >= 0)
+		appendStringInfoString(&q, " WHERE ");
+	appendStringInfoString(&q, cond);
+	if (after_id >= 0)
+		appendStringInfo(&q, "%sid > " INT64_FORMAT, *cond ? " AND " : "", after_id);
+	appendStringInfoString(&q, " ORDER BY id");
 	return q.data;
 }
 
@@ -985,7 +1016,53 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 	if (cursor == NULL)
 		nc.reconciled_at = now_s;
 
-	if (nc.backfill || nc.phase == NULL || strcmp(nc.phase, "search") == 0)
+	if (nc.backfill)
+	{
+		bool		more = false;
+		int64		total = -1;
+		char	   *last_t = NULL,
+				   *now_t = NULL;
+		int64		last_id = 0;
+
+		records_page(conn, m, backfill_query(conn, m, nc.after_id), page,
+					 &more, &total, &last_t, &last_id, &now_t);
+		if (nc.after_id < 0)
+		{
+			page->total = total;
+			/* increments and deletes start at SuiteQL's clock now (its zone's text) */
+			if (now_t)
+				nc.since = nc.del_t = wall_shift(now_t, -NS_OVERLAP_S);
+		}
+		if (st->tz_known && !nc.tz_set)
+		{
+			nc.tz_set = true;
+			nc.tz = st->tz_offset_s;
+		}
+		if (page->nrecords > 0)
+		{
+			int64		id = atoll(page->records[page->nrecords - 1].remote_id);
+
+			if (id <= nc.after_id)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("connection \"%s\": NetSuite sent an unusable response while querying %s with SuiteQL: "
+								"the records did not come in ID order (%s after " INT64_FORMAT ")",
+								conn->name, m->remote_object, page->records[page->nrecords - 1].remote_id,
+								nc.after_id),
+						 errhint("Nothing was applied from this response; the next attempt asks again.")));
+			nc.after_id = id;
+		}
+		if (more)
+			page->more = true;
+		else
+		{
+			nc.backfill = false;
+			nc.after_id = -1;
+			page->backfill_done = true;
+			after_run(conn, &nc, page, now_s);
+		}
+	}
+	else if (nc.phase == NULL || strcmp(nc.phase, "search") == 0)
 	{
 		bool		start = nc.key_t == NULL && nc.from == NULL;
 		bool		more = false;
@@ -995,7 +1072,7 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		int64		last_id = 0;
 		const char *from = nc.from;
 
-		if (start && !nc.backfill && nc.since)
+		if (start && nc.since)
 			from = wall_shift(nc.since, -NS_OVERLAP_S);
 		records_page(conn, m, records_query(conn, m, from, nc.key_t, nc.key_id), page,
 					 &more, &total, &last_t, &last_id, &now_t);
@@ -1005,7 +1082,7 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		 * time ended), showing new changes before `since`.  Calibrate anew
 		 * when the last calibration is older than NS_CALIBRATE_S.
 		 */
-		if (start && !nc.backfill && nc.since && page->nrecords == 0 &&
+		if (start && nc.since && page->nrecords == 0 &&
 			(!st->tz_known || GetCurrentTimestamp() - st->tz_at >= NS_CALIBRATE_S * USECS_PER_SEC))
 			calibrate_now(conn, m);
 
@@ -1017,7 +1094,7 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		 * again, harmlessly).  A clock gone forward needs nothing: moving
 		 * the cursor on could skip what was changed before the change.
 		 */
-		if (start && !nc.backfill && nc.since && nc.tz_set && st->tz_known && st->tz_offset_s > nc.tz)
+		if (start && nc.since && nc.tz_set && st->tz_known && st->tz_offset_s > nc.tz)
 		{
 			int64		back = st->tz_offset_s - nc.tz;
 
@@ -1037,13 +1114,6 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 			nc.tz_set = true;
 			nc.tz = st->tz_offset_s;
 		}
-		if (nc.backfill && cursor == NULL)
-		{
-			page->total = total;
-			/* deletes are read from the backfill's start (SuiteQL's clock) */
-			if (now_t)
-				nc.del_t = wall_shift(now_t, -NS_OVERLAP_S);
-		}
 		if (later(nc.run_t, last_t))
 			nc.run_t = last_t;
 		if (more && last_t)
@@ -1059,11 +1129,6 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 			if (later(nc.since, nc.run_t))
 				nc.since = nc.run_t;
 			nc.key_t = nc.from = nc.run_t = NULL;
-			if (nc.backfill)
-			{
-				nc.backfill = false;
-				page->backfill_done = true;
-			}
 			after_run(conn, &nc, page, now_s);
 		}
 	}
