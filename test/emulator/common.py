@@ -30,6 +30,7 @@ DEFAULT_CONFIG = {
     "netsuite_deletedrecord": True,          # SuiteQL table deletedrecord exists
     "netsuite_user_timezone": "America/Los_Angeles",  # SuiteQL dates (IANA name)
     "netsuite_expires_in_number": False,     # M2M expires_in: 3600, not "3600"
+    "netsuite_async_delay_ms": 0,            # async jobs stay "pending" this long
 }
 
 

@@ -5,6 +5,9 @@ Endpoints (all under the one emulator port):
   GET|POST|PATCH|PUT|DELETE /services/rest/record/v1/{type}[/{id}|/eid:{ext}]
   GET  /services/rest/record/v1/metadata-catalog[/{type}]
   POST /services/rest/query/v1/suiteql?limit=&offset=   (Prefer: transient)
+  GET  /services/rest/system/v1/serverTime | governanceLimits
+  GET  /services/rest/async/v1/job/{id}[/task[/{n}[/result]]]
+                                                    jobs of Prefer: respond-async requests and batches
   GET|POST /app/site/hosting/restlet.nl?script=customscript_sync_deleted&deploy=1
                                                     the "deleted records" RESTlet sync ships
 Auth: Token-Based Authentication (OAuth 1.0a, HMAC-SHA256, signature verified)
@@ -24,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import certs
-from common import ApiBase, Response, empty_response, json_response
+from common import ApiBase, Request, Response, empty_response, json_response
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEYS = os.path.join(HERE, "keys")
@@ -38,14 +41,18 @@ CONSUMER_SECRET = "ns-consumer-secret"
 TOKEN_ID = "ns-token-id"
 TOKEN_SECRET = "ns-token-secret"
 M2M_CLIENT_ID = "ns-m2m-client"
-M2M_CERTS = {                             # kid (certificate ID) -> certificate file
-    "ns-cert-id": os.path.join(KEYS, "netsuite-m2m-test.crt"),      # PS256
-    "ns-cert-id-ec": os.path.join(KEYS, "netsuite-m2m-test-ec.crt"),    # ES256
+# kid (certificate ID) -> (file stem under keys/, the algorithm sign_jwt uses by default)
+M2M_TEST_KEYS = {
+    "ns-cert-id": ("netsuite-m2m-test", "PS256"),                  # RSA 2048
+    "ns-cert-id-ec": ("netsuite-m2m-test-ec", "ES256"),            # P-256
+    "ns-cert-id-rsa3072": ("netsuite-m2m-test-rsa3072", "PS384"),  # RSA 3072 (PS384, PS512)
+    "ns-cert-id-ec384": ("netsuite-m2m-test-ec384", "ES384"),      # P-384
+    "ns-cert-id-ec521": ("netsuite-m2m-test-ec521", "ES512"),      # P-521
 }
-M2M_KEYS = {
-    "ns-cert-id": os.path.join(KEYS, "netsuite-m2m-test.key"),
-    "ns-cert-id-ec": os.path.join(KEYS, "netsuite-m2m-test-ec.key"),
-}
+M2M_CERTS = {kid: os.path.join(KEYS, stem + ".crt") for kid, (stem, _) in M2M_TEST_KEYS.items()}
+M2M_KEYS = {kid: os.path.join(KEYS, stem + ".key") for kid, (stem, _) in M2M_TEST_KEYS.items()}
+M2M_KID_ALGS = {kid: alg for kid, (_, alg) in M2M_TEST_KEYS.items()}
+M2M_ALGS = ("PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 RESTLET_SCRIPT = "customscript_sync_deleted"
 RESTLET_SCRIPT_INTERNAL_ID = "1001"
 RESTLET_DEPLOY = ("1", "customdeploy_sync_deleted")
@@ -54,6 +61,11 @@ TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 RECORD_PREFIX = "/services/rest/record/v1"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 SYSTEM_PREFIX = "/services/rest/system/v1"
+ASYNC_PREFIX = "/services/rest/async/v1"
+BATCH_MAX = 100
+MAX_SELECT_COLUMNS = 100
+# the idempotency example's type URL (subsect_164494900632), status 400 titled "Conflict"
+IDEMPOTENCY_TYPE_URL = "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.4.10"
 RESTLET_PATH = "/app/site/hosting/restlet.nl"
 
 TBA_MAX_SKEW_S = 300
@@ -111,19 +123,23 @@ def ns_error(status, code, detail, headers=None, **extra):
 
 
 # ---------------------------------------------------------------------------
-# Crypto: PS256 (RSASSA-PSS, SHA-256, MGF1-SHA-256) and ES256 (ECDSA P-256),
-# pure Python.  Verification for the token endpoint; signing for tests.
+# Crypto: PS256/384/512 (RSASSA-PSS, MGF1 with the same hash, salt as long as
+# the hash) and ES256/384/512 (ECDSA on P-256/P-384/P-521), pure Python.
+# Verification for the token endpoint; signing for tests.
 
-def _mgf1(seed, length):
+HASHES = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+
+
+def _mgf1(seed, length, h=hashlib.sha256):
     out = b""
     c = 0
     while len(out) < length:
-        out += hashlib.sha256(seed + c.to_bytes(4, "big")).digest()
+        out += h(seed + c.to_bytes(4, "big")).digest()
         c += 1
     return out[:length]
 
 
-def pss_verify(msg, sig, n, e):
+def pss_verify(msg, sig, n, e, h=hashlib.sha256):
     modbits = n.bit_length()
     k = (modbits + 7) // 8
     if len(sig) != k:
@@ -137,14 +153,14 @@ def pss_verify(msg, sig, n, e):
     if m.bit_length() > emlen * 8:
         return False
     em = m.to_bytes(emlen, "big")
-    hlen = 32
+    hlen = h().digest_size
     if emlen < hlen + 2 or em[-1] != 0xBC:
         return False
-    masked, h = em[:emlen - hlen - 1], em[emlen - hlen - 1:-1]
+    masked, hh = em[:emlen - hlen - 1], em[emlen - hlen - 1:-1]
     topbits = 8 * emlen - embits
     if masked[0] & (0xFF << (8 - topbits)) & 0xFF:
         return False
-    db = bytearray(x ^ y for x, y in zip(masked, _mgf1(h, emlen - hlen - 1)))
+    db = bytearray(x ^ y for x, y in zip(masked, _mgf1(hh, emlen - hlen - 1, h)))
     db[0] &= 0xFF >> topbits
     i = 0
     while i < len(db) and db[i] == 0:
@@ -152,88 +168,120 @@ def pss_verify(msg, sig, n, e):
     if i >= len(db) or db[i] != 1:
         return False
     salt = bytes(db[i + 1:])
-    return hmac.compare_digest(
-        hashlib.sha256(b"\0" * 8 + hashlib.sha256(msg).digest() + salt).digest(), h)
+    return hmac.compare_digest(h(b"\0" * 8 + h(msg).digest() + salt).digest(), hh)
 
 
-def pss_sign(msg, n, d):
+def pss_sign(msg, n, d, h=hashlib.sha256):
     modbits = n.bit_length()
     k = (modbits + 7) // 8
     embits = modbits - 1
     emlen = (embits + 7) // 8
-    salt = os.urandom(32)
-    h = hashlib.sha256(b"\0" * 8 + hashlib.sha256(msg).digest() + salt).digest()
-    db = b"\0" * (emlen - 32 - 32 - 2) + b"\x01" + salt
-    masked = bytearray(x ^ y for x, y in zip(db, _mgf1(h, emlen - 33)))
+    hlen = h().digest_size
+    salt = os.urandom(hlen)
+    hh = h(b"\0" * 8 + h(msg).digest() + salt).digest()
+    db = b"\0" * (emlen - 2 * hlen - 2) + b"\x01" + salt
+    masked = bytearray(x ^ y for x, y in zip(db, _mgf1(hh, emlen - hlen - 1, h)))
     masked[0] &= 0xFF >> (8 * emlen - embits)
-    em = bytes(masked) + h + b"\xbc"
+    em = bytes(masked) + hh + b"\xbc"
     return pow(int.from_bytes(em, "big"), d, n).to_bytes(k, "big")
 
 
-P256_P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff
-P256_A = P256_P - 3
-P256_B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b
-P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
-P256_G = (0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296,
-          0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5)
+class Curve:
+    """A short-Weierstrass NIST prime curve with a = p - 3."""
+
+    def __init__(self, name, p, b, n, g):
+        self.name, self.p, self.a, self.b, self.n, self.g = name, p, p - 3, b, n, g
+        self.size = (p.bit_length() + 7) // 8        # bytes per coordinate / signature half
+
+    def add(self, p1, p2):
+        if p1 is None:
+            return p2
+        if p2 is None:
+            return p1
+        (x1, y1), (x2, y2) = p1, p2
+        P = self.p
+        if x1 == x2:
+            if (y1 + y2) % P == 0:
+                return None
+            lam = (3 * x1 * x1 + self.a) * pow(2 * y1, -1, P) % P
+        else:
+            lam = (y2 - y1) * pow(x2 - x1, -1, P) % P
+        x3 = (lam * lam - x1 - x2) % P
+        return x3, (lam * (x1 - x3) - y1) % P
+
+    def mul(self, k, pt):
+        acc = None
+        while k:
+            if k & 1:
+                acc = self.add(acc, pt)
+            pt = self.add(pt, pt)
+            k >>= 1
+        return acc
+
+    def on_curve(self, pt):
+        x, y = pt
+        return 0 <= x < self.p and 0 <= y < self.p and \
+            (y * y - (x * x * x + self.a * x + self.b)) % self.p == 0
+
+    def _z(self, msg, h):
+        """The hash as an integer, truncated to the order's bit length (FIPS 186-4)."""
+        digest = h(msg).digest()
+        z = int.from_bytes(digest, "big")
+        excess = len(digest) * 8 - self.n.bit_length()
+        return z >> excess if excess > 0 else z
+
+    def verify(self, msg, sig, pub, h):
+        if len(sig) != 2 * self.size or not self.on_curve(pub):
+            return False
+        r = int.from_bytes(sig[:self.size], "big")
+        s = int.from_bytes(sig[self.size:], "big")
+        if not (1 <= r < self.n and 1 <= s < self.n):
+            return False
+        w = pow(s, -1, self.n)
+        pt = self.add(self.mul(self._z(msg, h) * w % self.n, self.g),
+                      self.mul(r * w % self.n, pub))
+        return pt is not None and pt[0] % self.n == r
+
+    def sign(self, msg, d, h):
+        z = self._z(msg, h)
+        while True:
+            k = secrets.randbelow(self.n - 1) + 1
+            r = self.mul(k, self.g)[0] % self.n
+            s = pow(k, -1, self.n) * (z + r * d) % self.n
+            if r and s:
+                return r.to_bytes(self.size, "big") + s.to_bytes(self.size, "big")
 
 
-def _ec_add(p1, p2):
-    if p1 is None:
-        return p2
-    if p2 is None:
-        return p1
-    (x1, y1), (x2, y2) = p1, p2
-    P = P256_P
-    if x1 == x2:
-        if (y1 + y2) % P == 0:
-            return None
-        lam = (3 * x1 * x1 + P256_A) * pow(2 * y1, -1, P) % P
-    else:
-        lam = (y2 - y1) * pow(x2 - x1, -1, P) % P
-    x3 = (lam * lam - x1 - x2) % P
-    return x3, (lam * (x1 - x3) - y1) % P
-
-
-def _ec_mul(k, pt):
-    acc = None
-    while k:
-        if k & 1:
-            acc = _ec_add(acc, pt)
-        pt = _ec_add(pt, pt)
-        k >>= 1
-    return acc
-
-
-def _on_curve(pt):
-    x, y = pt
-    return (y * y - (x * x * x + P256_A * x + P256_B)) % P256_P == 0
+P256 = Curve("P256", 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff,
+             0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b,
+             0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551,
+             (0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296,
+              0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5))
+P384 = Curve("P384", 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff,
+             0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef,
+             0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973,
+             (0xaa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7,
+              0x3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f))
+P521 = Curve("P521", 0x1ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff,
+             0x51953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00,
+             0x1fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409,
+             (0xc6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66,
+              0x11839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650))
+CURVES = {c.size: c for c in (P256, P384, P521)}        # by coordinate length
+# the JWT algorithm's curve (RFC 7518 section 3.4): ES512 is P-521
+ES_CURVES = {"ES256": P256, "ES384": P384, "ES512": P521}
 
 
 def es256_verify(msg, sig, pub):
-    if len(sig) != 64 or not _on_curve(pub):
-        return False
-    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
-    if not (1 <= r < P256_N and 1 <= s < P256_N):
-        return False
-    z = int.from_bytes(hashlib.sha256(msg).digest(), "big")
-    w = pow(s, -1, P256_N)
-    pt = _ec_add(_ec_mul(z * w % P256_N, P256_G), _ec_mul(r * w % P256_N, pub))
-    return pt is not None and pt[0] % P256_N == r
+    return P256.verify(msg, sig, pub, hashlib.sha256)
 
 
 def es256_sign(msg, d):
-    z = int.from_bytes(hashlib.sha256(msg).digest(), "big")
-    while True:
-        k = secrets.randbelow(P256_N - 1) + 1
-        r = _ec_mul(k, P256_G)[0] % P256_N
-        s = pow(k, -1, P256_N) * (z + r * d) % P256_N
-        if r and s:
-            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return P256.sign(msg, d, hashlib.sha256)
 
 
 def public_key_from_cert(pem_text):
-    """('RSA', (n, e)) or ('EC', (x, y)) from a PEM certificate."""
+    """('RSA', (n, e)) or ('EC', (curve, (x, y))) from a PEM certificate."""
     der = certs.pem_to_der(pem_text, "CERTIFICATE")
     _, cert, _ = certs.der_read(der)
     tbs = certs.der_children(certs.der_children(cert)[0][1])
@@ -241,8 +289,10 @@ def public_key_from_cert(pem_text):
     spki = tbs[idx + 5][1]
     parts = certs.der_children(spki)
     bits = parts[1][1][1:]
-    if len(bits) == 65 and bits[0] == 4:
-        return "EC", (int.from_bytes(bits[1:33], "big"), int.from_bytes(bits[33:], "big"))
+    size = (len(bits) - 1) // 2
+    if bits[:1] == b"\x04" and len(bits) == 1 + 2 * size and size in CURVES:
+        return "EC", (CURVES[size], (int.from_bytes(bits[1:1 + size], "big"),
+                                     int.from_bytes(bits[1 + size:], "big")))
     return "RSA", certs.rsa_public_from_spki(spki)
 
 
@@ -253,26 +303,36 @@ def ec_private_from_pem(pem_text):
     return int.from_bytes(certs.der_children(ecpk)[1][1], "big")
 
 
+def verify_jws(alg, signing_input, sig, keyinfo):
+    """A JWT signature with alg PS256/384/512 or ES256/384/512 against a
+    certificate's key; False for a key of the other family or curve."""
+    kind, pub = keyinfo
+    h = HASHES[alg[2:]]
+    if alg.startswith("PS"):
+        return kind == "RSA" and pss_verify(signing_input, sig, *pub, h=h)
+    curve, point = pub if kind == "EC" else (None, None)
+    return curve is ES_CURVES[alg] and curve.verify(signing_input, sig, point, h)
+
+
 def sign_jwt(claims, kid="ns-cert-id", alg=None, header=None, key_file=None):
     """A compact JWT for the M2M token endpoint, signed with the test key of
-    the given certificate ID (PS256 for ns-cert-id, ES256 for ns-cert-id-ec)."""
+    the given certificate ID (M2M_KID_ALGS gives each one's default alg)."""
     key_file = key_file or M2M_KEYS[kid]
     with open(key_file) as f:
         pem = f.read()
-    is_ec = kid.endswith("-ec") if alg is None else alg.startswith("ES")
-    alg = alg or ("ES256" if is_ec else "PS256")
+    alg = alg or M2M_KID_ALGS.get(kid, "PS256")
     h = header if header is not None else {"typ": "JWT", "alg": alg, "kid": kid}
     signing_input = (certs.b64url(json.dumps(h, separators=(",", ":")).encode()) + "."
                      + certs.b64url(json.dumps(claims, separators=(",", ":")).encode()))
     data = signing_input.encode("ascii")
-    if is_ec:
-        sig = es256_sign(data, ec_private_from_pem(pem))
+    if alg.startswith("ES"):
+        sig = ES_CURVES[alg].sign(data, ec_private_from_pem(pem), HASHES[alg[2:]])
     elif alg == "RS256":
         n, _, d = certs.rsa_private_from_pem(pem)
         sig = certs.rs256_sign(data, n, d)
     else:
         n, _, d = certs.rsa_private_from_pem(pem)
-        sig = pss_sign(data, n, d)
+        sig = pss_sign(data, n, d, HASHES[alg[2:]])
     return signing_input + "." + certs.b64url(sig)
 
 
@@ -697,6 +757,9 @@ SEED_KIND_ALIASES = {"string": "text", "textarea": "text", "checkbox": "bool", "
                      "currency": "float", "double": "float", "number": "float", "integer": "int",
                      "select": "select", "list": "select", "reference": "select",
                      "phone": "text", "url": "text", "percent": "float", "date-time": "datetime"}
+# "An external ID can be any string containing letters, numbers, underscore (_),
+# and hyphen (-)" (Using External IDs, section_156334828635): for eid: in URLs
+EID_RE = re.compile(r"[\w-]+")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -711,7 +774,7 @@ class QueryError(Exception):
 
 _TOK = re.compile(r"""\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>\d+(?:\.\d+)?)"""
                   r"""|(?P<id>[A-Za-z_][A-Za-z0-9_$#]*(?:\.[A-Za-z_][A-Za-z0-9_$#]*)*)"""
-                  r"""|(?P<op><=|>=|<>|!=|\|\||[=<>(),*+\-]))""")
+                  r"""|(?P<op><=|>=|<>|!=|\|\||[=<>(),*+\-?]))""")
 KEYWORDS = {"SELECT", "DISTINCT", "FROM", "WHERE", "ORDER", "BY", "ASC", "DESC", "AND", "OR",
             "NOT", "IN", "IS", "NULL", "LIKE", "BETWEEN", "AS", "NULLS", "FIRST", "LAST", "FETCH",
             "ROWS", "ROW", "ONLY", "NEXT", "TOP", "JOIN", "LEFT", "RIGHT", "INNER", "OUTER",
@@ -743,9 +806,27 @@ def tokenize(q):
 
 
 class Parser:
-    def __init__(self, q):
+    def __init__(self, q, params=None):
         self.t = tokenize(q)
         self.i = 0
+        if params is not None or ("op", "?") in self.t:
+            self.bind(params or [])
+
+    def bind(self, params):
+        """Bound parameters ({"q": "... ?", "params": [...]}, REST since 2026.2):
+        each ? takes the next value; booleans are SuiteQL's 'T'/'F'."""
+        holes = [n for n, tok in enumerate(self.t) if tok == ("op", "?")]
+        if len(holes) != len(params):
+            raise QueryError("Invalid or unsupported search")
+        for n, v in zip(holes, params):
+            if isinstance(v, bool):
+                self.t[n] = ("str", "T" if v else "F")
+            elif isinstance(v, (int, float)):
+                self.t[n] = ("num", v)
+            elif isinstance(v, str):
+                self.t[n] = ("str", v)
+            else:
+                raise QueryError("Invalid or unsupported search")
 
     def peek(self, k=0):
         j = self.i + k
@@ -1182,6 +1263,9 @@ class Api(ApiBase):
             self.gen = 0            # bumped by updates/deletes: SuiteQL row caches carry refNames
             self.tokens = {}
             self.nonces = {}
+            self.jobs = {}              # asynchronous jobs: id -> {tasks, ready_at}
+            self.job_seq = 0
+            self.idempotency = {}       # X-NetSuite-Idempotency-Key -> job id
             self.restlet_deployed = True
             for key, rows in BUILTIN_RECORDS.items():
                 for r in rows:
@@ -1195,7 +1279,8 @@ class Api(ApiBase):
 
     def owns(self, path):
         return (path == TOKEN_PATH or path == RECORD_PREFIX or path.startswith(RECORD_PREFIX + "/")
-                or path == SUITEQL_PATH or path == RESTLET_PATH or path.startswith(SYSTEM_PREFIX + "/"))
+                or path == SUITEQL_PATH or path == RESTLET_PATH or path.startswith(SYSTEM_PREFIX + "/")
+                or path.startswith(ASYNC_PREFIX + "/"))
 
     def zone(self):
         """The integration user's time zone (config netsuite_user_timezone)."""
@@ -1463,6 +1548,13 @@ class Api(ApiBase):
     def href(self, base, key, *parts):
         return "/".join([base + RECORD_PREFIX, key] + [str(p) for p in parts])
 
+    def line_link(self, base, key, rid, sublist, n, line):
+        """A sublist line's self link, …/{sublist}/{line number}, as the recent
+        recordings have it (the line's own "line" value, else its position)."""
+        num = line.get("line")
+        num = num if isinstance(num, int) and not isinstance(num, bool) else n
+        return _link(self.href(base, key, rid, sublist, num))
+
     def render(self, key, rec, base, expand=False, only=None, links=True):
         t = self.types[key]
         rid = rec["_id"]
@@ -1486,7 +1578,8 @@ class Api(ApiBase):
             elif kind == SUBLIST:
                 sub = {"links": _link(self.href(base, key, rid, f))} if links else {}
                 if expand or not links:
-                    lines = [dict({"links": []} if links else {}, **x) for x in v["items"]]
+                    lines = [dict({"links": self.line_link(base, key, rid, f, n, x)} if links else {},
+                                  **x) for n, x in enumerate(v["items"])]
                     sub.update({"items": lines, "totalResults": len(lines)})
                 out[f] = sub
             elif kind == "subrecord":
@@ -1556,9 +1649,28 @@ class Api(ApiBase):
             if restlet:
                 return self.restlet(req)
             if path == SUITEQL_PATH:
+                if "respond-async" in self.prefers(req):
+                    raise NsError(400, "INVALID_HEADER", "Asynchronous request execution isn't "
+                                  "supported in the REST query service.", errorHeader="Prefer")
                 return self.suiteql(req)
             if path.startswith(SYSTEM_PREFIX + "/"):
                 return self.system(req)
+            if path.startswith(ASYNC_PREFIX + "/"):
+                return self.async_api(req)
+            rest = req.path[len(RECORD_PREFIX):].strip("/")
+            parts = [urllib.parse.unquote(p) for p in rest.split("/")] if rest else []
+            if parts and parts[0] != "metadata-catalog":
+                if "respond-async" in self.prefers(req):
+                    try:
+                        key = self.type_key(parts[0])
+                    except KeyError:
+                        raise NsError(404, "NONEXISTENT_ID", "Record type '%s' does not exist."
+                                      % parts[0], urlPath=parts[0])
+                    return self.async_submit(req, key, parts)
+                if self.is_collection_body(req) and req.method in ("POST", "PATCH", "PUT"):
+                    raise NsError(400, "INVALID_HEADER", "Batch operations are executed "
+                                  "asynchronously: send the header 'Prefer: respond-async'.",
+                                  errorHeader="Prefer")
             return self.record_api(req)
         except NsError as e:
             return ns_error(e.status, e.code, e.detail, **e.extra)
@@ -1655,8 +1767,8 @@ class Api(ApiBase):
         except (ValueError, UnicodeDecodeError):
             return self.token_error(400, "invalid_request")
         alg = header.get("alg")
-        if alg not in ("PS256", "ES256") or header.get("typ", "JWT") != "JWT":
-            # PS384/512 and ES384/512 are valid in NetSuite but not emulated; RS256 is retired
+        if alg not in M2M_ALGS or header.get("typ", "JWT") != "JWT":
+            # RS256 is retired
             return self.token_error(400, "invalid_request")
         if claims.get("iss") != M2M_CLIENT_ID:
             return self.token_error(401, "invalid_client")
@@ -1665,12 +1777,7 @@ class Api(ApiBase):
         if keyinfo is None:
             return self.token_error(400, "invalid_grant")
         signing_input = (parts[0] + "." + parts[1]).encode("ascii")
-        kind, pub = keyinfo
-        if alg == "PS256":
-            ok = kind == "RSA" and pss_verify(signing_input, sig, *pub)
-        else:
-            ok = kind == "EC" and es256_verify(signing_input, sig, pub)
-        if not ok:
+        if not verify_jws(alg, signing_input, sig, keyinfo):
             return self.token_error(400, "invalid_grant")
         aud = claims.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
@@ -1702,7 +1809,9 @@ class Api(ApiBase):
         tok = head + "." + body + "." + certs.b64url(secrets.token_bytes(32))
         with self.lock:
             self.tokens[tok] = {"exp": now + ttl, "scopes": set(scopes)}
-        return {"access_token": tok, "expires_in": str(ttl), "token_type": "Bearer"}
+        # NetSuite 2025.2 sent "3600" (a string); the doc example a number
+        expires = ttl if self.config("netsuite_expires_in_number") else str(ttl)
+        return {"access_token": tok, "expires_in": expires, "token_type": "Bearer"}
 
     # -- system/v1: serverTime, governanceLimits -------------------------------
     def system(self, req):
@@ -1722,6 +1831,174 @@ class Api(ApiBase):
         return json_response(200, {"accountConcurrencyLimit": limit,
                                    "accountUnallocatedConcurrencyLimit": limit,
                                    "integrationLimitType": "accountLimit"})
+
+    # -- asynchronous requests and batch operations ----------------------------
+    # Docs: "REST Web Services Request Processing" (chapter_161251386312) and its
+    # subsections (sending, polling, results, idempotency); "Batch Operations"
+    # (article_0127092747).  README-netsuite.md says which parts are guesses.
+
+    @staticmethod
+    def prefers(req):
+        """The Prefer header's preferences, lower case, without parameters' quotes."""
+        return {p.strip().lower().replace('"', "")
+                for p in (req.header("prefer") or "").split(",") if p.strip()}
+
+    def is_collection_body(self, req):
+        ct = (req.header("content-type") or "").lower().replace(" ", "")
+        return "type=collection" in ct
+
+    def async_submit(self, req, key, parts):
+        """A record-API request sent with Prefer: respond-async: run it as a job
+        (a batch: one task per item), answer 202 + Location of the job."""
+        idem = req.header("x-netsuite-idempotency-key")
+        with self.lock:
+            if idem is not None and idem in self.idempotency:
+                # the documented answer: 400 titled "Conflict", Location of the first job
+                body = ns_error_body(400, "IDEMPOTENCY_ERROR",
+                                     'A request with the same idempotency key is already submitted. '
+                                     'See the "Location" header for a link to the previously '
+                                     'submitted job')
+                body.update(type=IDEMPOTENCY_TYPE_URL, title="Conflict")
+                return json_response(400, body, [
+                    ("Preference-Applied", "respond-async"),
+                    ("Location", "%s/job/%d" % (ASYNC_PREFIX, self.idempotency[idem]))],
+                    content_type="application/json")
+        batch = None
+        m = req.method
+        if len(parts) == 1 and (self.is_collection_body(req) or
+                                (m in ("DELETE", "GET") and req.q1("ids") is not None)):
+            batch = self.batch_requests(req, key)
+        subrequests = batch if batch is not None else [req]
+        tasks = []
+        started = self.now()
+        for sub in subrequests:
+            try:
+                if isinstance(sub, NsError):
+                    raise sub
+                resp = self.record_api(sub)
+            except NsError as e:
+                resp = ns_error(e.status, e.code, e.detail, **e.extra)
+            tasks.append({"status": resp.status, "headers": resp.headers, "body": resp.body,
+                          "start": started, "end": self.now()})
+        with self.lock:
+            self.job_seq += 1
+            jid = self.job_seq
+            delay = float(self.config("netsuite_async_delay_ms") or 0) / 1000.0
+            self.jobs[jid] = {"tasks": tasks, "ready_at": self.emu.time() + delay}
+            if idem is not None:
+                self.idempotency[idem] = jid
+        return empty_response(202, [("Preference-Applied", "respond-async"),
+                                    ("Content-Type", "application/json"),
+                                    ("Location", "%s/job/%d" % (ASYNC_PREFIX, jid))])
+
+    def batch_requests(self, req, key):
+        """The per-record requests of a batch (or the NsError its task answers):
+        a collection body {"items": [...]} for POST/PATCH/PUT, or ?ids=1,2,eid:x
+        for DELETE/GET."""
+        m = req.method
+        base = "%s/%s" % (RECORD_PREFIX, key)
+        plain = {k: v for k, v in req.headers.items()
+                 if k not in ("content-type", "prefer", "x-netsuite-idempotency-key")}
+        plain["content-type"] = "application/json"
+
+        def sub(method, path, body=None, query=""):
+            return Request(method, path, urllib.parse.parse_qs(query, keep_blank_values=True),
+                           query, plain, json.dumps(body).encode() if body is not None else b"",
+                           req.inflight, req.url_base)
+        if m in ("DELETE", "GET"):
+            ids = [x.strip() for x in (req.q1("ids") or "").split(",") if x.strip()]
+            if not ids or len(ids) > BATCH_MAX:
+                raise NsError(400, "INVALID_PARAMETER", "Invalid value for the query parameter ids. "
+                              "Provide 1 to %d record IDs." % BATCH_MAX, errorQueryParam="ids")
+            query = ""
+            if m == "GET" and (req.q1("expandRecords") or "").lower() == "true":
+                query = "expandSubResources=true"
+            return [sub(m, "%s/%s" % (base, urllib.parse.quote(i, safe=":")), query=query) for i in ids]
+        if m not in ("POST", "PATCH", "PUT"):
+            raise NsError(405, "INVALID_METHOD", "Method %s is not allowed on a collection." % m)
+        body = self.json_body(req)
+        items = body.get("items")
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+            raise NsError(400, "INVALID_CONTENT", "The request body must contain \"items\", a list "
+                          "of 1 to %d record objects." % BATCH_MAX, errorPath="items")
+        if len(items) > BATCH_MAX:
+            raise NsError(400, "INVALID_CONTENT", "You can work with a maximum of %d records in "
+                          "one batch request." % BATCH_MAX, errorPath="items")
+        out = []
+        for item in items:
+            rid, eid = item.get("id"), item.get("externalId")
+            if m == "POST":                     # create
+                out.append(sub("POST", base, item))
+            elif m == "PUT" and eid is not None:    # upsert by external ID
+                out.append(sub("PUT", "%s/eid:%s" % (base, urllib.parse.quote(str(eid))), item))
+            elif rid is not None:               # update by internal ID
+                rest = {k: v for k, v in item.items() if k != "id"}
+                out.append(sub("PATCH", "%s/%s" % (base, urllib.parse.quote(str(rid))), rest))
+            elif eid is not None:               # PATCH: update by external ID
+                rest = {k: v for k, v in item.items() if k != "externalId"}
+                out.append(sub("PATCH", "%s/eid:%s" % (base, urllib.parse.quote(str(eid))), rest))
+            else:               # this item's task fails; the others go on
+                out.append(NsError(400, "INVALID_CONTENT", "Each item of a %s batch must "
+                                   "contain \"id\" or \"externalId\"." % m, errorPath="id"))
+        return out
+
+    def job_progress(self, job):
+        if self.emu.time() < job["ready_at"]:
+            return False, "pending"
+        ok = all(t["status"] < 400 for t in job["tasks"])
+        return True, "succeeded" if ok else "failed"
+
+    def async_api(self, req):
+        """GET /services/rest/async/v1/job/{id}[/task[/{n}[/result]]]."""
+        parts = [p for p in req.path[len(ASYNC_PREFIX):].split("/") if p]
+        if req.method != "GET":
+            raise NsError(405, "INVALID_METHOD", "Method %s is not allowed. Use GET." % req.method)
+        if len(parts) < 2 or parts[0] != "job" or len(parts) > 5 or \
+                (len(parts) >= 3 and parts[2] != "task") or (len(parts) == 5 and parts[4] != "result"):
+            raise NsError(404, "NONEXISTENT_ID", "The requested resource does not exist.")
+        with self.lock:
+            try:
+                job = self.jobs[int(parts[1])]
+            except (ValueError, KeyError):
+                raise NsError(404, "NONEXISTENT_ID", "The job %s does not exist." % parts[1],
+                              urlPath=parts[1])
+            jurl = "%s%s/job/%s" % (req.url_base, ASYNC_PREFIX, parts[1])
+            completed, progress = self.job_progress(job)
+            if len(parts) == 2:
+                return json_response(200, {"links": _link(jurl), "completed": completed,
+                                           "id": parts[1], "progress": progress,
+                                           "task": {"links": _link(jurl + "/task")}},
+                                     content_type=CT_SINGULAR)
+            if len(parts) == 3:
+                items = [{"links": _link("%s/task/%d" % (jurl, n)), "id": str(n)}
+                         for n in range(1, len(job["tasks"]) + 1)]
+                return json_response(200, {"links": _link(jurl + "/task"), "count": len(items),
+                                           "hasMore": False, "items": items, "offset": 0,
+                                           "totalResults": len(items)}, content_type=CT_COLLECTION)
+            try:
+                n = int(parts[3])
+                task = job["tasks"][n - 1]
+                if n < 1:
+                    raise IndexError
+            except (ValueError, IndexError):
+                raise NsError(404, "NONEXISTENT_ID", "The task %s does not exist." % parts[3],
+                              urlPath=parts[3])
+            turl = "%s/task/%d" % (jurl, n)
+            if len(parts) == 4:
+                out = {"links": [{"rel": "related", "href": turl + "/result"},
+                                 {"rel": "self", "href": turl}],
+                       "completed": completed, "id": str(n),
+                       "progress": progress if not completed else
+                       ("succeeded" if task["status"] < 400 else "failed"),
+                       "startTime": iso_z(task["start"])}
+                if completed:
+                    out["endTime"] = iso_z(task["end"])
+                return json_response(200, out, content_type=CT_SINGULAR)
+            if not completed:
+                raise NsError(404, "NONEXISTENT_ID", "The result of task %d is not available "
+                              "yet: the job is pending." % n)
+            # the task's own answer, as the synchronous request would have had it
+            return Response(task["status"], task["body"], task["headers"])
 
     # -- record API ----------------------------------------------------------
     def parse_limit_offset(self, req):
@@ -1785,6 +2062,10 @@ class Api(ApiBase):
         if len(parts) > 3:
             raise NsError(404, "NONEXISTENT_ID", "The requested resource does not exist.")
         ident = parts[1]
+        if ident.startswith("eid:") and not EID_RE.fullmatch(ident[4:]):
+            raise NsError(400, "INVALID_PARAMETER", "Invalid external ID '%s'. In REST web services "
+                          "an external ID can contain only letters, numbers, underscore (_) and "
+                          "hyphen (-)." % ident[4:], urlPath=ident)
         if m == "PUT":
             if not ident.startswith("eid:"):
                 raise NsError(405, "INVALID_METHOD", "PUT is supported only with an external ID "
@@ -1801,6 +2082,9 @@ class Api(ApiBase):
                     only = {f.strip() for f in req.q1("fields").split(",") if f.strip()}
                 expand = (req.q1("expandSubResources") or "").lower() == "true"
                 body = self.render(key, rec, req.url_base, expand=expand, only=only)
+                # as recorded: the record's self link is the URL as called, query included
+                body["links"] = _link(req.url_base + req.path
+                                      + ("?" + req.raw_query if req.raw_query else ""))
                 return json_response(200, body, content_type=CT_SINGULAR)
             if len(parts) == 3:
                 raise NsError(405, "INVALID_METHOD", "Method %s is not allowed here." % m)
@@ -1808,7 +2092,8 @@ class Api(ApiBase):
                 body = self.json_body(req)
                 warnings = []
                 self._update(key, rid, body, strict_names=self.strict(req), warnings=warnings)
-                return self.no_content(warnings)
+                # 204 with Location, as documented for updates (section_1545142173)
+                return self.no_content(warnings, self.href(req.url_base, key, rid))
             if m == "DELETE":
                 self._delete(key, rid)
                 return empty_response(204)
@@ -1823,7 +2108,9 @@ class Api(ApiBase):
             return json_response(200, dict({"links": _link(href)}, **rec.get(field, {})),
                                  content_type=CT_SINGULAR)
         lines = rec.get(field, {"items": []})["items"]
-        return json_response(200, {"links": _link(href), "items": [dict({"links": []}, **x) for x in lines],
+        return json_response(200, {"links": _link(href), "items": [
+            dict({"links": self.line_link(req.url_base, key, rec["_id"], field, n, x)}, **x)
+            for n, x in enumerate(lines)],
                                    "totalResults": len(lines)}, content_type=CT_COLLECTION)
 
     def strict(self, req):
@@ -1895,12 +2182,12 @@ class Api(ApiBase):
                          if flt is None or self.match_q(key, rec, flt))
         total = len(ids)
         page = ids[offset:offset + limit]
-        base = req.url_base + req.path
+        # as recorded: paging links name the type in lower case, self is the URL as called
+        base = "%s%s/%s" % (req.url_base, RECORD_PREFIX, key)
         extra = [("q", req.q1("q"))] if req.q1("q") else []
         links = self.page_links(base, extra, limit, offset, total)
-        self_q = urllib.parse.urlencode(extra + [("limit", limit), ("offset", offset)],
-                                        quote_via=urllib.parse.quote)
-        links.append({"rel": "self", "href": base + "?" + self_q})
+        links.append({"rel": "self", "href": req.url_base + req.path
+                      + ("?" + req.raw_query if req.raw_query else "")})
         items = [{"links": _link(self.href(req.url_base, key, rid)), "id": str(rid)} for rid in page]
         return json_response(200, {"links": links, "count": len(items),
                                    "hasMore": offset + len(items) < min(total, MAX_RESULTS),
@@ -2056,11 +2343,17 @@ class Api(ApiBase):
         base = req.url_base + RECORD_PREFIX + "/metadata-catalog"
         if not parts or parts == [""]:
             items = []
+            select = None
+            if req.q1("select"):                # ?select=customer,contact (section_1540810174)
+                select = {x.strip().lower() for x in req.q1("select").split(",") if x.strip()}
             for key, t in sorted(self.types.items()):
+                if select is not None and key not in select:
+                    continue
                 href = base + "/" + key
                 items.append({"name": key, "links": [
                     {"rel": "canonical", "href": href, "mediaType": "application/json"},
                     {"rel": "alternate", "href": href, "mediaType": "application/swagger+json"},
+                    {"rel": "alternate", "href": href, "mediaType": "application/schema+json"},
                     {"rel": "describes", "href": req.url_base + RECORD_PREFIX + "/" + key}]})
             return json_response(200, {"items": items, "links": _link(base)},
                                  content_type="application/json")
@@ -2154,10 +2447,14 @@ class Api(ApiBase):
         if not isinstance(q, str) or not q.strip():
             raise NsError(400, "INVALID_CONTENT", "The request body must contain the query "
                           "parameter 'q'.", errorPath="q")
+        params = body.get("params")
+        if params is not None and not isinstance(params, list):
+            raise NsError(400, "INVALID_CONTENT", "The request body parameter 'params' must be a "
+                          "list of values.", errorPath="params")
         limit, offset = self.parse_limit_offset(req)
         try:
             with self.lock:
-                cols, rows = self.run_suiteql(q)
+                cols, rows = self.run_suiteql(q, params)
         except QueryError as e:
             raise NsError(400, "INVALID_PARAMETER", SUITEQL_PREFIX + str(e), errorQueryParam="q")
         total = len(rows)
@@ -2204,8 +2501,8 @@ class Api(ApiBase):
                 "iscustomrecord": "T" if custom else "F", "iscustomtransaction": "F",
                 "type": key}
 
-    def run_suiteql(self, text):
-        q = Parser(text).parse()
+    def run_suiteql(self, text, params=None):
+        q = Parser(text, params).parse()
         table = q["table"].lower()
         columns = self.columns(table)
         if columns is None:
@@ -2238,6 +2535,8 @@ class Api(ApiBase):
                 else:
                     names.append("expr%d" % n)
                 exprs.append(e)
+        if len(names) > MAX_SELECT_COLUMNS:
+            return names, []            # no error, no rows (Estuary's docs, reference §5)
         if any(e[0] == "fn" and e[1] == "COUNT" for e in exprs):
             if not all(e[0] == "fn" and e[1] == "COUNT" for e in exprs):
                 raise QueryError("Invalid or unsupported search")

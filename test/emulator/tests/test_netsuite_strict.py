@@ -5,14 +5,21 @@ the asynchronous (batch) record requests."""
 import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
+import time
 import unittest
 import urllib.parse
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from test_netsuite import NsCase, REC, SQL
-from util import Emulator
+from test_netsuite import FORM, NsCase, REC, SQL, TOKEN
+from util import EMULATOR, Emulator
+
+sys.path.insert(0, os.path.dirname(EMULATOR))
+import certs  # noqa: E402
+import netsuite  # noqa: E402  (JWT signing helpers)
 
 PREFIX = "Invalid search query. Detailed unprocessed description follows. "
 
@@ -267,6 +274,289 @@ class SystemEndpoints(NsCase):
         self.assertEqual(b, {"accountConcurrencyLimit": 7, "accountUnallocatedConcurrencyLimit": 7,
                              "integrationLimitType": "accountLimit"})
         self.assertNsError(self.call("GET", "/services/rest/system/v1/nothing"), 404, "NONEXISTENT_ID")
+
+
+class M2mAlgorithms(NsCase):
+    """M2M assertions with every algorithm NetSuite accepts: PS256/384/512 and
+    ES256/384/512 (ES512 is P-521, RFC 7518)."""
+
+    def claims(self, **over):
+        now = int(time.time())
+        c = {"iss": "ns-m2m-client", "scope": "rest_webservices",
+             "aud": self.url(TOKEN), "iat": now, "exp": now + 1800}
+        c.update(over)
+        return c
+
+    def token(self, jwt):
+        form = {"grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": jwt}
+        return self.emu.request("POST", TOKEN, urllib.parse.urlencode(form), FORM)
+
+    def test_every_algorithm_gets_a_working_token(self):
+        for kid, alg in [("ns-cert-id", "PS256"), ("ns-cert-id", "PS384"), ("ns-cert-id", "PS512"),
+                         ("ns-cert-id-rsa3072", "PS384"), ("ns-cert-id-rsa3072", "PS512"),
+                         ("ns-cert-id-ec", "ES256"), ("ns-cert-id-ec384", "ES384"),
+                         ("ns-cert-id-ec521", "ES512")]:
+            st, _, b = self.token(netsuite.sign_jwt(self.claims(), kid=kid, alg=alg))
+            self.assertEqual(st, 200, (kid, alg, b))
+            st, _, body = self.emu.request("GET", REC + "/customer", None,
+                                           {"Authorization": "Bearer " + b["access_token"]})
+            self.assertEqual(st, 200, (kid, alg, body))
+
+    def test_key_and_algorithm_must_agree(self):
+        jwt = netsuite.sign_jwt(self.claims(), kid="ns-cert-id-ec384")
+        h, p, sig = jwt.split(".")
+        flipped = certs.b64url(bytes([certs.b64url_decode(sig)[0] ^ 1]) + certs.b64url_decode(sig)[1:])
+        cases = [
+            # ES384 signed with the P-384 key, but the kid names the P-256 certificate
+            ("ES384 on a P-256 certificate", netsuite.sign_jwt(
+                self.claims(), kid="ns-cert-id-ec", alg="ES384",
+                key_file=netsuite.M2M_KEYS["ns-cert-id-ec384"])),
+            # ES512 over P-384 (the right key, the wrong curve for the algorithm)
+            ("ES512 with a P-384 key", netsuite.sign_jwt(self.claims(), kid="ns-cert-id-ec384", alg="ES512")),
+            ("PS384 on an EC certificate", netsuite.sign_jwt(
+                self.claims(), kid="ns-cert-id-ec521", alg="PS384",
+                key_file=netsuite.M2M_KEYS["ns-cert-id-rsa3072"])),
+            ("PS512 signature presented as PS384", ".".join([
+                certs.b64url(json.dumps({"typ": "JWT", "alg": "PS384", "kid": "ns-cert-id-rsa3072"}).encode()),
+                *netsuite.sign_jwt(self.claims(), kid="ns-cert-id-rsa3072", alg="PS512").split(".")[1:]])),
+            ("ES384 bad signature", h + "." + p + "." + flipped),
+        ]
+        for name, jwt in cases:
+            st, _, b = self.token(jwt)
+            self.assertEqual((st, b), (400, {"error": "invalid_grant"}), name)
+
+    def _openssl_sign(self, data, key, args):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "in")
+            with open(path, "w") as f:
+                f.write(data)
+            return subprocess.run(["openssl", "dgst"] + args + ["-sign", key, path],
+                                  check=True, capture_output=True).stdout
+
+    def test_assertions_signed_by_openssl(self):
+        # independent signer: openssl's ECDSA (DER r,s -> JOSE r||s) and PSS
+        for kid, alg, args in [("ns-cert-id-ec384", "ES384", ["-sha384"]),
+                               ("ns-cert-id-ec521", "ES512", ["-sha512"]),
+                               ("ns-cert-id-rsa3072", "PS512", ["-sha512", "-sigopt", "rsa_padding_mode:pss",
+                                                                "-sigopt", "rsa_pss_saltlen:-1"])]:
+            head = certs.b64url(json.dumps({"typ": "JWT", "alg": alg, "kid": kid}).encode())
+            si = head + "." + certs.b64url(json.dumps(self.claims()).encode())
+            sig = self._openssl_sign(si, netsuite.M2M_KEYS[kid], args)
+            if alg.startswith("ES"):
+                _, seq, _ = certs.der_read(sig)
+                size = netsuite.ES_CURVES[alg].size
+                r, s_ = (int.from_bytes(v, "big") for _, v in certs.der_children(seq))
+                sig = r.to_bytes(size, "big") + s_.to_bytes(size, "big")
+            st, _, b = self.token(si + "." + certs.b64url(sig))
+            self.assertEqual(st, 200, (alg, b))
+
+    def test_expires_in_string_or_number(self):
+        st, _, b = self.token(netsuite.sign_jwt(self.claims()))
+        self.assertEqual(b["expires_in"], "3600")           # NetSuite 2025.2: a string
+        self.emu.config(netsuite_expires_in_number=True)
+        st, _, b = self.token(netsuite.sign_jwt(self.claims()))
+        self.assertEqual(b["expires_in"], 3600)             # the documented example: a number
+        st, _, b = self.emu.request("POST", "/__emulator/netsuite/token", {"scope": "rest_webservices"})
+        self.assertEqual(b["expires_in"], 3600)
+
+
+ASYNC = {"Prefer": "respond-async"}
+BATCH = {"Prefer": "respond-async", "Content-Type": "application/vnd.oracle.resource+json; type=collection"}
+
+
+class AsyncRequests(NsCase):
+    """Prefer: respond-async on the record API: 202 + Location of a job, then
+    job -> task -> result; batches of up to 100 records (one task each);
+    X-NetSuite-Idempotency-Key."""
+
+    def submit(self, method, path, body=None, headers=None):
+        st, h, b = self.call(method, path, body, headers or ASYNC)
+        self.assertEqual(st, 202, b)
+        self.assertEqual(h["preference-applied"], "respond-async")
+        self.assertIsNone(b)
+        m = re.match(r"^/services/rest/async/v1/job/(\d+)$", h["location"])   # a path, as documented
+        self.assertTrue(m, h["location"])
+        return h["location"]
+
+    def job(self, loc):
+        st, _, b = self.call("GET", loc)
+        self.assertEqual(st, 200, b)
+        return b
+
+    def results(self, loc):
+        """[(status, headers, body)] of each task of a completed job."""
+        st, _, tasks = self.call("GET", loc + "/task")
+        self.assertEqual(st, 200, tasks)
+        self.assertEqual(tasks["count"], len(tasks["items"]))
+        out = []
+        for item in tasks["items"]:
+            href = item["links"][0]["href"]
+            self.assertEqual(href, self.url("%s/task/%s" % (loc, item["id"])))
+            st, _, t = self.call("GET", loc + "/task/" + item["id"])
+            self.assertEqual(st, 200, t)
+            self.assertTrue(t["completed"])
+            self.assertEqual({l["rel"]: l["href"] for l in t["links"]},
+                             {"related": self.url("%s/task/%s/result" % (loc, item["id"])),
+                              "self": self.url("%s/task/%s" % (loc, item["id"]))})
+            self.assertRegex(t["startTime"], r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+            self.assertIn("endTime", t)
+            r = self.call("GET", loc + "/task/" + item["id"] + "/result")
+            self.assertEqual(t["progress"], "succeeded" if r[0] < 400 else "failed")
+            out.append(r)
+        return out
+
+    def test_single_create_runs_as_a_job(self):
+        loc = self.submit("POST", REC + "/customer", {"companyName": "Async Co"})
+        j = self.job(loc)
+        jid = loc.rsplit("/", 1)[1]
+        self.assertEqual(j, {"links": [{"rel": "self", "href": self.url(loc)}], "completed": True,
+                             "id": jid, "progress": "succeeded",
+                             "task": {"links": [{"rel": "self", "href": self.url(loc + "/task")}]}})
+        [(st, h, b)] = self.results(loc)
+        self.assertEqual(st, 204)
+        cid = h["location"].rsplit("/", 1)[1]
+        self.assertEqual(self.get("customer", cid)["companyName"], "Async Co")
+
+    def test_job_pending_until_processed(self):
+        self.emu.config(netsuite_async_delay_ms=60000)
+        loc = self.submit("POST", REC + "/customer", {"companyName": "Later"})
+        j = self.job(loc)
+        self.assertEqual((j["completed"], j["progress"]), (False, "pending"))
+        st, _, t = self.call("GET", loc + "/task/1")
+        self.assertEqual((t["completed"], t["progress"]), (False, "pending"))
+        self.assertNsError(self.call("GET", loc + "/task/1/result"), 404, "NONEXISTENT_ID")
+        self.emu.request("POST", "/__emulator/clock", {"advance_s": 61})
+        self.assertEqual(self.job(loc)["completed"], True)
+        self.assertEqual(self.results(loc)[0][0], 204)
+
+    def test_batch_create_update_upsert_delete_one_task_per_record(self):
+        loc = self.submit("POST", REC + "/customer", {"items": [
+            {"companyName": "B1", "externalId": "E1"}, {"email": "no-name@x.test"},
+            {"companyName": "B2", "externalId": "E2"}]}, BATCH)
+        self.assertEqual(self.job(loc)["progress"], "failed")     # one item failed
+        r = self.results(loc)
+        self.assertEqual([x[0] for x in r], [204, 400, 204])
+        self.assertEqual(r[1][2]["o:errorDetails"][0]["o:errorCode"], "USER_ERROR")
+        a, b_ = (x[1]["location"].rsplit("/", 1)[1] for x in (r[0], r[2]))
+        # PATCH: items carry id or externalId
+        loc = self.submit("PATCH", REC + "/customer", {"items": [
+            {"id": a, "phone": "111"}, {"externalId": "E2", "phone": "222"}, {"phone": "333"}]}, BATCH)
+        r = self.results(loc)
+        self.assertEqual([x[0] for x in r], [204, 204, 400])
+        self.assertEqual(r[2][2]["o:errorDetails"][0]["o:errorCode"], "INVALID_CONTENT")
+        self.assertEqual((self.get("customer", a)["phone"], self.get("customer", b_)["phone"]), ("111", "222"))
+        # PUT: upsert by externalId
+        loc = self.submit("PUT", REC + "/customer", {"items": [
+            {"externalId": "E1", "companyName": "B1 renamed"}, {"externalId": "E3", "companyName": "B3"}]}, BATCH)
+        r = self.results(loc)
+        self.assertEqual([x[0] for x in r], [204, 204])
+        self.assertEqual(self.get("customer", "eid:E1")["companyName"], "B1 renamed")
+        self.assertEqual(self.get("customer", "eid:E3")["companyName"], "B3")
+        # GET ?ids=&expandRecords=true, DELETE ?ids=
+        loc = self.submit("GET", REC + "/customer?ids=%s,eid:E3&expandRecords=true" % a)
+        r = self.results(loc)
+        self.assertEqual([(x[0], x[2]["companyName"]) for x in r], [(200, "B1 renamed"), (200, "B3")])
+        loc = self.submit("DELETE", REC + "/customer?ids=%s,eid:E2,99999" % a)
+        r = self.results(loc)
+        self.assertEqual([x[0] for x in r], [204, 204, 404])
+        st, _, d = self.sql("SELECT recordid FROM deletedrecord ORDER BY recordid")
+        self.assertEqual(sorted(int(i["recordid"]) for i in d["items"]), sorted([int(a), int(b_)]))
+
+    def test_batch_limits_and_required_headers(self):
+        d = self.assertNsError(self.call("POST", REC + "/customer", {"items": [
+            {"companyName": "C%d" % i} for i in range(101)]}, BATCH), 400, "INVALID_CONTENT")
+        self.assertIn("100", d["detail"])
+        st, _, b = self.sql("SELECT COUNT(*) AS n FROM customer")
+        self.assertEqual(b["items"][0]["n"], "0")                     # nothing written
+        self.assertNsError(self.call("POST", REC + "/customer", {"items": []}, BATCH), 400, "INVALID_CONTENT")
+        d = self.assertNsError(self.call("POST", REC + "/customer", {"items": [{"companyName": "x"}]},
+                                         {"Content-Type": BATCH["Content-Type"]}), 400, "INVALID_HEADER")
+        self.assertEqual(d["o:errorHeader"], "Prefer")
+        # SuiteQL has no asynchronous execution (subsect_1544786455)
+        d = self.assertNsError(self.sql("SELECT id FROM customer", headers={"Prefer": "transient, respond-async"}),
+                               400, "INVALID_HEADER")
+        self.assertIn("Asynchronous request execution isn't supported in the REST query service", d["detail"])
+
+    def test_idempotency_key_deduplicates(self):
+        key = {"X-NetSuite-Idempotency-Key": "cac827ea-3543-4cda-add2-bae634326c27"}
+        first = self.submit("POST", REC + "/customer", {"companyName": "Once"}, dict(ASYNC, **key))
+        st, h, b = self.call("POST", REC + "/customer", {"companyName": "Once"}, dict(ASYNC, **key))
+        self.assertEqual(st, 400, b)
+        self.assertEqual((b["title"], b["status"]), ("Conflict", 400))
+        self.assertEqual(b["o:errorDetails"][0]["o:errorCode"], "IDEMPOTENCY_ERROR")
+        self.assertIn('"Location" header', b["o:errorDetails"][0]["detail"])
+        self.assertEqual(h["location"], first)
+        self.assertEqual(h["preference-applied"], "respond-async")
+        st, _, c = self.sql("SELECT COUNT(*) AS n FROM customer WHERE companyname = 'Once'")
+        self.assertEqual(c["items"][0]["n"], "1")
+        # also for a batch; another key is another job
+        other = self.submit("POST", REC + "/customer", {"items": [{"companyName": "Twice"}]},
+                            dict(BATCH, **{"X-NetSuite-Idempotency-Key": "k2"}))
+        self.assertNotEqual(other, first)
+        st, h, b = self.call("POST", REC + "/customer", {"items": [{"companyName": "Twice"}]},
+                             dict(BATCH, **{"X-NetSuite-Idempotency-Key": "k2"}))
+        self.assertEqual((st, h["location"]), (400, other))
+
+    def test_jobs_need_auth_and_exist(self):
+        loc = self.submit("POST", REC + "/customer", {"companyName": "A"})
+        st, _, _ = self.emu.request("GET", loc)
+        self.assertEqual(st, 401)
+        self.assertNsError(self.call("GET", "/services/rest/async/v1/job/98765"), 404, "NONEXISTENT_ID")
+        self.assertNsError(self.call("GET", loc + "/task/7"), 404, "NONEXISTENT_ID")
+        self.assertNsError(self.call("DELETE", loc), 405, "INVALID_METHOD")
+
+
+class DocumentedDetails(NsCase):
+    def test_patch_answers_204_with_location(self):
+        cid = self.create("customer", {"companyName": "P"})
+        st, h, b = self.call("PATCH", "%s/customer/%s" % (REC, cid), {"phone": "1"})
+        self.assertEqual((st, b), (204, None))
+        self.assertEqual(h["location"], self.url("%s/customer/%s" % (REC, cid)))
+
+    def test_external_ids_in_urls_are_letters_digits_underscore_hyphen(self):
+        for good in ("PG-42", "sync_1-2", "Ünïcode-1"):
+            st, h, b = self.call("PUT", "%s/customer/eid:%s" % (REC, urllib.parse.quote(good)),
+                                 {"companyName": good})
+            self.assertEqual(st, 204, (good, b))
+        for bad in ("has space", "a.b", "a|b", "a:b", "pg@x"):
+            path = "%s/customer/eid:%s" % (REC, urllib.parse.quote(bad))
+            d = self.assertNsError(self.call("PUT", path, {"companyName": "x"}), 400, "INVALID_PARAMETER")
+            self.assertIn("letters, numbers, underscore (_) and hyphen (-)", d["detail"])
+            self.assertNsError(self.call("GET", path), 400, "INVALID_PARAMETER")
+        st, _, b = self.sql("SELECT COUNT(*) AS n FROM customer")
+        self.assertEqual(b["items"][0]["n"], "3")
+
+    def test_bound_parameters(self):
+        a, b_ = self.seed("customer", [{"companyName": "Alpha ?"}, {"companyName": "Beta", "isinactive": True}])
+        st, _, r = self.call("POST", SQL, {"q": "SELECT id FROM customer WHERE companyname = ? OR "
+                                                "(isinactive = ? AND id > ?) ORDER BY id",
+                                           "params": ["Alpha ?", True, 0]}, {"Prefer": "transient"})
+        self.assertEqual(st, 200, r)
+        self.assertEqual([i["id"] for i in r["items"]], [a, b_])
+        # a ? inside a string literal is text, not a parameter
+        st, _, r = self.sql("SELECT id FROM customer WHERE companyname = 'Alpha ?'")
+        self.assertEqual([i["id"] for i in r["items"]], [a])
+        for params in ([], ["x", "y"], [{"a": 1}]):
+            self.assertNsError(self.call("POST", SQL, {"q": "SELECT id FROM customer WHERE companyname = ?",
+                                                       "params": params}, {"Prefer": "transient"}),
+                               400, "INVALID_PARAMETER")
+
+    def test_more_than_100_columns_give_no_rows(self):
+        self.seed("customer", [{"companyName": "C"}])
+        cols = lambda n: ", ".join("id AS c%d" % i for i in range(n))   # noqa: E731
+        st, _, r = self.sql("SELECT %s FROM customer" % cols(100))
+        self.assertEqual((st, r["count"]), (200, 1))
+        st, _, r = self.sql("SELECT %s FROM customer" % cols(101))
+        self.assertEqual((st, r["count"], r["totalResults"], r["items"]), (200, 0, 0, []))
+
+    def test_metadata_catalog_list_links_and_select(self):
+        st, _, b = self.call("GET", REC + "/metadata-catalog/?select=customer,Contact")
+        self.assertEqual(st, 200, b)
+        self.assertEqual([i["name"] for i in b["items"]], ["contact", "customer"])
+        types = {l.get("mediaType") for l in b["items"][1]["links"] if l["rel"] == "alternate"}
+        self.assertEqual(types, {"application/swagger+json", "application/schema+json"})
 
 
 if __name__ == "__main__":
