@@ -245,6 +245,7 @@ ns_check_mirror(SyncConnection *conn, SyncMirror *m)
 #define NS_OVERLAP_S 60			/* increments re-read the last minute */
 #define NS_INDEX_SLACK_S 7200	/* the indexed bound: two hours below the keyset */
 #define NS_RECONCILE_S 86400	/* full ID reconciliation: daily */
+#define NS_CALIBRATE_S 600		/* an idle mirror re-reads SuiteQL's clock every 10 min */
 #define NS_FMT "YYYY-MM-DD HH24:MI:SS"
 
 /* Transaction record types: SuiteQL has them in one table, "transaction". */
@@ -509,6 +510,7 @@ calibrate(SyncConnection *conn, const HttpRequest *req, SJson *items)
 			 conn->name, (int) (-diff / 60));
 	st->tz_known = true;
 	st->tz_offset_s = (int) diff;
+	st->tz_at = GetCurrentTimestamp();
 }
 
 /* A SuiteQL datetime -> UTC timestamptz text; NULL if unreadable. */
@@ -589,8 +591,10 @@ record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
  * text again: a wrong calibration can shift the UTC stamps stored in the
  * table, never skip a record.
  *   mode      "backfill" | "incremental"
+ *   after_id  backfill: the last ID read (the backfill pages by ID)
  *   phase     "search" | "deleted" | "reconcile" (incremental)
- *   since     newest stamp of a completed run
+ *   since     newest stamp of a completed run (after the backfill: SuiteQL's
+ *             clock when it began)
  *   key_t, key_id   keyset position within a run; from: the run's window start
  *   run_t     newest stamp seen by the run
  *   tz        the zone offset (s) when `since` was written: a change (daylight
@@ -602,6 +606,7 @@ record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
 typedef struct NsCursor
 {
 	bool		backfill;
+	int64		after_id;		/* backfill: the last ID read (-1: none) */
 	const char *phase;
 	const char *since;
 	const char *key_t;
@@ -638,6 +643,7 @@ cursor_read(SJson *c, NsCursor *nc)
 
 	memset(nc, 0, sizeof(NsCursor));
 	nc->backfill = mode == NULL || strcmp(mode, "backfill") == 0;
+	nc->after_id = cur_int(c, "after_id", -1);
 	nc->phase = cur_str(c, "phase");
 	nc->since = cur_str(c, "since");
 	nc->key_t = cur_str(c, "key_t");
@@ -659,6 +665,8 @@ cursor_write(const NsCursor *nc)
 	SJson	   *c = sjson_new_object();
 
 	sjson_add_string(c, "mode", nc->backfill ? "backfill" : "incremental");
+	if (nc->backfill && nc->after_id >= 0)
+		sjson_add_int(c, "after_id", nc->after_id);
 	if (!nc->backfill)
 		sjson_add_string(c, "phase", nc->phase ? nc->phase : "search");
 #define PUT_STR(k) do { if (nc->k) sjson_add_string(c, #k, nc->k); } while (0)
@@ -731,6 +739,31 @@ records_query(SyncConnection *conn, SyncMirror *m, const char *from, const char 
 	return q.data;
 }
 
+/*
+ * The backfill's query: every record by ID, after `after_id` — the primary
+ * key's order, cheap however many records there are.  Records changed
+ * while it runs are read again by the increments, which start at SuiteQL's
+ * clock when the backfill began.
+ */
+static char *
+backfill_query(SyncConnection *conn, SyncMirror *m, int64 after_id)
+{
+	char	   *table,
+			   *cond;
+	StringInfoData q;
+
+	ql_source(conn, m, &table, &cond);
+	initStringInfo(&q);
+	appendStringInfo(&q, "SELECT %s FROM %s", ql_columns(conn, m), table);
+	if (*cond || after_id >= 0)
+		appendStringInfoString(&q, " WHERE ");
+	appendStringInfoString(&q, cond);
+	if (after_id >= 0)
+		appendStringInfo(&q, "%sid > " INT64_FORMAT, *cond ? " AND " : "", after_id);
+	appendStringInfoString(&q, " ORDER BY id");
+	return q.data;
+}
+
 /* One page of records into *page; the last record's (stamp text, id). */
 static void
 records_page(SyncConnection *conn, SyncMirror *m, const char *q, SyncPage *page,
@@ -763,6 +796,23 @@ records_page(SyncConnection *conn, SyncMirror *m, const char *q, SyncPage *page,
 	}
 	if (*more && n == 0)
 		*more = false;
+}
+
+/* Calibrate with a query of its own (SYSDATE on one row of the type's table). */
+static void
+calibrate_now(SyncConnection *conn, SyncMirror *m)
+{
+	char	   *table,
+			   *cond;
+	HttpRequest *req;
+	SJson	   *items;
+
+	ql_source(conn, m, &table, &cond);
+	req = ql_send(conn, psprintf("SELECT TO_CHAR(SYSDATE, '" NS_FMT "') AS sync_now FROM %s%s%s",
+								 table, *cond ? " WHERE " : "", cond), 1);
+	items = ql_items(conn, psprintf("reading SuiteQL's clock for %s", m->remote_object), req, NULL, NULL);
+	if (sjson_array_length(items) > 0)
+		calibrate(conn, req, items);
 }
 
 /* ---------------------------------------------------------------------
@@ -966,7 +1016,53 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 	if (cursor == NULL)
 		nc.reconciled_at = now_s;
 
-	if (nc.backfill || nc.phase == NULL || strcmp(nc.phase, "search") == 0)
+	if (nc.backfill)
+	{
+		bool		more = false;
+		int64		total = -1;
+		char	   *last_t = NULL,
+				   *now_t = NULL;
+		int64		last_id = 0;
+
+		records_page(conn, m, backfill_query(conn, m, nc.after_id), page,
+					 &more, &total, &last_t, &last_id, &now_t);
+		if (nc.after_id < 0)
+		{
+			page->total = total;
+			/* increments and deletes start at SuiteQL's clock now (its zone's text) */
+			if (now_t)
+				nc.since = nc.del_t = wall_shift(now_t, -NS_OVERLAP_S);
+		}
+		if (st->tz_known && !nc.tz_set)
+		{
+			nc.tz_set = true;
+			nc.tz = st->tz_offset_s;
+		}
+		if (page->nrecords > 0)
+		{
+			int64		id = atoll(page->records[page->nrecords - 1].remote_id);
+
+			if (id <= nc.after_id)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("connection \"%s\": NetSuite sent an unusable response while querying %s with SuiteQL: "
+								"the records did not come in ID order (%s after " INT64_FORMAT ")",
+								conn->name, m->remote_object, page->records[page->nrecords - 1].remote_id,
+								nc.after_id),
+						 errhint("Nothing was applied from this response; the next attempt asks again.")));
+			nc.after_id = id;
+		}
+		if (more)
+			page->more = true;
+		else
+		{
+			nc.backfill = false;
+			nc.after_id = -1;
+			page->backfill_done = true;
+			after_run(conn, &nc, page, now_s);
+		}
+	}
+	else if (nc.phase == NULL || strcmp(nc.phase, "search") == 0)
 	{
 		bool		start = nc.key_t == NULL && nc.from == NULL;
 		bool		more = false;
@@ -976,39 +1072,47 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		int64		last_id = 0;
 		const char *from = nc.from;
 
-		if (start && !nc.backfill && nc.since)
+		if (start && nc.since)
 			from = wall_shift(nc.since, -NS_OVERLAP_S);
 		records_page(conn, m, records_query(conn, m, from, nc.key_t, nc.key_id), page,
 					 &more, &total, &last_t, &last_id, &now_t);
 
 		/*
-		 * The zone moved since the cursor was written (daylight saving time
-		 * ended: SuiteQL's clock went back): the window widens by as much,
-		 * once, so that the hour shown twice is read again.
+		 * Nothing new: SuiteQL's clock may have gone back (daylight saving
+		 * time ended), showing new changes before `since`.  Calibrate anew
+		 * when the last calibration is older than NS_CALIBRATE_S.
 		 */
-		if (start && !nc.backfill && nc.since && nc.tz_set && st->tz_known && st->tz_offset_s != nc.tz)
+		if (start && nc.since && page->nrecords == 0 &&
+			(!st->tz_known || GetCurrentTimestamp() - st->tz_at >= NS_CALIBRATE_S * USECS_PER_SEC))
+			calibrate_now(conn, m);
+
+		/*
+		 * SuiteQL's clock went back since the cursor was written (daylight
+		 * saving time ended; the user's zone changed): changes from now on
+		 * show stamps up to that much before `since`.  The cursor's stamps
+		 * move back by as much, for good (the records between are read
+		 * again, harmlessly).  A clock gone forward needs nothing: moving
+		 * the cursor on could skip what was changed before the change.
+		 */
+		if (start && nc.since && nc.tz_set && st->tz_known && st->tz_offset_s > nc.tz)
 		{
-			int64		widen = Abs(st->tz_offset_s - nc.tz);
+			int64		back = st->tz_offset_s - nc.tz;
 
 			ereport(LOG,
-					(errmsg("sync: %s: NetSuite's time zone offset changed by %d min; re-reading the last %d min",
-							m->qualified_table, (int) (widen / 60), (int) ((widen + NS_OVERLAP_S) / 60))));
-			from = wall_shift(nc.since, -NS_OVERLAP_S - widen);
+					(errmsg("sync: %s: NetSuite's SuiteQL clock went back by %d min (time zone); reading changes from %d min earlier",
+							m->qualified_table, (int) (back / 60), (int) (back / 60))));
+			nc.since = wall_shift(nc.since, -back);
+			if (nc.del_t)
+				nc.del_t = wall_shift(nc.del_t, -back);
+			from = wall_shift(nc.since, -NS_OVERLAP_S);
 			last_t = NULL;
 			records_page(conn, m, records_query(conn, m, from, NULL, 0), page,
 						 &more, &total, &last_t, &last_id, &now_t);
 		}
-		if (st->tz_known)
+		if ((start || !nc.tz_set) && st->tz_known)
 		{
 			nc.tz_set = true;
 			nc.tz = st->tz_offset_s;
-		}
-		if (nc.backfill && cursor == NULL)
-		{
-			page->total = total;
-			/* deletes are read from the backfill's start (SuiteQL's clock) */
-			if (now_t)
-				nc.del_t = wall_shift(now_t, -NS_OVERLAP_S);
 		}
 		if (later(nc.run_t, last_t))
 			nc.run_t = last_t;
@@ -1025,11 +1129,6 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 			if (later(nc.since, nc.run_t))
 				nc.since = nc.run_t;
 			nc.key_t = nc.from = nc.run_t = NULL;
-			if (nc.backfill)
-			{
-				nc.backfill = false;
-				page->backfill_done = true;
-			}
 			after_run(conn, &nc, page, now_s);
 		}
 	}

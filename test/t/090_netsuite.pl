@@ -7,6 +7,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use JSON::PP;
+use POSIX qw(strftime);
 use FindBin;
 use lib "$FindBin::Bin/../perl";
 use SyncTest;
@@ -94,15 +95,30 @@ clear_log();
 sq(q{SELECT sync.pull('erp.customers')});
 is(sq('SELECT count(*) FROM erp.customers'), '2500', 'backfill: all 2,500 customers');
 is(sq(q{SELECT count(*) FROM erp.customers WHERE remote_modified_at = '2024-03-01T10:00:00Z'}), '1200',
-	'... the 1,200 sharing one lastmodifieddate across a page boundary are all read, stamps in UTC');
+	'... stamps in UTC');
 is(sq(qq{SELECT company_name || '|' || email || '|' || phone FROM erp.customers WHERE remote_id = '$ids->[1300]'}),
 	'Co1301|c1301@example.com|555-1301', '... with their values');
 my @rq = grep { ($_->{body}{q} // '') =~ /FROM customer\b/ } @{ ql_calls() };
 is(scalar @rq, 3, '... in three SuiteQL pages of 1,000');
 is(scalar(grep { ($_->{query} // '') eq 'limit=1000&offset=0' } @rq), 3, '... each at offset 0 (keyset paging)');
+like($rq[1]{body}{q}, qr/WHERE id > $ids->[999] ORDER BY id$/, '... by ID');
 is(sq(q{SELECT backfill_done || '/' || backfill_total || ' ' || phase FROM sync.mirror_state s
         JOIN sync.mirror m ON m.id = s.mirror WHERE m.local_table = 'erp.customers'::regclass}),
 	'2500/2500 incremental', 'sync.status\'s backfill progress counted the total and the records');
+
+# --- an increment: 1,100 records changed in one second are all read across the page boundary
+my $now = strftime('%Y-%m-%dT%H:%M:%SZ', gmtime);
+my $new = $emu->control('POST', '/__emulator/records/netsuite/customer',
+	[ map { { companyName => "New$_", lastModifiedDate => $now } } 1 .. 1100 ])->{ids};
+clear_log();
+sq(q{SELECT sync.pull('erp.customers')});
+is(sq(q{SELECT count(*) FROM erp.customers WHERE company_name LIKE 'New%'}), '1100',
+	'an increment reads 1,100 records sharing one lastmodifieddate across a page boundary');
+is(sq(qq{SELECT count(*) FROM erp.customers WHERE remote_modified_at = '$now'}), '1100', '... stamped in UTC');
+@rq = grep { ($_->{body}{q} // '') =~ /FROM customer\b/ } @{ ql_calls() };
+is(scalar @rq, 2, '... in two SuiteQL pages');
+like($rq[1]{body}{q}, qr/ OR \(TO_CHAR\(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'\) = '[-0-9: ]+' AND id > $new->[999 - 0]\)\) ORDER BY TO_CHAR\(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'\), id$/,
+	'... the second by keyset on (lastmodifieddate, id)');
 
 # --- an increment picks up a remote edit; its stamp is NetSuite's UTC time
 $emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[5]", { companyName => 'Edited' });
@@ -136,18 +152,47 @@ like(do { $emu->control('POST', '/__emulator/faults',
 	qr/id "001,002\/\.\.\/x\?y=1&z" is not a NetSuite internal ID/, 'a record ID that is not digits is refused by name');
 sq(q{SELECT sync.pull('erp.customers')});
 
+# --- time zones: SuiteQL shows the user's zone, the record API UTC.  The zone
+# moving back (as when daylight saving time ends) re-reads the hour shown twice.
+if (exists $cfg->{netsuite_user_timezone})
+{
+	my $base = sq(qq{SELECT EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC') - (now() AT TIME ZONE '$cfg->{netsuite_user_timezone}'))::int});
+	is(cursor_get('tz'), $base, "SuiteQL's zone ($cfg->{netsuite_user_timezone}) is calibrated");
+	for my $zone ('Pacific/Honolulu', 'Asia/Kathmandu')
+	{
+		$emu->control('POST', '/__emulator/config', { netsuite_user_timezone => $zone });
+		$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[9]", { companyName => "In $zone" });
+		sq(q{SELECT sync.pull('erp.customers')});
+		is(sq(qq{SELECT company_name FROM erp.customers WHERE remote_id = '$ids->[9]'}), "In $zone",
+			"a change made after the zone moved to $zone is read");
+		$rest_stamp = remote($ids->[9])->{lastModifiedDate};
+		is(sq(qq{SELECT date_trunc('minute', remote_modified_at) = date_trunc('minute', '$rest_stamp'::timestamptz)
+		         FROM erp.customers WHERE remote_id = '$ids->[9]'}), 't',
+			"... its stamp is still the UTC $rest_stamp");
+		is(cursor_get('tz'), sq(qq{SELECT EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC') - (now() AT TIME ZONE '$zone'))::int}),
+			'... the offset recalibrated (quarter hours)');
+	}
+	$emu->control('POST', '/__emulator/config', { netsuite_user_timezone => $cfg->{netsuite_user_timezone} });
+}
+
 # --- a remote delete arrives
 $emu->control('DELETE', "/__emulator/records/netsuite/customer/$ids->[7]");
+my $gone = $ids->[7];
 if ($has_dr)
 {
 	sq(q{SELECT sync.pull('erp.customers')});
 	is(sq(qq{SELECT count(*) FROM erp.customers WHERE remote_id = '$ids->[7]'}), '0',
 		'a remote delete arrives through SuiteQL\'s deletedrecord');
+	is(cursor_get('deletes'), 'deletedrecord', '... read incrementally with its own cursor');
 	$emu->control('POST', '/__emulator/config', { netsuite_deletedrecord => JSON::PP::false });
 	$emu->control('DELETE', "/__emulator/records/netsuite/customer/$ids->[8]");
+	sq(q{SELECT sync.pull('erp.customers')});
+	is(sq(qq{SELECT count(*) FROM erp.customers WHERE remote_id = '$ids->[8]'}), '0',
+		'deletedrecord no longer readable: IDs are reconciled at once (its feed has a gap)');
+	$gone = $ids->[12];
+	$emu->control('DELETE', "/__emulator/records/netsuite/customer/$gone");
 }
 sq(q{SELECT sync.pull('erp.customers')});
-my $gone = $has_dr ? $ids->[8] : $ids->[7];
 is(cursor_get('deletes'), 'reconcile', 'without deletedrecord: reconciliation of IDs');
 is(sq(qq{SELECT count(*) FROM erp.customers WHERE remote_id = '$gone'}), '1',
 	'... not before it is due');
@@ -156,9 +201,9 @@ clear_log();
 sq(q{SELECT sync.pull('erp.customers')});
 is(sq(qq{SELECT count(*) FROM erp.customers WHERE remote_id = '$gone'}), '0',
 	'... then the remote delete arrives');
-is(sq('SELECT count(*) FROM erp.customers'), $has_dr ? '2498' : '2499', '... and nothing else went');
-is(scalar(grep { ($_->{body}{q} // '') =~ /^SELECT id FROM customer WHERE id > / } @{ ql_calls() }), 3,
-	'... the IDs listed in pages of 1,000 by keyset');
+is(sq('SELECT count(*) FROM erp.customers'), $has_dr ? '3597' : '3599', '... and nothing else went');
+is(scalar(grep { ($_->{body}{q} // '') =~ /^SELECT id FROM customer WHERE id > / } @{ ql_calls() }), 4,
+	'... the IDs listed in pages of 1,000 by keyset on id');
 
 # --- poison inbound: a value the table refuses is set aside, the rest arrive; sync.retry re-reads it
 sq(q{ALTER TABLE erp.customers ADD CONSTRAINT no_poison CHECK (company_name <> 'POISON')});
