@@ -27,6 +27,7 @@ typedef struct NsState
 	 */
 	bool		tz_known;
 	int			tz_offset_s;
+	TimestampTz tz_at;			/* when calibrated */
 } NsState;
 
 /* netsuite.c */

@@ -63,6 +63,7 @@ SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 SYSTEM_PREFIX = "/services/rest/system/v1"
 ASYNC_PREFIX = "/services/rest/async/v1"
 BATCH_MAX = 100
+MAX_SELECT_COLUMNS = 100
 # the idempotency example's type URL (subsect_164494900632), status 400 titled "Conflict"
 IDEMPOTENCY_TYPE_URL = "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.4.10"
 RESTLET_PATH = "/app/site/hosting/restlet.nl"
@@ -756,6 +757,9 @@ SEED_KIND_ALIASES = {"string": "text", "textarea": "text", "checkbox": "bool", "
                      "currency": "float", "double": "float", "number": "float", "integer": "int",
                      "select": "select", "list": "select", "reference": "select",
                      "phone": "text", "url": "text", "percent": "float", "date-time": "datetime"}
+# "An external ID can be any string containing letters, numbers, underscore (_),
+# and hyphen (-)" (Using External IDs, section_156334828635): for eid: in URLs
+EID_RE = re.compile(r"[\w-]+")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -770,7 +774,7 @@ class QueryError(Exception):
 
 _TOK = re.compile(r"""\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>\d+(?:\.\d+)?)"""
                   r"""|(?P<id>[A-Za-z_][A-Za-z0-9_$#]*(?:\.[A-Za-z_][A-Za-z0-9_$#]*)*)"""
-                  r"""|(?P<op><=|>=|<>|!=|\|\||[=<>(),*+\-]))""")
+                  r"""|(?P<op><=|>=|<>|!=|\|\||[=<>(),*+\-?]))""")
 KEYWORDS = {"SELECT", "DISTINCT", "FROM", "WHERE", "ORDER", "BY", "ASC", "DESC", "AND", "OR",
             "NOT", "IN", "IS", "NULL", "LIKE", "BETWEEN", "AS", "NULLS", "FIRST", "LAST", "FETCH",
             "ROWS", "ROW", "ONLY", "NEXT", "TOP", "JOIN", "LEFT", "RIGHT", "INNER", "OUTER",
@@ -802,9 +806,27 @@ def tokenize(q):
 
 
 class Parser:
-    def __init__(self, q):
+    def __init__(self, q, params=None):
         self.t = tokenize(q)
         self.i = 0
+        if params is not None or ("op", "?") in self.t:
+            self.bind(params or [])
+
+    def bind(self, params):
+        """Bound parameters ({"q": "... ?", "params": [...]}, REST since 2026.2):
+        each ? takes the next value; booleans are SuiteQL's 'T'/'F'."""
+        holes = [n for n, tok in enumerate(self.t) if tok == ("op", "?")]
+        if len(holes) != len(params):
+            raise QueryError("Invalid or unsupported search")
+        for n, v in zip(holes, params):
+            if isinstance(v, bool):
+                self.t[n] = ("str", "T" if v else "F")
+            elif isinstance(v, (int, float)):
+                self.t[n] = ("num", v)
+            elif isinstance(v, str):
+                self.t[n] = ("str", v)
+            else:
+                raise QueryError("Invalid or unsupported search")
 
     def peek(self, k=0):
         j = self.i + k
@@ -1526,6 +1548,13 @@ class Api(ApiBase):
     def href(self, base, key, *parts):
         return "/".join([base + RECORD_PREFIX, key] + [str(p) for p in parts])
 
+    def line_link(self, base, key, rid, sublist, n, line):
+        """A sublist line's self link, …/{sublist}/{line number}, as the recent
+        recordings have it (the line's own "line" value, else its position)."""
+        num = line.get("line")
+        num = num if isinstance(num, int) and not isinstance(num, bool) else n
+        return _link(self.href(base, key, rid, sublist, num))
+
     def render(self, key, rec, base, expand=False, only=None, links=True):
         t = self.types[key]
         rid = rec["_id"]
@@ -1549,7 +1578,8 @@ class Api(ApiBase):
             elif kind == SUBLIST:
                 sub = {"links": _link(self.href(base, key, rid, f))} if links else {}
                 if expand or not links:
-                    lines = [dict({"links": []} if links else {}, **x) for x in v["items"]]
+                    lines = [dict({"links": self.line_link(base, key, rid, f, n, x)} if links else {},
+                                  **x) for n, x in enumerate(v["items"])]
                     sub.update({"items": lines, "totalResults": len(lines)})
                 out[f] = sub
             elif kind == "subrecord":
@@ -2032,6 +2062,10 @@ class Api(ApiBase):
         if len(parts) > 3:
             raise NsError(404, "NONEXISTENT_ID", "The requested resource does not exist.")
         ident = parts[1]
+        if ident.startswith("eid:") and not EID_RE.fullmatch(ident[4:]):
+            raise NsError(400, "INVALID_PARAMETER", "Invalid external ID '%s'. In REST web services "
+                          "an external ID can contain only letters, numbers, underscore (_) and "
+                          "hyphen (-)." % ident[4:], urlPath=ident)
         if m == "PUT":
             if not ident.startswith("eid:"):
                 raise NsError(405, "INVALID_METHOD", "PUT is supported only with an external ID "
@@ -2048,6 +2082,9 @@ class Api(ApiBase):
                     only = {f.strip() for f in req.q1("fields").split(",") if f.strip()}
                 expand = (req.q1("expandSubResources") or "").lower() == "true"
                 body = self.render(key, rec, req.url_base, expand=expand, only=only)
+                # as recorded: the record's self link is the URL as called, query included
+                body["links"] = _link(req.url_base + req.path
+                                      + ("?" + req.raw_query if req.raw_query else ""))
                 return json_response(200, body, content_type=CT_SINGULAR)
             if len(parts) == 3:
                 raise NsError(405, "INVALID_METHOD", "Method %s is not allowed here." % m)
@@ -2055,7 +2092,8 @@ class Api(ApiBase):
                 body = self.json_body(req)
                 warnings = []
                 self._update(key, rid, body, strict_names=self.strict(req), warnings=warnings)
-                return self.no_content(warnings)
+                # 204 with Location, as documented for updates (section_1545142173)
+                return self.no_content(warnings, self.href(req.url_base, key, rid))
             if m == "DELETE":
                 self._delete(key, rid)
                 return empty_response(204)
@@ -2070,7 +2108,9 @@ class Api(ApiBase):
             return json_response(200, dict({"links": _link(href)}, **rec.get(field, {})),
                                  content_type=CT_SINGULAR)
         lines = rec.get(field, {"items": []})["items"]
-        return json_response(200, {"links": _link(href), "items": [dict({"links": []}, **x) for x in lines],
+        return json_response(200, {"links": _link(href), "items": [
+            dict({"links": self.line_link(req.url_base, key, rec["_id"], field, n, x)}, **x)
+            for n, x in enumerate(lines)],
                                    "totalResults": len(lines)}, content_type=CT_COLLECTION)
 
     def strict(self, req):
@@ -2142,12 +2182,12 @@ class Api(ApiBase):
                          if flt is None or self.match_q(key, rec, flt))
         total = len(ids)
         page = ids[offset:offset + limit]
-        base = req.url_base + req.path
+        # as recorded: paging links name the type in lower case, self is the URL as called
+        base = "%s%s/%s" % (req.url_base, RECORD_PREFIX, key)
         extra = [("q", req.q1("q"))] if req.q1("q") else []
         links = self.page_links(base, extra, limit, offset, total)
-        self_q = urllib.parse.urlencode(extra + [("limit", limit), ("offset", offset)],
-                                        quote_via=urllib.parse.quote)
-        links.append({"rel": "self", "href": base + "?" + self_q})
+        links.append({"rel": "self", "href": req.url_base + req.path
+                      + ("?" + req.raw_query if req.raw_query else "")})
         items = [{"links": _link(self.href(req.url_base, key, rid)), "id": str(rid)} for rid in page]
         return json_response(200, {"links": links, "count": len(items),
                                    "hasMore": offset + len(items) < min(total, MAX_RESULTS),
@@ -2303,11 +2343,17 @@ class Api(ApiBase):
         base = req.url_base + RECORD_PREFIX + "/metadata-catalog"
         if not parts or parts == [""]:
             items = []
+            select = None
+            if req.q1("select"):                # ?select=customer,contact (section_1540810174)
+                select = {x.strip().lower() for x in req.q1("select").split(",") if x.strip()}
             for key, t in sorted(self.types.items()):
+                if select is not None and key not in select:
+                    continue
                 href = base + "/" + key
                 items.append({"name": key, "links": [
                     {"rel": "canonical", "href": href, "mediaType": "application/json"},
                     {"rel": "alternate", "href": href, "mediaType": "application/swagger+json"},
+                    {"rel": "alternate", "href": href, "mediaType": "application/schema+json"},
                     {"rel": "describes", "href": req.url_base + RECORD_PREFIX + "/" + key}]})
             return json_response(200, {"items": items, "links": _link(base)},
                                  content_type="application/json")
@@ -2401,10 +2447,14 @@ class Api(ApiBase):
         if not isinstance(q, str) or not q.strip():
             raise NsError(400, "INVALID_CONTENT", "The request body must contain the query "
                           "parameter 'q'.", errorPath="q")
+        params = body.get("params")
+        if params is not None and not isinstance(params, list):
+            raise NsError(400, "INVALID_CONTENT", "The request body parameter 'params' must be a "
+                          "list of values.", errorPath="params")
         limit, offset = self.parse_limit_offset(req)
         try:
             with self.lock:
-                cols, rows = self.run_suiteql(q)
+                cols, rows = self.run_suiteql(q, params)
         except QueryError as e:
             raise NsError(400, "INVALID_PARAMETER", SUITEQL_PREFIX + str(e), errorQueryParam="q")
         total = len(rows)
@@ -2451,8 +2501,8 @@ class Api(ApiBase):
                 "iscustomrecord": "T" if custom else "F", "iscustomtransaction": "F",
                 "type": key}
 
-    def run_suiteql(self, text):
-        q = Parser(text).parse()
+    def run_suiteql(self, text, params=None):
+        q = Parser(text, params).parse()
         table = q["table"].lower()
         columns = self.columns(table)
         if columns is None:
@@ -2485,6 +2535,8 @@ class Api(ApiBase):
                 else:
                     names.append("expr%d" % n)
                 exprs.append(e)
+        if len(names) > MAX_SELECT_COLUMNS:
+            return names, []            # no error, no rows (Estuary's docs, reference §5)
         if any(e[0] == "fn" and e[1] == "COUNT" for e in exprs):
             if not all(e[0] == "fn" and e[1] == "COUNT" for e in exprs):
                 raise QueryError("Invalid or unsupported search")

@@ -6,6 +6,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JSON::PP;
+use POSIX qw(strftime);
 use FindBin;
 use lib "$FindBin::Bin/../perl";
 use SyncTest;
@@ -37,5 +39,189 @@ my $e = err_of(q{SELECT sync.test_connection('ns_bad')});
 like($e, qr/connection "ns_bad": NetSuite refused the credentials.*Invalid login attempt/s,
 	'a wrong secret: the error names the connection and NetSuite\'s words');
 unlike($e, qr/wrong|ns-token-secret/, '... and leaks no secret');
+
+# --- describe: the metadata catalog's JSON Schema
+my %f = map { my @c = split /\|/; ($c[0] => \@c) }
+  split /\n/, sq(q{SELECT remote_name, local_column, local_type, role, coalesce(reference_to, ''), external_id
+                   FROM sync.remote_fields('ns_tba', 'customer')});
+is_deeply([ @{ $f{companyName} }[1, 2, 3] ], [ 'company_name', 'text', 'data' ],
+	'describe: companyName is text in company_name');
+is_deeply([ @{ $f{id} }[2, 3] ], [ 'text', 'id' ], '... id is the record ID');
+is_deeply([ @{ $f{lastModifiedDate} }[1, 2, 3] ], [ 'last_modified_date', 'timestamptz', 'stamp' ],
+	'... lastModifiedDate is the stamp');
+is_deeply([ @{ $f{subsidiary} }[2, 4] ], [ 'bigint', 'subsidiary' ], '... a $ref is a bigint referencing its type');
+is($f{externalId}[5], 't', '... externalId is an external ID');
+is($f{isPerson}[2], 'boolean', '... a boolean is boolean');
+is($f{balance}[2], 'numeric', '... a number is numeric');
+is($f{addressbook}[2], '', '... a sublist has no column type');
+like(err_of(q{SELECT * FROM sync.remote_fields('ns_tba', 'nosuchtype')}),
+	qr/NetSuite record type "nosuchtype" does not exist \(connection "ns_tba"\).*NetSuite said: /s,
+	'an unknown record type: named with the connection and NetSuite\'s words');
+
+# --- mirror customer: the fields asked for, the record ID, the stamp
+my $cfg = $emu->control('GET', '/__emulator/config');
+my $has_dr = exists $cfg->{netsuite_deletedrecord};
+sub remote { return $emu->control('GET', "/__emulator/records/netsuite/customer/$_[0]"); }
+sub ql_calls
+{
+	return [ grep { $_->{path} =~ m{/query/v1/suiteql$} } @{ $emu->requests('netsuite') } ];
+}
+sub clear_log { $emu->control('DELETE', '/__emulator/requests'); }
+sub cursor_set
+{
+	sq(qq{UPDATE sync.mirror_state SET cursor = jsonb_set(cursor, '{$_[0]}', '$_[1]')
+	      WHERE mirror = (SELECT id FROM sync.mirror WHERE local_table = 'erp.customers'::regclass)});
+}
+sub cursor_get
+{
+	return sq(qq{SELECT cursor->>'$_[0]' FROM sync.mirror_state
+	             WHERE mirror = (SELECT id FROM sync.mirror WHERE local_table = 'erp.customers'::regclass)});
+}
+
+# 2,500 customers; the first 1,200 share one lastModifiedDate (a page ends inside them)
+my @seed = map { { companyName => "Co$_", email => "c$_\@example.com", phone => "555-$_",
+				   lastModifiedDate => ($_ <= 1200 ? '2024-03-01T10:00:00Z'
+									   : sprintf('2024-03-02T%02d:%02d:00Z', int(($_ - 1201) / 60) % 24, ($_ - 1201) % 60)) } }
+  1 .. 2500;
+my $ids = $emu->control('POST', '/__emulator/records/netsuite/customer', \@seed)->{ids};
+
+sq(q{SELECT sync.mirror('ns_tba', 'customer', 'erp.customers', ARRAY['companyName', 'email', 'phone'], 'pull')});
+is(sq(q{SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+        FROM pg_attribute WHERE attrelid = 'erp.customers'::regclass AND attnum > 0 AND NOT attisdropped}),
+	'id bigint, remote_id text, company_name text, email text, phone text, remote_modified_at timestamp with time zone',
+	'mirror customer: company_name, email, phone, the record ID and the stamp');
+
+clear_log();
+sq(q{SELECT sync.pull('erp.customers')});
+is(sq('SELECT count(*) FROM erp.customers'), '2500', 'backfill: all 2,500 customers');
+is(sq(q{SELECT count(*) FROM erp.customers WHERE remote_modified_at = '2024-03-01T10:00:00Z'}), '1200',
+	'... stamps in UTC');
+is(sq(qq{SELECT company_name || '|' || email || '|' || phone FROM erp.customers WHERE remote_id = '$ids->[1300]'}),
+	'Co1301|c1301@example.com|555-1301', '... with their values');
+my @rq = grep { ($_->{body}{q} // '') =~ /FROM customer\b/ } @{ ql_calls() };
+is(scalar @rq, 3, '... in three SuiteQL pages of 1,000');
+is(scalar(grep { ($_->{query} // '') eq 'limit=1000&offset=0' } @rq), 3, '... each at offset 0 (keyset paging)');
+like($rq[1]{body}{q}, qr/WHERE id > $ids->[999] ORDER BY id$/, '... by ID');
+is(sq(q{SELECT backfill_done || '/' || backfill_total || ' ' || phase FROM sync.mirror_state s
+        JOIN sync.mirror m ON m.id = s.mirror WHERE m.local_table = 'erp.customers'::regclass}),
+	'2500/2500 incremental', 'sync.status\'s backfill progress counted the total and the records');
+
+# --- an increment: 1,100 records changed in one second are all read across the page boundary
+my $now = strftime('%Y-%m-%dT%H:%M:%SZ', gmtime);
+my $new = $emu->control('POST', '/__emulator/records/netsuite/customer',
+	[ map { { companyName => "New$_", lastModifiedDate => $now } } 1 .. 1100 ])->{ids};
+clear_log();
+sq(q{SELECT sync.pull('erp.customers')});
+is(sq(q{SELECT count(*) FROM erp.customers WHERE company_name LIKE 'New%'}), '1100',
+	'an increment reads 1,100 records sharing one lastmodifieddate across a page boundary');
+is(sq(qq{SELECT count(*) FROM erp.customers WHERE remote_modified_at = '$now'}), '1100', '... stamped in UTC');
+@rq = grep { ($_->{body}{q} // '') =~ /FROM customer\b/ } @{ ql_calls() };
+is(scalar @rq, 2, '... in two SuiteQL pages');
+like($rq[1]{body}{q}, qr/ OR \(TO_CHAR\(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'\) = '[-0-9: ]+' AND id > $new->[999 - 0]\)\) ORDER BY TO_CHAR\(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'\), id$/,
+	'... the second by keyset on (lastmodifieddate, id)');
+
+# --- an increment picks up a remote edit; its stamp is NetSuite's UTC time
+$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[5]", { companyName => 'Edited' });
+sq(q{SELECT sync.pull('erp.customers')});
+is(sq(qq{SELECT company_name FROM erp.customers WHERE remote_id = '$ids->[5]'}), 'Edited',
+	'an increment picks up a remote edit');
+my $rest_stamp = remote($ids->[5])->{lastModifiedDate};
+is(sq(qq{SELECT date_trunc('minute', remote_modified_at) = date_trunc('minute', '$rest_stamp'::timestamptz)
+         FROM erp.customers WHERE remote_id = '$ids->[5]'}), 't',
+	"... its stamp is the record API's UTC lastModifiedDate ($rest_stamp)");
+isnt(cursor_get('tz'), undef, '... the SuiteQL time zone was calibrated');
+
+# --- a damaged SuiteQL answer is refused whole (nothing applied, the cursor stays); the next pull reads it
+for my $case (qw(hostile_ids missing_fields nulls wrong_types truncated html error_body root_flip))
+{
+	$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[6]", { companyName => "After $case" });
+	$emu->control('POST', '/__emulator/faults',
+		{ api => 'netsuite', path => '/query/v1/suiteql$', kind => 'hostile', case => $case, count => 1 });
+	my $err = err_of(q{SELECT sync.pull('erp.customers')});
+	like($err, qr/connection "ns_tba"/, "hostile $case: the pull fails naming the connection");
+	is(sq('SELECT count(*) FROM erp.customers WHERE remote_id !~ \'^[0-9]+$\' OR company_name = \'12345\''), '0',
+		"... nothing of it is applied");
+	sq(q{SELECT sync.pull('erp.customers')});
+	is(sq(qq{SELECT company_name FROM erp.customers WHERE remote_id = '$ids->[6]'}), "After $case",
+		'... and the next pull reads the change');
+}
+like(do { $emu->control('POST', '/__emulator/faults',
+		{ api => 'netsuite', path => '/query/v1/suiteql$', kind => 'hostile', case => 'hostile_ids', count => 1 });
+		$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[6]", { companyName => 'x' });
+		err_of(q{SELECT sync.pull('erp.customers')}) },
+	qr/id "001,002\/\.\.\/x\?y=1&z" is not a NetSuite internal ID/, 'a record ID that is not digits is refused by name');
+sq(q{SELECT sync.pull('erp.customers')});
+
+# --- time zones: SuiteQL shows the user's zone, the record API UTC.  The zone
+# moving back (as when daylight saving time ends) re-reads the hour shown twice.
+if (exists $cfg->{netsuite_user_timezone})
+{
+	my $base = sq(qq{SELECT EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC') - (now() AT TIME ZONE '$cfg->{netsuite_user_timezone}'))::int});
+	is(cursor_get('tz'), $base, "SuiteQL's zone ($cfg->{netsuite_user_timezone}) is calibrated");
+	for my $zone ('Pacific/Honolulu', 'Asia/Kathmandu')
+	{
+		$emu->control('POST', '/__emulator/config', { netsuite_user_timezone => $zone });
+		$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[9]", { companyName => "In $zone" });
+		sq(q{SELECT sync.pull('erp.customers')});
+		is(sq(qq{SELECT company_name FROM erp.customers WHERE remote_id = '$ids->[9]'}), "In $zone",
+			"a change made after the zone moved to $zone is read");
+		$rest_stamp = remote($ids->[9])->{lastModifiedDate};
+		is(sq(qq{SELECT date_trunc('minute', remote_modified_at) = date_trunc('minute', '$rest_stamp'::timestamptz)
+		         FROM erp.customers WHERE remote_id = '$ids->[9]'}), 't',
+			"... its stamp is still the UTC $rest_stamp");
+		is(cursor_get('tz'), sq(qq{SELECT EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC') - (now() AT TIME ZONE '$zone'))::int}),
+			'... the offset recalibrated (quarter hours)');
+	}
+	$emu->control('POST', '/__emulator/config', { netsuite_user_timezone => $cfg->{netsuite_user_timezone} });
+}
+
+# --- a remote delete arrives
+$emu->control('DELETE', "/__emulator/records/netsuite/customer/$ids->[7]");
+my $gone = $ids->[7];
+if ($has_dr)
+{
+	sq(q{SELECT sync.pull('erp.customers')});
+	is(sq(qq{SELECT count(*) FROM erp.customers WHERE remote_id = '$ids->[7]'}), '0',
+		'a remote delete arrives through SuiteQL\'s deletedrecord');
+	is(cursor_get('deletes'), 'deletedrecord', '... read incrementally with its own cursor');
+	$emu->control('POST', '/__emulator/config', { netsuite_deletedrecord => JSON::PP::false });
+	$emu->control('DELETE', "/__emulator/records/netsuite/customer/$ids->[8]");
+	sq(q{SELECT sync.pull('erp.customers')});
+	is(sq(qq{SELECT count(*) FROM erp.customers WHERE remote_id = '$ids->[8]'}), '0',
+		'deletedrecord no longer readable: IDs are reconciled at once (its feed has a gap)');
+	$gone = $ids->[12];
+	$emu->control('DELETE', "/__emulator/records/netsuite/customer/$gone");
+}
+sq(q{SELECT sync.pull('erp.customers')});
+is(cursor_get('deletes'), 'reconcile', 'without deletedrecord: reconciliation of IDs');
+is(sq(qq{SELECT count(*) FROM erp.customers WHERE remote_id = '$gone'}), '1',
+	'... not before it is due');
+cursor_set('reconciled_at', '0');
+clear_log();
+sq(q{SELECT sync.pull('erp.customers')});
+is(sq(qq{SELECT count(*) FROM erp.customers WHERE remote_id = '$gone'}), '0',
+	'... then the remote delete arrives');
+is(sq('SELECT count(*) FROM erp.customers'), $has_dr ? '3597' : '3599', '... and nothing else went');
+is(scalar(grep { ($_->{body}{q} // '') =~ /^SELECT id FROM customer WHERE id > / } @{ ql_calls() }), 4,
+	'... the IDs listed in pages of 1,000 by keyset on id');
+
+# --- poison inbound: a value the table refuses is set aside, the rest arrive; sync.retry re-reads it
+sq(q{ALTER TABLE erp.customers ADD CONSTRAINT no_poison CHECK (company_name <> 'POISON')});
+$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[10]", { companyName => 'POISON' });
+$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[11]", { companyName => 'Fine' });
+sq(q{SELECT sync.pull('erp.customers')});
+is(sq(qq{SELECT company_name FROM erp.customers WHERE remote_id = '$ids->[11]'}), 'Fine',
+	'poison inbound: the other record arrives');
+like(sq(qq{SELECT direction || ' ' || error_message FROM sync.errors WHERE remote_id = '$ids->[10]'}),
+	qr/^in .*no_poison/, '... the refused one is set aside in sync.errors');
+sq(q{ALTER TABLE erp.customers DROP CONSTRAINT no_poison});
+clear_log();
+sq(q{SELECT sync.retry('erp.customers')});
+sq(q{SELECT sync.pull('erp.customers')});
+is(sq(qq{SELECT company_name FROM erp.customers WHERE remote_id = '$ids->[10]'}), 'POISON',
+	'... after the fix, sync.retry re-reads it by ID and applies it');
+is(scalar(grep { ($_->{body}{q} // '') =~ /WHERE id IN \($ids->[10]\)/ } @{ ql_calls() }), 1,
+	'... with SuiteQL WHERE id IN (...)');
+is(sq(qq{SELECT count(*) FROM sync.errors WHERE remote_id = '$ids->[10]'}), '0', '... and the error is gone');
 
 done_testing();

@@ -508,5 +508,56 @@ class AsyncRequests(NsCase):
         self.assertNsError(self.call("DELETE", loc), 405, "INVALID_METHOD")
 
 
+class DocumentedDetails(NsCase):
+    def test_patch_answers_204_with_location(self):
+        cid = self.create("customer", {"companyName": "P"})
+        st, h, b = self.call("PATCH", "%s/customer/%s" % (REC, cid), {"phone": "1"})
+        self.assertEqual((st, b), (204, None))
+        self.assertEqual(h["location"], self.url("%s/customer/%s" % (REC, cid)))
+
+    def test_external_ids_in_urls_are_letters_digits_underscore_hyphen(self):
+        for good in ("PG-42", "sync_1-2", "Ünïcode-1"):
+            st, h, b = self.call("PUT", "%s/customer/eid:%s" % (REC, urllib.parse.quote(good)),
+                                 {"companyName": good})
+            self.assertEqual(st, 204, (good, b))
+        for bad in ("has space", "a.b", "a|b", "a:b", "pg@x"):
+            path = "%s/customer/eid:%s" % (REC, urllib.parse.quote(bad))
+            d = self.assertNsError(self.call("PUT", path, {"companyName": "x"}), 400, "INVALID_PARAMETER")
+            self.assertIn("letters, numbers, underscore (_) and hyphen (-)", d["detail"])
+            self.assertNsError(self.call("GET", path), 400, "INVALID_PARAMETER")
+        st, _, b = self.sql("SELECT COUNT(*) AS n FROM customer")
+        self.assertEqual(b["items"][0]["n"], "3")
+
+    def test_bound_parameters(self):
+        a, b_ = self.seed("customer", [{"companyName": "Alpha ?"}, {"companyName": "Beta", "isinactive": True}])
+        st, _, r = self.call("POST", SQL, {"q": "SELECT id FROM customer WHERE companyname = ? OR "
+                                                "(isinactive = ? AND id > ?) ORDER BY id",
+                                           "params": ["Alpha ?", True, 0]}, {"Prefer": "transient"})
+        self.assertEqual(st, 200, r)
+        self.assertEqual([i["id"] for i in r["items"]], [a, b_])
+        # a ? inside a string literal is text, not a parameter
+        st, _, r = self.sql("SELECT id FROM customer WHERE companyname = 'Alpha ?'")
+        self.assertEqual([i["id"] for i in r["items"]], [a])
+        for params in ([], ["x", "y"], [{"a": 1}]):
+            self.assertNsError(self.call("POST", SQL, {"q": "SELECT id FROM customer WHERE companyname = ?",
+                                                       "params": params}, {"Prefer": "transient"}),
+                               400, "INVALID_PARAMETER")
+
+    def test_more_than_100_columns_give_no_rows(self):
+        self.seed("customer", [{"companyName": "C"}])
+        cols = lambda n: ", ".join("id AS c%d" % i for i in range(n))   # noqa: E731
+        st, _, r = self.sql("SELECT %s FROM customer" % cols(100))
+        self.assertEqual((st, r["count"]), (200, 1))
+        st, _, r = self.sql("SELECT %s FROM customer" % cols(101))
+        self.assertEqual((st, r["count"], r["totalResults"], r["items"]), (200, 0, 0, []))
+
+    def test_metadata_catalog_list_links_and_select(self):
+        st, _, b = self.call("GET", REC + "/metadata-catalog/?select=customer,Contact")
+        self.assertEqual(st, 200, b)
+        self.assertEqual([i["name"] for i in b["items"]], ["contact", "customer"])
+        types = {l.get("mediaType") for l in b["items"][1]["links"] if l["rel"] == "alternate"}
+        self.assertEqual(types, {"application/swagger+json", "application/schema+json"})
+
+
 if __name__ == "__main__":
     unittest.main()
