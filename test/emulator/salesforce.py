@@ -28,10 +28,14 @@ FIXED_REFRESH_TOKEN = "sync-refresh-token"
 PASSWORD = "sync-password"
 SECURITY_TOKEN = "sync-token"
 LOGIN_URLS = ("https://login.salesforce.com", "https://test.salesforce.com")
-MIN_VERSION = 59
+MIN_VERSION = 50
 MAX_VERSION = 66
-VERSION_LABELS = {59: "Winter '24", 60: "Spring '24", 61: "Summer '24", 62: "Winter '25",
-                  63: "Spring '25", 64: "Summer '25", 65: "Winter '26", 66: "Spring '26"}
+# release names as GET /services/data answers them (the Nango recording)
+VERSION_LABELS = {50: "Winter '21", 51: "Spring '21", 52: "Summer '21", 53: "Winter '22",
+                  54: "Spring '22", 55: "Summer '22", 56: "Winter '23", 57: "Spring '23",
+                  58: "Summer '23", 59: "Winter '24", 60: "Spring '24", 61: "Summer '24",
+                  62: "Winter '25", 63: "Spring '25", 64: "Summer '25", 65: "Winter '26",
+                  66: "Spring '26"}
 POD = "Em"
 ORG_ID = make_id("00D", POD, 1)
 COLLECTION_MAX = 200
@@ -1115,10 +1119,10 @@ class Api(ApiBase):
         all_or_none = body.get("allOrNone") is True
         schema_obj = self.obj
         type_cache = {}
+        dup_keys = self._upsert_duplicates(records, uf) if op == "upsert" else ()
         # phase 1: resolve types and validate, request-level errors first
         plans = []
         pending = {}
-        create_ix = {}
         errors = 0
         for rec in records:
             if not isinstance(rec, dict):
@@ -1176,6 +1180,9 @@ class Api(ApiBase):
                     value = rec.get(key) if key else None
                     if value is None or value == "":
                         raise RecErr("MISSING_ARGUMENT", "%s not specified" % uf.name, [])
+                    if self._ext_key(uf, value) in dup_keys:
+                        raise RecErr("DUPLICATE_VALUE", "Duplicate %s specified: %s" % (
+                            "id" if uf.name == "Id" else "external id", value), [uf.name])
                     ids = self.lookup_ext(o, uf, value)
                     if len(ids) > 1:
                         raise RecErr("DUPLICATE_EXTERNAL_ID", "%s: more than one record found "
@@ -1188,15 +1195,9 @@ class Api(ApiBase):
                     else:
                         if uf.name == "Id":
                             raise RecErr("NOT_FOUND", MSG_NOT_FOUND, [])
-                        # same key twice in one request creates once, then updates
-                        ck = str(value).lower()
-                        if ck in create_ix:
-                            raise RecErr("DUPLICATE_VALUE", "Duplicate external id specified: %s"
-                                         % value, [uf.name])
                         changes = self.prepare(o, body_rec, True)
                         changes[uf.name] = uf.check(value)
                         self.check_unique(o, changes, ("new", len(plans)), pending)
-                        create_ix[ck] = len(plans)
                         plans.append(("create", o, None, changes))
             except RecErr as e:
                 plans.append(e)
@@ -1240,6 +1241,34 @@ class Api(ApiBase):
             else:
                 parts.append('{"id":"%s","success":true,"errors":[]}' % rid)
         return Response(200, "[" + ",".join(parts) + "]", [CT])
+
+    @staticmethod
+    def _ext_key(f, value):
+        """The form in which two values of external-ID field f are the same
+        key: 18-character Ids; text case-insensitively unless the field is
+        caseSensitive."""
+        if f.name == "Id":
+            return to18(value) if isinstance(value, str) else None
+        s = value if isinstance(value, str) else str(value)
+        return s if f.caseSensitive else s.lower()
+
+    def _upsert_duplicates(self, records, uf):
+        """Keys that more than one record of an upsert call carries: Salesforce
+        fails every such record (DUPLICATE_VALUE) before it matches any."""
+        seen = set()
+        dups = set()
+        for rec in records:
+            if not isinstance(rec, dict):
+                continue
+            v = None
+            for k in rec:                   # the last spelling wins, as below
+                if k.lower() == uf.lname:
+                    v = rec[k]
+            if v is not None and v != "":
+                key = self._ext_key(uf, v)
+                if key is not None:
+                    (dups if key in seen else seen).add(key)
+        return dups
 
     def coll_delete(self, ids, all_or_none):
         if not ids:
