@@ -18,7 +18,8 @@ import certs
 from common import ApiBase, Response, json_response
 from sf_schema import (NUMERIC, STRINGISH, custom_field, custom_object, id_suffix,
                        link_children, make_id, standard_objects, to18)
-from sf_soql import (Parser, SoqlError, compound_name, parse_iso, sf_dt, sort_records)
+from sf_soql import (Parser, SoqlError, SubQuery, aggregate, compound_name, parse_iso, sf_dt,
+                     sort_records)
 
 CLIENT_ID = "sync-client"
 CLIENT_SECRET = "sync-secret"
@@ -1321,7 +1322,7 @@ class Api(ApiBase):
             raise ReqErr(400, "MALFORMED_QUERY", "A query string must be provided via the 'q' "
                          "parameter")
         try:
-            parsed = Parser(q, self.schema, self.find, self.now_dt).parse()
+            parsed = Parser(q, self.schema, self.find, self.now_dt, version=float(ver)).parse()
         except SoqlError as e:
             raise ReqErr(400, e.code, e.message)
         o = parsed.obj
@@ -1332,6 +1333,14 @@ class Api(ApiBase):
             recs = [r for r in recs if parsed.where(r)]
         else:
             recs = list(recs)
+        if parsed.aggs:                 # no GROUP BY: one row; LIMIT/OFFSET count rows
+            row = {"attributes": {"type": "AggregateResult"}}
+            for key, fn, get in parsed.aggs:
+                row[key] = aggregate(fn, [get(r) for r in recs])
+            rows = [row][parsed.offset:]
+            if parsed.limit is not None:
+                rows = rows[:parsed.limit]
+            return json_response(200, {"totalSize": len(rows), "done": True, "records": rows})
         if parsed.order:
             recs = sort_records(recs, parsed.order)
         if parsed.offset:
@@ -1341,6 +1350,7 @@ class Api(ApiBase):
         if parsed.count:
             return json_response(200, {"totalSize": len(recs), "done": True, "records": []})
         tree = self._select_tree(o, parsed.select)
+        self._child_sets(tree, recs, all_rows)
         batch = self._batch_size(headers)
         cursor = {"recs": recs, "tree": tree, "obj": o, "batch": batch, "last": self.now_s(),
                   "ver": ver}
@@ -1391,9 +1401,13 @@ class Api(ApiBase):
         return self._page(cur, int(off), ver)
 
     def _select_tree(self, o, chains):
-        """[("f", Field) | ("r", refField, targetObj, subtree)] in select order."""
+        """[("f", Field) | ("r", refField, targetObj, subtree) |
+        ("c", SubQuery, subtree, {parent id: [child records]})] in select order."""
         tree = []
         for chain in chains:
+            if isinstance(chain, SubQuery):
+                tree.append(("c", chain, self._select_tree(chain.obj, chain.select), {}))
+                continue
             node = tree
             obj = o
             for f in chain[:-1]:
@@ -1410,6 +1424,36 @@ class Api(ApiBase):
             node.append(("f", chain[-1]))
         return tree
 
+    def _child_sets(self, tree, parents, all_rows):
+        """Fill each child subquery's {parent id: [child records]} for these
+        parents (filtered, sorted, limited; soft-deleted children only for
+        queryAll), then the subqueries nested in it.  Done when the query
+        runs, so later pages show the children as they were then."""
+        for item in tree:
+            if item[0] != "c":
+                continue
+            sq, sub, sets = item[1], item[2], item[3]
+            ids = {p["Id"] for p in parents}
+            link = sq.link
+            where = sq.where
+            groups = {}
+            for r in self.records[sq.obj.name].values():
+                pid = r.get(link)
+                if pid in ids and (all_rows or not r.get("IsDeleted")) and \
+                        (where is None or where(r)):
+                    groups.setdefault(pid, []).append(r)
+            kids_all = []
+            for pid, kids in groups.items():
+                if sq.order:
+                    kids = sort_records(kids, sq.order)
+                kids = kids[sq.offset:]
+                if sq.limit is not None:
+                    kids = kids[:sq.limit]
+                if kids:
+                    sets[pid] = kids
+                    kids_all.extend(kids)
+            self._child_sets(sub, kids_all, all_rows)
+
     def _render_tree(self, o, rec, tree, ver):
         out = {"attributes": {"type": o.name, "url": "/services/data/v%s/sobjects/%s/%s"
                               % (ver, o.name, rec["Id"])}}
@@ -1417,6 +1461,11 @@ class Api(ApiBase):
         for item in tree:
             if item[0] == "f":
                 out[item[1].name] = rv(item[1], rec)
+            elif item[0] == "c":
+                sq, sub, sets = item[1], item[2], item[3]
+                kids = sets.get(rec["Id"])
+                out[sq.rel] = {"totalSize": len(kids), "done": True, "records": [
+                    self._render_tree(sq.obj, k, sub, ver) for k in kids]} if kids else None
             else:
                 _, f, target, sub = item
                 pid = rec.get(f.name)

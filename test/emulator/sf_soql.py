@@ -1,7 +1,13 @@
 """Salesforce emulator: a SOQL subset (parser + evaluator).
 
-SELECT f[, Parent.f, COUNT()] FROM Obj [WHERE cond] [ORDER BY f [ASC|DESC]
+SELECT f[, Parent.f, (subquery), ...] FROM Obj [WHERE cond] [ORDER BY f [ASC|DESC]
 [NULLS FIRST|LAST], ...] [LIMIT n] [OFFSET n]
+
+or, instead of the fields, COUNT() alone or aggregates without GROUP BY:
+COUNT(f), COUNT_DISTINCT(f), MIN(f), MAX(f), SUM(f), AVG(f), each with an
+optional alias.  subquery: (SELECT f, ... FROM ChildRelationship [WHERE ...]
+[ORDER BY ...] [LIMIT n] [OFFSET n]), nested up to four levels below the root
+from v58.0 on, one level before.
 
 cond: comparisons (= != <> < > <= >=), IN (...), NOT IN (...), LIKE, AND/OR/NOT
 and parentheses; literals: 'string', numbers, true/false, null, unquoted
@@ -34,6 +40,8 @@ TOKEN_RE = re.compile(r"""
 KEYWORDS = {"select", "from", "where", "and", "or", "not", "in", "like", "order", "by",
             "asc", "desc", "nulls", "first", "last", "limit", "offset", "null", "true",
             "false", "includes", "excludes", "group", "having", "with", "for", "using"}
+
+AGGREGATES = {"count", "count_distinct", "min", "max", "sum", "avg"}
 
 DATE_LITERALS = {"today", "yesterday", "tomorrow", "last_n_days", "next_n_days",
                  "n_days_ago", "this_month", "last_month", "this_year"}
@@ -131,21 +139,36 @@ def _unescape(s):
 
 
 class Query:
-    """A parsed, validated query."""
+    """A parsed, validated query (or relationship subquery)."""
 
     def __init__(self):
         self.obj = None
-        self.count = False
-        self.select = []     # list of (output path tuple of canonical names, fields chain)
+        self.count = False   # COUNT() alone: totalSize only
+        self.select = []     # in select order: field chains (lists of Field) and SubQuery
+        self.aggs = []       # aggregate columns: (key, function, getter)
         self.where = None    # callable rec -> bool
         self.order = []      # (getter, desc, nulls_first, is_string)
         self.limit = None
         self.offset = 0
 
 
+class SubQuery(Query):
+    """(SELECT ... FROM <child relationship>): rel = the relationship name
+    (the key in each parent record), link = the child's reference field."""
+
+    def __init__(self):
+        super().__init__()
+        self.rel = None
+        self.link = None
+
+
 class Parser:
-    def __init__(self, q, schema, resolve_record, now):
+    def __init__(self, q, schema, resolve_record, now, version=None):
         self.q = q
+        # relationship subqueries: one level below the root before v58.0,
+        # four from v58.0 on (Summer '23)
+        self.max_depth = 1 if version is not None and version < 58 else 4
+        self.obj = None
         self.toks = tokenize(q)
         self.i = 0
         self.schema = schema            # name -> SObject (case-insensitive lookup via helper)
@@ -189,50 +212,75 @@ class Parser:
 
     # -- grammar -----------------------------------------------------------
     def parse(self):
-        qr = Query()
+        qr = self.parse_select(None, 0)
+        if self.peek().kind != "eof":
+            self.unexpected()
+        return qr
+
+    def skip_parens(self):
+        """Past the ')' that closes the '(' just read."""
+        depth = 1
+        while depth:
+            t = self.next()
+            if t.kind == "eof":
+                self.unexpected(t)
+            if t.kind == "op" and t.text in ("(", ")"):
+                depth += 1 if t.text == "(" else -1
+
+    def parse_select(self, parent, depth):
+        """SELECT ... FROM ...: the query (parent None) or a subquery of
+        parent's child relationship, depth levels below the root."""
+        qr = Query() if parent is None else SubQuery()
         self.expect_kw("select")
-        items = []
+        items = []      # ("f", tok) | ("sub", index of its '(', tok) | ("agg", fn, arg, alias, tok)
         while True:
             t = self.next()
-            if t.kind == "ident" and t.text.lower() == "count" and self.accept_op("("):
-                if self.peek().kind == "ident":
-                    self.next()
+            if t.kind == "ident" and t.text.lower() in AGGREGATES and self.accept_op("("):
+                arg = self.next() if self.peek().kind == "ident" else None
                 if not self.accept_op(")"):
                     self.unexpected()
-                qr.count = True
+                fn = t.text.lower()
+                if arg is None and fn != "count":
+                    self.unexpected(self.toks[self.i - 1])
+                alias = self.next() if self.peek().kind == "ident" else None
+                items.append(("agg", fn, arg, alias, t))
             elif t.kind == "ident":
-                items.append(t)
+                items.append(("f", t))
             elif t.kind == "op" and t.text == "(":
-                raise SoqlError("MALFORMED_QUERY", caret_message(
-                    self.q, t.pos, "unexpected token: '(' (relationship subqueries are "
-                    "not supported by the emulator)"))
+                items.append(("sub", self.i - 1, t))
+                self.skip_parens()
             else:
                 self.unexpected(t)
             if not self.accept_op(","):
                 break
-        if qr.count and items:
-            self.unexpected(items[0])
         self.expect_kw("from")
         ot = self.next()
         if ot.kind != "ident":
             self.unexpected(ot)
-        obj = self.find_object(ot.text)
-        if obj is None:
-            raise SoqlError("INVALID_TYPE", caret_message(
-                self.q, ot.pos, "sObject type '%s' is not supported. If you are attempting to "
-                "use a custom object, be sure to append the '__c' after the entity name. "
-                "Please reference your WSDL or the describe call for the appropriate names."
-                % ot.text))
+        if parent is None:
+            obj = self.find_object(ot.text)
+            if obj is None:
+                raise SoqlError("INVALID_TYPE", caret_message(
+                    self.q, ot.pos, "sObject type '%s' is not supported. If you are attempting to "
+                    "use a custom object, be sure to append the '__c' after the entity name. "
+                    "Please reference your WSDL or the describe call for the appropriate names."
+                    % ot.text))
+        else:
+            low = ot.text.lower()
+            hit = next(((c, f, r) for c, f, r in parent.children
+                        if r and r.lower() == low and c in self.schema), None)
+            if hit is None:
+                raise SoqlError("INVALID_TYPE", caret_message(
+                    self.q, ot.pos, "Didn't understand relationship '%s' in FROM part of query "
+                    "call. If you are attempting to use a custom relationship, be sure to append "
+                    "the '__r' after the custom relationship name. Please reference your WSDL or "
+                    "the describe call for the appropriate names." % ot.text))
+            obj = self.schema[hit[0]]
+            qr.link, qr.rel = hit[1], hit[2]
         qr.obj = obj
+        outer = self.obj
         self.obj = obj
-        seen = set()
-        for t in items:
-            chain = self.resolve_path(t)
-            key = tuple(f.name for f in chain)
-            if key in seen:
-                raise SoqlError("MALFORMED_QUERY", "duplicate field selected: %s" % t.text)
-            seen.add(key)
-            qr.select.append(chain)
+        self.select_items(qr, items, parent, depth)
         if self.accept_kw("where"):
             qr.where = self.parse_or()
         if self.accept_kw("order"):
@@ -242,6 +290,9 @@ class Parser:
                 if t.kind != "ident":
                     self.unexpected(t)
                 chain = self.resolve_path(t)
+                if qr.aggs:
+                    raise SoqlError("MALFORMED_QUERY", caret_message(
+                        self.q, t.pos, "Ordered field must be grouped or aggregated: %s" % t.text))
                 desc = False
                 if self.accept_kw("desc"):
                     desc = True
@@ -271,9 +322,78 @@ class Parser:
             if qr.offset > 2000:
                 raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE",
                                 "Maximum SOQL offset allowed is 2000")
-        if self.peek().kind != "eof":
-            self.unexpected()
+        self.obj = outer
         return qr
+
+    def select_items(self, qr, items, parent, depth):
+        """Resolve the select list against qr.obj (now self.obj)."""
+        fields = [it for it in items if it[0] == "f"]
+        aggs = [it for it in items if it[0] == "agg"]
+        subs = [it for it in items if it[0] == "sub"]
+        bare = [it for it in aggs if it[2] is None]
+        if bare:                        # COUNT(): alone, and not in a subquery
+            if parent is not None or len(items) > 1:
+                self.unexpected(bare[0][4] if parent is not None else
+                                next(it[-1] for it in items if it is not bare[0]))
+            qr.count = True
+            return
+        if aggs:
+            if parent is not None:
+                self.unexpected(aggs[0][4])
+            if fields or subs:
+                t = fields[0][1] if fields else subs[0][2]
+                raise SoqlError("MALFORMED_QUERY", caret_message(
+                    self.q, t.pos, "Field must be grouped or aggregated: %s" % (
+                        t.text if fields else "(")))
+            n = 0
+            keys = set()
+            for _, fn, arg, alias, t in aggs:
+                chain = self.resolve_path(arg)
+                f = chain[-1]
+                if f.type == "address" or (fn in ("sum", "avg") and f.type not in NUMERIC) or \
+                        (fn in ("min", "max") and f.type in ("boolean", "multipicklist")):
+                    raise SoqlError("INVALID_FIELD", caret_message(
+                        self.q, arg.pos, "field %s does not support aggregate operator %s"
+                        % (arg.text, fn.upper())))
+                if alias is None:
+                    key = "expr%d" % n
+                    n += 1
+                else:
+                    key = alias.text
+                if key.lower() in keys:
+                    raise SoqlError("MALFORMED_QUERY", caret_message(
+                        self.q, (alias or t).pos, "duplicate alias: %s" % key))
+                keys.add(key.lower())
+                qr.aggs.append((key, fn, self.getter(chain)))
+            return
+        seen = set()
+        for it in items:
+            if it[0] == "f":
+                t = it[1]
+                chain = self.resolve_path(t)
+                key = tuple(f.name for f in chain)
+                if key in seen:
+                    raise SoqlError("MALFORMED_QUERY", "duplicate field selected: %s" % t.text)
+                seen.add(key)
+                qr.select.append(chain)
+                continue
+            start, t = it[1], it[2]
+            if depth + 1 > self.max_depth:
+                raise SoqlError("MALFORMED_QUERY", caret_message(
+                    self.q, t.pos, "SOQL statements cannot query aggregate relationships more "
+                    "than %d level%s away from the root entity object." % (
+                        self.max_depth, "" if self.max_depth == 1 else "s")))
+            resume = self.i
+            self.i = start + 1
+            sub = self.parse_select(qr.obj, depth + 1)
+            if not self.accept_op(")"):
+                self.unexpected()
+            self.i = resume
+            if ("sub", sub.rel) in seen:
+                raise SoqlError("MALFORMED_QUERY", caret_message(
+                    self.q, t.pos, "duplicate relationship selected: %s" % sub.rel))
+            seen.add(("sub", sub.rel))
+            qr.select.append(sub)
 
     def find_object(self, name):
         o = self.schema.get(name)
@@ -581,6 +701,23 @@ def like_regex(pat):
         i += 1
     out.append("$")
     return re.compile("".join(out), re.I | re.S)
+
+
+def aggregate(fn, values):
+    """One aggregate over the values of the matching records (None = null)."""
+    vals = [v for v in values if v is not None]
+    if fn == "count":
+        return len(vals)
+    if fn == "count_distinct":
+        return len({v.lower() if isinstance(v, str) else v for v in vals})
+    if not vals:
+        return None
+    if fn == "sum":
+        return sum(vals)
+    if fn == "avg":
+        return sum(vals) / len(vals)
+    key = (lambda v: v.lower()) if isinstance(vals[0], str) else None
+    return min(vals, key=key) if fn == "min" else max(vals, key=key)
 
 
 def compound_name(r, comps):
