@@ -1602,7 +1602,8 @@ class Api(ApiBase):
                 u = urllib.parse.urlsplit(url)
                 m = VERSION_RE.match(u.path)
                 method = str(s.get("method", "GET")).upper()
-                if not m:
+                if not m or not (MIN_VERSION <= int(m.group(1)) <= MAX_VERSION) or \
+                        m.group(2) != "0":
                     resp = ReqErr(404, "NOT_FOUND", MSG_NOT_FOUND).response()
                 else:
                     raw = json.dumps(sbody).encode() if sbody is not None else b""

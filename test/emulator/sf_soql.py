@@ -340,11 +340,12 @@ class Parser:
         if aggs:
             if parent is not None:
                 self.unexpected(aggs[0][4])
-            if fields or subs:
-                t = fields[0][1] if fields else subs[0][2]
+            if subs:
+                self.unexpected(subs[0][2])
+            if fields:
+                t = fields[0][1]
                 raise SoqlError("MALFORMED_QUERY", caret_message(
-                    self.q, t.pos, "Field must be grouped or aggregated: %s" % (
-                        t.text if fields else "(")))
+                    self.q, t.pos, "Field must be grouped or aggregated: %s" % t.text))
             n = 0
             keys = set()
             for _, fn, arg, alias, t in aggs:

@@ -818,7 +818,8 @@ class ChildSubqueryTest(SfTestCase):
         self.assertEqual((st, b[0]["errorCode"]), (400, "INVALID_FIELD"))
         self.assertIn("No such column 'Nope' on entity 'Contact'", b[0]["message"])
         for bad in ("SELECT Name, (SELECT Id FROM Contacts FROM Account", "SELECT Name, (SELECT Id) FROM Account",
-                    "SELECT Name, (SELECT COUNT() FROM Contacts) FROM Account"):
+                    "SELECT Name, (SELECT COUNT() FROM Contacts) FROM Account",
+                    "SELECT COUNT(Id), (SELECT Id FROM Contacts) FROM Account"):
             st, _, b = self.q(bad)
             self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"), bad)
 
@@ -981,6 +982,16 @@ class CompositeTest(SfTestCase):
         self.assertEqual(names, ["Comp"])
         subs = [{"method": "GET", "url": V + "/limits", "referenceId": "r%d" % i} for i in range(26)]
         self.assertEqual(self.call("POST", "/composite", {"compositeRequest": subs})[0], 400)
+
+    def test_subrequest_at_a_version_not_served_is_not_found(self):
+        st, _, b = self.call("POST", "/composite", {"compositeRequest": [
+            {"method": "GET", "url": "/services/data/v49.0/limits", "referenceId": "old"},
+            {"method": "GET", "url": "/services/data/v50.0/limits", "referenceId": "oldest"}]})
+        self.assertEqual(st, 200)
+        r = b["compositeResponse"]
+        self.assertEqual((r[0]["httpStatusCode"], r[0]["body"]), (404, [{
+            "message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]))
+        self.assertEqual(r[1]["httpStatusCode"], 200)
 
     def test_graph(self):
         st, _, b = self.call("POST", "/composite/graph", {"graphs": [
