@@ -18,8 +18,8 @@ import certs
 from common import ApiBase, Response, json_response
 from sf_schema import (NUMERIC, STRINGISH, custom_field, custom_object, id_suffix,
                        link_children, make_id, standard_objects, to18)
-from sf_soql import (Parser, SoqlError, SubQuery, aggregate, compound_name, parse_iso, sf_dt,
-                     sort_records)
+from sf_soql import (Parser, SoqlError, SubQuery, aggregate_rows, compound_name, parse_iso,
+                     sf_dt, sort_records)
 
 CLIENT_ID = "sync-client"
 CLIENT_SECRET = "sync-secret"
@@ -1333,13 +1333,9 @@ class Api(ApiBase):
             recs = [r for r in recs if parsed.where(r)]
         else:
             recs = list(recs)
-        if parsed.aggs:                 # no GROUP BY: one row; LIMIT/OFFSET count rows
-            row = {"attributes": {"type": "AggregateResult"}}
-            for key, fn, get in parsed.aggs:
-                row[key] = aggregate(fn, [get(r) for r in recs])
-            rows = [row][parsed.offset:]
-            if parsed.limit is not None:
-                rows = rows[:parsed.limit]
+        if parsed.aggs or parsed.group is not None:
+            rows = [dict({"attributes": {"type": "AggregateResult"}}, **row)
+                    for row in aggregate_rows(parsed, recs)]
             return json_response(200, {"totalSize": len(rows), "done": True, "records": rows})
         if parsed.order:
             recs = sort_records(recs, parsed.order)

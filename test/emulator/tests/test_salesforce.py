@@ -879,6 +879,53 @@ class AggregateTest(SfTestCase):
         self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"))
 
 
+class GroupByTest(SfTestCase):
+    """GROUP BY [HAVING]: one AggregateResult row per group."""
+
+    def setUp(self):
+        super().setUp()
+        self.emu.seed("salesforce", "Contact", [
+            {"LastName": "a", "Email": "x@a.com", "Title": "CEO"}, {"LastName": "b", "Email": "X@A.com"},
+            {"LastName": "c", "Email": "y@a.com", "Title": "CTO"}, {"LastName": "d"}, {"LastName": "e"}])
+
+    def rows(self, soql):
+        st, _, b = self.q(soql)
+        self.assertEqual(st, 200, b)
+        self.assertEqual((b["totalSize"], b["done"]), (len(b["records"]), True))
+        for r in b["records"]:
+            self.assertEqual(r.pop("attributes"), {"type": "AggregateResult"})
+        return b["records"]
+
+    def test_group_by_having_finds_duplicate_keys(self):
+        self.assertEqual(self.rows("SELECT Email, COUNT(Id) n FROM Contact WHERE Email != null "
+                                   "GROUP BY Email HAVING COUNT(Id) > 1"), [{"Email": "x@a.com", "n": 2}])
+
+    def test_groups_order_limit_and_null_group(self):
+        self.assertEqual(self.rows("SELECT Email, COUNT(Id) FROM Contact GROUP BY Email ORDER BY COUNT(Id) DESC, Email"),
+                         [{"Email": None, "expr0": 2}, {"Email": "x@a.com", "expr0": 2},
+                          {"Email": "y@a.com", "expr0": 1}])
+        self.assertEqual(self.rows("SELECT Email FROM Contact GROUP BY Email ORDER BY Email NULLS LAST LIMIT 2"),
+                         [{"Email": "x@a.com"}, {"Email": "y@a.com"}])
+        self.assertEqual(self.rows("SELECT Title, MAX(LastName) FROM Contact GROUP BY Title HAVING Title != null "
+                                   "ORDER BY Title"),
+                         [{"Title": "CEO", "expr0": "a"}, {"Title": "CTO", "expr0": "c"}])
+        # no rows, no groups
+        self.assertEqual(self.rows("SELECT Email, COUNT(Id) FROM Contact WHERE LastName = 'zz' GROUP BY Email"), [])
+
+    def test_group_by_errors(self):
+        st, _, b = self.q("SELECT LastName, COUNT(Id) FROM Contact GROUP BY Email")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"))
+        self.assertIn("Field must be grouped or aggregated: LastName", b[0]["message"])
+        st, _, b = self.q("SELECT Email FROM Contact GROUP BY Email ORDER BY LastName")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"))
+        self.assertIn("Ordered field must be grouped or aggregated: LastName", b[0]["message"])
+        st, _, b = self.q("SELECT CreatedDate FROM Contact GROUP BY CreatedDate")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "INVALID_FIELD"))
+        self.assertIn("field 'CreatedDate' can not be grouped in a query call", b[0]["message"])
+        st, _, b = self.q("SELECT COUNT(Id) FROM Contact HAVING COUNT(Id) > 1")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"))
+
+
 class PagingTest(SfTestCase):
     def test_pages_batch_size_and_expiry(self):
         recs = [{"LastName": "P%05d" % i} for i in range(2500)]
