@@ -6,9 +6,11 @@ SELECT f[, Parent.f, (subquery), ...] FROM Obj [WHERE cond] [ORDER BY f [ASC|DES
 or, instead of the fields, COUNT() alone, or aggregates COUNT(f),
 COUNT_DISTINCT(f), MIN(f), MAX(f), SUM(f), AVG(f), each with an optional
 alias, beside grouped fields: [GROUP BY f, ... [HAVING cond]] after WHERE
-(ORDER BY may then name aggregates).  subquery: (SELECT f, ... FROM ChildRelationship [WHERE ...]
-[ORDER BY ...] [LIMIT n] [OFFSET n]), nested up to four levels below the root
-from v58.0 on, one level before.
+(ORDER BY may then name aggregates).
+
+subquery: (SELECT f, ... FROM ChildRelationship [WHERE ...] [ORDER BY ...]
+[LIMIT n] [OFFSET n]), nested up to four levels below the root from v58.0
+on, one level before.
 
 cond: comparisons (= != <> < > <= >=), IN (...), NOT IN (...), LIKE, AND/OR/NOT
 and parentheses; literals: 'string', numbers, true/false, null, unquoted
