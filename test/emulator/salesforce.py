@@ -18,7 +18,8 @@ import certs
 from common import ApiBase, Response, json_response
 from sf_schema import (NUMERIC, STRINGISH, custom_field, custom_object, id_suffix,
                        link_children, make_id, standard_objects, to18)
-from sf_soql import (Parser, SoqlError, compound_name, parse_iso, sf_dt, sort_records)
+from sf_soql import (Parser, SoqlError, SubQuery, aggregate_rows, compound_name, parse_iso,
+                     sf_dt, sort_records)
 
 CLIENT_ID = "sync-client"
 CLIENT_SECRET = "sync-secret"
@@ -28,10 +29,14 @@ FIXED_REFRESH_TOKEN = "sync-refresh-token"
 PASSWORD = "sync-password"
 SECURITY_TOKEN = "sync-token"
 LOGIN_URLS = ("https://login.salesforce.com", "https://test.salesforce.com")
-MIN_VERSION = 59
+MIN_VERSION = 50
 MAX_VERSION = 66
-VERSION_LABELS = {59: "Winter '24", 60: "Spring '24", 61: "Summer '24", 62: "Winter '25",
-                  63: "Spring '25", 64: "Summer '25", 65: "Winter '26", 66: "Spring '26"}
+# release names as GET /services/data answers them (the Nango recording)
+VERSION_LABELS = {50: "Winter '21", 51: "Spring '21", 52: "Summer '21", 53: "Winter '22",
+                  54: "Spring '22", 55: "Summer '22", 56: "Winter '23", 57: "Spring '23",
+                  58: "Summer '23", 59: "Winter '24", 60: "Spring '24", 61: "Summer '24",
+                  62: "Winter '25", 63: "Spring '25", 64: "Summer '25", 65: "Winter '26",
+                  66: "Spring '26"}
 POD = "Em"
 ORG_ID = make_id("00D", POD, 1)
 COLLECTION_MAX = 200
@@ -1115,10 +1120,10 @@ class Api(ApiBase):
         all_or_none = body.get("allOrNone") is True
         schema_obj = self.obj
         type_cache = {}
+        dup_keys = self._upsert_duplicates(records, uf) if op == "upsert" else ()
         # phase 1: resolve types and validate, request-level errors first
         plans = []
         pending = {}
-        create_ix = {}
         errors = 0
         for rec in records:
             if not isinstance(rec, dict):
@@ -1176,6 +1181,9 @@ class Api(ApiBase):
                     value = rec.get(key) if key else None
                     if value is None or value == "":
                         raise RecErr("MISSING_ARGUMENT", "%s not specified" % uf.name, [])
+                    if self._ext_key(uf, value) in dup_keys:
+                        raise RecErr("DUPLICATE_VALUE", "Duplicate %s specified: %s" % (
+                            "id" if uf.name == "Id" else "external id", value), [uf.name])
                     ids = self.lookup_ext(o, uf, value)
                     if len(ids) > 1:
                         raise RecErr("DUPLICATE_EXTERNAL_ID", "%s: more than one record found "
@@ -1188,15 +1196,9 @@ class Api(ApiBase):
                     else:
                         if uf.name == "Id":
                             raise RecErr("NOT_FOUND", MSG_NOT_FOUND, [])
-                        # same key twice in one request creates once, then updates
-                        ck = str(value).lower()
-                        if ck in create_ix:
-                            raise RecErr("DUPLICATE_VALUE", "Duplicate external id specified: %s"
-                                         % value, [uf.name])
                         changes = self.prepare(o, body_rec, True)
                         changes[uf.name] = uf.check(value)
                         self.check_unique(o, changes, ("new", len(plans)), pending)
-                        create_ix[ck] = len(plans)
                         plans.append(("create", o, None, changes))
             except RecErr as e:
                 plans.append(e)
@@ -1240,6 +1242,34 @@ class Api(ApiBase):
             else:
                 parts.append('{"id":"%s","success":true,"errors":[]}' % rid)
         return Response(200, "[" + ",".join(parts) + "]", [CT])
+
+    @staticmethod
+    def _ext_key(f, value):
+        """The form in which two values of external-ID field f are the same
+        key: 18-character Ids; text case-insensitively unless the field is
+        caseSensitive."""
+        if f.name == "Id":
+            return to18(value) if isinstance(value, str) else None
+        s = value if isinstance(value, str) else str(value)
+        return s if f.caseSensitive else s.lower()
+
+    def _upsert_duplicates(self, records, uf):
+        """Keys that more than one record of an upsert call carries: Salesforce
+        fails every such record (DUPLICATE_VALUE) before it matches any."""
+        seen = set()
+        dups = set()
+        for rec in records:
+            if not isinstance(rec, dict):
+                continue
+            v = None
+            for k in rec:                   # the last spelling wins, as below
+                if k.lower() == uf.lname:
+                    v = rec[k]
+            if v is not None and v != "":
+                key = self._ext_key(uf, v)
+                if key is not None:
+                    (dups if key in seen else seen).add(key)
+        return dups
 
     def coll_delete(self, ids, all_or_none):
         if not ids:
@@ -1292,7 +1322,7 @@ class Api(ApiBase):
             raise ReqErr(400, "MALFORMED_QUERY", "A query string must be provided via the 'q' "
                          "parameter")
         try:
-            parsed = Parser(q, self.schema, self.find, self.now_dt).parse()
+            parsed = Parser(q, self.schema, self.find, self.now_dt, version=float(ver)).parse()
         except SoqlError as e:
             raise ReqErr(400, e.code, e.message)
         o = parsed.obj
@@ -1303,6 +1333,10 @@ class Api(ApiBase):
             recs = [r for r in recs if parsed.where(r)]
         else:
             recs = list(recs)
+        if parsed.aggs or parsed.group is not None:
+            rows = [dict({"attributes": {"type": "AggregateResult"}}, **row)
+                    for row in aggregate_rows(parsed, recs)]
+            return json_response(200, {"totalSize": len(rows), "done": True, "records": rows})
         if parsed.order:
             recs = sort_records(recs, parsed.order)
         if parsed.offset:
@@ -1312,6 +1346,7 @@ class Api(ApiBase):
         if parsed.count:
             return json_response(200, {"totalSize": len(recs), "done": True, "records": []})
         tree = self._select_tree(o, parsed.select)
+        self._child_sets(tree, recs, all_rows)
         batch = self._batch_size(headers)
         cursor = {"recs": recs, "tree": tree, "obj": o, "batch": batch, "last": self.now_s(),
                   "ver": ver}
@@ -1362,9 +1397,13 @@ class Api(ApiBase):
         return self._page(cur, int(off), ver)
 
     def _select_tree(self, o, chains):
-        """[("f", Field) | ("r", refField, targetObj, subtree)] in select order."""
+        """[("f", Field) | ("r", refField, targetObj, subtree) |
+        ("c", SubQuery, subtree, {parent id: [child records]})] in select order."""
         tree = []
         for chain in chains:
+            if isinstance(chain, SubQuery):
+                tree.append(("c", chain, self._select_tree(chain.obj, chain.select), {}))
+                continue
             node = tree
             obj = o
             for f in chain[:-1]:
@@ -1381,6 +1420,36 @@ class Api(ApiBase):
             node.append(("f", chain[-1]))
         return tree
 
+    def _child_sets(self, tree, parents, all_rows):
+        """Fill each child subquery's {parent id: [child records]} for these
+        parents (filtered, sorted, limited; soft-deleted children only for
+        queryAll), then the subqueries nested in it.  Done when the query
+        runs, so later pages show the children as they were then."""
+        for item in tree:
+            if item[0] != "c":
+                continue
+            sq, sub, sets = item[1], item[2], item[3]
+            ids = {p["Id"] for p in parents}
+            link = sq.link
+            where = sq.where
+            groups = {}
+            for r in self.records[sq.obj.name].values():
+                pid = r.get(link)
+                if pid in ids and (all_rows or not r.get("IsDeleted")) and \
+                        (where is None or where(r)):
+                    groups.setdefault(pid, []).append(r)
+            kids_all = []
+            for pid, kids in groups.items():
+                if sq.order:
+                    kids = sort_records(kids, sq.order)
+                kids = kids[sq.offset:]
+                if sq.limit is not None:
+                    kids = kids[:sq.limit]
+                if kids:
+                    sets[pid] = kids
+                    kids_all.extend(kids)
+            self._child_sets(sub, kids_all, all_rows)
+
     def _render_tree(self, o, rec, tree, ver):
         out = {"attributes": {"type": o.name, "url": "/services/data/v%s/sobjects/%s/%s"
                               % (ver, o.name, rec["Id"])}}
@@ -1388,6 +1457,11 @@ class Api(ApiBase):
         for item in tree:
             if item[0] == "f":
                 out[item[1].name] = rv(item[1], rec)
+            elif item[0] == "c":
+                sq, sub, sets = item[1], item[2], item[3]
+                kids = sets.get(rec["Id"])
+                out[sq.rel] = {"totalSize": len(kids), "done": True, "records": [
+                    self._render_tree(sq.obj, k, sub, ver) for k in kids]} if kids else None
             else:
                 _, f, target, sub = item
                 pid = rec.get(f.name)
@@ -1524,7 +1598,8 @@ class Api(ApiBase):
                 u = urllib.parse.urlsplit(url)
                 m = VERSION_RE.match(u.path)
                 method = str(s.get("method", "GET")).upper()
-                if not m:
+                if not m or not (MIN_VERSION <= int(m.group(1)) <= MAX_VERSION) or \
+                        m.group(2) != "0":
                     resp = ReqErr(404, "NOT_FOUND", MSG_NOT_FOUND).response()
                 else:
                     raw = json.dumps(sbody).encode() if sbody is not None else b""

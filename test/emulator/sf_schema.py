@@ -83,7 +83,8 @@ class Field:
                  "sortable", "groupable", "referenceTo", "relationshipName", "picklist",
                  "precision", "scale", "digits", "defaultValue", "defaultedOnCreate",
                  "nameField", "caseSensitive", "restrictedPicklist", "autoNumber",
-                 "compound", "namePointing", "required", "lname", "check", "is_ref")
+                 "compound", "namePointing", "required", "lname", "check", "is_ref",
+                 "childRelationshipName")
 
     def __init__(self, name, ftype, label=None, length=None, nillable=True, createable=True,
                  updateable=True, custom=None, calculated=False, externalId=False,
@@ -91,7 +92,7 @@ class Field:
                  picklist=(), precision=None, scale=None, digits=None, defaultValue=None,
                  defaultedOnCreate=False, nameField=False, caseSensitive=False,
                  restrictedPicklist=False, autoNumber=False, compound=None, filterable=True,
-                 sortable=None, groupable=None, namePointing=False):
+                 sortable=None, groupable=None, namePointing=False, childRelationshipName=None):
         self.name = name
         self.lname = name.lower()
         self.type = ftype
@@ -128,6 +129,7 @@ class Field:
         self.groupable = (ftype not in ("datetime", "double", "currency", "percent", "textarea",
                                         "address", "multipicklist")) if groupable is None else groupable
         self.namePointing = namePointing
+        self.childRelationshipName = childRelationshipName    # on the referenced object
         # required on create: not nillable, createable, no default
         self.required = (not nillable) and createable and not defaultedOnCreate and ftype != "boolean"
         self.check = None
@@ -475,7 +477,7 @@ def link_children(objs):
                     t = objs.get(target)
                     if t is None:
                         continue
-                    rel = child_rel.get((o.name, f.name))
+                    rel = f.childRelationshipName or child_rel.get((o.name, f.name))
                     if rel is None and f.name.endswith("__c"):
                         rel = o.name.replace("__c", "") + "s__r"
                     t.children.append((o.name, f.name, rel))
@@ -483,8 +485,9 @@ def link_children(objs):
 
 def custom_field(spec):
     """A Field from a seed/control definition: {name, type, label?, length?,
-    required?, externalId?, unique?, referenceTo?, picklistValues?, precision?,
-    scale?, createable?, updateable?, defaultValue?, restrictedPicklist?}."""
+    required?, externalId?, unique?, referenceTo?, relationshipName?,
+    childRelationshipName?, picklistValues?, precision?, scale?, createable?,
+    updateable?, defaultValue?, restrictedPicklist?}."""
     name = spec["name"]
     ftype = spec.get("type", "string")
     if ftype not in SOAP or ftype in ("id", "address"):
@@ -506,7 +509,8 @@ def custom_field(spec):
                  defaultValue=spec.get("defaultValue"),
                  defaultedOnCreate=spec.get("defaultValue") is not None or ftype == "boolean",
                  restrictedPicklist=spec.get("restrictedPicklist", False),
-                 caseSensitive=spec.get("caseSensitive", False))
+                 caseSensitive=spec.get("caseSensitive", False),
+                 childRelationshipName=spec.get("childRelationshipName"))
 
 
 def custom_object(name, spec):

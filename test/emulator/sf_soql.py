@@ -1,7 +1,16 @@
 """Salesforce emulator: a SOQL subset (parser + evaluator).
 
-SELECT f[, Parent.f, COUNT()] FROM Obj [WHERE cond] [ORDER BY f [ASC|DESC]
+SELECT f[, Parent.f, (subquery), ...] FROM Obj [WHERE cond] [ORDER BY f [ASC|DESC]
 [NULLS FIRST|LAST], ...] [LIMIT n] [OFFSET n]
+
+or, instead of the fields, COUNT() alone, or aggregates COUNT(f),
+COUNT_DISTINCT(f), MIN(f), MAX(f), SUM(f), AVG(f), each with an optional
+alias, beside grouped fields: [GROUP BY f, ... [HAVING cond]] after WHERE
+(ORDER BY may then name aggregates).
+
+subquery: (SELECT f, ... FROM ChildRelationship [WHERE ...] [ORDER BY ...]
+[LIMIT n] [OFFSET n]), nested up to four levels below the root from v58.0
+on, one level before.
 
 cond: comparisons (= != <> < > <= >=), IN (...), NOT IN (...), LIKE, AND/OR/NOT
 and parentheses; literals: 'string', numbers, true/false, null, unquoted
@@ -11,7 +20,7 @@ datetimes (2024-05-01T00:00:00Z, ...+00:00, with optional fraction), dates
 import re
 from datetime import datetime, timedelta, timezone
 
-from sf_schema import NUMERIC, STRINGISH, to18
+from sf_schema import NUMERIC, STRINGISH, Field, to18
 
 
 class SoqlError(Exception):
@@ -34,6 +43,8 @@ TOKEN_RE = re.compile(r"""
 KEYWORDS = {"select", "from", "where", "and", "or", "not", "in", "like", "order", "by",
             "asc", "desc", "nulls", "first", "last", "limit", "offset", "null", "true",
             "false", "includes", "excludes", "group", "having", "with", "for", "using"}
+
+AGGREGATES = {"count", "count_distinct", "min", "max", "sum", "avg"}
 
 DATE_LITERALS = {"today", "yesterday", "tomorrow", "last_n_days", "next_n_days",
                  "n_days_ago", "this_month", "last_month", "this_year"}
@@ -131,21 +142,44 @@ def _unescape(s):
 
 
 class Query:
-    """A parsed, validated query."""
+    """A parsed, validated query (or relationship subquery)."""
 
     def __init__(self):
         self.obj = None
-        self.count = False
-        self.select = []     # list of (output path tuple of canonical names, fields chain)
+        self.count = False   # COUNT() alone: totalSize only
+        self.select = []     # in select order: field chains (lists of Field) and SubQuery
+        self.aggs = []       # the keys of the aggregate columns (expr0, aliases)
+        self.group = None    # GROUP BY field chains
+        self.having = None   # callable group context -> bool
+        # aggregate queries: the output columns [(key, spec)] in select order;
+        # specs: what a group context holds, ("a", fn, path) -> (fn, getter)
+        # for aggregates and ("f", path) -> getter for grouped fields
+        self.columns = []
+        self.specs = {}
+        self.tokens = {}     # selected field path -> its token (for errors)
         self.where = None    # callable rec -> bool
         self.order = []      # (getter, desc, nulls_first, is_string)
         self.limit = None
         self.offset = 0
 
 
+class SubQuery(Query):
+    """(SELECT ... FROM <child relationship>): rel = the relationship name
+    (the key in each parent record), link = the child's reference field."""
+
+    def __init__(self):
+        super().__init__()
+        self.rel = None
+        self.link = None
+
+
 class Parser:
-    def __init__(self, q, schema, resolve_record, now):
+    def __init__(self, q, schema, resolve_record, now, version=None):
         self.q = q
+        # relationship subqueries: one level below the root before v58.0,
+        # four from v58.0 on (Summer '23)
+        self.max_depth = 1 if version is not None and version < 58 else 4
+        self.obj = None
         self.toks = tokenize(q)
         self.i = 0
         self.schema = schema            # name -> SObject (case-insensitive lookup via helper)
@@ -189,59 +223,111 @@ class Parser:
 
     # -- grammar -----------------------------------------------------------
     def parse(self):
-        qr = Query()
+        qr = self.parse_select(None, 0)
+        if self.peek().kind != "eof":
+            self.unexpected()
+        return qr
+
+    def skip_parens(self):
+        """Past the ')' that closes the '(' just read."""
+        depth = 1
+        while depth:
+            t = self.next()
+            if t.kind == "eof":
+                self.unexpected(t)
+            if t.kind == "op" and t.text in ("(", ")"):
+                depth += 1 if t.text == "(" else -1
+
+    def parse_select(self, parent, depth):
+        """SELECT ... FROM ...: the query (parent None) or a subquery of
+        parent's child relationship, depth levels below the root."""
+        qr = Query() if parent is None else SubQuery()
         self.expect_kw("select")
-        items = []
+        items = []      # ("f", tok) | ("sub", index of its '(', tok) | ("agg", fn, arg, alias, tok)
         while True:
             t = self.next()
-            if t.kind == "ident" and t.text.lower() == "count" and self.accept_op("("):
-                if self.peek().kind == "ident":
-                    self.next()
+            if t.kind == "ident" and t.text.lower() in AGGREGATES and self.accept_op("("):
+                arg = self.next() if self.peek().kind == "ident" else None
                 if not self.accept_op(")"):
                     self.unexpected()
-                qr.count = True
+                fn = t.text.lower()
+                if arg is None and fn != "count":
+                    self.unexpected(self.toks[self.i - 1])
+                alias = self.next() if self.peek().kind == "ident" else None
+                items.append(("agg", fn, arg, alias, t))
             elif t.kind == "ident":
-                items.append(t)
+                items.append(("f", t))
             elif t.kind == "op" and t.text == "(":
-                raise SoqlError("MALFORMED_QUERY", caret_message(
-                    self.q, t.pos, "unexpected token: '(' (relationship subqueries are "
-                    "not supported by the emulator)"))
+                items.append(("sub", self.i - 1, t))
+                self.skip_parens()
             else:
                 self.unexpected(t)
             if not self.accept_op(","):
                 break
-        if qr.count and items:
-            self.unexpected(items[0])
         self.expect_kw("from")
         ot = self.next()
         if ot.kind != "ident":
             self.unexpected(ot)
-        obj = self.find_object(ot.text)
-        if obj is None:
-            raise SoqlError("INVALID_TYPE", caret_message(
-                self.q, ot.pos, "sObject type '%s' is not supported. If you are attempting to "
-                "use a custom object, be sure to append the '__c' after the entity name. "
-                "Please reference your WSDL or the describe call for the appropriate names."
-                % ot.text))
+        if parent is None:
+            obj = self.find_object(ot.text)
+            if obj is None:
+                raise SoqlError("INVALID_TYPE", caret_message(
+                    self.q, ot.pos, "sObject type '%s' is not supported. If you are attempting to "
+                    "use a custom object, be sure to append the '__c' after the entity name. "
+                    "Please reference your WSDL or the describe call for the appropriate names."
+                    % ot.text))
+        else:
+            low = ot.text.lower()
+            hit = next(((c, f, r) for c, f, r in parent.children
+                        if r and r.lower() == low and c in self.schema), None)
+            if hit is None:
+                raise SoqlError("INVALID_TYPE", caret_message(
+                    self.q, ot.pos, "Didn't understand relationship '%s' in FROM part of query "
+                    "call. If you are attempting to use a custom relationship, be sure to append "
+                    "the '__r' after the custom relationship name. Please reference your WSDL or "
+                    "the describe call for the appropriate names." % ot.text))
+            obj = self.schema[hit[0]]
+            qr.link, qr.rel = hit[1], hit[2]
         qr.obj = obj
+        outer = self.obj
         self.obj = obj
-        seen = set()
-        for t in items:
-            chain = self.resolve_path(t)
-            key = tuple(f.name for f in chain)
-            if key in seen:
-                raise SoqlError("MALFORMED_QUERY", "duplicate field selected: %s" % t.text)
-            seen.add(key)
-            qr.select.append(chain)
+        self.select_items(qr, items, parent, depth)
         if self.accept_kw("where"):
             qr.where = self.parse_or()
+        if self.peek().kind == "kw" and self.peek().value == "group" and not qr.count \
+                and parent is None:
+            self.next()
+            self.expect_kw("by")
+            qr.group = []
+            while True:
+                t = self.next()
+                if t.kind != "ident":
+                    self.unexpected(t)
+                chain = self.resolve_path(t)
+                if not chain[-1].groupable:
+                    raise SoqlError("INVALID_FIELD", caret_message(
+                        self.q, t.pos, "field '%s' can not be grouped in a query call" % t.text))
+                qr.group.append(chain)
+                if not self.accept_op(","):
+                    break
+        if qr.aggs or qr.group is not None:
+            self.check_grouped(qr)
+            if qr.group is not None and self.accept_kw("having"):
+                qr.having = self.having_or(qr)
         if self.accept_kw("order"):
             self.expect_kw("by")
             while True:
                 t = self.next()
                 if t.kind != "ident":
                     self.unexpected(t)
-                chain = self.resolve_path(t)
+                if qr.aggs or qr.group is not None:
+                    spec, f = self.grouped_term(qr, t, "Ordered field must be grouped or "
+                                                "aggregated: %s")
+                    get = (lambda k: lambda ctx: ctx[k])(spec)
+                else:
+                    chain = self.resolve_path(t)
+                    f = chain[-1]
+                    get = self.getter(chain)
                 desc = False
                 if self.accept_kw("desc"):
                     desc = True
@@ -253,9 +339,8 @@ class Parser:
                         nulls_first = False
                     else:
                         self.expect_kw("first")
-                ftype = chain[-1].type
-                qr.order.append((self.getter(chain), desc, nulls_first,
-                                 ftype in STRINGISH or ftype in ("id", "reference")))
+                qr.order.append((get, desc, nulls_first,
+                                 f is not None and (f.type in STRINGISH or f.type in ("id", "reference"))))
                 if not self.accept_op(","):
                     break
         if self.accept_kw("limit"):
@@ -271,9 +356,159 @@ class Parser:
             if qr.offset > 2000:
                 raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE",
                                 "Maximum SOQL offset allowed is 2000")
-        if self.peek().kind != "eof":
-            self.unexpected()
+        self.obj = outer
         return qr
+
+    def select_items(self, qr, items, parent, depth):
+        """Resolve the select list against qr.obj (now self.obj)."""
+        aggs = [it for it in items if it[0] == "agg"]
+        subs = [it for it in items if it[0] == "sub"]
+        bare = [it for it in aggs if it[2] is None]
+        if bare:                        # COUNT(): alone, and not in a subquery
+            if parent is not None or len(items) > 1:
+                self.unexpected(bare[0][4] if parent is not None else
+                                next(it[-1] for it in items if it is not bare[0]))
+            qr.count = True
+            return
+        if aggs:
+            if parent is not None:
+                self.unexpected(aggs[0][4])
+            if subs:
+                self.unexpected(subs[0][2])
+        n = 0
+        keys = set()
+        seen = set()
+        for it in items:
+            if it[0] == "agg":
+                _, fn, arg, alias, t = it
+                spec, _ = self.agg_call(qr, fn, arg)
+                if alias is None:
+                    key = "expr%d" % n
+                    n += 1
+                else:
+                    key = alias.text
+                if key.lower() in keys:
+                    raise SoqlError("MALFORMED_QUERY", caret_message(
+                        self.q, (alias or t).pos, "duplicate alias: %s" % key))
+                keys.add(key.lower())
+                qr.aggs.append(key)
+                qr.columns.append((key, spec))
+                continue
+            if it[0] == "f":
+                t = it[1]
+                chain = self.resolve_path(t)
+                key = tuple(f.name for f in chain)
+                if key in seen:
+                    raise SoqlError("MALFORMED_QUERY", "duplicate field selected: %s" % t.text)
+                seen.add(key)
+                qr.select.append(chain)
+                qr.columns.append((chain[-1].name, ("f", key)))
+                qr.tokens[key] = t
+                continue
+            start, t = it[1], it[2]
+            if depth + 1 > self.max_depth:
+                raise SoqlError("MALFORMED_QUERY", caret_message(
+                    self.q, t.pos, "SOQL statements cannot query aggregate relationships more "
+                    "than %d level%s away from the root entity object." % (
+                        self.max_depth, "" if self.max_depth == 1 else "s")))
+            resume = self.i
+            self.i = start + 1
+            sub = self.parse_select(qr.obj, depth + 1)
+            if not self.accept_op(")"):
+                self.unexpected()
+            self.i = resume
+            if ("sub", sub.rel) in seen:
+                raise SoqlError("MALFORMED_QUERY", caret_message(
+                    self.q, t.pos, "duplicate relationship selected: %s" % sub.rel))
+            seen.add(("sub", sub.rel))
+            qr.select.append(sub)
+
+    def agg_call(self, qr, fn, arg):
+        """An aggregate over the field arg: its spec key in qr.specs, and
+        the field."""
+        chain = self.resolve_path(arg)
+        f = chain[-1]
+        if f.type == "address" or (fn in ("sum", "avg") and f.type not in NUMERIC) or \
+                (fn in ("min", "max") and f.type in ("boolean", "multipicklist")):
+            raise SoqlError("INVALID_FIELD", caret_message(
+                self.q, arg.pos, "field %s does not support aggregate operator %s"
+                % (arg.text, fn.upper())))
+        spec = ("a", fn, tuple(x.name for x in chain))
+        qr.specs.setdefault(spec, (fn, self.getter(chain)))
+        return spec, f
+
+    def check_grouped(self, qr):
+        """An aggregate query: every selected field is grouped, no subquery."""
+        grouped = {tuple(f.name for f in c) for c in (qr.group or [])}
+        for chain in qr.select:
+            if isinstance(chain, SubQuery):
+                raise SoqlError("MALFORMED_QUERY", "relationship subqueries cannot be combined "
+                                "with GROUP BY or aggregate functions")
+            key = tuple(f.name for f in chain)
+            if key not in grouped:
+                t = qr.tokens[key]
+                raise SoqlError("MALFORMED_QUERY", caret_message(
+                    self.q, t.pos, "Field must be grouped or aggregated: %s" % t.text))
+        for c in qr.group or []:
+            key = ("f", tuple(f.name for f in c))
+            qr.specs.setdefault(key, self.getter(c))
+
+    def grouped_term(self, qr, t, msg):
+        """In HAVING / ORDER BY of an aggregate query: an aggregate call or a
+        grouped field -> (spec key, field)."""
+        if t.text.lower() in AGGREGATES and self.accept_op("("):
+            arg = self.next() if self.peek().kind == "ident" else None
+            if arg is None or not self.accept_op(")"):
+                self.unexpected(self.toks[self.i - 1])
+            spec, f = self.agg_call(qr, t.text.lower(), arg)
+            return spec, (None if spec[1] in ("count", "count_distinct") else f)
+        chain = self.resolve_path(t)
+        key = ("f", tuple(f.name for f in chain))
+        if key not in qr.specs:
+            raise SoqlError("MALFORMED_QUERY", caret_message(self.q, t.pos, msg % t.text))
+        return key, chain[-1]
+
+    def having_or(self, qr):
+        left = self.having_and(qr)
+        while self.accept_kw("or"):
+            right = self.having_and(qr)
+            left = (lambda a, b: lambda c: a(c) or b(c))(left, right)
+        return left
+
+    def having_and(self, qr):
+        left = self.having_not(qr)
+        while self.accept_kw("and"):
+            right = self.having_not(qr)
+            left = (lambda a, b: lambda c: a(c) and b(c))(left, right)
+        return left
+
+    def having_not(self, qr):
+        if self.accept_kw("not"):
+            inner = self.having_not(qr)
+            return lambda c: not inner(c)
+        if self.accept_op("("):
+            e = self.having_or(qr)
+            if not self.accept_op(")"):
+                self.unexpected()
+            return e
+        t = self.next()
+        if t.kind != "ident":
+            self.unexpected(t)
+        spec, f = self.grouped_term(qr, t, "Field must be grouped or aggregated: %s")
+        nt = self.next()
+        if nt.kind != "op" or nt.text not in ("=", "!=", "<>", "<", ">", "<=", ">="):
+            self.unexpected(nt)
+        vt = self.next()
+        if f is None:                   # COUNT / COUNT_DISTINCT: a number
+            if vt.kind != "num":
+                self.unexpected(vt)
+            val = float(vt.text) if "." in vt.text else int(vt.text)
+            f = _COUNT_FIELD
+        else:
+            val = self.literal(vt, f, t)
+            if isinstance(val, tuple):
+                self.unexpected(vt)
+        return _comparison(lambda c: c[spec], nt.text, val, f)
 
     def find_object(self, name):
         o = self.schema.get(name)
@@ -426,29 +661,7 @@ class Parser:
             if op == ">":
                 return lambda r: (lambda v: v is not None and v >= hi)(get(r))
             return lambda r: (lambda v: v is not None and v >= lo)(get(r))
-        if op in ("=", "!=", "<>"):
-            neg = op != "="
-            if val is None:
-                return (lambda r: get(r) is not None) if neg else (lambda r: get(r) is None)
-            nv = _norm(val, f)
-            if neg:
-                return lambda r: _norm(get(r), f) != nv
-            return lambda r: _norm(get(r), f) == nv
-        if val is None:
-            return lambda r: False
-        nv = _norm(val, f)
-        cmpf = {"<": lambda a, b: a < b, ">": lambda a, b: a > b,
-                "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}[op]
-
-        def c(r):
-            v = get(r)
-            if v is None:
-                return False
-            try:
-                return cmpf(_norm(v, f), nv)
-            except TypeError:
-                return False
-        return c
+        return _comparison(get, op, val, f)
 
     def parse_list(self, f, ft):
         if not self.accept_op("("):
@@ -542,6 +755,67 @@ class Parser:
         return ("range", sf_dt(lo), sf_dt(hi))
 
 
+_COUNT_FIELD = Field("expr", "int")     # the type of a COUNT() value in HAVING
+
+
+def _comparison(get, op, val, f):
+    """rec -> bool for `<value of get> op val` (val a literal of f's type)."""
+    if op in ("=", "!=", "<>"):
+        neg = op != "="
+        if val is None:
+            return (lambda r: get(r) is not None) if neg else (lambda r: get(r) is None)
+        nv = _norm(val, f)
+        if neg:
+            return lambda r: _norm(get(r), f) != nv
+        return lambda r: _norm(get(r), f) == nv
+    if val is None:
+        return lambda r: False
+    nv = _norm(val, f)
+    cmpf = {"<": lambda a, b: a < b, ">": lambda a, b: a > b,
+            "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}[op]
+
+    def c(r):
+        v = get(r)
+        if v is None:
+            return False
+        try:
+            return cmpf(_norm(v, f), nv)
+        except TypeError:
+            return False
+    return c
+
+
+def aggregate_rows(qr, recs):
+    """The rows of an aggregate query (without their attributes): one per
+    group (strings grouped case-insensitively, each group showing its first
+    record's spelling; a null group too), or exactly one without GROUP BY.
+    HAVING, ORDER BY, OFFSET and LIMIT apply to the rows."""
+    fields = [(k, g) for k, g in qr.specs.items() if k[0] == "f"]
+    aggs = [(k, v) for k, v in qr.specs.items() if k[0] == "a"]
+    if qr.group is None:
+        groups = [list(recs)]
+    else:
+        by = {}
+        for r in recs:
+            key = tuple((lambda v: v.lower() if isinstance(v, str) else v)(g(r))
+                        for _, g in fields)
+            by.setdefault(key, []).append(r)
+        groups = list(by.values())
+    ctxs = []
+    for rs in groups:
+        ctx = {k: g(rs[0]) for k, g in fields}
+        for k, (fn, g) in aggs:
+            ctx[k] = aggregate(fn, [g(r) for r in rs])
+        if qr.having is None or qr.having(ctx):
+            ctxs.append(ctx)
+    if qr.order:
+        ctxs = sort_records(ctxs, qr.order)
+    ctxs = ctxs[qr.offset:]
+    if qr.limit is not None:
+        ctxs = ctxs[:qr.limit]
+    return [{key: ctx[spec] for key, spec in qr.columns} for ctx in ctxs]
+
+
 def _type_words(ftype):
     if ftype in STRINGISH or ftype in ("id", "reference"):
         return "string and should be enclosed in quotes"
@@ -581,6 +855,23 @@ def like_regex(pat):
         i += 1
     out.append("$")
     return re.compile("".join(out), re.I | re.S)
+
+
+def aggregate(fn, values):
+    """One aggregate over the values of the matching records (None = null)."""
+    vals = [v for v in values if v is not None]
+    if fn == "count":
+        return len(vals)
+    if fn == "count_distinct":
+        return len({v.lower() if isinstance(v, str) else v for v in vals})
+    if not vals:
+        return None
+    if fn == "sum":
+        return sum(vals)
+    if fn == "avg":
+        return sum(vals) / len(vals)
+    key = (lambda v: v.lower()) if isinstance(vals[0], str) else None
+    return min(vals, key=key) if fn == "min" else max(vals, key=key)
 
 
 def compound_name(r, comps):

@@ -54,6 +54,9 @@ def whizbang_seed():
         if f["referenceTo"]:
             spec["referenceTo"] = f["referenceTo"]
             spec["relationshipName"] = f["relationshipName"]
+        if f["name"] == "ParentWhizbang__c":
+            # the child relationship the query fixture selects from
+            spec["childRelationshipName"] = "Whizbangs__r"
         fields.append(spec)
     fields += [{"name": "Text_Label", "type": "string", "length": 80},
                {"name": "Checkbox_Label", "type": "boolean"},
@@ -212,20 +215,26 @@ class FidelityTest(EmulatorTestCase):
         self.assertEqual(st, 200)
         self.same(p2, load_fixture(SF + "restforce/spec__fixtures__sobject__query_paginated_last_page_response.json"))
 
-    def test_restforce_query_success_with_parent(self):
+    def test_restforce_query_success_with_parent_and_children(self):
         fx = load_fixture(SF + "restforce/spec__fixtures__sobject__query_success_response.json")
         self.whizbang()
         parent = self.seed("Whizbang", [{"Name": "Parent Whizbang", "Text_Label": "Hello"}])[0]
-        self.seed("Whizbang", [{"Name": "Child", "Checkbox_Label": False, "Text_Label": "Hi there!",
-                                "Date_Label": "2010-01-01", "DateTime_Label": "2011-07-07T00:37:00Z",
-                                "Picklist_Multiselect_Label": "four;six", "ParentWhizbang__c": parent}])
+        me = self.seed("Whizbang", [{"Name": "Child", "Checkbox_Label": False, "Text_Label": "Hi there!",
+                                     "Date_Label": "2010-01-01", "DateTime_Label": "2011-07-07T00:37:00Z",
+                                     "Picklist_Multiselect_Label": "four;six", "ParentWhizbang__c": parent}])[0]
+        kid = self.seed("Whizbang", [{"Name": "Child Whizbang", "ParentWhizbang__c": me}])[0]
         soql = ("SELECT Checkbox_Label, Text_Label, Date_Label, DateTime_Label, Picklist_Multiselect_Label, "
-                "ParentWhizbang__r.Name, ParentWhizbang__r.Text_Label FROM Whizbang WHERE ParentWhizbang__c != null")
+                "ParentWhizbang__r.Name, ParentWhizbang__r.Text_Label, (SELECT Name FROM Whizbangs__r) "
+                "FROM Whizbang WHERE Text_Label = 'Hi there!'")
         st, _, b = self.call("GET", "/query?q=" + urllib.parse.quote(soql))
         self.assertEqual(st, 200, b)
-        # child-relationship subqueries (Whizbangs__r) are not emulated
-        self.same(b, fx, drop=["records.[].Whizbangs__r"])
+        self.same(b, fx)
         self.assertEqual(b["records"][0]["DateTime_Label"], fx["records"][0]["DateTime_Label"])
+        kids = b["records"][0]["Whizbangs__r"]
+        self.assertEqual((kids["totalSize"], kids["done"], kids["records"][0]["Name"]), (1, True, "Child Whizbang"))
+        # the recording's child type is Whizbang__c (its authors renamed the object); the url pattern is the same
+        self.assertEqual(kids["records"][0]["attributes"], {"type": "Whizbang",
+                                                            "url": self.V + "/sobjects/Whizbang/" + kid})
 
     def test_restforce_upsert(self):
         self.whizbang()
@@ -410,7 +419,8 @@ class FidelityTest(EmulatorTestCase):
         (mv, pv, ev), (md, pd, ed) = nt("integrations__salesforce__tests__delete-sobject-collection.test.json")
         st, h, b = self.emu.request(mv, pv)
         self.check(ev, st, h, b)
-        self.assertEqual(b[-1], ev["response"][-1])          # v66.0 "Spring '26"
+        # every version the emulator serves, as the recording lists it (v50.0 on)
+        self.assertEqual(b, [v for v in ev["response"] if float(v["version"]) >= 50])
         params = ed["request"]["params"]
         ids = params["ids"].split(",")
         self.seed("Account", [{"Id": i, "Name": "x"} for i in ids])
@@ -445,6 +455,20 @@ class FidelityTest(EmulatorTestCase):
         st, h, b = self.call(m, p, e["request"]["data"])
         self.check(e, st, h, b)
         self.assertEqual(b, e["response"])
+
+    def test_nango_upsert_collection_duplicate_key_result_shape(self):
+        """A record failed for a key it shares with another record has the
+        shape of the recorded failed upsert result (success, errors, created)."""
+        ((m, p, e),) = nt("integrations__salesforce__tests__upsert-sobject-collection.test.json")
+        rec = {"attributes": {"type": "Contact"}, "Sync_Key__c": "K1", "LastName": "n"}
+        st, h, b = self.call(m, re.sub(r"/Account/Id$", "/Contact/Sync_Key__c", p),
+                             {"allOrNone": False, "records": [rec, dict(rec)]})
+        self.assertEqual(st, e["status"])
+        # fields: the recorded JSON_PARSER_ERROR names none ([]), DUPLICATE_VALUE names the key
+        self.same(b, e["response"], drop=["[].errors.[].fields"])
+        self.headers_like(h, e["headers"])
+        self.assertEqual([(r["errors"][0]["statusCode"], r["errors"][0]["fields"]) for r in b],
+                         [("DUPLICATE_VALUE", ["Sync_Key__c"])] * 2)
 
     def test_nango_composite_graph(self):
         ((m, p, e),) = nt("integrations__salesforce__tests__composite-graph-request.test.json")

@@ -193,13 +193,28 @@ class VersionsLimitsTest(SfTestCase):
     def test_versions(self):
         st, h, b = self.emu.request("GET", "/services/data/")
         self.assertEqual(st, 200)
-        self.assertEqual([v["version"] for v in b], ["%d.0" % v for v in range(59, 67)])
-        self.assertEqual(b[0], {"label": "Winter '24", "url": "/services/data/v59.0", "version": "59.0"})
-        for old in ("v58.0", "v31.0", "v67.0", "v62.1"):
+        self.assertEqual([v["version"] for v in b], ["%d.0" % v for v in range(50, 67)])
+        self.assertEqual(b[0], {"label": "Winter '21", "url": "/services/data/v50.0", "version": "50.0"})
+        self.assertEqual(b[-1], {"label": "Spring '26", "url": "/services/data/v66.0", "version": "66.0"})
+        for old in ("v49.0", "v31.0", "v67.0", "v62.1"):
             st, _, b = self.emu.request("GET", "/services/data/%s/sobjects/" % old, None, self.h)
             self.assertEqual((st, b), (404, [{"message": "The requested resource does not exist",
                                               "errorCode": "NOT_FOUND"}]), old)
-        self.assertEqual(self.emu.request("GET", "/services/data/v59.0/sobjects/", None, self.h)[0], 200)
+
+    def test_every_advertised_version_is_served(self):
+        cid = self.create("Contact", LastName="v")
+        for v in self.emu.request("GET", "/services/data/")[2]:
+            base = v["url"]
+            st, _, b = self.emu.request("GET", base + "/sobjects/Contact/" + cid, None, self.h)
+            self.assertEqual((st, b["attributes"]["url"]), (200, "%s/sobjects/Contact/%s" % (base, cid)), base)
+            st, _, b = self.emu.request("GET", base + "/query?q=" + urllib.parse.quote(
+                "SELECT Id FROM Contact"), None, self.h)
+            self.assertEqual((st, b["records"][0]["attributes"]["url"]),
+                             (200, "%s/sobjects/Contact/%s" % (base, cid)), base)
+            st, _, b = self.emu.request("PATCH", base + "/composite/sobjects/Contact/Sync_Key__c", {
+                "records": [{"attributes": {"type": "Contact"}, "Sync_Key__c": "k" + v["version"],
+                             "LastName": "n"}]}, self.h)
+            self.assertEqual((st, b[0]["success"], b[0]["created"]), (200, True, True), base)
 
     def test_limit_info_and_exceeded(self):
         self.emu.config(salesforce_daily_limit=3)
@@ -533,6 +548,48 @@ class CollectionsTest(SfTestCase):
         st, _, b = self.call("PATCH", "/composite/sobjects/Contact/LastName", {"records": []})
         self.assertEqual((st, b[0]["errorCode"]), (404, "NOT_FOUND"))
 
+    def test_upsert_same_external_id_twice_fails_every_such_record(self):
+        """Two records of one upsert call with the same external ID (compared
+        as the field compares: case-insensitively here) both fail with
+        DUPLICATE_VALUE "Duplicate external id specified: <value>", whether
+        or not a record with that ID exists; neither is written."""
+        existing = self.create("Contact", LastName="old", Sync_Key__c="E1")
+        recs = [{"attributes": {"type": "Contact"}, "Sync_Key__c": "D1", "LastName": "first"},
+                {"attributes": {"type": "Contact"}, "Sync_Key__c": "N1", "LastName": "other"},
+                {"attributes": {"type": "Contact"}, "Sync_Key__c": "d1", "LastName": "second"},
+                {"attributes": {"type": "Contact"}, "Sync_Key__c": "E1", "FirstName": "x"},
+                {"attributes": {"type": "Contact"}, "Sync_Key__c": "e1", "FirstName": "y"}]
+
+        def dup(value):
+            return {"success": False, "created": False, "errors": [{
+                "statusCode": "DUPLICATE_VALUE", "message": "Duplicate external id specified: " + value,
+                "fields": ["Sync_Key__c"]}]}
+
+        def keys():
+            rows = self.emu.request("GET", "/__emulator/records/salesforce/Contact")[2]
+            return sorted((r["Sync_Key__c"], r["FirstName"]) for r in rows)
+        # allOrNone: the duplicates carry their own error, the rest are rolled back
+        st, _, b = self.call("PATCH", "/composite/sobjects/Contact/Sync_Key__c", {"allOrNone": True, "records": recs})
+        self.assertEqual(st, 200)
+        rolled = {"success": False, "created": False, "errors": [{
+            "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "fields": [],
+            "message": "Record rolled back because not all records were valid and the request was using AllOrNone header"}]}
+        self.assertEqual(b, [dup("D1"), rolled, dup("d1"), dup("E1"), dup("e1")])
+        self.assertEqual(keys(), [("E1", None)])
+        # without allOrNone: only the other record is written
+        st, _, b = self.call("PATCH", "/composite/sobjects/Contact/Sync_Key__c", {"allOrNone": False, "records": recs})
+        self.assertEqual(st, 200)
+        self.assertEqual([b[0], b[2], b[3], b[4]], [dup("D1"), dup("d1"), dup("E1"), dup("e1")])
+        self.assertEqual((b[1]["success"], b[1]["created"]), (True, True))
+        self.assertEqual(keys(), [("E1", None), ("N1", None)])
+        self.assertEqual(self.get("Contact", existing)["FirstName"], None)
+        # upsert by Id: the same record twice (15- and 18-character forms)
+        st, _, b = self.call("PATCH", "/composite/sobjects/Contact/Id", {"records": [
+            {"attributes": {"type": "Contact"}, "Id": existing, "FirstName": "a"},
+            {"attributes": {"type": "Contact"}, "Id": existing[:15], "FirstName": "b"}]})
+        self.assertEqual([r["errors"][0]["statusCode"] for r in b], ["DUPLICATE_VALUE"] * 2)
+        self.assertEqual(self.get("Contact", existing)["FirstName"], None)
+
     def test_retrieve(self):
         ids = self.emu.seed("salesforce", "Contact", [{"LastName": "a"}, {"LastName": "b"}])["ids"]
         st, _, b = self.call("GET", "/composite/sobjects/Contact?ids=%s,%s&fields=LastName" % tuple(ids))
@@ -673,6 +730,202 @@ class QueryTest(SfTestCase):
         self.assertEqual(sorted(r["Id"] for r in b["records"]), sorted([self.ids[0], self.ids[1]]))
 
 
+class ChildSubqueryTest(SfTestCase):
+    """Parent-to-child subqueries: SELECT ..., (SELECT ... FROM Contacts) FROM Account."""
+
+    def setUp(self):
+        super().setUp()
+        self.a, self.b = self.emu.seed("salesforce", "Account", [{"Name": "Acme"}, {"Name": "Bare"}])["ids"]
+        self.c = self.emu.seed("salesforce", "Contact", [
+            {"LastName": "Zed", "AccountId": self.a, "Email": "z@a.com"},
+            {"LastName": "Amy", "AccountId": self.a},
+            {"LastName": "Solo"}])["ids"]
+
+    def rec(self, obj, rid, **fields):
+        out = {"attributes": {"type": obj, "url": V + "/sobjects/%s/%s" % (obj, rid)}}
+        out.update(fields)
+        return out
+
+    def test_children_under_the_relationship_name_or_null(self):
+        st, _, b = self.q("SELECT Id, Name, (SELECT Id, LastName FROM Contacts ORDER BY LastName) "
+                          "FROM Account ORDER BY Name")
+        self.assertEqual(st, 200, b)
+        self.assertEqual((b["totalSize"], b["done"]), (2, True))
+        acme, bare = b["records"]
+        self.assertEqual(list(acme), ["attributes", "Id", "Name", "Contacts"])
+        self.assertEqual(acme["Contacts"], {"totalSize": 2, "done": True, "records": [
+            self.rec("Contact", self.c[1], Id=self.c[1], LastName="Amy"),
+            self.rec("Contact", self.c[0], Id=self.c[0], LastName="Zed")]})
+        self.assertIsNone(bare["Contacts"])
+
+    def test_subquery_where_limit_parent_fields_and_case(self):
+        st, _, b = self.q("SELECT Name, (select LastName, Account.Name from contacts where Email != null limit 5), "
+                          "(SELECT Name FROM Opportunities) FROM Account WHERE Name = 'Acme'")
+        self.assertEqual(st, 200, b)
+        r = b["records"][0]
+        self.assertEqual(list(r), ["attributes", "Name", "Contacts", "Opportunities"])
+        self.assertEqual(r["Contacts"]["records"], [self.rec(
+            "Contact", self.c[0], LastName="Zed", Account=self.rec("Account", self.a, Name="Acme"))])
+        self.assertIsNone(r["Opportunities"])
+        st, _, b = self.q("SELECT Name, (SELECT LastName FROM Contacts ORDER BY LastName DESC LIMIT 1) "
+                          "FROM Account WHERE Name = 'Acme'")
+        self.assertEqual(b["records"][0]["Contacts"]["records"], [self.rec("Contact", self.c[0], LastName="Zed")])
+
+    def test_deleted_children_only_in_query_all(self):
+        self.call("DELETE", "/sobjects/Contact/" + self.c[0])
+        soql = "SELECT Name, (SELECT LastName, IsDeleted FROM Contacts ORDER BY LastName) FROM Account WHERE Name = 'Acme'"
+        got = self.q(soql)[2]["records"][0]["Contacts"]
+        self.assertEqual([c["LastName"] for c in got["records"]], ["Amy"])
+        got = self.q(soql, all_rows=True)[2]["records"][0]["Contacts"]
+        self.assertEqual([(c["LastName"], c["IsDeleted"]) for c in got["records"]], [("Amy", False), ("Zed", True)])
+
+    def test_custom_child_relationship_and_nesting_from_v58(self):
+        st, _, _ = self.emu.request("POST", "/__emulator/salesforce/objects/Visit__c", {
+            "keyPrefix": "a0V", "fields": [{"name": "Contact__c", "type": "reference", "referenceTo": "Contact",
+                                            "childRelationshipName": "Visits__r"}]})
+        self.assertEqual(st, 201)
+        st, _, d = self.call("GET", "/sobjects/Contact/describe")
+        self.assertIn({"field": "Contact__c", "deprecatedAndHidden": False, "relationshipName": "Visits__r",
+                       "cascadeDelete": False, "childSObject": "Visit__c"}, d["childRelationships"])
+        v = self.emu.seed("salesforce", "Visit__c", [{"Name": "V1", "Contact__c": self.c[0]}])["ids"][0]
+        soql = ("SELECT Name, (SELECT LastName, (SELECT Name FROM Visits__r) FROM Contacts ORDER BY LastName) "
+                "FROM Account WHERE Name = 'Acme'")
+        for ver in ("58.0", "66.0"):
+            st, _, b = self.emu.request("GET", "/services/data/v%s/query?q=%s" % (ver, urllib.parse.quote(soql)),
+                                        None, self.h)
+            self.assertEqual(st, 200, b)
+            amy, zed = b["records"][0]["Contacts"]["records"]
+            self.assertIsNone(amy["Visits__r"])
+            self.assertEqual(zed["Visits__r"]["records"][0]["attributes"]["url"],
+                             "/services/data/v%s/sobjects/Visit__c/%s" % (ver, v))
+        # before v58.0 a subquery holds no subquery
+        st, _, b = self.emu.request("GET", "/services/data/v57.0/query?q=" + urllib.parse.quote(soql), None, self.h)
+        self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"))
+        self.assertIn("SOQL statements cannot query aggregate relationships more than 1 level away from the "
+                      "root entity object.", b[0]["message"])
+        st, _, b = self.emu.request("GET", "/services/data/v57.0/query?q=" + urllib.parse.quote(
+            "SELECT Name, (SELECT Name FROM Visits__r) FROM Contact"), None, self.h)
+        self.assertEqual(st, 200, b)
+
+    def test_errors(self):
+        st, _, b = self.q("SELECT Name, (SELECT Id FROM Contactz) FROM Account")
+        self.assertEqual(st, 400)
+        self.assertEqual(b[0]["errorCode"], "INVALID_TYPE")
+        self.assertIn("ERROR at Row:1:Column:30\nDidn't understand relationship 'Contactz' in FROM part of query "
+                      "call. If you are attempting to use a custom relationship, be sure to append the '__r' after "
+                      "the custom relationship name.", b[0]["message"])
+        st, _, b = self.q("SELECT Name, (SELECT Nope FROM Contacts) FROM Account")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "INVALID_FIELD"))
+        self.assertIn("No such column 'Nope' on entity 'Contact'", b[0]["message"])
+        for bad in ("SELECT Name, (SELECT Id FROM Contacts FROM Account", "SELECT Name, (SELECT Id) FROM Account",
+                    "SELECT Name, (SELECT COUNT() FROM Contacts) FROM Account",
+                    "SELECT COUNT(Id), (SELECT Id FROM Contacts) FROM Account"):
+            st, _, b = self.q(bad)
+            self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"), bad)
+
+
+class AggregateTest(SfTestCase):
+    """Aggregate functions without GROUP BY: one AggregateResult row."""
+
+    def setUp(self):
+        super().setUp()
+        self.emu.seed("salesforce", "Contact", [
+            {"LastName": "Alpha", "Email": "a@a.com"}, {"LastName": "beta", "Email": "b@b.com"},
+            {"LastName": "Gamma"}])
+        self.emu.seed("salesforce", "Opportunity", [
+            {"Name": "o1", "StageName": "Prospecting", "CloseDate": "2026-01-15", "Amount": 100},
+            {"Name": "o2", "StageName": "Prospecting", "CloseDate": "2026-03-01", "Amount": 50.5},
+            {"Name": "o3", "StageName": "Closed Won", "CloseDate": "2026-02-01"}])
+
+    def agg(self, soql):
+        st, _, b = self.q(soql)
+        self.assertEqual(st, 200, b)
+        self.assertEqual((b["totalSize"], b["done"], len(b["records"])), (1, True, 1))
+        r = b["records"][0]
+        self.assertEqual(r.pop("attributes"), {"type": "AggregateResult"})
+        return r
+
+    def test_count_field_is_one_aggregate_result_row(self):
+        st, _, b = self.q("SELECT COUNT(Id) FROM Contact")
+        self.assertEqual(b, {"totalSize": 1, "done": True, "records": [
+            {"attributes": {"type": "AggregateResult"}, "expr0": 3}]})
+        self.assertEqual(self.agg("SELECT COUNT(Id) FROM Contact WHERE Email != null"), {"expr0": 2})
+        self.assertEqual(self.agg("SELECT COUNT(Id) FROM Contact WHERE LastName = 'nobody'"), {"expr0": 0})
+        self.assertEqual(self.agg("SELECT COUNT(Email) FROM Contact"), {"expr0": 2})
+        # COUNT() is still the bare count
+        self.assertEqual(self.q("SELECT COUNT() FROM Contact")[2], {"totalSize": 3, "done": True, "records": []})
+
+    def test_aliases_and_several_aggregates(self):
+        r = self.agg("SELECT COUNT(Id) c FROM Contact")
+        self.assertEqual(r, {"c": 3})
+        r = self.agg("SELECT COUNT(Id), MAX(Name) top, COUNT_DISTINCT(StageName), SUM(Amount), "
+                     "AVG(Amount), MIN(CloseDate) FROM Opportunity")
+        self.assertEqual(list(r), ["expr0", "top", "expr1", "expr2", "expr3", "expr4"])
+        self.assertEqual(r, {"expr0": 3, "top": "o3", "expr1": 2, "expr2": 150.5, "expr3": 75.25,
+                             "expr4": "2026-01-15"})
+        self.assertEqual(self.agg("SELECT SUM(Amount) s, MAX(CloseDate) m FROM Opportunity WHERE Name = 'x'"),
+                         {"s": None, "m": None})
+
+    def test_aggregate_errors(self):
+        st, _, b = self.q("SELECT LastName, COUNT(Id) FROM Contact")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"))
+        self.assertIn("Field must be grouped or aggregated: LastName", b[0]["message"])
+        st, _, b = self.q("SELECT SUM(LastName) FROM Contact")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "INVALID_FIELD"))
+        self.assertIn("field LastName does not support aggregate operator SUM", b[0]["message"])
+        st, _, b = self.q("SELECT COUNT(Nope) FROM Contact")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "INVALID_FIELD"))
+        st, _, b = self.q("SELECT COUNT(Id) c, COUNT(Email) c FROM Contact")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"))
+
+
+class GroupByTest(SfTestCase):
+    """GROUP BY [HAVING]: one AggregateResult row per group."""
+
+    def setUp(self):
+        super().setUp()
+        self.emu.seed("salesforce", "Contact", [
+            {"LastName": "a", "Email": "x@a.com", "Title": "CEO"}, {"LastName": "b", "Email": "X@A.com"},
+            {"LastName": "c", "Email": "y@a.com", "Title": "CTO"}, {"LastName": "d"}, {"LastName": "e"}])
+
+    def rows(self, soql):
+        st, _, b = self.q(soql)
+        self.assertEqual(st, 200, b)
+        self.assertEqual((b["totalSize"], b["done"]), (len(b["records"]), True))
+        for r in b["records"]:
+            self.assertEqual(r.pop("attributes"), {"type": "AggregateResult"})
+        return b["records"]
+
+    def test_group_by_having_finds_duplicate_keys(self):
+        self.assertEqual(self.rows("SELECT Email, COUNT(Id) n FROM Contact WHERE Email != null "
+                                   "GROUP BY Email HAVING COUNT(Id) > 1"), [{"Email": "x@a.com", "n": 2}])
+
+    def test_groups_order_limit_and_null_group(self):
+        self.assertEqual(self.rows("SELECT Email, COUNT(Id) FROM Contact GROUP BY Email ORDER BY COUNT(Id) DESC, Email"),
+                         [{"Email": None, "expr0": 2}, {"Email": "x@a.com", "expr0": 2},
+                          {"Email": "y@a.com", "expr0": 1}])
+        self.assertEqual(self.rows("SELECT Email FROM Contact GROUP BY Email ORDER BY Email NULLS LAST LIMIT 2"),
+                         [{"Email": "x@a.com"}, {"Email": "y@a.com"}])
+        self.assertEqual(self.rows("SELECT Title, MAX(LastName) FROM Contact GROUP BY Title HAVING Title != null "
+                                   "ORDER BY Title"),
+                         [{"Title": "CEO", "expr0": "a"}, {"Title": "CTO", "expr0": "c"}])
+        # no rows, no groups
+        self.assertEqual(self.rows("SELECT Email, COUNT(Id) FROM Contact WHERE LastName = 'zz' GROUP BY Email"), [])
+
+    def test_group_by_errors(self):
+        st, _, b = self.q("SELECT LastName, COUNT(Id) FROM Contact GROUP BY Email")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"))
+        self.assertIn("Field must be grouped or aggregated: LastName", b[0]["message"])
+        st, _, b = self.q("SELECT Email FROM Contact GROUP BY Email ORDER BY LastName")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"))
+        self.assertIn("Ordered field must be grouped or aggregated: LastName", b[0]["message"])
+        st, _, b = self.q("SELECT CreatedDate FROM Contact GROUP BY CreatedDate")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "INVALID_FIELD"))
+        self.assertIn("field 'CreatedDate' can not be grouped in a query call", b[0]["message"])
+        st, _, b = self.q("SELECT COUNT(Id) FROM Contact HAVING COUNT(Id) > 1")
+        self.assertEqual((st, b[0]["errorCode"]), (400, "MALFORMED_QUERY"))
+
+
 class PagingTest(SfTestCase):
     def test_pages_batch_size_and_expiry(self):
         recs = [{"LastName": "P%05d" % i} for i in range(2500)]
@@ -776,6 +1029,16 @@ class CompositeTest(SfTestCase):
         self.assertEqual(names, ["Comp"])
         subs = [{"method": "GET", "url": V + "/limits", "referenceId": "r%d" % i} for i in range(26)]
         self.assertEqual(self.call("POST", "/composite", {"compositeRequest": subs})[0], 400)
+
+    def test_subrequest_at_a_version_not_served_is_not_found(self):
+        st, _, b = self.call("POST", "/composite", {"compositeRequest": [
+            {"method": "GET", "url": "/services/data/v49.0/limits", "referenceId": "old"},
+            {"method": "GET", "url": "/services/data/v50.0/limits", "referenceId": "oldest"}]})
+        self.assertEqual(st, 200)
+        r = b["compositeResponse"]
+        self.assertEqual((r[0]["httpStatusCode"], r[0]["body"]), (404, [{
+            "message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]))
+        self.assertEqual(r[1]["httpStatusCode"], 200)
 
     def test_graph(self):
         st, _, b = self.call("POST", "/composite/graph", {"graphs": [
