@@ -168,7 +168,7 @@ DECLARE
     k text;
     known text[] := ARRAY['idempotency_field', 'conflict', 'filter', 'delete',
                           'pull_interval', 'authority', 'key_column',
-                          'remote_id_column', 'stamp_column', 'batch_size'];
+                          'remote_id_column', 'stamp_column', 'batch_size', 'batch'];
 BEGIN
     IF jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'mirror options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
@@ -189,6 +189,11 @@ BEGIN
         RAISE EXCEPTION 'invalid value for mirror option "delete": %', options->'delete'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use "delete" (remote deletes delete the row) or "keep".';
+    END IF;
+    IF options ? 'batch' AND jsonb_typeof(options->'batch') <> 'boolean' THEN
+        RAISE EXCEPTION 'invalid value for mirror option "batch": %', options->'batch'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use true (writes go in the remote''s asynchronous batches, where it has them) or false.';
     END IF;
     IF options ? 'pull_interval' THEN
         BEGIN
@@ -534,7 +539,12 @@ END $$;
 -- Claim a batch of ready outbox entries of a mirror for pushing: only the
 -- oldest entry of each row (later ones wait for it), skipping entries other
 -- claimers hold, with a lease so a crashed claimer's entries come back.
--- Creates get their idempotency key here, once, so a retry reuses it.
+-- Creates get their idempotency key here, once, so a retry reuses it (and
+-- so do updates: one whose row never reached the remote is sent as a
+-- create).  The key names this installation (sync.instance: the server,
+-- the database, when syncing was enabled), the mirror and the entry, so no
+-- other database, nor this one after the extension was re-created, can
+-- produce the same key and upsert into a record that is not its own.
 CREATE FUNCTION sync._claim(mirror int, max_entries int, lease_seconds int)
 RETURNS SETOF sync.outbox LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WITH ready AS (
@@ -548,8 +558,11 @@ RETURNS SETOF sync.outbox LANGUAGE sql SET search_path = pg_catalog, pg_temp AS 
     UPDATE sync.outbox o
        SET claimed_until = now() + make_interval(secs => lease_seconds),
            claimed_by = pg_backend_pid(), attempts = o.attempts + 1, slot = -o.id, updated_at = now(),
-           idempotency_key = CASE WHEN o.op = 'I' THEN coalesce(o.idempotency_key,
-               'sync-' || to_hex(hashtext(current_database())) || '-' || o.mirror || '-' || o.id) END
+           idempotency_key = CASE WHEN o.op IN ('I', 'U') THEN coalesce(o.idempotency_key,
+               'sync-' || coalesce((SELECT substr(md5(i.system_identifier || '/' || i.database_oid || '/' || extract(epoch FROM i.enabled_at)), 1, 16)
+                                      FROM sync.instance i ORDER BY i.enabled_at DESC LIMIT 1),
+                                   to_hex(hashtext(current_database())))
+                       || '-' || o.mirror || '-' || o.id) END
       FROM ready WHERE o.id = ready.id
     RETURNING o.*
 $$;
