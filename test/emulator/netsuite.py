@@ -15,6 +15,7 @@ or a Bearer token from the M2M token endpoint.  Standard library only.
 """
 import base64
 import contextvars
+import functools
 import hashlib
 import hmac
 import json
@@ -458,8 +459,9 @@ _FMT_ELEMENTS = ("HH24", "HH12", "YYYY", "RRRR", "MONTH", "MON", "FF1", "FF2", "
 _PUNCT = "-/,.;: "
 
 
+@functools.lru_cache(maxsize=256)
 def fmt_elements(fmt):
-    """An Oracle format model as [("el", ELEMENT, original text) | ("lit", text)];
+    """An Oracle format model as (("el", ELEMENT, original text) | ("lit", text), ...);
     DateFormatError for anything else (NetSuite answers such a query 400)."""
     out = []
     i = 0
@@ -484,7 +486,7 @@ def fmt_elements(fmt):
                 i += 1
             else:
                 raise DateFormatError(fmt)
-    return out
+    return tuple(out)
 
 
 def _case_like(word, pattern):
@@ -570,6 +572,14 @@ def parse_datetime(s, fmt, timestamp):
     """Oracle TO_DATE (timestamp=False) / TO_TIMESTAMP(s, fmt): wall-clock time
     in the user's time zone.  FF is a TIMESTAMP element: TO_DATE refuses it,
     as Oracle does (ORA-01821).  ValueError when s does not match."""
+    m = _format_regex(fmt, timestamp).fullmatch(s.strip())
+    if not m:
+        raise ValueError(s)
+    return _datetime_of(m, s)
+
+
+@functools.lru_cache(maxsize=256)
+def _format_regex(fmt, timestamp):
     rx = []
     for part in fmt_elements(fmt):
         if part[0] == "lit":
@@ -588,11 +598,12 @@ def parse_datetime(s, fmt, timestamp):
         else:
             raise DateFormatError(fmt)
     try:
-        m = re.fullmatch("".join(rx), s.strip())
+        return re.compile("".join(rx))
     except re.error:                   # an element given twice
         raise DateFormatError(fmt)
-    if not m:
-        raise ValueError(s)
+
+
+def _datetime_of(m, s):
     g = {k: v for k, v in m.groupdict().items() if v is not None}
     year = int(g["Y"]) if "Y" in g else 2000 + int(g["y"]) if "y" in g else local(datetime.now(timezone.utc)).year
     if "m" in g:
@@ -1059,6 +1070,7 @@ class Evaluator:
         self.table = table
         self.alias = alias
         self.now = now
+        self.consts = {}
 
     def colname(self, name):
         low = name.lower()
@@ -1153,6 +1165,14 @@ class Evaluator:
         raise QueryError("Invalid or unsupported search")
 
     def fn(self, name, args, row):
+        if name in ("TO_DATE", "TO_TIMESTAMP") and all(a[0] == "lit" for a in args):
+            key = (name, tuple(a[1] for a in args))     # a literal: read once per query
+            if key not in self.consts:
+                self.consts[key] = self._fn(name, args, row)
+            return self.consts[key]
+        return self._fn(name, args, row)
+
+    def _fn(self, name, args, row):
         if name in ("TO_DATE", "TO_TIMESTAMP"):
             s = self.ev(args[0], row)
             if s is None:
