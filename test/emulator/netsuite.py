@@ -1072,21 +1072,24 @@ class Evaluator:
         self.now = now
         self.consts = {}
 
+    def unknown(self, ident):
+        """NetSuite's words for a name it cannot resolve (live answers, reference
+        §7 and julbrs/netsuite-api-client's tests)."""
+        return QueryError("Search error occurred: Unknown identifier '%s'. Available identifiers "
+                          "are: {%s=%s}." % (ident, self.alias or self.table, self.table))
+
     def colname(self, name):
         low = name.lower()
         if "." in low:
             pre, _, rest = low.partition(".")
             if pre in (self.table, (self.alias or "").lower()):
                 low = rest
-            else:       # NetSuite's words (a live 400, reference §7)
-                raise QueryError("Search error occurred: Unknown identifier '%s'. Available "
-                                 "identifiers are: {%s=%s}."
-                                 % (name.partition(".")[0], self.alias or self.table, self.table))
+            else:                       # the qualifier is the unknown identifier
+                raise self.unknown(name.partition(".")[0])
         if low in ("sysdate", "current_date", "current_timestamp"):
             return low
         if low not in self.columns:
-            raise QueryError("Search error occurred: Field '%s' for record '%s' was not found."
-                             % (low, self.table))
+            raise self.unknown(name)
         return low
 
     def check(self, e, aliases=()):
@@ -1321,13 +1324,17 @@ class Api(ApiBase):
     def seq_of(self, key):
         return self.types[key].get("seq", key)
 
-    def deletedrecord_enabled(self):
+    def deletedrecord_mode(self):
+        """True (the table is there), "no_permission" (false: hotglue's answer
+        for a role without the permission) or "unknown_table"."""
         v = self.config("netsuite_deletedrecord")
-        return v is None or bool(v)
+        if v is None or v is True:
+            return True
+        return "unknown_table" if v == "unknown_table" else "no_permission"
 
     def columns(self, table):
         if table == DELETED_TABLE:
-            return set(DELETED_COLUMNS) if self.deletedrecord_enabled() else None
+            return set(DELETED_COLUMNS) if self.deletedrecord_mode() is True else None
         cols = {"id"}
         found = False
         for key, t in self.types.items():
@@ -1409,8 +1416,9 @@ class Api(ApiBase):
                         raise NsError(400, "INVALID_KEY_OR_REF", "Invalid field value %s for %s. "
                                       "Provide a valid value." % (value["externalId"], field),
                                       errorPath=field)
-            elif trusted and isinstance(value, (str, int)) and not isinstance(value, bool):
-                rid = value
+            elif isinstance(value, (str, int)) and not isinstance(value, bool):
+                rid = value     # a plain internal ID: live NetSuite takes "subsidiary": "1"
+                #                 and "entityStatus": 6 (julbrs/netsuite-api-client's tests)
             else:
                 raise self._bad_value(field, value)
             if rid is None or isinstance(rid, bool) or not isinstance(rid, (str, int)):
@@ -2148,8 +2156,9 @@ class Api(ApiBase):
         try:
             body = req.json()
         except ValueError:
-            raise NsError(400, "INVALID_CONTENT", "The request could not be processed because "
-                          "the request body is not valid JSON.")
+            # the live words (julbrs/netsuite-api-client's tests)
+            raise NsError(400, "INVALID_CONTENT", "Invalid content in the request body. The body "
+                          "is not valid JSON.")
         if not isinstance(body, dict):
             raise NsError(400, "INVALID_CONTENT", "The request body must be a JSON object.")
         return body
@@ -2526,7 +2535,11 @@ class Api(ApiBase):
         table = q["table"].lower()
         columns = self.columns(table)
         if columns is None:
-            raise QueryError("Search error occurred: Record '%s' was not found." % q["table"])
+            if table == DELETED_TABLE and self.deletedrecord_mode() == "no_permission":
+                # there, but not for this role (hotglue's text)
+                raise QueryError("Search error occurred: Record '%s' was not found." % q["table"])
+            # a live answer (julbrs/netsuite-api-client's tests)
+            raise QueryError("Invalid search type: %s." % table)
         ev = Evaluator(columns, table, q["alias"], self.emu.now())
         aliases = set()
         if q["select"] != "*":
