@@ -65,6 +65,7 @@ SYSTEM_PREFIX = "/services/rest/system/v1"
 ASYNC_PREFIX = "/services/rest/async/v1"
 BATCH_MAX = 100
 MAX_SELECT_COLUMNS = 100
+MAX_IN_VALUES = 1000
 # the idempotency example's type URL (subsect_164494900632), status 400 titled "Conflict"
 IDEMPOTENCY_TYPE_URL = "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.4.10"
 RESTLET_PATH = "/app/site/hosting/restlet.nl"
@@ -961,6 +962,8 @@ class Parser:
             while self.accept("op", ","):
                 vals.append(self.additive())
             self.expect("op", ")")
+            if len(vals) > MAX_IN_VALUES:   # "IN ≤1000 values" (article_0824094533; Oracle's ORA-01795)
+                raise QueryError("Invalid or unsupported search")
             return ("in", left, vals, neg)
         if self.accept("kw", "LIKE"):
             return ("like", left, self.additive(), neg)

@@ -556,6 +556,16 @@ class DocumentedDetails(NsCase):
         st, _, r = self.sql("SELECT %s FROM customer" % cols(101))
         self.assertEqual((st, r["count"], r["totalResults"], r["items"]), (200, 0, 0, []))
 
+    def test_in_lists_of_at_most_1000_values(self):
+        ids = self.seed("customer", [{"companyName": "C%d" % i} for i in range(3)])
+        st, _, r = self.sql("SELECT id FROM customer WHERE id IN (%s)"
+                            % ", ".join([ids[0]] + [str(10 ** 6 + i) for i in range(999)]))
+        self.assertEqual((st, [i["id"] for i in r["items"]]), (200, [ids[0]]))
+        d = self.assertNsError(self.sql("SELECT id FROM customer WHERE id IN (%s)"
+                                        % ", ".join(str(10 ** 6 + i) for i in range(1001))),
+                               400, "INVALID_PARAMETER")
+        self.assertTrue(d["detail"].startswith(PREFIX))
+
     def test_metadata_catalog_list_links_and_select(self):
         st, _, b = self.call("GET", REC + "/metadata-catalog/?select=customer,Contact")
         self.assertEqual(st, 200, b)
