@@ -606,7 +606,12 @@ def _format_regex(fmt, timestamp):
 
 def _datetime_of(m, s):
     g = {k: v for k, v in m.groupdict().items() if v is not None}
-    year = int(g["Y"]) if "Y" in g else 2000 + int(g["y"]) if "y" in g else local(datetime.now(timezone.utc)).year
+    if "Y" in g:
+        year = int(g["Y"])
+    elif "y" in g:
+        year = 2000 + int(g["y"])
+    else:                               # Oracle: the current year
+        year = local(datetime.now(timezone.utc)).year
     if "m" in g:
         month = int(g["m"])
     elif "b" in g or "B" in g:
