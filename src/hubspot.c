@@ -1071,6 +1071,24 @@ listed_id(SyncConnection *conn, const HttpRequest *req, const char *what, SJson 
 	return pstrdup(id);
 }
 
+/*
+ * A v4 batch association request (op: "read", "archive",
+ * "associate/default") between the mirror's object and the object "to";
+ * pulls read with it, pushes change associations.
+ */
+static HttpRequest *
+assoc_request(SyncConnection *conn, SyncMirror *m, const char *to, const char *op, SJson *body)
+{
+	char	   *text = sjson_serialize(body);
+	HttpRequest *req = http_request_new("POST", hs_url(conn, "/crm/v4/associations/%s/%s/batch/%s",
+													   http_url_encode(m->remote_object),
+													   http_url_encode(to), op));
+
+	http_add_header(req, "Accept", "application/json");
+	http_set_body(req, text, strlen(text), "application/json");
+	return req;
+}
+
 /* Search pages carry no associations: read them (v4 batch read) for the page. */
 static void
 read_associations(SyncConnection *conn, SyncMirror *m, SyncPage *page)
@@ -1092,16 +1110,10 @@ read_associations(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 		{
 			SJson	   *body = sjson_new_object();
 			SJson	   *inputs = sjson_add_array(body, "inputs");
-			char	   *text;
 
 			for (i = r * HS_BATCH_MAX; i < Min(page->nrecords, (r + 1) * HS_BATCH_MAX); i++)
 				sjson_add_string(sjson_append_object(inputs), "id", page->records[i].remote_id);
-			text = sjson_serialize(body);
-			reqs[r] = http_request_new("POST", hs_url(conn, "/crm/v4/associations/%s/%s/batch/read",
-													  http_url_encode(m->remote_object),
-													  http_url_encode(f->reference_to)));
-			http_add_header(reqs[r], "Accept", "application/json");
-			http_set_body(reqs[r], text, strlen(text), "application/json");
+			reqs[r] = assoc_request(conn, m, f->reference_to, "read", body);
 		}
 		check_daily(conn);
 		conn_send(conn, reqs, nreq);
@@ -2070,17 +2082,12 @@ assoc_failed(SyncPushItem *it, const char *msg)
 	/* no write-back: a retry re-sends it (upserts and updates are idempotent) */
 }
 
-/* Send one v4 batch association request (op: read, archive ...) to the object "to". */
+/* Send one v4 batch association request (assoc_request) and count it. */
 static HttpRequest *
 assoc_send(HsPush *p, const char *to, const char *op, SJson *body)
 {
-	char	   *text = sjson_serialize(body);
-	HttpRequest *req = http_request_new("POST", hs_url(p->conn, "/crm/v4/associations/%s/%s/batch/%s",
-													   http_url_encode(p->m->remote_object),
-													   http_url_encode(to), op));
+	HttpRequest *req = assoc_request(p->conn, p->m, to, op, body);
 
-	http_add_header(req, "Accept", "application/json");
-	http_set_body(req, text, strlen(text), "application/json");
 	conn_send(p->conn, &req, 1);
 	note_limits(p->conn, req);
 	return req;
