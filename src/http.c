@@ -130,6 +130,10 @@ typedef struct Run
 	MemoryContext cxt;			/* holds this struct and the transfers */
 	Transfer   *t;
 	int			n;
+	int			next;			/* the next transfer to start */
+	int			inflight;		/* transfers started and not finished */
+	int			max_in_flight;
+	bool		verbose;		/* curl's trace in the log (DEBUG5) */
 	WaitEventSet *wes;			/* malloc'd epoll fd inside; NULL when none */
 	int			wes_size;
 } Run;
@@ -1096,8 +1100,9 @@ run_timer_if_due(void)
 	}
 }
 
+/* finish the transfers curl reports done */
 static void
-drain_messages(Run *run, int *inflight, MemoryContext caller)
+drain_messages(Run *run, MemoryContext caller)
 {
 	CURLMsg    *msg;
 	int			left;
@@ -1113,7 +1118,7 @@ drain_messages(Run *run, int *inflight, MemoryContext caller)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
 		if (t == NULL)
 			continue;
-		(*inflight)--;
+		run->inflight--;
 		finish_transfer(t, result, caller);
 	}
 }
@@ -1138,37 +1143,24 @@ cancel_run(Run *run, MemoryContext caller)
 	release_run(run);
 }
 
-void
-http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
-			 HttpStopCheck should_stop, void *arg)
+/*
+ * A run of these requests, in its own memory context under the caller's:
+ * one transfer per request, each request reset to pending with an empty
+ * response (kept in the caller's context).
+ */
+static Run *
+new_run(HttpRequest **reqs, int nreqs, int max_in_flight, MemoryContext caller)
 {
-	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext runcxt;
 	Run		   *run;
-	int			next = 0,
-				inflight = 0,
-				i;
-	bool		latch_seen = false;
-	bool		verbose;
-
-	if (nreqs <= 0)
-		return;
-	if (max_in_flight <= 0)
-		max_in_flight = sync_http_max_in_flight;
-
-	/* a run cut short in a way that skipped its cleanup: release it now */
-	if (current_run)
-		release_run(current_run);
-
-	ensure_multi();
-	/* keep enough idle connections for the next batch at this concurrency */
-	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(max_in_flight, 16));
-	verbose = message_level_is_interesting(DEBUG5);
+	int			i;
 
 	runcxt = AllocSetContextCreate(caller, "sync http run", ALLOCSET_SMALL_SIZES);
 	run = MemoryContextAllocZero(runcxt, sizeof(Run));
 	run->cxt = runcxt;
 	run->n = nreqs;
+	run->max_in_flight = max_in_flight;
+	run->verbose = message_level_is_interesting(DEBUG5);
 	run->t = MemoryContextAllocZero(runcxt, sizeof(Transfer) * nreqs);
 	for (i = 0; i < nreqs; i++)
 	{
@@ -1187,17 +1179,131 @@ http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
 		else
 			resetStringInfo(&req->response);
 	}
+	return run;
+}
+
+/*
+ * Start transfers, in the order of the requests, up to the in-flight limit.
+ * A URL the transport policy refuses gets its answer (HTTP_REFUSED) at once
+ * and never a handle.  Returns whether any transfer started; leaves the
+ * run's context current.
+ */
+static bool
+start_transfers(Run *run, MemoryContext caller)
+{
+	bool		started = false;
+
+	while (run->next < run->n && run->inflight < run->max_in_flight)
+	{
+		Transfer   *t = &run->t[run->next++];
+		HttpRequest *req = t->req;
+		char	   *why;
+
+		MemoryContextSwitchTo(caller);
+		why = url_refusal(req->url, &t->https);
+		MemoryContextSwitchTo(run->cxt);
+		if (why)
+		{
+			req->outcome = HTTP_REFUSED;
+			req->error = why;
+			ereport(DEBUG2,
+					(errmsg_internal("sync http: %s", why)));
+			continue;
+		}
+		t->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : sync_http_timeout_ms;
+		setup_easy(t, run->verbose);
+		if (curl_multi_add_handle(multi, t->easy) != CURLM_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("curl_multi_add_handle failed")));
+		t->active = true;
+		run->inflight++;
+		started = true;
+	}
+	MemoryContextSwitchTo(run->cxt);
+	return started;
+}
+
+/*
+ * Wait for curl's sockets, its timer (MAX_WAIT_MS at most) or the latch,
+ * and hand each socket that is ready to curl.  A latch set meanwhile is
+ * reset, and remembered in *latch_seen for the caller.  Returns false,
+ * without waiting, when curl's timer is due already.
+ */
+static bool
+wait_for_curl(Run *run, bool *latch_seen)
+{
+	WaitEvent	events[64];
+	int			nev,
+				i;
+	long		timeout;
+
+	prepare_wait_set(run);
+	timeout = MAX_WAIT_MS;
+	if (timer_armed)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(GetCurrentTimestamp(), timer_deadline, &secs, &usecs);
+		timeout = Min(timeout, secs * 1000 + (usecs + 999) / 1000);
+	}
+	if (timeout <= 0 && timer_armed)
+		return false;
+
+	nev = WaitEventSetWait(run->wes, timeout, events, lengthof(events),
+						   PG_WAIT_EXTENSION);
+	for (i = 0; i < nev; i++)
+	{
+		WaitEvent  *ev = &events[i];
+		int			flags = 0;
+
+		if (ev->events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			*latch_seen = true;
+			continue;
+		}
+		if (ev->events & WL_SOCKET_READABLE)
+			flags |= CURL_CSELECT_IN;
+		if (ev->events & WL_SOCKET_WRITEABLE)
+			flags |= CURL_CSELECT_OUT;
+		if (flags)
+			socket_action(ev->fd, flags);
+	}
+	return true;
+}
+
+void
+http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
+			 HttpStopCheck should_stop, void *arg)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext runcxt;
+	Run		   *run;
+	bool		latch_seen = false;
+
+	if (nreqs <= 0)
+		return;
+	if (max_in_flight <= 0)
+		max_in_flight = sync_http_max_in_flight;
+
+	/* a run cut short in a way that skipped its cleanup: release it now */
+	if (current_run)
+		release_run(current_run);
+
+	ensure_multi();
+	/* keep enough idle connections for the next batch at this concurrency */
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(max_in_flight, 16));
+
+	run = new_run(reqs, nreqs, max_in_flight, caller);
+	runcxt = run->cxt;
 	current_run = run;
 
 	PG_TRY();
 	{
 		for (;;)
 		{
-			WaitEvent	events[64];
-			int			nev;
-			long		timeout;
-			bool		started = false;
-
 			CHECK_FOR_INTERRUPTS();
 			if (should_stop && should_stop(arg))
 			{
@@ -1205,36 +1311,7 @@ http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
 				break;
 			}
 
-			/* start transfers up to the in-flight limit */
-			while (next < nreqs && inflight < max_in_flight)
-			{
-				Transfer   *t = &run->t[next++];
-				HttpRequest *req = t->req;
-				char	   *why;
-
-				MemoryContextSwitchTo(caller);
-				why = url_refusal(req->url, &t->https);
-				MemoryContextSwitchTo(runcxt);
-				if (why)
-				{
-					req->outcome = HTTP_REFUSED;
-					req->error = why;
-					ereport(DEBUG2,
-							(errmsg_internal("sync http: %s", why)));
-					continue;
-				}
-				t->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : sync_http_timeout_ms;
-				setup_easy(t, verbose);
-				if (curl_multi_add_handle(multi, t->easy) != CURLM_OK)
-					ereport(ERROR,
-							(errcode(ERRCODE_INTERNAL_ERROR),
-							 errmsg("curl_multi_add_handle failed")));
-				t->active = true;
-				inflight++;
-				started = true;
-			}
-			MemoryContextSwitchTo(runcxt);
-			if (started)
+			if (start_transfers(run, caller))
 			{
 				/* kick the new transfers off now (curl asked for 0 ms anyway) */
 				timer_armed = true;
@@ -1242,49 +1319,17 @@ http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
 			}
 
 			run_timer_if_due();
-			drain_messages(run, &inflight, caller);
-			if (inflight == 0 && next >= nreqs)
+			drain_messages(run, caller);
+			if (run->inflight == 0 && run->next >= run->n)
 				break;
-			if (inflight < max_in_flight && next < nreqs)
+			if (run->inflight < run->max_in_flight && run->next < run->n)
 				continue;		/* slots freed: start more first */
 
-			/* wait for curl's sockets, its timer or the latch */
-			prepare_wait_set(run);
-			timeout = MAX_WAIT_MS;
-			if (timer_armed)
-			{
-				long		secs;
-				int			usecs;
-
-				TimestampDifference(GetCurrentTimestamp(), timer_deadline, &secs, &usecs);
-				timeout = Min(timeout, secs * 1000 + (usecs + 999) / 1000);
-			}
-			if (timeout <= 0 && timer_armed)
-				continue;		/* due now */
-
-			nev = WaitEventSetWait(run->wes, timeout, events, lengthof(events),
-								   PG_WAIT_EXTENSION);
-			for (i = 0; i < nev; i++)
-			{
-				WaitEvent  *ev = &events[i];
-				int			flags = 0;
-
-				if (ev->events & WL_LATCH_SET)
-				{
-					ResetLatch(MyLatch);
-					latch_seen = true;
-					continue;
-				}
-				if (ev->events & WL_SOCKET_READABLE)
-					flags |= CURL_CSELECT_IN;
-				if (ev->events & WL_SOCKET_WRITEABLE)
-					flags |= CURL_CSELECT_OUT;
-				if (flags)
-					socket_action(ev->fd, flags);
-			}
+			if (!wait_for_curl(run, &latch_seen))
+				continue;		/* curl's timer is due now */
 			/* interrupts first: CHECK_FOR_INTERRUPTS at the top of the loop */
 			run_timer_if_due();
-			drain_messages(run, &inflight, caller);
+			drain_messages(run, caller);
 		}
 	}
 	PG_CATCH();

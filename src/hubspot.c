@@ -1071,6 +1071,24 @@ listed_id(SyncConnection *conn, const HttpRequest *req, const char *what, SJson 
 	return pstrdup(id);
 }
 
+/*
+ * A v4 batch association request (op: "read", "archive",
+ * "associate/default") between the mirror's object and the object "to";
+ * pulls read with it, pushes change associations.
+ */
+static HttpRequest *
+assoc_request(SyncConnection *conn, SyncMirror *m, const char *to, const char *op, SJson *body)
+{
+	char	   *text = sjson_serialize(body);
+	HttpRequest *req = http_request_new("POST", hs_url(conn, "/crm/v4/associations/%s/%s/batch/%s",
+													   http_url_encode(m->remote_object),
+													   http_url_encode(to), op));
+
+	http_add_header(req, "Accept", "application/json");
+	http_set_body(req, text, strlen(text), "application/json");
+	return req;
+}
+
 /* Search pages carry no associations: read them (v4 batch read) for the page. */
 static void
 read_associations(SyncConnection *conn, SyncMirror *m, SyncPage *page)
@@ -1092,16 +1110,10 @@ read_associations(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 		{
 			SJson	   *body = sjson_new_object();
 			SJson	   *inputs = sjson_add_array(body, "inputs");
-			char	   *text;
 
 			for (i = r * HS_BATCH_MAX; i < Min(page->nrecords, (r + 1) * HS_BATCH_MAX); i++)
 				sjson_add_string(sjson_append_object(inputs), "id", page->records[i].remote_id);
-			text = sjson_serialize(body);
-			reqs[r] = http_request_new("POST", hs_url(conn, "/crm/v4/associations/%s/%s/batch/read",
-													  http_url_encode(m->remote_object),
-													  http_url_encode(f->reference_to)));
-			http_add_header(reqs[r], "Accept", "application/json");
-			http_set_body(reqs[r], text, strlen(text), "application/json");
+			reqs[r] = assoc_request(conn, m, f->reference_to, "read", body);
 		}
 		check_daily(conn);
 		conn_send(conn, reqs, nreq);
@@ -1272,6 +1284,180 @@ cursor_int(SJson *cursor, const char *key, int64 dflt)
 	return sjson_has_key(cursor, key) ? sjson_int(sjson_get(cursor, key), dflt) : dflt;
 }
 
+/* One hs_pull_page call: the cursor it resumes from and the one it writes. */
+typedef struct HsPull
+{
+	SyncConnection *conn;
+	SyncMirror *m;
+	SyncPage   *page;
+	SJson	   *cursor;			/* as stored (NULL: the very first page) */
+	SJson	   *cur;			/* the next cursor, being written */
+	int64		now_s;
+	int64		since;			/* since_ms, -1 if none yet */
+	int64		archived_at;
+	int64		reconciled_at;
+} HsPull;
+
+/*
+ * A backfill page: the next page of the plain listing.  The first page also
+ * asks a one-record search for the newest stamp (the increments start
+ * there) and the total.  After the last page the incremental mode starts,
+ * with an archived listing at once: records archived during the backfill.
+ */
+static void
+pull_backfill_page(HsPull *s)
+{
+	SyncConnection *conn = s->conn;
+	SyncMirror *m = s->m;
+	SyncPage   *page = s->page;
+	const char *after = sjson_get_string(s->cursor, "after");
+	const char *next;
+	SJson	   *res;
+	HttpRequest *req;
+	int64		last_ms = -1,
+				last_id = -1;
+
+	if (s->cursor == NULL || !sjson_has_key(s->cursor, "mode"))
+	{
+		/* the newest stamp now: increments start there; and the total */
+		int64		total = -1;
+		SJson	   *top = search_page(conn, m, -1, -1, -1, 1, true, &total, NULL, NULL);
+		SJson	   *props = sjson_get(sjson_array_get(top, 0), "properties");
+
+		s->since = stamp_ms(sjson_get_string(props, mirror_stamp(m)));
+		page->total = total;
+	}
+	res = list_page(conn, m, after, false, false, &next, &req);
+	records_to_page(conn, m, req, psprintf("listing %s", m->remote_object), res, page, &last_ms, &last_id);
+	if (s->since >= 0)
+		sjson_add_int(s->cur, "since_ms", s->since);
+	if (next)
+	{
+		sjson_add_string(s->cur, "mode", "backfill");
+		sjson_add_string(s->cur, "after", next);
+		page->more = true;
+	}
+	else
+	{
+		/* archived listing right away: records archived during the backfill */
+		sjson_add_string(s->cur, "mode", "incremental");
+		sjson_add_int(s->cur, "archived_at", 0);
+		sjson_add_int(s->cur, "reconciled_at", s->now_s);
+		page->backfill_done = true;
+	}
+}
+
+/*
+ * The search phase: the next page of records changed since the window
+ * start (since, less the search index lag), paged by keyset.  Returns true
+ * when the run goes on (the cursor of its next page written); when it is
+ * over, since moves to the newest stamp it saw.
+ */
+static bool
+pull_search_page(HsPull *s)
+{
+	SyncConnection *conn = s->conn;
+	SyncMirror *m = s->m;
+	SyncPage   *page = s->page;
+	int64		key_ms = cursor_int(s->cursor, "key_ms", -1);
+	int64		key_id = cursor_int(s->cursor, "key_id", -1);
+	int64		run_ms = cursor_int(s->cursor, "run_ms", s->since);
+	int64		last_ms = -1,
+				last_id = -1;
+	bool		more = false;
+	SJson	   *res;
+	HttpRequest *req;
+
+	res = search_page(conn, m, s->since >= 0 ? s->since - HS_OVERLAP_MS : -1, key_ms, key_id,
+					  HS_SEARCH_LIMIT, false, NULL, &more, &req);
+	records_to_page(conn, m, req, psprintf("searching %s", m->remote_object), res, page,
+					&last_ms, &last_id);
+	read_associations(conn, m, page);
+	if (last_ms > run_ms)
+		run_ms = last_ms;
+	if (more && page->nrecords > 0)
+	{
+		/* keyset paging: never an offset, so never the 10,000 cap */
+		if (s->since >= 0)
+			sjson_add_int(s->cur, "since_ms", s->since);
+		sjson_add_int(s->cur, "key_ms", last_ms);
+		sjson_add_int(s->cur, "key_id", last_id);
+		sjson_add_int(s->cur, "run_ms", run_ms);
+		sjson_add_string(s->cur, "phase", "search");
+		sjson_add_int(s->cur, "archived_at", s->archived_at);
+		sjson_add_int(s->cur, "reconciled_at", s->reconciled_at);
+		page->more = true;
+		return true;
+	}
+	s->since = Max(s->since, run_ms);
+	return false;
+}
+
+/*
+ * The archived phase (soft deletes): the next page of the archived listing,
+ * as deleted IDs.  Returns true when more pages follow (the cursor of the
+ * next one written); when it is over, archived_at is now.
+ */
+static bool
+pull_archived_page(HsPull *s)
+{
+	SyncPage   *page = s->page;
+	const char *after = sjson_get_string(s->cursor, "archived_after");
+	const char *next;
+	HttpRequest *req;
+	SJson	   *res = list_page(s->conn, s->m, after, true, true, &next, &req);
+	int			i;
+
+	page->ndeleted_ids = sjson_array_length(res);
+	page->deleted_ids = palloc(sizeof(char *) * Max(1, page->ndeleted_ids));
+	for (i = 0; i < page->ndeleted_ids; i++)
+		page->deleted_ids[i] = listed_id(s->conn, req, psprintf("listing archived %s", s->m->remote_object),
+										 res, i);
+	if (s->since >= 0)
+		sjson_add_int(s->cur, "since_ms", s->since);
+	sjson_add_int(s->cur, "reconciled_at", s->reconciled_at);
+	if (next)
+	{
+		sjson_add_string(s->cur, "phase", "archived");
+		sjson_add_string(s->cur, "archived_after", next);
+		sjson_add_int(s->cur, "archived_at", s->archived_at);
+		page->more = true;
+		return true;
+	}
+	s->archived_at = s->now_s;
+	return false;
+}
+
+/*
+ * A phase is over: the cursor names the next one.  After a search run, the
+ * delete checks that are due (archived listing, then reconciliation) follow
+ * as further pages; otherwise the next search waits for the next round.
+ */
+static void
+pull_next_phase(HsPull *s, const char *phase, bool run_done)
+{
+	double		archived_every = opt_interval(s->conn->options, "archived_interval", HS_DEFAULT_ARCHIVED_S);
+	double		reconcile_every = opt_interval(s->conn->options, "reconcile_interval", HS_DEFAULT_RECONCILE_S);
+
+	if (s->since >= 0)
+		sjson_add_int(s->cur, "since_ms", s->since);
+	sjson_add_int(s->cur, "archived_at", s->archived_at);
+	sjson_add_int(s->cur, "reconciled_at", s->reconciled_at);
+	if (run_done && s->now_s - s->archived_at >= archived_every)
+	{
+		sjson_add_string(s->cur, "phase", "archived");
+		s->page->more = true;
+	}
+	else if ((run_done || phase == NULL || strcmp(phase, "archived") == 0) &&
+			 s->now_s - s->reconciled_at >= reconcile_every)
+	{
+		sjson_add_string(s->cur, "phase", "reconcile");
+		s->page->more = true;
+	}
+	else
+		sjson_add_string(s->cur, "phase", "search");
+}
+
 /*
  * Cursor (ours, stored by the engine):
  *   {"mode": "backfill", "after": list token, "since_ms": newest stamp when the backfill began}
@@ -1285,146 +1471,48 @@ static void
 hs_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 {
 	const char *mode = sjson_get_string(cursor, "mode");
-	SJson	   *cur = sjson_new_object();
-	int64		now_s = (int64) time(NULL);
-	int64		since = cursor_int(cursor, "since_ms", -1);
-	int64		archived_at = cursor_int(cursor, "archived_at", 0);
-	int64		reconciled_at = cursor_int(cursor, "reconciled_at", now_s);
-	double		archived_every = opt_interval(conn->options, "archived_interval", HS_DEFAULT_ARCHIVED_S);
-	double		reconcile_every = opt_interval(conn->options, "reconcile_interval", HS_DEFAULT_RECONCILE_S);
-	int64		last_ms = -1,
-				last_id = -1;
+	const char *phase;
+	bool		run_done = false;
+	HsPull		s;
+
+	s.conn = conn;
+	s.m = m;
+	s.page = page;
+	s.cursor = cursor;
+	s.cur = sjson_new_object();
+	s.now_s = (int64) time(NULL);
+	s.since = cursor_int(cursor, "since_ms", -1);
+	s.archived_at = cursor_int(cursor, "archived_at", 0);
+	s.reconciled_at = cursor_int(cursor, "reconciled_at", s.now_s);
 
 	conn_ensure_auth(conn);
-	page->cursor = cur;
+	page->cursor = s.cur;
 	if (mode == NULL || strcmp(mode, "backfill") == 0)
 	{
-		const char *after = sjson_get_string(cursor, "after");
-		const char *next;
-		SJson	   *res;
-		HttpRequest *req;
-
-		if (cursor == NULL || !sjson_has_key(cursor, "mode"))
-		{
-			/* the newest stamp now: increments start there; and the total */
-			int64		total = -1;
-			SJson	   *top = search_page(conn, m, -1, -1, -1, 1, true, &total, NULL, NULL);
-			SJson	   *props = sjson_get(sjson_array_get(top, 0), "properties");
-
-			since = stamp_ms(sjson_get_string(props, mirror_stamp(m)));
-			page->total = total;
-		}
-		res = list_page(conn, m, after, false, false, &next, &req);
-		records_to_page(conn, m, req, psprintf("listing %s", m->remote_object), res, page, &last_ms, &last_id);
-		if (since >= 0)
-			sjson_add_int(cur, "since_ms", since);
-		if (next)
-		{
-			sjson_add_string(cur, "mode", "backfill");
-			sjson_add_string(cur, "after", next);
-			page->more = true;
-		}
-		else
-		{
-			/* archived listing right away: records archived during the backfill */
-			sjson_add_string(cur, "mode", "incremental");
-			sjson_add_int(cur, "archived_at", 0);
-			sjson_add_int(cur, "reconciled_at", now_s);
-			page->backfill_done = true;
-		}
+		pull_backfill_page(&s);
 		return;
 	}
 
-	sjson_add_string(cur, "mode", "incremental");
+	sjson_add_string(s.cur, "mode", "incremental");
+	phase = sjson_get_string(cursor, "phase");
+	if (phase == NULL || strcmp(phase, "search") == 0)
 	{
-		const char *phase = sjson_get_string(cursor, "phase");
-		bool		run_done = false;
-
-		if (phase == NULL || strcmp(phase, "search") == 0)
-		{
-			int64		key_ms = cursor_int(cursor, "key_ms", -1);
-			int64		key_id = cursor_int(cursor, "key_id", -1);
-			int64		run_ms = cursor_int(cursor, "run_ms", since);
-			bool		more = false;
-			SJson	   *res;
-			HttpRequest *req;
-
-			res = search_page(conn, m, since >= 0 ? since - HS_OVERLAP_MS : -1, key_ms, key_id,
-							  HS_SEARCH_LIMIT, false, NULL, &more, &req);
-			records_to_page(conn, m, req, psprintf("searching %s", m->remote_object), res, page,
-							&last_ms, &last_id);
-			read_associations(conn, m, page);
-			if (last_ms > run_ms)
-				run_ms = last_ms;
-			if (more && page->nrecords > 0)
-			{
-				/* keyset paging: never an offset, so never the 10,000 cap */
-				if (since >= 0)
-					sjson_add_int(cur, "since_ms", since);
-				sjson_add_int(cur, "key_ms", last_ms);
-				sjson_add_int(cur, "key_id", last_id);
-				sjson_add_int(cur, "run_ms", run_ms);
-				sjson_add_string(cur, "phase", "search");
-				sjson_add_int(cur, "archived_at", archived_at);
-				sjson_add_int(cur, "reconciled_at", reconciled_at);
-				page->more = true;
-				return;
-			}
-			since = Max(since, run_ms);
-			run_done = true;
-		}
-		else if (strcmp(phase, "archived") == 0)
-		{
-			const char *after = sjson_get_string(cursor, "archived_after");
-			const char *next;
-			HttpRequest *req;
-			SJson	   *res = list_page(conn, m, after, true, true, &next, &req);
-			int			i;
-
-			page->ndeleted_ids = sjson_array_length(res);
-			page->deleted_ids = palloc(sizeof(char *) * Max(1, page->ndeleted_ids));
-			for (i = 0; i < page->ndeleted_ids; i++)
-				page->deleted_ids[i] = listed_id(conn, req, psprintf("listing archived %s", m->remote_object),
-												 res, i);
-			if (since >= 0)
-				sjson_add_int(cur, "since_ms", since);
-			sjson_add_int(cur, "reconciled_at", reconciled_at);
-			if (next)
-			{
-				sjson_add_string(cur, "phase", "archived");
-				sjson_add_string(cur, "archived_after", next);
-				sjson_add_int(cur, "archived_at", archived_at);
-				page->more = true;
-				return;
-			}
-			archived_at = now_s;
-		}
-		else
-		{
-			/* reconcile: the full list of live IDs; the rest were hard-deleted */
-			all_ids(conn, m, page);
-			reconciled_at = now_s;
-		}
-
-		if (since >= 0)
-			sjson_add_int(cur, "since_ms", since);
-		sjson_add_int(cur, "archived_at", archived_at);
-		sjson_add_int(cur, "reconciled_at", reconciled_at);
-		/* after a search run: the delete checks that are due, as further pages */
-		if (run_done && now_s - archived_at >= archived_every)
-		{
-			sjson_add_string(cur, "phase", "archived");
-			page->more = true;
-		}
-		else if ((run_done || phase == NULL || strcmp(phase, "archived") == 0) &&
-				 now_s - reconciled_at >= reconcile_every)
-		{
-			sjson_add_string(cur, "phase", "reconcile");
-			page->more = true;
-		}
-		else
-			sjson_add_string(cur, "phase", "search");
+		if (pull_search_page(&s))
+			return;
+		run_done = true;
 	}
+	else if (strcmp(phase, "archived") == 0)
+	{
+		if (pull_archived_page(&s))
+			return;
+	}
+	else
+	{
+		/* reconcile: the full list of live IDs; the rest were hard-deleted */
+		all_ids(conn, m, page);
+		s.reconciled_at = s.now_s;
+	}
+	pull_next_phase(&s, phase, run_done);
 }
 
 /* ---------------------------------------------------------------------
@@ -1680,168 +1768,196 @@ item_sends(HsPush *p, SyncPushItem *it, const char *names)
 }
 
 /*
- * Results of one request.  Returns the chunks to send again (bisected
- * halves, or the inputs left after rejecting the bad ones); NIL if done.
+ * An archive batch's 2xx answer.  204 No Content is HubSpot's answer; a 2xx
+ * with a body that is not a JSON object (an HTML page from a proxy) or that
+ * is an error ({status, message, category}) proves nothing: every input is
+ * retried.
  */
-static List *
-chunk_results(HsPush *p, HsChunk *c, HttpRequest *req)
+static void
+archive_results(HsPush *p, HsChunk *c, HttpRequest *req, SJson *j)
 {
-	SJson	   *j = provider_response_json(req);
-	char	   *cat = NULL;
-	char	   *msg;
+	bool		done = req->status == 204 ||
+		(sjson_type(j) == SJSON_OBJECT && !sjson_has_key(j, "category") &&
+		 !sjson_has_key(j, "message"));
 	int			i;
 
-	note_limits(p->conn, req);
-	if (req->outcome == HTTP_DONE && (req->status == 200 || req->status == 201 || req->status == 207 ||
-									  req->status == 204))
+	for (i = 0; i < c->n; i++)
 	{
-		SJson	   *results = sjson_get(j, "results");
-		SJson	   *errors = sjson_get(j, "errors");
+		SyncPushItem *it = &p->items[c->idx[i]];
 
-		if (c->kind == HS_ARCHIVE)
+		it->result = done ? PUSH_OK : PUSH_RETRY;
+		if (!done)
 		{
-			/*
-			 * 204 No Content is HubSpot's answer; a 2xx with a body that is
-			 * not a JSON object (an HTML page from a proxy) or that is an
-			 * error ({status, message, category}) proves nothing.
-			 */
-			bool		done = req->status == 204 ||
-				(sjson_type(j) == SJSON_OBJECT && !sjson_has_key(j, "category") &&
-				 !sjson_has_key(j, "message"));
-
-			for (i = 0; i < c->n; i++)
-			{
-				SyncPushItem *it = &p->items[c->idx[i]];
-
-				it->result = done ? PUSH_OK : PUSH_RETRY;
-				if (!done)
-				{
-					it->error_code = "BAD_RESPONSE";
-					it->error_message = psprintf("HubSpot answered HTTP %ld to an archive with an unreadable body",
-												 req->status);
-				}
-			}
-			return NIL;
+			it->error_code = "BAD_RESPONSE";
+			it->error_message = psprintf("HubSpot answered HTTP %ld to an archive with an unreadable body",
+										 req->status);
 		}
-		for (i = 0; i < sjson_array_length(results); i++)
-		{
-			SJson	   *r = sjson_array_get(results, i);
-			int			x = find_trace(p, c, sjson_get_string(r, "objectWriteTraceId"));
-			SyncPushItem *it;
-			const char *st;
+	}
+}
 
-			if (x < 0 && c->kind == HS_UPDATE)
-				x = find_remote_id(p, c, sjson_get_string(r, "id"));
-			if (x < 0)
-				continue;
-			it = &p->items[x];
-			it->result = PUSH_OK;
-			if (it->op == 'I' && sjson_get_string(r, "id") && !hs_valid_remote_id(sjson_get_string(r, "id")))
-			{
-				/* it may exist remotely: parked, never created again */
-				it->result = PUSH_REJECTED;
-				it->error_code = "INVALID_REMOTE_ID";
-				it->error_message = psprintf("HubSpot reported success but returned %s, which is not a HubSpot ID; the record may exist remotely",
-											 provider_quote_value(sjson_get_string(r, "id")));
-			}
-			else if (it->op == 'I' && sjson_get_string(r, "id"))
-			{
-				it->new_remote_id = pstrdup(sjson_get_string(r, "id"));
-				st = sjson_get_string(sjson_get(r, "properties"), p->stamp);
-				if (st == NULL)
-					st = sjson_get_string(r, "updatedAt");
-				it->new_stamp = stamp_ms(st) >= 0 ? ms_iso(stamp_ms(st)) : NULL;
-			}
+/*
+ * The inputs a 2xx answer reports written (results[], found by trace ID,
+ * or for an update by record ID) are done; a create takes its new record's
+ * ID and stamp, unless that is no HubSpot ID: then it is parked, never
+ * created again (the record may exist remotely).
+ */
+static void
+apply_input_results(HsPush *p, HsChunk *c, SJson *results)
+{
+	int			i;
+
+	for (i = 0; i < sjson_array_length(results); i++)
+	{
+		SJson	   *r = sjson_array_get(results, i);
+		int			x = find_trace(p, c, sjson_get_string(r, "objectWriteTraceId"));
+		SyncPushItem *it;
+		const char *st;
+
+		if (x < 0 && c->kind == HS_UPDATE)
+			x = find_remote_id(p, c, sjson_get_string(r, "id"));
+		if (x < 0)
+			continue;
+		it = &p->items[x];
+		it->result = PUSH_OK;
+		if (it->op == 'I' && sjson_get_string(r, "id") && !hs_valid_remote_id(sjson_get_string(r, "id")))
+		{
+			/* it may exist remotely: parked, never created again */
+			it->result = PUSH_REJECTED;
+			it->error_code = "INVALID_REMOTE_ID";
+			it->error_message = psprintf("HubSpot reported success but returned %s, which is not a HubSpot ID; the record may exist remotely",
+										 provider_quote_value(sjson_get_string(r, "id")));
 		}
-		for (i = 0; i < sjson_array_length(errors); i++)
+		else if (it->op == 'I' && sjson_get_string(r, "id"))
 		{
-			SJson	   *e = sjson_array_get(errors, i);
-			SJson	   *ctx = sjson_get(e, "context");
-			SJson	   *traces = sjson_get(ctx, "objectWriteTraceId");
-			SJson	   *ids = sjson_get(ctx, "ids");
-			const char *ecat = sjson_get_string(e, "category");
-			const char *sub = sjson_get_string(e, "subCategory");
-			char	   *code = ecat ? (sub ? psprintf("%s.%s", ecat, sub) : pstrdup(ecat)) : "UNKNOWN";
-			char	   *fields = joined(sjson_get(ctx, "propertyName"));
-			int			t;
+			it->new_remote_id = pstrdup(sjson_get_string(r, "id"));
+			st = sjson_get_string(sjson_get(r, "properties"), p->stamp);
+			if (st == NULL)
+				st = sjson_get_string(r, "updatedAt");
+			it->new_stamp = stamp_ms(st) >= 0 ? ms_iso(stamp_ms(st)) : NULL;
+		}
+	}
+}
 
-			for (t = 0; t < sjson_array_length(traces); t++)
+/*
+ * The per-input errors of a 2xx (207 Multi-Status) answer: each rejects
+ * the inputs it names by trace ID (or, naming none, by record ID), with
+ * HubSpot's category, message and property names.
+ */
+static void
+apply_input_errors(HsPush *p, HsChunk *c, SJson *errors)
+{
+	int			i;
+
+	for (i = 0; i < sjson_array_length(errors); i++)
+	{
+		SJson	   *e = sjson_array_get(errors, i);
+		SJson	   *ctx = sjson_get(e, "context");
+		SJson	   *traces = sjson_get(ctx, "objectWriteTraceId");
+		SJson	   *ids = sjson_get(ctx, "ids");
+		const char *ecat = sjson_get_string(e, "category");
+		const char *sub = sjson_get_string(e, "subCategory");
+		char	   *code = ecat ? (sub ? psprintf("%s.%s", ecat, sub) : pstrdup(ecat)) : "UNKNOWN";
+		char	   *fields = joined(sjson_get(ctx, "propertyName"));
+		int			t;
+
+		for (t = 0; t < sjson_array_length(traces); t++)
+		{
+			int			x = find_trace(p, c, sjson_scalar_text(sjson_array_get(traces, t)));
+
+			if (x >= 0)
+				reject(&p->items[x], code, sjson_get_string(e, "message"), fields);
+		}
+		if (sjson_array_length(traces) == 0)
+			for (t = 0; t < sjson_array_length(ids); t++)
 			{
-				int			x = find_trace(p, c, sjson_scalar_text(sjson_array_get(traces, t)));
+				int			x = find_remote_id(p, c, sjson_scalar_text(sjson_array_get(ids, t)));
 
 				if (x >= 0)
 					reject(&p->items[x], code, sjson_get_string(e, "message"), fields);
 			}
-			if (sjson_array_length(traces) == 0)
-				for (t = 0; t < sjson_array_length(ids); t++)
-				{
-					int			x = find_remote_id(p, c, sjson_scalar_text(sjson_array_get(ids, t)));
+	}
+}
 
-					if (x >= 0)
-						reject(&p->items[x], code, sjson_get_string(e, "message"), fields);
-				}
+/* Inputs a 2xx answer says nothing about: retried. */
+static void
+retry_unanswered(HsPush *p, HsChunk *c, HttpRequest *req)
+{
+	int			i;
+
+	for (i = 0; i < c->n; i++)
+	{
+		SyncPushItem *it = &p->items[c->idx[i]];
+
+		if (it->result == PUSH_PENDING)
+		{
+			it->result = PUSH_RETRY;
+			it->error_code = "NO_RESULT";
+			it->error_message = psprintf("HubSpot answered HTTP %ld without a result for this input", req->status);
 		}
+	}
+}
+
+/*
+ * A whole-batch validation error (400) or conflict (409) fails every input
+ * for the sake of a few.  A single input is rejected.  When every error is
+ * about a property as such, the inputs that send the named properties are
+ * rejected and the rest go again; otherwise both halves go again, until the
+ * bad inputs stand alone.  Returns the chunks to send again.
+ */
+static List *
+batch_rejected(HsPush *p, HsChunk *c, HttpRequest *req, SJson *j, const char *cat, const char *msg)
+{
+	int			i;
+
+	if (c->n == 1)
+	{
+		reject(&p->items[c->idx[0]], cat ? cat : "CONFLICT", msg, error_properties(j));
+		return NIL;
+	}
+	if (req->status == 400 && schema_errors_only(j))
+	{
+		/* reject the inputs that send the named properties, resend the rest */
+		char	   *names = error_properties(j);
+		HsChunk    *rest = palloc0(sizeof(HsChunk));
+
+		rest->kind = c->kind;
+		rest->idx = palloc(sizeof(int) * c->n);
 		for (i = 0; i < c->n; i++)
 		{
 			SyncPushItem *it = &p->items[c->idx[i]];
 
-			if (it->result == PUSH_PENDING)
-			{
-				it->result = PUSH_RETRY;
-				it->error_code = "NO_RESULT";
-				it->error_message = psprintf("HubSpot answered HTTP %ld without a result for this input", req->status);
-			}
+			if (names && item_sends(p, it, names))
+				reject(it, cat, msg, names);
+			else
+				rest->idx[rest->n++] = c->idx[i];
 		}
-		return NIL;
+		if (rest->n < c->n)
+			return rest->n > 0 ? list_make1(rest) : NIL;
 	}
-
-	msg = hs_error_text(req, &cat);
-	if (req->outcome == HTTP_DONE &&
-		((req->status == 400 && cat && strcmp(cat, "VALIDATION_ERROR") == 0) || req->status == 409))
+	/* bisect: the halves go again, until the bad inputs stand alone */
 	{
-		List	   *again = NIL;
+		HsChunk    *a = palloc0(sizeof(HsChunk));
+		HsChunk    *b = palloc0(sizeof(HsChunk));
 
-		if (c->n == 1)
-		{
-			reject(&p->items[c->idx[0]], cat ? cat : "CONFLICT", msg, error_properties(j));
-			return NIL;
-		}
-		if (req->status == 400 && schema_errors_only(j))
-		{
-			/* reject the inputs that send the named properties, resend the rest */
-			char	   *names = error_properties(j);
-			HsChunk    *rest = palloc0(sizeof(HsChunk));
-
-			rest->kind = c->kind;
-			rest->idx = palloc(sizeof(int) * c->n);
-			for (i = 0; i < c->n; i++)
-			{
-				SyncPushItem *it = &p->items[c->idx[i]];
-
-				if (names && item_sends(p, it, names))
-					reject(it, cat, msg, names);
-				else
-					rest->idx[rest->n++] = c->idx[i];
-			}
-			if (rest->n < c->n)
-				return rest->n > 0 ? list_make1(rest) : NIL;
-		}
-		/* bisect: the halves go again, until the bad inputs stand alone */
-		{
-			HsChunk    *a = palloc0(sizeof(HsChunk));
-			HsChunk    *b = palloc0(sizeof(HsChunk));
-
-			a->kind = b->kind = c->kind;
-			a->n = c->n / 2;
-			a->idx = c->idx;
-			b->n = c->n - a->n;
-			b->idx = c->idx + a->n;
-			again = list_make2(a, b);
-		}
-		return again;
+		a->kind = b->kind = c->kind;
+		a->n = c->n / 2;
+		a->idx = c->idx;
+		b->n = c->n - a->n;
+		b->idx = c->idx + a->n;
+		return list_make2(a, b);
 	}
+}
 
-	/* the whole request failed */
+/*
+ * The whole request failed: every input is retried (transient failures, an
+ * expired token; after the pause HubSpot or the daily budget asks for) or
+ * rejected, with HubSpot's words or the transport's.
+ */
+static void
+request_failed(HsPush *p, HsChunk *c, HttpRequest *req, const char *cat, char *msg)
+{
+	int			i;
+
 	for (i = 0; i < c->n; i++)
 	{
 		SyncPushItem *it = &p->items[c->idx[i]];
@@ -1861,6 +1977,40 @@ chunk_results(HsPush *p, HsChunk *c, HttpRequest *req)
 			(msg ? msg : psprintf("unreadable response (HTTP %ld)", req->status)) :
 			pstrdup(http_outcome_text(req));
 	}
+}
+
+/*
+ * Results of one request.  Returns the chunks to send again (bisected
+ * halves, or the inputs left after rejecting the bad ones); NIL if done.
+ */
+static List *
+chunk_results(HsPush *p, HsChunk *c, HttpRequest *req)
+{
+	SJson	   *j = provider_response_json(req);
+	char	   *cat = NULL;
+	char	   *msg;
+
+	note_limits(p->conn, req);
+	if (req->outcome == HTTP_DONE && (req->status == 200 || req->status == 201 || req->status == 207 ||
+									  req->status == 204))
+	{
+		if (c->kind == HS_ARCHIVE)
+			archive_results(p, c, req, j);
+		else
+		{
+			apply_input_results(p, c, sjson_get(j, "results"));
+			apply_input_errors(p, c, sjson_get(j, "errors"));
+			retry_unanswered(p, c, req);
+		}
+		return NIL;
+	}
+
+	msg = hs_error_text(req, &cat);
+	if (req->outcome == HTTP_DONE &&
+		((req->status == 400 && cat && strcmp(cat, "VALIDATION_ERROR") == 0) || req->status == 409))
+		return batch_rejected(p, c, req, j, cat, msg);
+
+	request_failed(p, c, req, cat, msg);
 	return NIL;
 }
 
@@ -1932,17 +2082,192 @@ assoc_failed(SyncPushItem *it, const char *msg)
 	/* no write-back: a retry re-sends it (upserts and updates are idempotent) */
 }
 
+/* Send one v4 batch association request (assoc_request) and count it. */
 static HttpRequest *
-assoc_request(HsPush *p, const char *to, const char *op, SJson *body)
+assoc_send(HsPush *p, const char *to, const char *op, SJson *body)
 {
-	char	   *text = sjson_serialize(body);
-	HttpRequest *req = http_request_new("POST", hs_url(p->conn, "/crm/v4/associations/%s/%s/batch/%s",
-													   http_url_encode(p->m->remote_object),
-													   http_url_encode(to), op));
+	HttpRequest *req = assoc_request(p->conn, p->m, to, op, body);
 
-	http_add_header(req, "Accept", "application/json");
-	http_set_body(req, text, strlen(text), "application/json");
+	conn_send(p->conn, &req, 1);
+	note_limits(p->conn, req);
 	return req;
+}
+
+/* Why an association request failed: HubSpot's message, or the transport's. */
+static const char *
+assoc_error_text(const HttpRequest *req)
+{
+	return req->outcome == HTTP_DONE && hs_error_text(req, NULL) ?
+		hs_error_text(req, NULL) : http_outcome_text(req);
+}
+
+/* The record an item's associations belong to: the one just created, or the row's. */
+static const char *
+assoc_record_id(const SyncPushItem *it)
+{
+	return it->new_remote_id ? it->new_remote_id : it->remote_id;
+}
+
+/*
+ * Step 1 for a batch of items (indexes sel[0..cnt-1]): read what their
+ * records are associated with now.  When that fails, every item of the
+ * batch fails and false is returned.
+ */
+static bool
+read_current_associations(HsPush *p, const char *to, const int *sel, int cnt, SJson **results)
+{
+	SJson	   *body = sjson_new_object();
+	SJson	   *inputs = sjson_add_array(body, "inputs");
+	HttpRequest *req;
+	int			i;
+
+	for (i = 0; i < cnt; i++)
+		sjson_add_string(sjson_append_object(inputs), "id", assoc_record_id(&p->items[sel[i]]));
+	req = assoc_send(p, to, "read", body);
+	if (req->outcome != HTTP_DONE || (req->status != 200 && req->status != 207))
+	{
+		for (i = 0; i < cnt; i++)
+			assoc_failed(&p->items[sel[i]],
+						 psprintf("reading %s associations failed: %s", to, assoc_error_text(req)));
+		return false;
+	}
+	*results = sjson_get(provider_response_json(req), "results");
+	return true;
+}
+
+/*
+ * Step 2's plan for one item: its record's current associations (results
+ * of step 1) to other records than the one the column wants go into the
+ * archive request's inputs (ainputs, counted in *narch); the wanted one, if
+ * any, into the link request's (linputs, *nlink).
+ */
+static void
+plan_association_change(SyncPushItem *it, int k, SJson *results,
+						SJson *ainputs, int *narch, SJson *linputs, int *nlink)
+{
+	const char *rid = assoc_record_id(it);
+	char	   *want = json_string_value(it->values[k]);
+	SJson	   *old = NULL;
+	int			r,
+				t;
+
+	for (r = 0; r < sjson_array_length(results); r++)
+	{
+		SJson	   *res = sjson_array_get(results, r);
+
+		if (sjson_get_string(sjson_get(res, "from"), "id") &&
+			strcmp(sjson_get_string(sjson_get(res, "from"), "id"), rid) == 0)
+		{
+			SJson	   *tos = sjson_get(res, "to");
+
+			for (t = 0; t < sjson_array_length(tos); t++)
+			{
+				char	   *id = sjson_scalar_text(sjson_get(sjson_array_get(tos, t), "toObjectId"));
+
+				if (id == NULL || (want && strcmp(id, want) == 0))
+					continue;
+				if (old == NULL)
+				{
+					SJson	   *in = sjson_append_object(ainputs);
+
+					sjson_add_string(sjson_add_object(in, "from"), "id", rid);
+					old = sjson_add_array(in, "to");
+					(*narch)++;
+				}
+				sjson_add_string(sjson_append_object(old), "id", id);
+			}
+		}
+	}
+	if (want)
+	{
+		SJson	   *in = sjson_append_object(linputs);
+
+		sjson_add_string(sjson_add_object(in, "from"), "id", rid);
+		sjson_add_string(sjson_add_object(in, "to"), "id", want);
+		(*nlink)++;
+	}
+}
+
+/*
+ * Step 2b: associate the wanted records (HubSpot's default type).  When the
+ * request fails, every item of the batch that wants one fails; per-input
+ * errors fail the items whose record or wanted record they name.
+ */
+static void
+link_associations(HsPush *p, int k, const char *to, SJson *link, const int *sel, int cnt)
+{
+	HttpRequest *req = assoc_send(p, to, "associate/default", link);
+	SJson	   *errs;
+	int			i;
+
+	if (req->outcome != HTTP_DONE || (req->status != 200 && req->status != 201 && req->status != 207))
+	{
+		for (i = 0; i < cnt; i++)
+			if (p->items[sel[i]].values[k] != NULL)
+				assoc_failed(&p->items[sel[i]],
+							 psprintf("associating %s failed: %s", to, assoc_error_text(req)));
+		return;
+	}
+	errs = sjson_get(provider_response_json(req), "errors");
+	for (i = 0; i < sjson_array_length(errs); i++)
+	{
+		SJson	   *e = sjson_array_get(errs, i);
+		SJson	   *ids = sjson_get(sjson_get(e, "context"), "ids");
+		int			x,
+					t;
+
+		for (x = 0; x < cnt; x++)
+		{
+			SyncPushItem *it = &p->items[sel[x]];
+			char	   *want = json_string_value(it->values[k]);
+			const char *rid = assoc_record_id(it);
+
+			for (t = 0; t < sjson_array_length(ids); t++)
+			{
+				char	   *id = sjson_scalar_text(sjson_array_get(ids, t));
+
+				if (id && ((want && strcmp(id, want) == 0) || strcmp(id, rid) == 0))
+					assoc_failed(it, sjson_get_string(e, "message") ?
+								 sjson_get_string(e, "message") : "association refused");
+			}
+		}
+	}
+}
+
+/*
+ * Association field k for one batch of at most HS_BATCH_MAX items (indexes
+ * sel[0..cnt-1]): read the current associations, remove those to other
+ * records than the wanted one (2a: on failure every item fails), then link
+ * the wanted one (2b).
+ */
+static void
+push_association_batch(HsPush *p, int k, const int *sel, int cnt)
+{
+	const char *to = p->m->fields[k].reference_to;
+	SJson	   *arch = sjson_new_object();
+	SJson	   *ainputs = sjson_add_array(arch, "inputs");
+	SJson	   *link = sjson_new_object();
+	SJson	   *linputs = sjson_add_array(link, "inputs");
+	SJson	   *results;
+	int			narch = 0,
+				nlink = 0,
+				i;
+
+	if (!read_current_associations(p, to, sel, cnt, &results))
+		return;
+	for (i = 0; i < cnt; i++)
+		plan_association_change(&p->items[sel[i]], k, results, ainputs, &narch, linputs, &nlink);
+	if (narch > 0)
+	{
+		HttpRequest *req = assoc_send(p, to, "archive", arch);
+
+		if (req->outcome != HTTP_DONE || req->status >= 300)
+			for (i = 0; i < cnt; i++)
+				assoc_failed(&p->items[sel[i]],
+							 psprintf("removing %s associations failed: %s", to, assoc_error_text(req)));
+	}
+	if (nlink > 0)
+		link_associations(p, k, to, link, sel, cnt);
 }
 
 /*
@@ -1958,12 +2283,12 @@ push_associations(HsPush *p, int *idx, int n)
 
 	for (k = assoc_index(p->m, 0); k >= 0; k = assoc_index(p->m, k + 1))
 	{
-		const char *to = p->m->fields[k].reference_to;
 		int		   *sel = palloc(sizeof(int) * Max(1, n));
 		int			ns = 0,
 					start,
 					i;
 
+		/* the items written whose row sent this field */
 		for (i = 0; i < n; i++)
 		{
 			SyncPushItem *it = &p->items[idx[i]];
@@ -1972,142 +2297,7 @@ push_associations(HsPush *p, int *idx, int n)
 				sel[ns++] = idx[i];
 		}
 		for (start = 0; start < ns; start += HS_BATCH_MAX)
-		{
-			int			cnt = Min(HS_BATCH_MAX, ns - start);
-			SJson	   *body = sjson_new_object();
-			SJson	   *inputs = sjson_add_array(body, "inputs");
-			SJson	   *arch = sjson_new_object();
-			SJson	   *ainputs = sjson_add_array(arch, "inputs");
-			SJson	   *link = sjson_new_object();
-			SJson	   *linputs = sjson_add_array(link, "inputs");
-			HttpRequest *req;
-			SJson	   *results;
-			int			narch = 0,
-						nlink = 0;
-
-			/* 1. what is associated now */
-			for (i = 0; i < cnt; i++)
-			{
-				SyncPushItem *it = &p->items[sel[start + i]];
-
-				sjson_add_string(sjson_append_object(inputs), "id",
-								 it->new_remote_id ? it->new_remote_id : it->remote_id);
-			}
-			req = assoc_request(p, to, "read", body);
-			conn_send(p->conn, &req, 1);
-			note_limits(p->conn, req);
-			if (req->outcome != HTTP_DONE || (req->status != 200 && req->status != 207))
-			{
-				for (i = 0; i < cnt; i++)
-					assoc_failed(&p->items[sel[start + i]],
-								 psprintf("reading %s associations failed: %s", to,
-										  req->outcome == HTTP_DONE && hs_error_text(req, NULL) ?
-										  hs_error_text(req, NULL) : http_outcome_text(req)));
-				continue;
-			}
-			results = sjson_get(provider_response_json(req), "results");
-
-			/* 2. unlink the others, link the new one */
-			for (i = 0; i < cnt; i++)
-			{
-				SyncPushItem *it = &p->items[sel[start + i]];
-				const char *rid = it->new_remote_id ? it->new_remote_id : it->remote_id;
-				char	   *want = json_string_value(it->values[k]);
-				SJson	   *old = NULL;
-				int			r,
-							t;
-
-				for (r = 0; r < sjson_array_length(results); r++)
-				{
-					SJson	   *res = sjson_array_get(results, r);
-
-					if (sjson_get_string(sjson_get(res, "from"), "id") &&
-						strcmp(sjson_get_string(sjson_get(res, "from"), "id"), rid) == 0)
-					{
-						SJson	   *tos = sjson_get(res, "to");
-
-						for (t = 0; t < sjson_array_length(tos); t++)
-						{
-							char	   *id = sjson_scalar_text(sjson_get(sjson_array_get(tos, t), "toObjectId"));
-
-							if (id == NULL || (want && strcmp(id, want) == 0))
-								continue;
-							if (old == NULL)
-							{
-								SJson	   *in = sjson_append_object(ainputs);
-
-								sjson_add_string(sjson_add_object(in, "from"), "id", rid);
-								old = sjson_add_array(in, "to");
-								narch++;
-							}
-							sjson_add_string(sjson_append_object(old), "id", id);
-						}
-					}
-				}
-				if (want)
-				{
-					SJson	   *in = sjson_append_object(linputs);
-
-					sjson_add_string(sjson_add_object(in, "from"), "id", rid);
-					sjson_add_string(sjson_add_object(in, "to"), "id", want);
-					nlink++;
-				}
-			}
-			if (narch > 0)
-			{
-				req = assoc_request(p, to, "archive", arch);
-				conn_send(p->conn, &req, 1);
-				note_limits(p->conn, req);
-				if (req->outcome != HTTP_DONE || req->status >= 300)
-					for (i = 0; i < cnt; i++)
-						assoc_failed(&p->items[sel[start + i]],
-									 psprintf("removing %s associations failed: %s", to,
-											  req->outcome == HTTP_DONE && hs_error_text(req, NULL) ?
-											  hs_error_text(req, NULL) : http_outcome_text(req)));
-			}
-			if (nlink > 0)
-			{
-				SJson	   *errs;
-
-				req = assoc_request(p, to, "associate/default", link);
-				conn_send(p->conn, &req, 1);
-				note_limits(p->conn, req);
-				if (req->outcome != HTTP_DONE || (req->status != 200 && req->status != 201 && req->status != 207))
-				{
-					for (i = 0; i < cnt; i++)
-						if (p->items[sel[start + i]].values[k] != NULL)
-							assoc_failed(&p->items[sel[start + i]],
-										 psprintf("associating %s failed: %s", to,
-												  req->outcome == HTTP_DONE && hs_error_text(req, NULL) ?
-												  hs_error_text(req, NULL) : http_outcome_text(req)));
-					continue;
-				}
-				errs = sjson_get(provider_response_json(req), "errors");
-				for (i = 0; i < sjson_array_length(errs); i++)
-				{
-					SJson	   *e = sjson_array_get(errs, i);
-					SJson	   *ids = sjson_get(sjson_get(e, "context"), "ids");
-					int			x,
-								t;
-
-					for (x = 0; x < cnt; x++)
-					{
-						SyncPushItem *it = &p->items[sel[start + x]];
-						char	   *want = json_string_value(it->values[k]);
-						const char *rid = it->new_remote_id ? it->new_remote_id : it->remote_id;
-
-						for (t = 0; t < sjson_array_length(ids); t++)
-						{
-							char	   *id = sjson_scalar_text(sjson_array_get(ids, t));
-
-							if (id && ((want && strcmp(id, want) == 0) || strcmp(id, rid) == 0))
-								assoc_failed(it, sjson_get_string(e, "message") ?
-											 sjson_get_string(e, "message") : "association refused");
-						}
-					}
-				}
-			}
-		}
+			push_association_batch(p, k, sel + start, Min(HS_BATCH_MAX, ns - start));
 	}
 }
 

@@ -733,46 +733,61 @@ pid_alive(pid_t pid)
 	return pid != 0 && (kill(pid, 0) == 0 || errno != ESRCH);
 }
 
-/*
- * One pass: notice workers that are gone, forget databases that are gone,
- * start the workers that are due.  Returns the ms until the next pass is
- * due for a pending restart (-1: none).
- */
+/* the sooner of the next pass already due (-1: none) and one due in ms */
 static long
-supervise(bool *warned_cap, bool *warned_slots)
+sooner_ms(long next_ms, long ms)
 {
-	List	   *dbs = database_list();
-	ListCell   *lc;
+	return next_ms < 0 ? ms : Min(next_ms, ms);
+}
+
+/*
+ * Whether the worker of slot i, if active, is gone without its exit
+ * callback having said so (killed, or died before attaching).  A worker we
+ * started is asked about through its handle; one a previous supervisor
+ * started has no handle here: its pid tells, or, if it never attached, the
+ * time since its start.
+ */
+static bool
+active_worker_gone(int i, DbSlot *s, TimestampTz now)
+{
+	pid_t		pid = 0;
+
+	if (!SLOT_ACTIVE(s))
+		return false;
+	if (handles[i] != NULL)
+	{
+		BgwHandleStatus st = GetBackgroundWorkerPid(handles[i], &pid);
+
+		if (st == BGWH_POSTMASTER_DIED)
+			proc_exit(1);
+		return st == BGWH_STOPPED;
+	}
+	return s->pid == 0 ?
+		TimestampDifferenceExceeds(s->started_at, now, 30000) :
+		!pid_alive(s->pid);
+}
+
+/*
+ * The first half of a pass, over every slot: reap the workers that died
+ * unnoticed (restarted after their backoff), stop those whose database we
+ * no longer serve, forget the databases that are gone.  Returns how many
+ * workers are active; *all_running says whether every one of them is past
+ * its start (a short-lived probe of a database without the extension is
+ * not).
+ */
+static int
+review_slots(List *dbs, TimestampTz now, bool *all_running)
+{
 	int			i,
 				active = 0;
-	bool		cap_blocked = false,
-				cap_all_real = true,
-				slots_blocked = false;
-	const char *blocked_name = NULL;
-	TimestampTz now = GetCurrentTimestamp();
-	long		next_ms = -1;
 
+	*all_running = true;
 	for (i = 0; i < shm->nslots; i++)
 	{
 		DbSlot	   *s = &shm->slots[i];
-		bool		gone = false;
-		pid_t		pid = 0;
+		bool		gone = active_worker_gone(i, s, now);
+		pid_t		pid;
 
-		if (SLOT_ACTIVE(s))
-		{
-			if (handles[i] != NULL)
-			{
-				BgwHandleStatus st = GetBackgroundWorkerPid(handles[i], &pid);
-
-				if (st == BGWH_POSTMASTER_DIED)
-					proc_exit(1);
-				gone = (st == BGWH_STOPPED);
-			}
-			else
-				gone = s->pid == 0 ?
-					TimestampDifferenceExceeds(s->started_at, now, 30000) :
-					!pid_alive(s->pid);
-		}
 		SpinLockAcquire(&shm->mutex);
 		if (gone && SLOT_ACTIVE(s))
 		{
@@ -788,7 +803,7 @@ supervise(bool *warned_cap, bool *warned_slots)
 		{
 			active++;
 			if (s->state != SLOT_RUNNING)
-				cap_all_real = false;
+				*all_running = false;
 			pid = s->pid;
 			if (pid != 0 && db_in_list(dbs, s->dboid) == NULL)
 			{
@@ -810,115 +825,131 @@ supervise(bool *warned_cap, bool *warned_slots)
 			handles[i] = NULL;
 		}
 	}
+	return active;
+}
 
-	foreach(lc, dbs)
+/*
+ * The slot of a database, claimed for it if it is new: a free slot, or else
+ * the one of the database without the extension seen longest ago (that
+ * database is simply probed again later).  -1 when every slot is busy.
+ */
+static int
+slot_for_database(Oid dboid)
+{
+	int			slot;
+
+	SpinLockAcquire(&shm->mutex);
+	slot = find_slot(dboid);
+	if (slot < 0)
 	{
-		DbInfo	   *db = (DbInfo *) lfirst(lc);
-		int			slot;
-		DbSlot	   *s;
-		uint32		generation;
+		int			victim = -1;
+		int			i;
 
-		SpinLockAcquire(&shm->mutex);
-		slot = find_slot(db->oid);
-		if (slot < 0)
+		for (i = 0; i < shm->nslots; i++)
 		{
-			/* a new database: a free slot, or the oldest database without the extension */
-			int			victim = -1;
+			DbSlot	   *c = &shm->slots[i];
 
-			for (i = 0; i < shm->nslots; i++)
+			if (c->dboid == InvalidOid)
 			{
-				DbSlot	   *c = &shm->slots[i];
-
-				if (c->dboid == InvalidOid)
-				{
-					victim = i;
-					break;
-				}
-				if (c->state == SLOT_NO_EXTENSION && !c->requested &&
-					(victim < 0 || c->exited_at < shm->slots[victim].exited_at))
-					victim = i;
+				victim = i;
+				break;
 			}
-			if (victim >= 0)
-			{
-				memset(&shm->slots[victim], 0, sizeof(DbSlot));
-				shm->slots[victim].dboid = db->oid;
-				shm->slots[victim].state = SLOT_FREE;
-			}
-			slot = victim;
+			if (c->state == SLOT_NO_EXTENSION && !c->requested &&
+				(victim < 0 || c->exited_at < shm->slots[victim].exited_at))
+				victim = i;
 		}
-		SpinLockRelease(&shm->mutex);
-		if (slot < 0)
+		if (victim >= 0)
 		{
-			slots_blocked = true;	/* every slot busy: try again next pass */
-			continue;
+			memset(&shm->slots[victim], 0, sizeof(DbSlot));
+			shm->slots[victim].dboid = dboid;
+			shm->slots[victim].state = SLOT_FREE;
 		}
-		s = &shm->slots[slot];
-
-		if (SLOT_ACTIVE(s) || (s->state == SLOT_NO_EXTENSION && !s->requested))
-			continue;
-		if (s->hold_until > now)
-		{
-			long		ms = (long) ((s->hold_until - now) / 1000) + 1;
-
-			next_ms = next_ms < 0 ? ms : Min(next_ms, ms);
-			continue;
-		}
-		if ((s->state == SLOT_EXITED || s->state == SLOT_FAILED) && s->restart_at > now)
-		{
-			long		ms = (long) ((s->restart_at - now) / 1000) + 1;
-
-			next_ms = next_ms < 0 ? ms : Min(next_ms, ms);
-			continue;
-		}
-		if (active >= sync_max_workers)
-		{
-			cap_blocked = true;
-			if (blocked_name == NULL)
-				blocked_name = pstrdup(db->name);
-			continue;
-		}
-
-		SpinLockAcquire(&shm->mutex);
-		generation = ++s->generation;
-		s->state = SLOT_STARTING;
-		s->requested = false;
-		s->pid = 0;
-		s->latch = NULL;
-		s->started_at = now;
-		s->cycles = 0;
-		SpinLockRelease(&shm->mutex);
-
-		if (!start_db_worker(slot, db, generation))
-		{
-			SpinLockAcquire(&shm->mutex);
-			s->state = SLOT_FAILED;
-			s->exited_at = now;
-			s->restart_at = TimestampTzPlusMilliseconds(now, 5000);
-			strlcpy(s->last_error, "no background worker slot free (max_worker_processes)",
-					sizeof(s->last_error));
-			SpinLockRelease(&shm->mutex);
-			next_ms = next_ms < 0 ? 5000 : Min(next_ms, 5000);
-			if (!*warned_slots)
-				ereport(WARNING,
-						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-						 errmsg("sync: could not start a worker for database \"%s\": out of background worker slots",
-								db->name),
-						 errhint("You might need to increase max_worker_processes: each database with sync uses one, plus one for the supervisor.")));
-			*warned_slots = true;
-			continue;
-		}
-		*warned_slots = false;
-		active++;
-		cap_all_real = false;
+		slot = victim;
 	}
+	SpinLockRelease(&shm->mutex);
+	return slot;
+}
 
-	/*
-	 * Warn (once per episode) when the cap keeps a database from its worker.
-	 * Short-lived probes of databases without the extension also count
-	 * against the cap; while one runs, the others simply wait for the next
-	 * pass (a probe's exit wakes us), which is no reason to warn.
-	 */
-	if (cap_blocked && cap_all_real)
+/*
+ * Whether a slot's database should get a worker now.  Not while one runs,
+ * nor for a database without the extension that nobody asked for; not yet
+ * while a database-level command holds it off or its restart pause lasts:
+ * then *wait_ms says for how long (otherwise it is -1).
+ */
+static bool
+worker_due(const DbSlot *s, TimestampTz now, long *wait_ms)
+{
+	*wait_ms = -1;
+	if (SLOT_ACTIVE(s) || (s->state == SLOT_NO_EXTENSION && !s->requested))
+		return false;
+	if (s->hold_until > now)
+	{
+		*wait_ms = (long) ((s->hold_until - now) / 1000) + 1;
+		return false;
+	}
+	if ((s->state == SLOT_EXITED || s->state == SLOT_FAILED) && s->restart_at > now)
+	{
+		*wait_ms = (long) ((s->restart_at - now) / 1000) + 1;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Start the worker of a slot's database, as a new generation.  When the
+ * postmaster has no background worker slot left, the slot is marked failed
+ * (tried again in 5 s) and a warning is given once per episode
+ * (*warned_slots).  Returns whether it started.
+ */
+static bool
+start_slot_worker(int slot, const DbInfo *db, TimestampTz now, bool *warned_slots)
+{
+	DbSlot	   *s = &shm->slots[slot];
+	uint32		generation;
+
+	SpinLockAcquire(&shm->mutex);
+	generation = ++s->generation;
+	s->state = SLOT_STARTING;
+	s->requested = false;
+	s->pid = 0;
+	s->latch = NULL;
+	s->started_at = now;
+	s->cycles = 0;
+	SpinLockRelease(&shm->mutex);
+
+	if (!start_db_worker(slot, db, generation))
+	{
+		SpinLockAcquire(&shm->mutex);
+		s->state = SLOT_FAILED;
+		s->exited_at = now;
+		s->restart_at = TimestampTzPlusMilliseconds(now, 5000);
+		strlcpy(s->last_error, "no background worker slot free (max_worker_processes)",
+				sizeof(s->last_error));
+		SpinLockRelease(&shm->mutex);
+		if (!*warned_slots)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("sync: could not start a worker for database \"%s\": out of background worker slots",
+							db->name),
+					 errhint("You might need to increase max_worker_processes: each database with sync uses one, plus one for the supervisor.")));
+		*warned_slots = true;
+		return false;
+	}
+	*warned_slots = false;
+	return true;
+}
+
+/*
+ * Warn (once per episode) when the cap keeps a database from its worker.
+ * Short-lived probes of databases without the extension also count against
+ * the cap; while one runs, the others simply wait for the next pass (a
+ * probe's exit wakes us), which is no reason to warn: hence all_running.
+ */
+static void
+warn_cap_reached(bool cap_blocked, bool all_running, const char *blocked_name,
+				 bool *warned_cap)
+{
+	if (cap_blocked && all_running)
 	{
 		if (!*warned_cap)
 			ereport(WARNING,
@@ -930,8 +961,64 @@ supervise(bool *warned_cap, bool *warned_slots)
 	}
 	else if (!cap_blocked)
 		*warned_cap = false;
+}
+
+/*
+ * One pass: notice workers that are gone, forget databases that are gone,
+ * start the workers that are due.  Returns the ms until the next pass is
+ * due for a pending restart (-1: none).
+ */
+static long
+supervise(bool *warned_cap, bool *warned_slots)
+{
+	List	   *dbs = database_list();
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		all_running;
+	int			active;
+	bool		cap_blocked = false,
+				slots_blocked = false;
+	const char *blocked_name = NULL;
+	long		next_ms = -1;
+
+	active = review_slots(dbs, now, &all_running);
+
+	foreach(lc, dbs)
+	{
+		DbInfo	   *db = (DbInfo *) lfirst(lc);
+		int			slot = slot_for_database(db->oid);
+		long		wait_ms;
+
+		if (slot < 0)
+		{
+			slots_blocked = true;	/* every slot busy: try again next pass */
+			continue;
+		}
+		if (!worker_due(&shm->slots[slot], now, &wait_ms))
+		{
+			if (wait_ms >= 0)
+				next_ms = sooner_ms(next_ms, wait_ms);
+			continue;
+		}
+		if (active >= sync_max_workers)
+		{
+			cap_blocked = true;
+			if (blocked_name == NULL)
+				blocked_name = pstrdup(db->name);
+			continue;
+		}
+		if (!start_slot_worker(slot, db, now, warned_slots))
+		{
+			next_ms = sooner_ms(next_ms, 5000);
+			continue;
+		}
+		active++;
+		all_running = false;
+	}
+
+	warn_cap_reached(cap_blocked, all_running, blocked_name, warned_cap);
 	if (slots_blocked)
-		next_ms = next_ms < 0 ? 1000 : Min(next_ms, 1000);
+		next_ms = sooner_ms(next_ms, 1000);
 	return next_ms;
 }
 
@@ -1203,26 +1290,23 @@ report_hold(const char *why, const char *hint)
 	note_error(psprintf("held: %s", why));
 }
 
-void
-sync_db_worker_main(Datum arg)
+/*
+ * Take the slot the supervisor started us for (bgw_extra: the slot and its
+ * generation) unless a newer start, or a forgotten database, owns it by
+ * now: then leave at once, quietly.  From here on the slot tells what
+ * became of us and the text of the error that ends the process.
+ */
+static void
+claim_slot(Oid dboid)
 {
-	Oid			dboid = DatumGetObjectId(arg);
-	Oid			ext_oid;
-	MemoryContext loop_cxt;
-	int			consecutive_errors = 0;
-	bool		ok;
 	DbSlot	   *s;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, worker_sigterm);
-	BackgroundWorkerUnblockSignals();
+	bool		ok;
 
 	memcpy(&my_slot, MyBgworkerEntry->bgw_extra, sizeof(int));
 	memcpy(&my_generation, MyBgworkerEntry->bgw_extra + sizeof(int), sizeof(uint32));
 	if (my_slot < 0 || my_slot >= shm->nslots)
 		proc_exit(0);
 
-	/* claim the slot, unless a newer start (or a forgotten database) owns it */
 	SpinLockAcquire(&shm->mutex);
 	s = &shm->slots[my_slot];
 	ok = s->dboid == dboid && s->generation == my_generation && s->state == SLOT_STARTING;
@@ -1238,6 +1322,203 @@ sync_db_worker_main(Datum arg)
 	before_shmem_exit(db_worker_exit, (Datum) 0);
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = worker_emit_log;
+}
+
+/*
+ * Once connected: whether this database is ours to serve.  Not while a
+ * database-level command (DROP DATABASE ...) wants it, nor without the
+ * extension: then leave.  Otherwise the slot says "running"; returns the
+ * extension's OID, to notice a DROP and CREATE EXTENSION later.
+ */
+static Oid
+confirm_start(void)
+{
+	Oid			ext_oid;
+	bool		ok;
+	DbSlot	   *s;
+
+	SpinLockAcquire(&shm->mutex);
+	ok = shm->slots[my_slot].hold_until <= GetCurrentTimestamp();
+	SpinLockRelease(&shm->mutex);
+	if (!ok)
+		leave(SLOT_EXITED, false);
+
+	ext_oid = extension_oid();
+	if (!OidIsValid(ext_oid))
+		leave(SLOT_NO_EXTENSION, false);
+
+	SpinLockAcquire(&shm->mutex);
+	if ((s = my_slot_locked()) != NULL)
+		s->state = SLOT_RUNNING;
+	SpinLockRelease(&shm->mutex);
+	ereport(LOG, (errmsg("sync worker started for database \"%s\"", my_dbname)));
+	return ext_oid;
+}
+
+/*
+ * Before each round: leave if the extension was dropped (no restart until
+ * it is created again), restart afresh if it was dropped and created again
+ * (the engine may cache OIDs).
+ */
+static void
+leave_if_extension_changed(Oid ext_oid)
+{
+	Oid			cur = extension_oid();
+
+	if (!OidIsValid(cur))
+	{
+		ereport(LOG, (errmsg("sync worker: the extension was dropped from database \"%s\"; exiting",
+							 my_dbname)));
+		leave(SLOT_NO_EXTENSION, false);
+	}
+	if (cur != ext_oid)
+	{
+		ereport(LOG, (errmsg("sync worker: the extension was created again; restarting")));
+		leave(SLOT_EXITED, true);
+	}
+}
+
+/*
+ * The body of a round: if the database is held (round_hold), say why, once;
+ * otherwise one engine round, saying first when a hold has ended.  Returns
+ * the ms until the engine wants the next round (-1: none due).
+ */
+static long
+hold_or_sync(void)
+{
+	const char *hint;
+	char	   *why;
+
+	why = round_hold(&hint);
+	if (why != NULL)
+	{
+		report_hold(why, hint);
+		return -1;
+	}
+	if (held_reason[0] != '\0')
+	{
+		ereport(LOG,
+				(errmsg("sync worker: database \"%s\" is no longer held; syncing", my_dbname)));
+		held_reason[0] = '\0';
+		note_error("");
+	}
+	pgstat_report_activity(STATE_RUNNING, "sync: engine round");
+	return sync_engine_cycle();
+}
+
+/*
+ * After an ERROR in a round: report it, abort its transaction, release what
+ * an error outside any transaction (between transactions, in HTTP) leaves
+ * held, and keep the error's text in the slot.
+ */
+static void
+clean_up_failed_round(MemoryContext loop_cxt)
+{
+	ErrorData  *edata;
+
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(loop_cxt);
+	EmitErrorReport();
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	LWLockReleaseAll();
+	ConditionVariableCancelSleep();
+	pgstat_report_wait_end();
+	note_error(edata->message ? edata->message : "unknown error");
+	RESUME_INTERRUPTS();
+}
+
+/*
+ * One round, in loop_cxt (reset afterwards).  A failing round must not end
+ * the worker: it is reported, cleaned up and followed by a pause that grows
+ * with the consecutive errors.  Returns the ms until the next round is due
+ * (-1: none; the worker sleeps sync.poll_interval).
+ */
+static long
+run_round(MemoryContext loop_cxt, int *consecutive_errors)
+{
+	long		next_ms = -1;
+
+	MemoryContextSwitchTo(loop_cxt);
+	PG_TRY();
+	{
+		next_ms = hold_or_sync();
+		*consecutive_errors = 0;
+	}
+	PG_CATCH();
+	{
+		clean_up_failed_round(loop_cxt);
+		(*consecutive_errors)++;
+		next_ms = restart_backoff_ms(*consecutive_errors - 1);
+		/* a DROP EXTENSION while the round ran: leave at once, quietly */
+		if (!OidIsValid(extension_oid()))
+			leave(SLOT_NO_EXTENSION, false);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextReset(loop_cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return next_ms;
+}
+
+/* after each round: what sync.worker_status() shows of it */
+static void
+note_round_done(void)
+{
+	DbSlot	   *s;
+
+	SpinLockAcquire(&shm->mutex);
+	if ((s = my_slot_locked()) != NULL)
+	{
+		s->cycles++;
+		s->poll_interval_ms = sync_poll_interval_ms;
+		s->memory_bytes = (int64) MemoryContextMemAllocated(TopMemoryContext, true);
+	}
+	SpinLockRelease(&shm->mutex);
+}
+
+/*
+ * Sleep until the next round is due or the latch is set (a commit of
+ * captured writes, SIGTERM ...), noting a wake-up by the latch in the slot.
+ * Statistics are flushed before a sleep: it may be long.
+ */
+static void
+sleep_until_next_round(long timeout)
+{
+	int			rc;
+	DbSlot	   *s;
+
+	if (timeout == 0)
+	{
+		pgstat_report_stat(false);
+		return;
+	}
+	pgstat_report_stat(true);
+	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+				   timeout, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	if (rc & WL_LATCH_SET)
+	{
+		SpinLockAcquire(&shm->mutex);
+		if ((s = my_slot_locked()) != NULL)
+			s->last_wake = GetCurrentTimestamp();
+		SpinLockRelease(&shm->mutex);
+	}
+}
+
+void
+sync_db_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	Oid			ext_oid;
+	MemoryContext loop_cxt;
+	int			consecutive_errors = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, worker_sigterm);
+	BackgroundWorkerUnblockSignals();
+	claim_slot(dboid);
 
 	/*
 	 * As the bootstrap superuser: the worker reads the connections' secrets
@@ -1254,22 +1535,7 @@ sync_db_worker_main(Datum arg)
 	 */
 	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
 
-	/* a database-level command (DROP DATABASE ...) wants the database */
-	SpinLockAcquire(&shm->mutex);
-	ok = shm->slots[my_slot].hold_until <= GetCurrentTimestamp();
-	SpinLockRelease(&shm->mutex);
-	if (!ok)
-		leave(SLOT_EXITED, false);
-
-	ext_oid = extension_oid();
-	if (!OidIsValid(ext_oid))
-		leave(SLOT_NO_EXTENSION, false);
-
-	SpinLockAcquire(&shm->mutex);
-	if ((s = my_slot_locked()) != NULL)
-		s->state = SLOT_RUNNING;
-	SpinLockRelease(&shm->mutex);
-	ereport(LOG, (errmsg("sync worker started for database \"%s\"", my_dbname)));
+	ext_oid = confirm_start();
 
 	/*
 	 * Start-up recovery (e.g. releasing claims left by a crashed predecessor)
@@ -1279,11 +1545,9 @@ sync_db_worker_main(Datum arg)
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "sync worker round", ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
-		long		next_ms = -1;
+		long		next_ms;
 		long		timeout;
-		Oid			cur;
 		TimestampTz t0;
-		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -1294,103 +1558,16 @@ sync_db_worker_main(Datum arg)
 			elog(DEBUG1, "sync worker: configuration reloaded: sync.poll_interval = %d ms",
 				 sync_poll_interval_ms);
 		}
-
-		cur = extension_oid();
-		if (!OidIsValid(cur))
-		{
-			ereport(LOG, (errmsg("sync worker: the extension was dropped from database \"%s\"; exiting",
-								 my_dbname)));
-			leave(SLOT_NO_EXTENSION, false);
-		}
-		if (cur != ext_oid)
-		{
-			/* dropped and created again: start afresh (the engine may cache OIDs) */
-			ereport(LOG, (errmsg("sync worker: the extension was created again; restarting")));
-			leave(SLOT_EXITED, true);
-		}
+		leave_if_extension_changed(ext_oid);
 
 		t0 = GetCurrentTimestamp();
-		MemoryContextSwitchTo(loop_cxt);
-		PG_TRY();
-		{
-			const char *hint;
-			char	   *why;
-
-			why = round_hold(&hint);
-			if (why != NULL)
-				report_hold(why, hint);
-			else
-			{
-				if (held_reason[0] != '\0')
-				{
-					ereport(LOG,
-							(errmsg("sync worker: database \"%s\" is no longer held; syncing", my_dbname)));
-					held_reason[0] = '\0';
-					note_error("");
-				}
-				pgstat_report_activity(STATE_RUNNING, "sync: engine round");
-				next_ms = sync_engine_cycle();
-			}
-			consecutive_errors = 0;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			/* one failing round must not end the worker: report, clean up, pause */
-			HOLD_INTERRUPTS();
-			MemoryContextSwitchTo(loop_cxt);
-			EmitErrorReport();
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			/* an error outside any transaction (between transactions, in HTTP) */
-			LWLockReleaseAll();
-			ConditionVariableCancelSleep();
-			pgstat_report_wait_end();
-			note_error(edata->message ? edata->message : "unknown error");
-			RESUME_INTERRUPTS();
-			consecutive_errors++;
-			next_ms = restart_backoff_ms(consecutive_errors - 1);
-			/* a DROP EXTENSION while the round ran: leave at once, quietly */
-			if (!OidIsValid(extension_oid()))
-				leave(SLOT_NO_EXTENSION, false);
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(TopMemoryContext);
-		MemoryContextReset(loop_cxt);
-		pgstat_report_activity(STATE_IDLE, NULL);
+		next_ms = run_round(loop_cxt, &consecutive_errors);
 
 		timeout = (next_ms < 0) ? sync_poll_interval_ms : Min(next_ms, (long) sync_poll_interval_ms);
 		elog(DEBUG1, "sync worker: round took %ld ms; sleeping %ld ms",
 			 (long) ((GetCurrentTimestamp() - t0) / 1000), timeout);
-
-		SpinLockAcquire(&shm->mutex);
-		if ((s = my_slot_locked()) != NULL)
-		{
-			s->cycles++;
-			s->poll_interval_ms = sync_poll_interval_ms;
-			s->memory_bytes = (int64) MemoryContextMemAllocated(TopMemoryContext, true);
-		}
-		SpinLockRelease(&shm->mutex);
-
-		if (timeout == 0)
-		{
-			pgstat_report_stat(false);
-			continue;
-		}
-		/* flush statistics before a sleep: it may be long */
-		pgstat_report_stat(true);
-		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   timeout, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		if (rc & WL_LATCH_SET)
-		{
-			SpinLockAcquire(&shm->mutex);
-			if ((s = my_slot_locked()) != NULL)
-				s->last_wake = GetCurrentTimestamp();
-			SpinLockRelease(&shm->mutex);
-		}
+		note_round_done();
+		sleep_until_next_round(timeout);
 	}
 }
 
