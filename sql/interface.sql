@@ -8,6 +8,9 @@ SELECT n, sync.snake_case(n) FROM unnest(ARRAY['FirstName', 'AccountId', 'Sync_K
 -- bad input is refused with a clear error
 SELECT sync.create_connection('sf', 'salesfarce', '{}');
 SELECT sync.create_connection('sf', 'salesforce', '{}');
+-- plain http only to loopback hosts, by the parser the requests use (not a prefix)
+SELECT sync.create_connection('sf', 'salesforce', '{"login_url": "http://127.evil.example", "auth": {"type": "client_credentials", "client_id": "x", "client_secret": "y"}}');
+SELECT sync.create_connection('hs', 'hubspot', '{"base_url": "http://localhost.evil.example", "auth": {"type": "private_app", "token": "t"}}');
 SELECT sync.create_connection('sf', 'salesforce', '{"login_url": "http://login.salesforce.com"}');
 SELECT sync.create_connection('sf', 'salesforce', '{"login_url": "https://login.salesforce.com"}');
 SELECT sync.create_connection('sf', 'salesforce', '{"login_url": "https://login.salesforce.com",

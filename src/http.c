@@ -672,6 +672,15 @@ url_refusal(const char *url, bool *https)
 	return why;
 }
 
+/* The transport policy for callers that check a URL before any request. */
+char *
+http_url_refusal(const char *url)
+{
+	bool		https;
+
+	return url_refusal(url, &https);
+}
+
 static void
 check_setopt(CURLcode rc, const char *what)
 {

@@ -139,6 +139,9 @@ extern char *http_redact_url(const char *url);
 /* Percent-encode for a URL query or path component (RFC 3986 unreserved kept). */
 extern char *http_url_encode(const char *s);
 
+/* NULL if the transport policy allows the URL (https; http to loopback), else why not. */
+extern char *http_url_refusal(const char *url);
+
 /* GUCs (defined in http.c, registered by http_define_gucs from _PG_init) */
 extern int	sync_http_timeout_ms;
 extern int	sync_http_connect_timeout_ms;

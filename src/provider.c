@@ -56,14 +56,16 @@ provider_bad_option(const char *provider, const char *key, const char *why)
 			 errmsg("invalid %s connection option \"%s\": %s", provider, key, why)));
 }
 
+/*
+ * Is a URL option acceptable?  The same rule, by the same parser, as the
+ * requests themselves obey (http.c): https, or plain http to a loopback
+ * host (the emulator) — so http://127.evil.example is refused when the
+ * option is set, not only later when a request would go.
+ */
 bool
 provider_url_ok(const char *url)
 {
-	if (strncmp(url, "https://", 8) == 0)
-		return true;
-	/* plain http only for loopback (tests against the emulator) */
-	return strncmp(url, "http://127.", 11) == 0 || strncmp(url, "http://localhost", 16) == 0 ||
-		strncmp(url, "http://[::1]", 12) == 0;
+	return http_url_refusal(url) == NULL;
 }
 
 void

@@ -87,7 +87,7 @@ sub start_emulator
 	my $line = <$fh>;
 	die "emulator did not start: " . `cat $log` unless defined $line && $line =~ m{listening on (\S+)};
 	my $self = bless { url => $1, pid => $pid, fh => $fh, ca_file => $ca, dir => $dir, log => $log }, __PACKAGE__;
-	$self->{http} = HTTP::Tiny->new(timeout => 30,
+	$self->{http} = HTTP::Tiny->new(timeout => 120,
 		($ca ? (SSL_options => { SSL_ca_file => $ca }) : ()), verify_SSL => ($ca ? 1 : 0));
 	return $self;
 }
