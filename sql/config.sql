@@ -151,7 +151,7 @@ SELECT action, object, status, jsonb_pretty(detail) FROM sync.import_config(json
     '{mirrors,0,fields,mobilephone}', '{}'), dry_run => false);
 SELECT options FROM sync.mirror;
 SELECT remote_name, authority FROM sync.field ORDER BY remote_name;
-SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'sync_capture';
+SELECT regexp_replace(pg_get_triggerdef(oid), 'capture\(''\d+''', 'capture(''<mirror>''') FROM pg_trigger WHERE tgname = 'sync_capture';
 SELECT action, object, status, detail->'direction' AS direction FROM sync.import_config(jsonb_set(
     sync.export_config(), '{mirrors,0,direction}', '"pull"'), dry_run => false);
 SELECT action, object, status FROM sync.import_config(jsonb_set(jsonb_set(
@@ -178,3 +178,7 @@ RESET ROLE;
 REVOKE EXECUTE ON FUNCTION sync.export_config() FROM cfg_user;
 REVOKE USAGE ON SCHEMA cfg, sync FROM cfg_user;
 DROP ROLE cfg_user;
+
+-- leave nothing behind for the next test
+SELECT count(sync.drop_connection(name, cascade => true)) AS dropped FROM sync.connection;
+DROP SCHEMA cfg CASCADE;
