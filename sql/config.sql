@@ -179,6 +179,17 @@ REVOKE EXECUTE ON FUNCTION sync.export_config() FROM cfg_user;
 REVOKE USAGE ON SCHEMA cfg, sync FROM cfg_user;
 DROP ROLE cfg_user;
 
+-- NetSuite as well: nothing here is provider-specific
+SELECT action, object, status, detail->'missing_secrets' AS missing_secrets FROM sync.import_config('{"sync_config": 1, "connections": [
+    {"name": "ns", "provider": "netsuite", "options": {"account": "1234567_SB1",
+     "auth": {"type": "tba", "consumer_key": "ck", "token_id": "ti"}}, "secret_keys": ["auth.consumer_secret", "auth.token_secret"]}]}',
+    dry_run => false) WHERE object = 'ns';
+SELECT action, object, status FROM sync.import_config('{"sync_config": 1, "connections": [
+    {"name": "ns", "provider": "netsuite", "options": {"account": "1234567_SB1",
+     "auth": {"type": "tba", "consumer_key": "ck", "token_id": "ti", "consumer_secret": "cs", "token_secret": "ts"}}}]}',
+    dry_run => false) WHERE object = 'ns';
+SELECT e FROM jsonb_array_elements(sync.export_config()->'connections') e WHERE e->>'name' = 'ns';
+
 -- leave nothing behind for the next test
 SELECT count(sync.drop_connection(name, cascade => true)) AS dropped FROM sync.connection;
 DROP SCHEMA cfg CASCADE;
