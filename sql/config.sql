@@ -99,6 +99,13 @@ SELECT n, cfg.try(sql) FROM (VALUES
 SELECT * FROM sync.import_config('{"sync_config": 1, "connections": [
     {"name": "hs2", "provider": "hubspot", "options": {"auth": {"type": "private_app"}}, "secret_keys": ["auth.token"]}]}');
 
+-- ... and the secrets it does carry are not in the report
+SELECT detail::text ~ 'cl13nt-s3cret' AS secret_in_report, detail->'missing_secrets' AS missing_secrets
+  FROM sync.import_config('{"sync_config": 1, "connections": [
+    {"name": "hs3", "provider": "hubspot", "options": {"auth": {"type": "oauth_refresh", "client_id": "id",
+     "client_secret": "cl13nt-s3cret"}}, "secret_keys": ["auth.client_secret", "auth.refresh_token"]}]}')
+ WHERE object = 'hs3';
+
 -- changed options: altered, the secrets kept; a connection the document
 -- leaves out is dropped only when asked
 SELECT action, object, status, detail FROM sync.import_config('{"sync_config": 1, "connections": [

@@ -336,6 +336,7 @@ DECLARE
     missing text[];
     blocked text[] := '{}';
     split jsonb;
+    list jsonb;
     changed text[];
     rel regclass;
     fields text[];
@@ -378,7 +379,7 @@ BEGIN
             IF missing IS NOT NULL THEN
                 blocked := blocked || (e->>'name');
                 RETURN QUERY SELECT 'create connection', e->>'name', 'todo', jsonb_build_object(
-                    'provider', e->>'provider', 'options', opts, 'missing_secrets', to_jsonb(missing),
+                    'provider', e->>'provider', 'missing_secrets', to_jsonb(missing),
                     'hint', format('The document does not carry secrets. Create the connection with them: '
                                    'sync.create_connection(%L, %L, <these options with %s>), '
                                    'or give each as a file (%s_file), then import again.',
@@ -401,6 +402,7 @@ BEGIN
         END IF;
 
         IF c.provider <> e->>'provider' THEN
+            blocked := blocked || c.name;
             RETURN QUERY SELECT 'replace connection', c.name, 'todo', jsonb_build_object(
                 'provider', jsonb_build_object('from', c.provider, 'to', e->>'provider'),
                 'hint', 'A connection''s provider cannot change: unmirror its mirrors and drop it '
@@ -594,16 +596,16 @@ BEGIN
             d := d || jsonb_build_object('direction', jsonb_build_object('from', m.direction, 'to', e->>'direction'));
         END IF;
         IF e ? 'fields' THEN
-            SELECT jsonb_agg(x ORDER BY x COLLATE "C") INTO split FROM jsonb_object_keys(e->'fields') x
+            SELECT jsonb_agg(x ORDER BY x COLLATE "C") INTO list FROM jsonb_object_keys(e->'fields') x
              WHERE NOT EXISTS (SELECT 1 FROM sync.field fl WHERE fl.mirror = m.id AND fl.remote_name = x);
-            IF split IS NOT NULL THEN
-                d := d || jsonb_build_object('add_fields', split);
+            IF list IS NOT NULL THEN
+                d := d || jsonb_build_object('add_fields', list);
             END IF;
-            SELECT jsonb_agg(fl.remote_name ORDER BY fl.remote_name COLLATE "C") INTO split FROM sync.field fl
+            SELECT jsonb_agg(fl.remote_name ORDER BY fl.remote_name COLLATE "C") INTO list FROM sync.field fl
              WHERE fl.mirror = m.id AND fl.local_column NOT IN (m.remote_id_column, m.stamp_column)
                AND NOT e->'fields' ? fl.remote_name;
-            IF split IS NOT NULL THEN
-                d := d || jsonb_build_object('drop_fields', split);
+            IF list IS NOT NULL THEN
+                d := d || jsonb_build_object('drop_fields', list);
             END IF;
         END IF;
         IF later <> '{}' THEN
@@ -611,7 +613,8 @@ BEGIN
         END IF;
         IF d <> '{}' THEN
             RETURN QUERY SELECT 'needs sync.alter_mirror', e->>'local_table', 'todo', d || jsonb_build_object(
-                'hint', CASE WHEN to_regproc('sync.alter_mirror') IS NULL
+                'hint', CASE WHEN NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.proname = 'alter_mirror'
+                                                 AND p.pronamespace = 'sync'::regnamespace)
                              THEN 'Fields, direction and these options change with sync.alter_mirror(), which this '
                                   'version of sync does not have yet; the rest of the document is applied.'
                              ELSE 'Change them with sync.alter_mirror(), then import again; the rest of the '
