@@ -123,24 +123,45 @@ run_isolation() {
   fi
 }
 
+# One TAP file, its output in $WORK/tap/NAME.out, its exit status and
+# duration beside it (run in the background by run_tap).
+tap_one() {
+  local f=$1 out="$WORK/tap/$(basename "$1").out" t0=$SECONDS
+  as_user mkdir -p "$WORK/tap/$(basename "$f" .pl)"
+  (cd "$SYNC_TREE" && as_user env TESTDIR="$WORK/tap/$(basename "$f" .pl)" \
+      PG_REGRESS="$PG_REGRESS" SYNC_TREE="$SYNC_TREE" PGPORT= PGHOST= \
+      PG_TEST_PORT_DIR="$WORK/tap/portlock" \
+      prove -v -I "$PGXS_DIR/src/test/perl" -I "$SYNC_TREE/test/perl" "$f") >"$out" 2>&1
+  echo $? >"$out.rc"
+  echo $((SECONDS - t0)) >"$out.secs"
+}
+
+# The TAP files, SYNC_TAP_JOBS (default 2) at a time: each has its own
+# clusters (ports reserved in one shared lock directory) and emulator, and
+# most of their time is spent waiting on workers and sockets.  Results are
+# printed in file order once all are done.
 run_tap() {
-  local files=("$@") f
-  [ ${#files[@]} -eq 0 ] && files=($(cd "$SYNC_TREE" && ls test/t/*.pl 2>/dev/null))
-  [ ${#files[@]} -eq 0 ] && return 0
-  say "TAP: ${#files[@]} files"
-  mkdir -p "$WORK/tap" && [ "$(id -u)" -eq 0 ] && chown "$SYNC_USER" "$WORK/tap"
-  for f in "${files[@]}"; do
+  local files=() f jobs=${SYNC_TAP_JOBS:-2}
+  for f in "$@"; do
     f=${f#"$SYNC_TREE"/}
     [ -f "$SYNC_TREE/$f" ] || f=test/t/$(basename "$f")   # a bare name: 030_salesforce.pl
-    local out="$WORK/tap/$(basename "$f").out" rc total bad t0=$SECONDS
-    as_user mkdir -p "$WORK/tap/$(basename "$f" .pl)"
-    (cd "$SYNC_TREE" && as_user env TESTDIR="$WORK/tap/$(basename "$f" .pl)" \
-        PG_REGRESS="$PG_REGRESS" SYNC_TREE="$SYNC_TREE" PGPORT= PGHOST= \
-        prove -v -I "$PGXS_DIR/src/test/perl" -I "$SYNC_TREE/test/perl" "$f") >"$out" 2>&1
-    rc=$?
+    files+=("$f")
+  done
+  [ ${#files[@]} -eq 0 ] && files=($(cd "$SYNC_TREE" && ls test/t/*.pl 2>/dev/null))
+  [ ${#files[@]} -eq 0 ] && return 0
+  say "TAP: ${#files[@]} files, $jobs at a time"
+  mkdir -p "$WORK/tap/portlock" && [ "$(id -u)" -eq 0 ] && chown -R "$SYNC_USER" "$WORK/tap"
+  for f in "${files[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+    tap_one "$f" &
+  done
+  wait
+  for f in "${files[@]}"; do
+    local out="$WORK/tap/$(basename "$f").out" rc total bad
+    rc=$(cat "$out.rc" 2>/dev/null || echo 1)
     total=$(grep -cE '^ok [0-9]+' "$out")
     bad=$(grep -cE '^not ok [0-9]+' "$out")
-    if [ $rc -ne 0 ]; then
+    if [ "$rc" -ne 0 ]; then
       cat "$out"
       [ "$bad" -eq 0 ] && bad=1          # died, or wrong plan
       local log
@@ -150,7 +171,7 @@ run_tap() {
     else
       grep -E '^(ok|not ok|#)' "$out" | grep -v '^# *$' | head -100
     fi
-    echo "$f: $total ok, $bad failed ($((SECONDS - t0)) s)"
+    echo "$f: $total ok, $bad failed ($(cat "$out.secs" 2>/dev/null) s)"
     count "$total" "$bad"
   done
 }
