@@ -37,7 +37,7 @@ from common import Response, json_response
 RETENTION_S = 72 * 3600            # change events are kept 72 hours
 MIN_COMETD_VERSION = 37            # "Only API versions '37.0' and later are supported"
 MAX_REQUEST_BYTES = 32768          # "413 Maximum Request Size Exceeded" beyond this
-CLIENT_GRACE_S = 40                # reconnect deadline after a reply (docs: 40 s)
+CLIENT_GRACE_S = 40                # reconnect deadline after a reply ("How the Client Connects")
 COOKIE = "BAYEUX_BROWSER"
 ALL_CHANNEL = "/data/ChangeEvents"
 GAP_KINDS = ("GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW")
@@ -507,14 +507,14 @@ class CometD:
         cid = msg.get("clientId")
         c = self.clients.get(cid) if isinstance(cid, str) else None
         if c is not None and not c.polling:
-            idle = self.timeout_ms() / 1000.0 + CLIENT_GRACE_S
-            if self.now() - c.last_seen > idle:
+            if self.now() - c.last_seen > CLIENT_GRACE_S:
                 c.gone = True
                 del self.clients[cid]
                 c = None
-        if c is None:
-            return None, self._err(msg, "403::Unknown client",
-                                   {"interval": 0, "reconnect": "handshake"})
+        if c is None:           # the recorded reply does not name the client
+            r = self._err(msg, "403::Unknown client", {"interval": 0, "reconnect": "handshake"})
+            r.pop("clientId", None)
+            return None, r
         if not has_cookie:
             return None, self._err(msg, "400::Client %s has established a session, but no "
                                    "%s cookie present" % (c.id, COOKIE))

@@ -5,6 +5,7 @@ import json
 import threading
 import time
 import urllib.parse
+from datetime import datetime, timedelta, timezone
 
 from util import EmulatorTestCase
 
@@ -646,3 +647,110 @@ class TestGapAndOverflow(CometdTestCase):
         self.rest("PATCH", "/sobjects/Contact/" + cid, {"Title": "T", "Phone": "1"})
         self.assertEqual([self.header(e)["changeType"] for e in self.poll()[0]],
                          ["GAP_OVERFLOW"])
+
+
+class TestMoreRecordChanges(CometdTestCase):
+    def setUp(self):
+        super().setUp()
+        self.session("/data/ContactChangeEvent")
+
+    def test_client_that_reconnects_within_40_seconds_stays(self):
+        self.emu.request("POST", "/__emulator/clock", {"advance_s": 30})
+        events, reply = self.poll()
+        self.assertTrue(reply["successful"])
+        self.emu.request("POST", "/__emulator/clock", {"advance_s": 41})
+        self.assertEqual(self.connect()[0]["error"], "403::Unknown client")
+
+    def test_create_then_update_in_one_request_is_one_create(self):
+        st, _, b = self.rest("POST", "/composite", {"compositeRequest": [
+            {"method": "POST", "url": V + "/sobjects/Contact", "referenceId": "c",
+             "body": {"LastName": "First"}},
+            {"method": "PATCH", "url": V + "/sobjects/Contact/@{c.id}", "referenceId": "u",
+             "body": {"LastName": "Final"}}]})
+        self.assertEqual(st, 200, b)
+        events, _ = self.poll()
+        self.assertEqual([self.header(e)["changeType"] for e in events], ["CREATE"])
+        self.assertEqual(events[0]["data"]["payload"]["Name"], {"LastName": "Final"})
+
+    def test_upsert_by_external_id_gives_create_then_update(self):
+        self.rest("PATCH", "/sobjects/Contact/Sync_Key__c/K-1", {"LastName": "A"})
+        self.rest("PATCH", "/sobjects/Contact/Sync_Key__c/K-1", {"LastName": "B"})
+        events, _ = self.poll()
+        self.assertEqual([self.header(e)["changeType"] for e in events], ["CREATE", "UPDATE"])
+        self.assertEqual(events[0]["data"]["payload"]["Sync_Key__c"], "K-1")
+        self.assertIn("Name.LastName", self.header(events[1])["changedFields"])
+
+    def test_undelete_refused_when_the_unique_key_was_taken(self):
+        cid = self.emu.seed("salesforce", "Contact", [{"LastName": "A",
+                                                       "Sync_Key__c": "K-9"}])["ids"][0]
+        self.rest("DELETE", "/sobjects/Contact/" + cid)
+        self.emu.seed("salesforce", "Contact", [{"LastName": "B", "Sync_Key__c": "K-9"}])
+        st, _, b = self.emu.request("POST", "/__emulator/salesforce/undelete", {"ids": [cid]})
+        self.assertEqual(st, 400, b)
+        self.assertIn("DUPLICATE_VALUE", b["error"])
+
+    def test_undeleted_record_leaves_the_delete_feed(self):
+        cid = self.emu.seed("salesforce", "Contact", [{"LastName": "A"}])["ids"][0]
+        self.rest("DELETE", "/sobjects/Contact/" + cid)
+        self.emu.request("POST", "/__emulator/salesforce/undelete", {"ids": [cid]})
+        now = datetime.now(timezone.utc)
+        q = urllib.parse.urlencode({"start": (now - timedelta(hours=1)).strftime(
+            "%Y-%m-%dT%H:%M:%S+00:00"), "end": (now + timedelta(minutes=5)).strftime(
+            "%Y-%m-%dT%H:%M:%S+00:00")})
+        st, _, b = self.rest("GET", "/sobjects/Contact/deleted/?" + q)
+        self.assertEqual(st, 200, b)
+        self.assertEqual(b["deletedRecords"], [])
+
+    def test_gap_kind_without_prefix(self):
+        cid = self.new_contacts(1)[0]
+        self.poll()
+        st, _, b = self.emu.request("POST", "/__emulator/salesforce/cdc/gap",
+                                    {"object": "contact", "ids": [cid], "kind": "update"})
+        self.assertEqual(st, 200, b)
+        self.assertEqual(self.header(self.poll()[0][0])["changeType"], "GAP_UPDATE")
+
+
+class TestRecordedShapes(CometdTestCase):
+    """The emulator's messages have the keys of the recorded Salesforce
+    messages (README-cometd.md, Sources): handshake and connect replies from
+    kdcllc/CometD.NetCore.Salesforce#43 and cometd/cometd#775, the Unknown
+    client reply from Oyatel/CometD.NET#23, the handshake denial and the
+    event envelope from the Streaming API and CDC guides."""
+
+    def test_handshake_keys(self):
+        r = self.handshake()
+        self.assertEqual(set(r), {"ext", "minimumVersion", "clientId",
+                                  "supportedConnectionTypes", "channel", "id", "version",
+                                  "successful"})
+
+    def test_connect_reply_keys(self):
+        self.handshake()
+        first = self.connect()[0]
+        self.assertEqual(set(first), {"clientId", "advice", "channel", "id", "successful"})
+        self.assertEqual(set(first["advice"]), {"interval", "timeout", "reconnect"})
+        later = self.poll()[1]
+        self.assertEqual(set(later), {"clientId", "channel", "id", "successful"})
+
+    def test_unknown_client_keys(self):
+        self.cid = "gone"
+        r = self.connect()[0]
+        self.assertEqual(set(r), {"advice", "channel", "id", "error", "successful"})
+        self.assertEqual(set(r["advice"]), {"interval", "reconnect"})
+
+    def test_handshake_denied_keys(self):
+        st, _, b = self.bayeux({"channel": "/meta/handshake"},
+                               headers={"Authorization": "Bearer x"})
+        self.assertEqual(set(b[0]), {"ext", "advice", "channel", "id", "error", "successful"})
+
+    def test_event_envelope_and_header_keys(self):
+        self.session("/data/ContactChangeEvent")
+        self.emu.seed("salesforce", "Contact", [{"LastName": "Doe"}])
+        ev = self.poll()[0][0]
+        self.assertEqual(set(ev), {"data", "channel"})
+        self.assertEqual(set(ev["data"]), {"schema", "payload", "event"})
+        self.assertEqual(set(ev["data"]["event"]), {"replayId"})
+        self.assertEqual(set(self.header(ev)), {
+            "entityName", "recordIds", "changeType", "changeOrigin", "transactionKey",
+            "sequenceNumber", "commitTimestamp", "commitNumber", "commitUser",
+            "nulledFields", "diffFields", "changedFields"})
+        self.assertRegex(ev["data"]["schema"], r"^[A-Za-z0-9_-]{22}$")
