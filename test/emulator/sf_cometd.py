@@ -22,6 +22,8 @@ Locking: the record hooks run under the Salesforce API lock; the event log
 and the clients are guarded by ``self.cond`` (its own lock).  Code holding
 ``self.cond`` never takes the API lock.
 """
+import base64
+import hashlib
 import json
 import re
 import secrets
@@ -275,8 +277,7 @@ class CometD:
 
     @staticmethod
     def _schema_id(entity):
-        import hashlib
-        import base64
+        """A stable 22-character schema ID per object (Salesforce's are opaque)."""
         d = hashlib.sha256(("ChangeEvent:" + entity).encode()).digest()
         return base64.urlsafe_b64encode(d).decode()[:22]
 

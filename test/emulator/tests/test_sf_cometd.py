@@ -467,7 +467,8 @@ class TestChangeEvents(CometdTestCase):
 
     def test_account_delete_cascades_to_contacts(self):
         aid = self.emu.seed("salesforce", "Account", [{"Name": "Acme"}])["ids"][0]
-        cid = self.emu.seed("salesforce", "Contact", [{"LastName": "D", "AccountId": aid}])["ids"][0]
+        cid = self.emu.seed("salesforce", "Contact",
+                            [{"LastName": "D", "AccountId": aid}])["ids"][0]
         self.poll()
         self.rest("DELETE", "/sobjects/Account/" + aid)
         events, _ = self.poll()
