@@ -755,3 +755,52 @@ class TestRecordedShapes(CometdTestCase):
             "sequenceNumber", "commitTimestamp", "commitNumber", "commitUser",
             "nulledFields", "diffFields", "changedFields"})
         self.assertRegex(ev["data"]["schema"], r"^[A-Za-z0-9_-]{22}$")
+
+
+class TestNetworkDrops(CometdTestCase):
+    def test_events_of_a_lost_connect_reply_come_back_by_replay(self):
+        self.session("/data/ContactChangeEvent")
+        self.emu.seed("salesforce", "Contact", [{"LastName": "A"}])
+        events, _ = self.poll()
+        last = events[-1]["data"]["event"]["replayId"]
+        self.emu.seed("salesforce", "Contact", [{"LastName": "B"}, {"LastName": "C"}])
+        # the next connect is served (its events leave the server) and the
+        # connection drops before the reply arrives
+        self.emu.fault(api="salesforce", path="^/cometd", kind="reset", process=True, count=1)
+        conn = self.emu.connection()
+        with self.assertRaises(Exception):
+            self.bayeux({"channel": "/meta/connect", "clientId": self.cid,
+                         "connectionType": "long-polling"}, conn=conn)
+        conn.close()
+        # the same client has nothing more to give: the events were delivered
+        self.assertEqual(self.poll()[0], [])
+        # a new session replaying from the last stored replayId gets them
+        self.handshake()
+        self.connect()
+        self.assertTrue(self.subscribe("/data/ContactChangeEvent", last)["successful"])
+        names = sorted(e["data"]["payload"]["Name"]["LastName"] for e in self.connect()[:-1])
+        self.assertEqual(names, ["B", "C"])
+
+    def test_a_new_connect_ends_the_held_one(self):
+        self.session("/data/ContactChangeEvent")
+        self.emu.config(salesforce_cometd_timeout_ms=30000)
+        conn = self.emu.connection(timeout=60)
+        out = {}
+
+        def hold():
+            out["reply"] = self.bayeux({"channel": "/meta/connect", "clientId": self.cid,
+                                        "connectionType": "long-polling"}, conn=conn)[2]
+        th = threading.Thread(target=hold)
+        th.start()
+        for _ in range(100):
+            cl = self.emu.request("GET", "/__emulator/salesforce/cdc/clients")[2]
+            if cl and cl[0]["polling"]:
+                break
+            time.sleep(0.05)
+        self.emu.config(salesforce_cometd_timeout_ms=200)
+        self.assertTrue(self.poll()[1]["successful"])     # the new one, held 200 ms
+        th.join(60)
+        conn.close()
+        self.assertFalse(th.is_alive())
+        self.assertEqual([m["channel"] for m in out["reply"]], ["/meta/connect"])
+        self.assertTrue(out["reply"][0]["successful"])
