@@ -799,8 +799,10 @@ class TestNetworkDrops(CometdTestCase):
             time.sleep(0.05)
         self.emu.config(salesforce_cometd_timeout_ms=200)
         self.assertTrue(self.poll()[1]["successful"])     # the new one, held 200 ms
+        th.join(15)
+        alive = th.is_alive()        # the old one would be held 30 s
         th.join(60)
         conn.close()
-        self.assertFalse(th.is_alive())
+        self.assertFalse(alive)
         self.assertEqual([m["channel"] for m in out["reply"]], ["/meta/connect"])
         self.assertTrue(out["reply"][0]["successful"])
