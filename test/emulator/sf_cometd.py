@@ -235,10 +235,10 @@ class CometD:
         body[f.name] = value
         return f.name
 
-    def _record_change(self, o, old, new):
-        """(changeType, body, changedFields, nulledFields, cost) or None."""
-        comp = self._compound_map(o)
-        fields = self._body_fields(o)
+    def _record_change(self, o, old, new, shape=None):
+        """(changeType, body, changedFields, nulledFields, cost) or None.
+        shape: (compound map, body fields) of o, when the caller has them."""
+        comp, fields = shape or (self._compound_map(o), self._body_fields(o))
         old_live = old is not None and not old.get("IsDeleted")
         new_live = new is not None and not new.get("IsDeleted")
         if new_live and not old_live:
@@ -289,12 +289,16 @@ class CometD:
         order = []
         overflow = {}          # entity -> True, in order
         ts = None
+        shapes = {}
         for rid, (objname, old) in txn["changes"].items():
             o = api.schema.get(objname)
             if o is None:
                 continue
+            shape = shapes.get(objname)
+            if shape is None:
+                shape = shapes[objname] = (self._compound_map(o), self._body_fields(o))
             new = api.records.get(objname, {}).get(rid)
-            ch = self._record_change(o, old, new)
+            ch = self._record_change(o, old, new, shape)
             if ch is None:
                 continue
             ctype, body, changed, nulled, cost = ch
