@@ -39,8 +39,16 @@ typedef enum ConflictPolicy
 typedef enum DeletePolicy
 {
 	DELETE_APPLY,				/* "delete" (the default) */
-	DELETE_KEEP					/* "keep" */
+	DELETE_KEEP,				/* "keep" */
+	DELETE_FLAG					/* "flag": remote_deleted_at is set (deletes.c) */
 } DeletePolicy;
+
+/* option "local_delete": what a local DELETE does remotely */
+typedef enum LocalDeletePolicy
+{
+	LOCAL_DELETE_PROPAGATE,		/* "propagate" (the default) */
+	LOCAL_DELETE_IGNORE			/* "ignore": the trigger captures no deletes */
+} LocalDeletePolicy;
 
 /*
  * A mirror as the engine loads it: the providers' SyncMirror first (they
@@ -53,6 +61,7 @@ typedef struct EngineMirror
 	SyncMirror	base;			/* must be first */
 	ConflictPolicy conflict;
 	DeletePolicy on_delete;
+	LocalDeletePolicy local_delete;
 	const char *idempotency_field;	/* remote field of the key, or NULL */
 	Interval   *pull_interval;	/* NULL: sync.pull_interval */
 } EngineMirror;
@@ -133,5 +142,18 @@ extern int64 push_mirror(int mirror_id, bool own, MemoryContext work,
 						 int *nok, int *nrejected, int *nretry);
 extern int64 pull_mirror(int mirror_id, bool own, MemoryContext work,
 						 int64 *deleted, int64 *failed);
+
+/* ---------------------------------------------------------------------
+ * delete policies (deletes.c)
+ * --------------------------------------------------------------------- */
+
+#define SYNC_REMOTE_DELETED_COLUMN "remote_deleted_at"
+
+extern char *deletes_flag_sql(SyncMirror *m);
+extern void deletes_restore(SyncMirror *m, char **rids, int n,
+							char ***restored, int *nrestored);
+extern void deletes_skip_flagged(SyncMirror *m, SyncPushItem *items, int nitems,
+								 MemoryContext work);
+extern int	deletes_drop_live(char **del, int ndel, SyncRecord *records, int nrecords);
 
 #endif							/* SYNC_ENGINE_INT_H */
