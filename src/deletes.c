@@ -179,7 +179,8 @@ deletes_skip_flagged(SyncMirror *m, SyncPushItem *items, int nitems, MemoryConte
 			it->error_message =
 				psprintf("not sent: record %s was deleted remotely (%s = %s) and the mirror's "
 						 "delete policy \"flag\" sends no changes to it; they go out when the "
-						 "record is restored remotely, or delete row %s",
+						 "record is restored remotely, or delete row %s and call sync.retry() "
+						 "to drop them",
 						 it->remote_id ? it->remote_id : "?", SYNC_REMOTE_DELETED_COLUMN,
 						 getv(r, 2), key);
 		}

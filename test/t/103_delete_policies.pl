@@ -114,6 +114,20 @@ is("$rec->{FirstName} $rec->{LastName}", 'LocalEdit F1x', 'flag: the edits reach
 is(sq("SELECT count(*) FROM sync.outbox"), '0', 'flag: outbox drained');
 is(sq("SELECT count(*) FROM crm.c_flag WHERE remote_deleted_at IS NOT NULL"), '1', 'flag: the other deleted record stays flagged');
 
+# --- flag: a flagged row deleted locally, as the parked message says ---
+sq("UPDATE crm.c_flag SET first_name = 'Edit2' WHERE last_name = 'F2'");
+sq("SELECT sync.push('crm.c_flag')");
+like(sq("SELECT error_message FROM sync.errors WHERE local_table = 'crm.c_flag'::regclass"),
+	qr/or delete row \d+ and call sync\.retry\(\) to drop them$/, 'flag: the parked edit says how to drop it');
+sq("DELETE FROM crm.c_flag WHERE last_name = 'F2'");
+sq("SELECT sync.retry('crm.c_flag')");
+sq("SELECT sync.push('crm.c_flag')");
+sq("SELECT sync.push('crm.c_flag')");
+is(sq("SELECT count(*) FROM sync.outbox"), '0', 'flag: ... then the edit is dropped and the delete goes (the record is deleted already)');
+is(sq("SELECT string_agg(op::text || ' ' || result, ',' ORDER BY at) FROM sync.journal j
+        WHERE direction = 'out' AND remote_id = '$sf{F2}'"), 'U rejected,U ok,D ok',
+	'flag: journal of the row: parked, skipped, delete ok');
+
 # --- keep: an undelete just updates the row ---
 $emu->control('POST', "/__emulator/salesforce/undelete/Contact/$sf{K1}");
 $emu->control('PATCH', "/__emulator/records/salesforce/Contact/$sf{K1}", { FirstName => 'Back' });
