@@ -2,8 +2,9 @@
  * engine_int.h — what the parts of the engine share, and nothing else
  * includes: catalog.c (SPI, transactions, the run-as-owner scope,
  * subtransactions, mirrors and their state), deparse.c (the SQL run on
- * users' tables), push.c (outbox to remote), apply.c (remote to table) and
- * engine.c (the worker's round, settings, sync.push / sync.pull).
+ * users' tables), push.c (outbox to remote), apply.c (remote to table),
+ * deletes.c (the delete policies) and engine.c (the worker's round,
+ * settings, sync.push / sync.pull).
  */
 #ifndef SYNC_ENGINE_INT_H
 #define SYNC_ENGINE_INT_H
