@@ -1229,6 +1229,8 @@ pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted, int64 *
 		page->total = -1;
 		conn->provider->pull_page(conn, m, cursor, page);
 		MemoryContextSwitchTo(old);
+		/* a delete log may list records restored since (deletes.c) */
+		deletes_verify_feed(conn, m, page, own, pagecxt);
 
 		xact_begin(own);
 		{

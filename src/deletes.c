@@ -27,8 +27,12 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "conn.h"
 #include "engine_int.h"
 #include "provider.h"
+
+/* at most this many IDs of a delete feed are checked with the remote per page */
+#define VERIFY_MAX 10000
 
 /* Does the mirror's table have the flag column? */
 static bool
@@ -221,4 +225,87 @@ deletes_drop_live(char **del, int ndel, SyncRecord *records, int nrecords)
 			del[n++] = del[i];
 	pfree(live);
 	return n;
+}
+
+/*
+ * A delete feed may be a log (Salesforce's getDeleted lists the records
+ * deleted in its window, whether or not they were restored since — perhaps
+ * restored and pulled back already).  So before a feed's IDs delete or flag
+ * rows, the remote is asked for those records (the provider's fetch): the
+ * ones it returns live join the page as records (and are applied, clearing
+ * a flag), the rest stay deletes.  Only IDs whose rows a delete would change
+ * are asked about (rows that exist, under "flag" not flagged yet): a feed
+ * of deletes applied already costs no request.  Full live-ID lists
+ * (reconcile) and pages under "keep" are left alone.  Called between the
+ * page's request and its apply; like them, the request runs outside any
+ * transaction in the worker.
+ */
+void
+deletes_verify_feed(SyncConnection *conn, SyncMirror *m, SyncPage *page, bool own,
+					MemoryContext cxt)
+{
+	DeletePolicy policy = engine_mirror(m)->on_delete;
+	const SyncProvider *prov = conn->provider;
+	char	  **ask = NULL;
+	int			nask = 0,
+				i;
+	SyncPage   *got;
+	SyncRecord *recs;
+	MemoryContext old;
+
+	if (page->reconcile || page->ndeleted_ids == 0 || policy == DELETE_KEEP || prov->fetch == NULL)
+		return;
+	page->ndeleted_ids = deletes_drop_live(page->deleted_ids, page->ndeleted_ids,
+										   page->records, page->nrecords);
+	if (page->ndeleted_ids == 0)
+		return;
+
+	xact_begin(own);
+	{
+		Oid			t[1] = {TEXTARRAYOID};
+		Datum		a[1];
+		OwnerScope	os;
+		bool		flag = policy == DELETE_FLAG && flag_column_exists(m);
+
+		a[0] = text_array(page->deleted_ids, page->ndeleted_ids);
+		owner_begin(m->owner, &os);
+		spi_exec(psprintf("SELECT t.%s::pg_catalog.text FROM %s t "
+						  "WHERE t.%s OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])%s LIMIT %d",
+						  quote_identifier(m->remote_id_column), m->qualified_table,
+						  quote_identifier(m->remote_id_column),
+						  flag ? psprintf(" AND t.%s IS NULL", quote_identifier(SYNC_REMOTE_DELETED_COLUMN)) : "",
+						  VERIFY_MAX),
+				 1, t, a, NULL, SPI_OK_SELECT);
+		owner_end(&os);
+		old = MemoryContextSwitchTo(cxt);
+		ask = palloc(sizeof(char *) * Max(1, SPI_processed));
+		for (i = 0; i < (int) SPI_processed; i++)
+		{
+			char	   *rid = getv(i, 1);
+
+			if (prov->valid_remote_id == NULL || prov->valid_remote_id(rid))
+				ask[nask++] = rid;
+		}
+		MemoryContextSwitchTo(old);
+	}
+	xact_end(own);
+	if (nask == 0)
+		return;
+
+	old = MemoryContextSwitchTo(cxt);
+	got = palloc0(sizeof(SyncPage));
+	got->total = -1;
+	prov->fetch(conn, m, ask, nask, got);
+	if (got->nrecords > 0)
+	{
+		page->ndeleted_ids = deletes_drop_live(page->deleted_ids, page->ndeleted_ids,
+											   got->records, got->nrecords);
+		recs = palloc(sizeof(SyncRecord) * (page->nrecords + got->nrecords));
+		if (page->nrecords > 0)
+			memcpy(recs, page->records, sizeof(SyncRecord) * page->nrecords);
+		memcpy(recs + page->nrecords, got->records, sizeof(SyncRecord) * got->nrecords);
+		page->records = recs;
+		page->nrecords += got->nrecords;
+	}
+	MemoryContextSwitchTo(old);
 }

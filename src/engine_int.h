@@ -156,5 +156,7 @@ extern void deletes_restore(SyncMirror *m, char **rids, int n,
 extern void deletes_skip_flagged(SyncMirror *m, SyncPushItem *items, int nitems,
 								 MemoryContext work);
 extern int	deletes_drop_live(char **del, int ndel, SyncRecord *records, int nrecords);
+extern void deletes_verify_feed(SyncConnection *conn, SyncMirror *m, SyncPage *page,
+								bool own, MemoryContext cxt);
 
 #endif							/* SYNC_ENGINE_INT_H */

@@ -141,10 +141,15 @@ sq("SELECT sync.pull('crm.c_del')");
 is(sq("SELECT first_name FROM crm.c_del WHERE remote_id = '$sf{D1}'"), 'First1', 'delete: an undeleted record comes back as a row');
 
 # --- a delete log entry of a record restored since is no delete (getDeleted) ---
-# (getDeleted covers whole minutes up to the current one: the delete is
-# logged three minutes ago, the undelete now)
+# getDeleted covers whole minutes up to the current one: D2's delete is
+# logged three minutes ago, its undelete now; D1 (deleted three minutes ago
+# as well, restored and pulled back since) is left out of the next
+# incremental read's overlap by a newer record, D5.
 $emu->control('DELETE', "/__emulator/records/salesforce/Contact/$sf{D2}");
 $emu->control('POST', '/__emulator/clock', { offset_s => 0 });
+$sf{D5} = $emu->control('POST', '/__emulator/records/salesforce/Contact',
+	[ { FirstName => 'First5', LastName => 'D5' } ])->{ids}[0];
+sq("SELECT sync.pull('crm.c_del')");
 $emu->control('POST', "/__emulator/salesforce/undelete/Contact/$sf{D2}");
 sq(q{UPDATE sync.mirror_state SET cursor = jsonb_set(cursor, '{deletes_checked}',
        to_jsonb(to_char(now() AT TIME ZONE 'UTC' - interval '11 minutes', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')))
@@ -165,6 +170,26 @@ is(scalar(@gd), 1, 'getDeleted was read');
 }
 is(sq("SELECT count(*) FROM crm.c_del WHERE remote_id = '$sf{D2}'"), '1',
 	'delete: a getDeleted entry of a record the same pull brought back live deletes nothing');
+is(sq("SELECT count(*) FROM crm.c_del WHERE remote_id = '$sf{D1}'"), '1',
+	'delete: nor does the entry of a record restored and pulled back by an earlier pull');
+ok(scalar(grep { $_->{method} eq 'POST' && $_->{path} =~ m{/composite/sobjects/Contact$}
+			&& grep { $_ eq $sf{D1} } @{ $_->{body}{ids} // [] } } @{ $emu->requests('salesforce') }),
+	'... which the remote was asked about first (sObject Collections retrieve)');
+# the same under "flag": F1 was deleted, then restored and pulled back; F2 is
+# still deleted (its row is gone); F5, newer, keeps F1 out of the overlap
+$emu->control('POST', '/__emulator/records/salesforce/Contact', [ { FirstName => 'First5', LastName => 'F5' } ]);
+sq("SELECT sync.pull('crm.c_flag')");
+clear_log();
+sq(q{UPDATE sync.mirror_state SET cursor = jsonb_set(cursor, '{deletes_checked}',
+       to_jsonb(to_char(now() AT TIME ZONE 'UTC' - interval '11 minutes', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')))
+      WHERE mirror = (SELECT id FROM sync.mirror WHERE local_table = 'crm.c_flag'::regclass)});
+sq("SELECT sync.pull('crm.c_flag')");
+is(sq("SELECT remote_deleted_at IS NULL FROM crm.c_flag WHERE remote_id = '$sf{F1}'"), 't',
+	'flag: a getDeleted entry of a record restored since flags nothing');
+is(journal('crm.c_flag', $sf{F1}), 'flagged,restored', '... and journals nothing');
+my @asked = map { @{ $_->{body}{ids} // [] } }
+  grep { $_->{method} eq 'POST' && $_->{path} =~ m{/composite/sobjects/Contact$} } @{ $emu->requests('salesforce') };
+is_deeply(\@asked, [ $sf{F1} ], '... after asking the remote about F1 only (F2 has no row, F5 is no delete)');
 
 # --- local_delete: ignore ---
 # (a newer remote change first moves the pull's cursor past D3 and D4, out
