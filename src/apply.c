@@ -64,6 +64,7 @@ typedef struct PageApply
 	int			nbulk_params;
 	/* journal rows */
 	int			nj;
+	int			j_cap;
 	char	  **j_op,
 			  **j_rid,
 			  **j_hash,
@@ -84,6 +85,16 @@ typedef struct PageApply
 static void
 journal_add(PageApply *pa, const char *op, char *rid, char *hash, const char *result, char *detail)
 {
+	if (pa->nj == pa->j_cap)
+	{
+		/* (restored rows add a row to a record's: grow) */
+		pa->j_cap *= 2;
+		pa->j_op = repalloc(pa->j_op, sizeof(char *) * pa->j_cap);
+		pa->j_rid = repalloc(pa->j_rid, sizeof(char *) * pa->j_cap);
+		pa->j_hash = repalloc(pa->j_hash, sizeof(char *) * pa->j_cap);
+		pa->j_result = repalloc(pa->j_result, sizeof(char *) * pa->j_cap);
+		pa->j_detail = repalloc(pa->j_detail, sizeof(char *) * pa->j_cap);
+	}
 	pa->j_op[pa->nj] = (char *) op;
 	pa->j_rid[pa->nj] = rid;
 	pa->j_hash[pa->nj] = hash;
@@ -702,11 +713,12 @@ step_pending(PageApply *pa)
 	}
 }
 
-/* The remote deletes. */
+/* The remote deletes (under "delete": "flag", the rows are flagged instead). */
 static void
 step_deletes(PageApply *pa)
 {
 	char	  **rid = palloc(sizeof(char *) * Max(1, pa->ndel));
+	bool		flag = engine_mirror(pa->m)->on_delete == DELETE_FLAG;
 	int			n = 0,
 				i;
 
@@ -718,11 +730,51 @@ step_deletes(PageApply *pa)
 		Oid			t[1] = {TEXTARRAYOID};
 		Datum		a[1] = {text_array(rid, n)};
 
-		spi_exec(deparse_delete(pa->m), 1, t, a, NULL, SPI_OK_DELETE_RETURNING);
+		if (flag)
+			spi_exec(deletes_flag_sql(pa->m), 1, t, a, NULL, SPI_OK_UPDATE_RETURNING);
+		else
+			spi_exec(deparse_delete(pa->m), 1, t, a, NULL, SPI_OK_DELETE_RETURNING);
 		for (i = 0; i < (int) SPI_processed; i++)
-			journal_add(pa, "D", getv(i, 1), NULL, "deleted", NULL);
+			journal_add(pa, "D", getv(i, 1), NULL, flag ? "flagged" : "deleted", NULL);
 		pa->deleted += SPI_processed;
 	}
+}
+
+/*
+ * Under "delete": "flag", records that are live again (restored from the
+ * recycle bin, or listed live by a reconciliation) lose their flag, and the
+ * local changes parked meanwhile are sent or dropped (deletes.c).
+ */
+static void
+step_restored(PageApply *pa)
+{
+	char	  **rid;
+	char	  **restored;
+	int			n = 0,
+				nrestored = 0,
+				i;
+
+	if (engine_mirror(pa->m)->on_delete != DELETE_FLAG)
+		return;
+	if (pa->page->reconcile)
+	{
+		if (pa->only >= 0 || pa->only_del >= 0)
+			return;
+		rid = pa->page->deleted_ids;
+		n = pa->page->ndeleted_ids;
+	}
+	else
+	{
+		rid = palloc(sizeof(char *) * Max(1, pa->n));
+		for (i = 0; i < pa->n; i++)
+			if (STEP_RECORD(pa, i) && pa->state[i] == 'a' && !pa->page->records[i].deleted)
+				rid[n++] = pa->page->records[i].remote_id;
+	}
+	if (n == 0)
+		return;
+	deletes_restore(pa->m, rid, n, &restored, &nrestored);
+	for (i = 0; i < nrestored; i++)
+		journal_add(pa, "U", restored[i], NULL, "restored", NULL);
 }
 
 /*
@@ -743,6 +795,7 @@ apply_step(void *arg)
 	step_pending(pa);
 	step_deletes(pa);
 	owner_end(&os);
+	step_restored(pa);
 
 	/*
 	 * Applied without locking first (nothing was pending): a user
@@ -791,11 +844,12 @@ reconcile_rows(void *arg)
  * A page to apply: its records, and its remote deletes (none under the
  * "delete": "keep" option): those of deleted records and of a delete feed,
  * or, for a full live-ID list, the rows whose remote ID is not in it.
+ * Under "flag" the same rows are flagged instead of deleted (step_deletes).
  */
 static void
 page_init(PageApply *pa, SyncMirror *m, SyncPage *page, MemoryContext work)
 {
-	bool		deletes = engine_mirror(m)->on_delete == DELETE_APPLY;
+	bool		deletes = engine_mirror(m)->on_delete != DELETE_KEEP;
 	int			cap,
 				i;
 
@@ -827,11 +881,14 @@ page_init(PageApply *pa, SyncMirror *m, SyncPage *page, MemoryContext work)
 				pa->del_rid[pa->ndel++] = page->records[i].remote_id;
 		for (i = 0; i < page->ndeleted_ids; i++)
 			pa->del_rid[pa->ndel++] = page->deleted_ids[i];
+		/* a delete feed's ID that the page brings back live: restored since */
+		pa->ndel = deletes_drop_live(pa->del_rid, pa->ndel, page->records, pa->n);
 	}
 	pa->del_key = palloc0(sizeof(char *) * Max(1, pa->ndel));
 	pa->del_state = palloc(Max(1, pa->ndel));
 	memset(pa->del_state, 'a', Max(1, pa->ndel));
 	cap = pa->n + pa->ndel + 1;
+	pa->j_cap = cap;
 	pa->j_op = palloc(sizeof(char *) * cap);
 	pa->j_rid = palloc(sizeof(char *) * cap);
 	pa->j_hash = palloc(sizeof(char *) * cap);
@@ -1172,6 +1229,8 @@ pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted, int64 *
 		page->total = -1;
 		conn->provider->pull_page(conn, m, cursor, page);
 		MemoryContextSwitchTo(old);
+		/* a delete log may list records restored since (deletes.c) */
+		deletes_verify_feed(conn, m, page, own, pagecxt);
 
 		xact_begin(own);
 		{

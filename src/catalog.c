@@ -208,11 +208,16 @@ mirror_parse_options(EngineMirror *em)
 	SJson	   *o = em->base.options;
 	const char *conflict = sjson_get_string(o, "conflict");
 	const char *del = sjson_get_string(o, "delete");
+	const char *local_del = sjson_get_string(o, "local_delete");
 	const char *interval = sjson_get_string(o, "pull_interval");
 
 	em->conflict = conflict && strcmp(conflict, "remote_wins") == 0 ?
 		CONFLICT_REMOTE_WINS : CONFLICT_LOCAL_WINS;
-	em->on_delete = del && strcmp(del, "keep") == 0 ? DELETE_KEEP : DELETE_APPLY;
+	em->on_delete = del == NULL ? DELETE_APPLY :
+		strcmp(del, "keep") == 0 ? DELETE_KEEP :
+		strcmp(del, "flag") == 0 ? DELETE_FLAG : DELETE_APPLY;
+	em->local_delete = local_del && strcmp(local_del, "ignore") == 0 ?
+		LOCAL_DELETE_IGNORE : LOCAL_DELETE_PROPAGATE;
 	em->idempotency_field = sjson_get_string(o, "idempotency_field");
 	em->pull_interval = interval == NULL ? NULL :
 		DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(interval),

@@ -2,8 +2,9 @@
  * engine_int.h — what the parts of the engine share, and nothing else
  * includes: catalog.c (SPI, transactions, the run-as-owner scope,
  * subtransactions, mirrors and their state), deparse.c (the SQL run on
- * users' tables), push.c (outbox to remote), apply.c (remote to table) and
- * engine.c (the worker's round, settings, sync.push / sync.pull).
+ * users' tables), push.c (outbox to remote), apply.c (remote to table),
+ * deletes.c (the delete policies) and engine.c (the worker's round,
+ * settings, sync.push / sync.pull).
  */
 #ifndef SYNC_ENGINE_INT_H
 #define SYNC_ENGINE_INT_H
@@ -39,8 +40,16 @@ typedef enum ConflictPolicy
 typedef enum DeletePolicy
 {
 	DELETE_APPLY,				/* "delete" (the default) */
-	DELETE_KEEP					/* "keep" */
+	DELETE_KEEP,				/* "keep" */
+	DELETE_FLAG					/* "flag": remote_deleted_at is set (deletes.c) */
 } DeletePolicy;
+
+/* option "local_delete": what a local DELETE does remotely */
+typedef enum LocalDeletePolicy
+{
+	LOCAL_DELETE_PROPAGATE,		/* "propagate" (the default) */
+	LOCAL_DELETE_IGNORE			/* "ignore": the trigger captures no deletes */
+} LocalDeletePolicy;
 
 /*
  * A mirror as the engine loads it: the providers' SyncMirror first (they
@@ -53,6 +62,7 @@ typedef struct EngineMirror
 	SyncMirror	base;			/* must be first */
 	ConflictPolicy conflict;
 	DeletePolicy on_delete;
+	LocalDeletePolicy local_delete;
 	const char *idempotency_field;	/* remote field of the key, or NULL */
 	Interval   *pull_interval;	/* NULL: sync.pull_interval */
 } EngineMirror;
@@ -133,5 +143,20 @@ extern int64 push_mirror(int mirror_id, bool own, MemoryContext work,
 						 int *nok, int *nrejected, int *nretry);
 extern int64 pull_mirror(int mirror_id, bool own, MemoryContext work,
 						 int64 *deleted, int64 *failed);
+
+/* ---------------------------------------------------------------------
+ * delete policies (deletes.c)
+ * --------------------------------------------------------------------- */
+
+#define SYNC_REMOTE_DELETED_COLUMN "remote_deleted_at"
+
+extern char *deletes_flag_sql(SyncMirror *m);
+extern void deletes_restore(SyncMirror *m, char **rids, int n,
+							char ***restored, int *nrestored);
+extern void deletes_skip_flagged(SyncMirror *m, SyncPushItem *items, int nitems,
+								 MemoryContext work);
+extern int	deletes_drop_live(char **del, int ndel, SyncRecord *records, int nrecords);
+extern void deletes_verify_feed(SyncConnection *conn, SyncMirror *m, SyncPage *page,
+								bool own, MemoryContext cxt);
 
 #endif							/* SYNC_ENGINE_INT_H */

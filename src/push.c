@@ -428,6 +428,8 @@ push_claim(SyncMirror *m, const SyncProvider *prov, int limit, MemoryContext wor
 
 	claim_values(m, b, keys, nkeys, found, work);
 	claim_check(m, prov, b, found, work);
+	/* rows flagged remote_deleted_at ("delete": "flag") send nothing */
+	deletes_skip_flagged(m, b->items, b->nitems, work);
 	return b;
 }
 

@@ -142,6 +142,8 @@ DECLARE
 BEGIN
     SELECT * INTO STRICT mr FROM sync.mirror WHERE id = m;
     PERFORM sync._drop_triggers(mr.local_table);
+    -- "delete": "flag" needs its column (src/sql/56_deletes.sql)
+    PERFORM sync._delete_policy_column(mr.local_table);
     IF mr.direction = 'pull' THEN
         -- no capture, but TRUNCATE would still lose rows the pull never resends
         EXECUTE format('CREATE TRIGGER sync_truncate_guard BEFORE TRUNCATE ON %s '
@@ -152,8 +154,10 @@ BEGIN
     SELECT string_agg(quote_literal(f.local_column), ', ' ORDER BY f.local_column) INTO args
       FROM sync.field f
      WHERE f.mirror = m AND (f.createable OR f.updateable) AND f.authority <> 'remote';
-    EXECUTE format('CREATE TRIGGER sync_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
+    -- "local_delete": "ignore": local deletes are not captured at all
+    EXECUTE format('CREATE TRIGGER sync_capture AFTER INSERT OR UPDATE%s ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION sync.capture(%s, %L, %L%s)',
+                   CASE WHEN mr.options->>'local_delete' = 'ignore' THEN '' ELSE ' OR DELETE' END,
                    mr.local_table, m, mr.key_column, mr.remote_id_column,
                    CASE WHEN args IS NULL THEN '' ELSE ', ' || args END);
     EXECUTE format('CREATE TRIGGER sync_truncate_guard BEFORE TRUNCATE ON %s '
@@ -168,7 +172,7 @@ DECLARE
     k text;
     known text[] := ARRAY['idempotency_field', 'conflict', 'filter', 'delete',
                           'pull_interval', 'authority', 'key_column',
-                          'remote_id_column', 'stamp_column', 'batch_size', 'batch'];
+                          'remote_id_column', 'stamp_column', 'batch_size', 'batch', 'local_delete'];
 BEGIN
     IF jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'mirror options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
@@ -185,10 +189,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use "local_wins" (pending local changes are kept) or "remote_wins".';
     END IF;
-    IF options ? 'delete' AND options->>'delete' NOT IN ('delete', 'keep') THEN
+    IF options ? 'delete' AND coalesce(options->>'delete', '') NOT IN ('delete', 'keep', 'flag') THEN
         RAISE EXCEPTION 'invalid value for mirror option "delete": %', options->'delete'
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use "delete" (remote deletes delete the row) or "keep".';
+                  HINT = 'Use "delete" (remote deletes delete the row), "keep" (the row stays) or "flag" (the row stays with remote_deleted_at set).';
     END IF;
     IF options ? 'batch' AND jsonb_typeof(options->'batch') <> 'boolean' THEN
         RAISE EXCEPTION 'invalid value for mirror option "batch": %', options->'batch'
@@ -231,6 +235,11 @@ BEGIN
                        coalesce(options->>'stamp_column', 'remote_modified_at')]) c) THEN
         RAISE EXCEPTION 'mirror options "key_column", "remote_id_column" and "stamp_column" must name three different columns'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF options ? 'local_delete' AND coalesce(options->>'local_delete', '') NOT IN ('propagate', 'ignore') THEN
+        RAISE EXCEPTION 'invalid value for mirror option "local_delete": %', options->'local_delete'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use "propagate" (local deletes delete the remote record) or "ignore" (the row leaves this database only).';
     END IF;
 END $$;
 

@@ -1722,11 +1722,50 @@ class Api(ApiBase):
                 raise KeyError(rid)
             self.do_delete(o, rid18, self.new_stamp(), self.remote_user_id)
 
+    def control_undelete(self, obj, rid):
+        """A record restored from the Recycle Bin, as the UI's Undelete (or
+        Apex's undelete) does it: IsDeleted false again, LastModifiedDate and
+        SystemModstamp now, and the records its delete cascaded to (an
+        Account's contacts and opportunities deleted with it) restored too.
+        The delete log keeps its entries (getDeleted still lists the ID for
+        the time it was deleted).  Returns the IDs restored."""
+        o = self._ctl_obj(obj)
+        rid18 = to18(rid)
+        r = self.records[o.name].get(rid18) if rid18 else None
+        if r is None:
+            raise KeyError(rid)
+        if not r.get("IsDeleted"):
+            raise ValueError("UNDELETE_FAILED: entity %s is not in the recycle bin" % rid18)
+        deleted_at = r["SystemModstamp"]
+        todo = [(o, rid18, r)]
+        if o.name == "Account":
+            for child in ("Contact", "Opportunity"):
+                co = self.schema.get(child)
+                if co is None:
+                    continue
+                for cid, c in self.records[child].items():
+                    if c.get("IsDeleted") and c.get("AccountId") == rid18 and c.get("SystemModstamp") == deleted_at:
+                        todo.append((co, cid, c))
+        for to, tid, tr in todo:
+            try:
+                self.check_unique(to, {f.name: tr.get(f.name) for f in to.uniques}, tid, None)
+            except RecErr as e:
+                raise ValueError("%s: %s" % (e.code, e.message))
+        stamp = self.new_stamp()
+        for to, tid, tr in todo:
+            rec = dict(tr)
+            rec["IsDeleted"] = False
+            rec["LastModifiedDate"] = stamp
+            rec["LastModifiedById"] = self.remote_user_id
+            rec["SystemModstamp"] = stamp
+            self.set_record(to.name, tid, rec)
+        return [tid for _, tid, _ in todo]
+
     def control(self, method, parts, query, body):
         """Salesforce-specific control endpoints under /__emulator/salesforce/."""
         with self.lock:
             b = json.loads(body) if body else {}
-            if parts and parts[0] in ("cdc", "undelete"):
+            if parts and (parts[0] == "cdc" or parts == ["undelete"]):
                 return self.cdc.control(method, parts, query, b)
             if parts == ["refresh_token"] and method == "POST":
                 tok = "5Aep" + secrets.token_urlsafe(48)
@@ -1747,6 +1786,8 @@ class Api(ApiBase):
                         del recs[rid]
                         n += 1
                 return json_response(200, {"purged": n})
+            if len(parts) == 3 and parts[0] == "undelete" and method == "POST":
+                return json_response(200, {"undeleted": self.control_undelete(parts[1], parts[2])})
             if len(parts) == 2 and parts[0] == "fields" and method == "POST":
                 self._add_fields(parts[1], b if isinstance(b, list) else [b])
                 return json_response(201, {"fields": [f["name"] for f in (b if isinstance(b, list) else [b])]})

@@ -714,38 +714,20 @@ class CometD:
 
     def undelete(self, ids):
         """Undelete soft-deleted records as the remote user (Salesforce's
-        undelete() call; no REST endpoint): IsDeleted false, the unique keys
-        held again, out of the delete log."""
+        undelete() call; no REST endpoint), in one transaction (one set of
+        UNDELETE events): the body form of /__emulator/salesforce/undelete;
+        the restoring itself is the API's control_undelete (cascades
+        included), the one implementation of it."""
         api = self.api
         if not isinstance(ids, list) or not ids:
             raise ValueError('body: {"ids": ["003..."]}')
         from sf_schema import to18
         done = []
         with self.transaction():
-            stamp = api.new_stamp()
             for i in ids:
                 rid = to18(str(i))
                 o = api.prefix_obj.get(rid[:3]) if rid else None
-                rec = api.records[o.name].get(rid) if o is not None else None
-                if rec is None or not rec.get("IsDeleted"):
+                if o is None:
                     raise KeyError(i)
-                new = dict(rec)
-                new["IsDeleted"] = False
-                new["LastModifiedDate"] = stamp
-                new["LastModifiedById"] = api.remote_user_id
-                new["SystemModstamp"] = stamp
-                for f in o.uniques:
-                    v = new.get(f.name)
-                    if v is not None:
-                        k = v if f.caseSensitive else v.lower()
-                        holder = api.uniq.get((o.name, f.name), {}).get(k)
-                        if holder is not None and holder != rid:
-                            raise ValueError("DUPLICATE_VALUE: duplicate value found: %s "
-                                             "duplicates value on record with id: %s"
-                                             % (f.name, holder))
-                api.set_record(o.name, rid, new)
-                log = api.delete_log.get(o.name)
-                if log is not None:
-                    log[:] = [e for e in log if e[0] != rid]
-                done.append(rid)
+                done.extend(t for t in api.control_undelete(o.name, rid) if t not in done)
         return done

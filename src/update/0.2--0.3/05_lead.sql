@@ -38,7 +38,7 @@ DECLARE
     k text;
     known text[] := ARRAY['idempotency_field', 'conflict', 'filter', 'delete',
                           'pull_interval', 'authority', 'key_column',
-                          'remote_id_column', 'stamp_column', 'batch_size', 'batch'];
+                          'remote_id_column', 'stamp_column', 'batch_size', 'batch', 'local_delete'];
 BEGIN
     IF jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'mirror options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
@@ -55,10 +55,10 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use "local_wins" (pending local changes are kept) or "remote_wins".';
     END IF;
-    IF options ? 'delete' AND options->>'delete' NOT IN ('delete', 'keep') THEN
+    IF options ? 'delete' AND coalesce(options->>'delete', '') NOT IN ('delete', 'keep', 'flag') THEN
         RAISE EXCEPTION 'invalid value for mirror option "delete": %', options->'delete'
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use "delete" (remote deletes delete the row) or "keep".';
+                  HINT = 'Use "delete" (remote deletes delete the row), "keep" (the row stays) or "flag" (the row stays with remote_deleted_at set).';
     END IF;
     IF options ? 'batch' AND jsonb_typeof(options->'batch') <> 'boolean' THEN
         RAISE EXCEPTION 'invalid value for mirror option "batch": %', options->'batch'
@@ -101,5 +101,10 @@ BEGIN
                        coalesce(options->>'stamp_column', 'remote_modified_at')]) c) THEN
         RAISE EXCEPTION 'mirror options "key_column", "remote_id_column" and "stamp_column" must name three different columns'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF options ? 'local_delete' AND coalesce(options->>'local_delete', '') NOT IN ('propagate', 'ignore') THEN
+        RAISE EXCEPTION 'invalid value for mirror option "local_delete": %', options->'local_delete'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use "propagate" (local deletes delete the remote record) or "ignore" (the row leaves this database only).';
     END IF;
 END $$;

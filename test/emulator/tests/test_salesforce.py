@@ -1070,6 +1070,38 @@ class ControlHooksTest(SfTestCase):
         st, _, b = self.q("SELECT Id, IsDeleted FROM Contact", all_rows=True)
         self.assertEqual(b["records"][0]["IsDeleted"], True)
 
+    def test_undelete(self):
+        acc = self.create("Account", Name="Parent")
+        cid = self.create("Contact", LastName="Child", AccountId=acc)
+        other = self.create("Contact", LastName="Alone")
+        self.emu.request("DELETE", "/__emulator/records/salesforce/Contact/" + other)
+        self.emu.request("DELETE", "/__emulator/records/salesforce/Account/" + acc)   # cascades to cid
+        deleted = self.get_all("Contact", cid)["SystemModstamp"]
+        st, _, b = self.emu.request("POST", "/__emulator/salesforce/undelete/Account/" + acc)
+        self.assertEqual((st, sorted(b["undeleted"])), (200, sorted([acc, cid])))
+        child = self.get("Contact", cid)
+        self.assertGreater(child["SystemModstamp"], deleted)
+        st, _, b = self.q("SELECT Id, IsDeleted FROM Contact ORDER BY LastName", all_rows=True)
+        self.assertEqual([(r["Id"], r["IsDeleted"]) for r in b["records"]], [(other, True), (cid, False)])
+        # a live record, an unknown one
+        st, _, b = self.emu.request("POST", "/__emulator/salesforce/undelete/Account/" + acc)
+        self.assertEqual(st, 400)
+        self.assertIn("UNDELETE_FAILED", json.dumps(b))
+        st, _, b = self.emu.request("POST", "/__emulator/salesforce/undelete/Account/001000000000000AAA")
+        self.assertEqual(st, 404)
+        # the delete log keeps the entry
+        now = datetime.now(timezone.utc)
+        self.advance(120)
+        self.h = {"Authorization": "Bearer " + self.get_token()}
+        st, _, b = self.call("GET", "/sobjects/Contact/deleted/?start=%s&end=%s" % (
+            urllib.parse.quote(iso(now - timedelta(hours=1))), urllib.parse.quote(iso(now + timedelta(hours=1)))))
+        self.assertEqual(sorted(d["id"] for d in b["deletedRecords"]), sorted([cid, other]))
+
+    def get_all(self, obj, rid):
+        st, _, b = self.q("SELECT Id, SystemModstamp FROM %s WHERE Id = '%s'" % (obj, rid), all_rows=True)
+        self.assertEqual(st, 200, b)
+        return b["records"][0]
+
     def test_bulk_control_create_fast_and_audit_fields(self):
         t0 = time.time()
         ids = self.emu.seed("salesforce", "Contact", [{"LastName": "L%d" % i, "Sync_Key__c": "S%d" % i}

@@ -429,8 +429,10 @@ class TestChangeEvents(CometdTestCase):
         # the record is live again
         st, _, rec = self.rest("GET", "/sobjects/Contact/" + cid)
         self.assertEqual(st, 200)
+        # ... so it is not in the recycle bin (as the UI says)
         st, _, b = self.emu.request("POST", "/__emulator/salesforce/undelete", {"ids": [cid]})
-        self.assertEqual(st, 404)
+        self.assertEqual(st, 400)
+        self.assertIn("UNDELETE_FAILED", json.dumps(b))
 
     def test_same_change_to_many_records_is_one_event(self):
         ids = self.new_contacts(3)
