@@ -311,30 +311,66 @@ ql_source(SyncConnection *conn, SyncMirror *m, char **table, char **cond)
 }
 
 /*
- * The select list: id, the stamp as text (without TO_CHAR SuiteQL gives a
- * date only, in the user's format), every field by its lower-case name
- * (dates and datetimes through TO_CHAR), and SuiteQL's clock (SYSDATE, in
- * the same zone as the stamps) to calibrate the zone with.
+ * NetSuite returns no rows at all for a query of more than 100 columns.
+ * The fields are read in chunks: the records query has id, the stamp,
+ * SuiteQL's clock and the first NS_FIRST_CHUNK fields; each further chunk
+ * is id and up to NS_MORE_CHUNK fields, read for the page's IDs.
+ */
+#define NS_FIRST_CHUNK (NS_MAX_COLUMNS - 3)
+#define NS_MORE_CHUNK (NS_MAX_COLUMNS - 1)
+
+/* The chunk of field k (a data field), by its place among the data fields. */
+static int
+field_chunk(SyncMirror *m, int k)
+{
+	int			p = 0,
+				i;
+
+	for (i = 0; i < k; i++)
+		if (m->fields[i].role == FIELD_DATA)
+			p++;
+	return p < NS_FIRST_CHUNK ? 0 : 1 + (p - NS_FIRST_CHUNK) / NS_MORE_CHUNK;
+}
+
+static int
+field_chunks(SyncMirror *m)
+{
+	int			k,
+				n = 1;
+
+	for (k = 0; k < m->nfields; k++)
+		if (m->fields[k].role == FIELD_DATA)
+			n = Max(n, field_chunk(m, k) + 1);
+	return n;
+}
+
+/*
+ * The select list of a chunk.  Chunk 0: id, the stamp as text (without
+ * TO_CHAR SuiteQL gives a date only, in the user's format), SuiteQL's clock
+ * (SYSDATE, in the same zone as the stamps) to calibrate the zone with, and
+ * the chunk's fields by their lower-case names (dates and datetimes through
+ * TO_CHAR).  Further chunks: id and their fields.
  */
 static char *
-ql_columns(SyncConnection *conn, SyncMirror *m)
+ql_columns(SyncConnection *conn, SyncMirror *m, int chunk)
 {
 	StringInfoData s;
-	int			k,
-				n = 3;
+	int			k;
 
 	initStringInfo(&s);
-	appendStringInfo(&s, "id, TO_CHAR(lastmodifieddate, '%s') AS sync_stamp, "
-					 "TO_CHAR(SYSDATE, '%s') AS sync_now", NS_FMT, NS_FMT);
+	appendStringInfoString(&s, "id");
+	if (chunk == 0)
+		appendStringInfo(&s, ", TO_CHAR(lastmodifieddate, '%s') AS sync_stamp, "
+						 "TO_CHAR(SYSDATE, '%s') AS sync_now", NS_FMT, NS_FMT);
 	for (k = 0; k < m->nfields; k++)
 	{
 		SyncField  *f = &m->fields[k];
 		char	   *col;
 
-		if (f->role != FIELD_DATA)
+		if (f->role != FIELD_DATA || field_chunk(m, k) != chunk)
 			continue;
 		col = lower_name(f->remote_name);
-		if (!valid_name(col) || strncmp(col, "sync_", 5) == 0)
+		if (!valid_name(col) || strncmp(col, "sync_", 5) == 0 || strcmp(col, "id") == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_NAME),
 					 errmsg("connection \"%s\": field \"%s\" of %s cannot be named in SuiteQL",
@@ -346,15 +382,7 @@ ql_columns(SyncConnection *conn, SyncMirror *m)
 			appendStringInfo(&s, ", TO_CHAR(%s, 'YYYY-MM-DD') AS %s", col, col);
 		else
 			appendStringInfo(&s, ", %s", col);
-		n++;
 	}
-	if (n > NS_MAX_COLUMNS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("connection \"%s\": the mirror %s reads %d SuiteQL columns; NetSuite returns no rows above %d",
-						conn->name, m->qualified_table, n, NS_MAX_COLUMNS),
-				 errhint("Mirror at most %d fields of %s (the fields argument of sync.mirror()).",
-						 NS_MAX_COLUMNS - 3, m->remote_object)));
 	return s.data;
 }
 
@@ -529,29 +557,12 @@ utc_stamp(SyncConnection *conn, const char *s)
  * records
  * --------------------------------------------------------------------- */
 
-/*
- * One SuiteQL row -> *rec.  A row without an internal ID of digits or
- * with an unreadable stamp is NetSuite's error: the whole answer is
- * refused (nothing applied, the cursor stays).  Values the table may
- * refuse are passed on as text: the engine sets such records aside.
- */
+/* The values of one chunk's fields from a SuiteQL row into rec->values. */
 static void
-record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, const char *what,
-				 SJson *item, SyncRecord *rec, char **stamp_text)
+fill_values(SyncConnection *conn, SyncMirror *m, SJson *item, SyncRecord *rec, int chunk)
 {
-	const char *id = sjson_get_string(item, "id");	/* SuiteQL sends every value as a string */
-	const char *st = sjson_get_string(item, "sync_stamp");
 	int			k;
 
-	if (!ns_valid_remote_id(id))
-		ns_bad_response(conn, what, req,
-						psprintf("a record's id %s is not a NetSuite internal ID", provider_quote_value(id)));
-	if (st && (rec->stamp = utc_stamp(conn, st)) == NULL)
-		ns_bad_response(conn, what, req,
-						psprintf("record %s has an unreadable lastmodifieddate %s", id, provider_quote_value(st)));
-	rec->remote_id = pstrdup(id);
-	*stamp_text = st ? pstrdup(st) : NULL;
-	rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
 	for (k = 0; k < m->nfields; k++)
 	{
 		SyncField  *f = &m->fields[k];
@@ -559,7 +570,7 @@ record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
 		SJson	   *v;
 		char	   *t;
 
-		if (f->role != FIELD_DATA)
+		if (f->role != FIELD_DATA || field_chunk(m, k) != chunk)
 			continue;
 		col = lower_name(f->remote_name);
 		v = sjson_get(item, col);
@@ -578,6 +589,109 @@ record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
 		}
 		else
 			rec->values[k] = t;
+	}
+}
+
+/*
+ * One SuiteQL row -> *rec.  A row without an internal ID of digits or
+ * with an unreadable stamp is NetSuite's error: the whole answer is
+ * refused (nothing applied, the cursor stays).  Values the table may
+ * refuse are passed on as text: the engine sets such records aside.
+ */
+static void
+record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, const char *what,
+				 SJson *item, SyncRecord *rec, char **stamp_text)
+{
+	const char *id = sjson_get_string(item, "id");	/* SuiteQL sends every value as a string */
+	const char *st = sjson_get_string(item, "sync_stamp");
+
+	if (!ns_valid_remote_id(id))
+		ns_bad_response(conn, what, req,
+						psprintf("a record's id %s is not a NetSuite internal ID", provider_quote_value(id)));
+	if (st && (rec->stamp = utc_stamp(conn, st)) == NULL)
+		ns_bad_response(conn, what, req,
+						psprintf("record %s has an unreadable lastmodifieddate %s", id, provider_quote_value(st)));
+	rec->remote_id = pstrdup(id);
+	*stamp_text = st ? pstrdup(st) : NULL;
+	rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
+	fill_values(conn, m, item, rec, 0);
+}
+
+/*
+ * The rest of a page's fields (more than one chunk): one query per further
+ * chunk for the page's IDs.  A record changed in between may mix two of
+ * its versions; its new stamp makes the next increment read it again.
+ */
+typedef struct IdIndex
+{
+	int64		id;
+	int			rec;
+} IdIndex;
+
+static int
+id_index_cmp(const void *a, const void *b)
+{
+	int64		x = ((const IdIndex *) a)->id,
+				y = ((const IdIndex *) b)->id;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static void
+fill_chunks(SyncConnection *conn, SyncMirror *m, SyncRecord *recs, int n, const char *what)
+{
+	int			chunks = field_chunks(m);
+	IdIndex    *ix;
+	char	   *table,
+			   *cond;
+	int			c,
+				i;
+
+	if (chunks <= 1 || n == 0)
+		return;
+	ql_source(conn, m, &table, &cond);
+	ix = palloc(sizeof(IdIndex) * n);
+	for (i = 0; i < n; i++)
+	{
+		ix[i].id = atoll(recs[i].remote_id);
+		ix[i].rec = i;
+	}
+	qsort(ix, n, sizeof(IdIndex), id_index_cmp);
+	for (c = 1; c < chunks; c++)
+	{
+		int			start;
+
+		for (start = 0; start < n; start += NS_IN_MAX)
+		{
+			int			cnt = Min(NS_IN_MAX, n - start);
+			StringInfoData q;
+			HttpRequest *req;
+			SJson	   *items;
+
+			initStringInfo(&q);
+			appendStringInfo(&q, "SELECT %s FROM %s WHERE %s%sid IN (", ql_columns(conn, m, c), table,
+							 cond, *cond ? " AND " : "");
+			for (i = 0; i < cnt; i++)
+				appendStringInfo(&q, "%s" INT64_FORMAT, i ? ", " : "", ix[start + i].id);
+			appendStringInfoString(&q, ") ORDER BY id");
+			req = ql_send(conn, q.data, NS_PAGE_LIMIT);
+			items = ql_items(conn, what, req, NULL, NULL);
+			for (i = 0; i < sjson_array_length(items); i++)
+			{
+				SJson	   *item = sjson_array_get(items, i);
+				const char *id = sjson_get_string(item, "id");
+				IdIndex		key,
+						   *hit;
+
+				key.id = ns_valid_remote_id(id) ? atoll(id) : -1;
+				hit = bsearch(&key, ix + start, cnt, sizeof(IdIndex), id_index_cmp);
+				if (hit == NULL)
+					ns_bad_response(conn, what, req,
+									psprintf("record %s was not asked for", provider_quote_value(id)));
+				fill_values(conn, m, item, &recs[hit->rec], c);
+			}
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
 }
 
@@ -718,7 +832,7 @@ records_query(SyncConnection *conn, SyncMirror *m, const char *from, const char 
 
 	ql_source(conn, m, &table, &cond);
 	initStringInfo(&q);
-	appendStringInfo(&q, "SELECT %s FROM %s", ql_columns(conn, m), table);
+	appendStringInfo(&q, "SELECT %s FROM %s", ql_columns(conn, m, 0), table);
 	if (*cond || lo)
 		appendStringInfoString(&q, " WHERE ");
 	if (*cond)
@@ -754,7 +868,7 @@ backfill_query(SyncConnection *conn, SyncMirror *m, int64 after_id)
 
 	ql_source(conn, m, &table, &cond);
 	initStringInfo(&q);
-	appendStringInfo(&q, "SELECT %s FROM %s", ql_columns(conn, m), table);
+	appendStringInfo(&q, "SELECT %s FROM %s", ql_columns(conn, m, 0), table);
 	if (*cond || after_id >= 0)
 		appendStringInfoString(&q, " WHERE ");
 	appendStringInfoString(&q, cond);
@@ -794,6 +908,7 @@ records_page(SyncConnection *conn, SyncMirror *m, const char *q, SyncPage *page,
 			*last_id = atoll(page->records[i].remote_id);
 		}
 	}
+	fill_chunks(conn, m, page->records, n, what);
 	if (*more && n == 0)
 		*more = false;
 }
@@ -1206,9 +1321,10 @@ ns_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 		StringInfoData q;
 		HttpRequest *req;
 		SJson	   *items;
+		int			first;
 
 		initStringInfo(&q);
-		appendStringInfo(&q, "SELECT %s FROM %s WHERE %s%sid IN (", ql_columns(conn, m), table,
+		appendStringInfo(&q, "SELECT %s FROM %s WHERE %s%sid IN (", ql_columns(conn, m, 0), table,
 						 cond, *cond ? " AND " : "");
 		for (i = 0; i < cnt; i++)
 		{
@@ -1222,6 +1338,7 @@ ns_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 		appendStringInfoString(&q, ") ORDER BY id");
 		req = ql_send(conn, q.data, NS_PAGE_LIMIT);
 		items = ql_items(conn, what, req, NULL, NULL);
+		first = page->nrecords;
 		if (sjson_array_length(items) > 0)
 			calibrate(conn, req, items);
 		for (i = 0; i < sjson_array_length(items); i++)
@@ -1240,6 +1357,7 @@ ns_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 			found[x] = true;
 			page->nrecords++;
 		}
+		fill_chunks(conn, m, page->records + first, page->nrecords - first, what);
 		/* IDs NetSuite no longer has */
 		for (i = 0; i < cnt; i++)
 			if (!found[i])

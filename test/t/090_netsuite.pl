@@ -8,11 +8,17 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use JSON::PP;
 use POSIX qw(strftime);
+use File::Temp;
 use FindBin;
 use lib "$FindBin::Bin/../perl";
 use SyncTest;
 
-my $emu = SyncTest::start_emulator(tls => 1);
+# 120 custom fields on customer: a mirror of them all reads more than SuiteQL's 100 columns
+my $seed = File::Temp->new(SUFFIX => '.json');
+print $seed encode_json({ netsuite => { fields => { customer =>
+	[ map { { name => sprintf('custentity_f%03d', $_), type => 'text' } } 1 .. 120 ] } } });
+close $seed;
+my $emu = SyncTest::start_emulator(tls => 1, args => [ '--seed', $seed->filename ]);
 my $node = PostgreSQL::Test::Cluster->new('ns');
 $node->init;
 $node->start;
@@ -57,6 +63,24 @@ is($f{addressbook}[2], '', '... a sublist has no column type');
 like(err_of(q{SELECT * FROM sync.remote_fields('ns_tba', 'nosuchtype')}),
 	qr/NetSuite record type "nosuchtype" does not exist \(connection "ns_tba"\).*NetSuite said: /s,
 	'an unknown record type: named with the connection and NetSuite\'s words');
+
+# --- more than 100 columns: the fields beyond the first query's are read by ID, in chunks
+my $two = $emu->control('POST', '/__emulator/records/netsuite/customer',
+	[ { companyName => 'Wide1', custentity_f001 => 'first', custentity_f120 => 'last' },
+	  { companyName => 'Wide2', custentity_f097 => 'second chunk' } ])->{ids};
+my $wide = join(', ', map { sprintf("'custentity_f%03d'", $_) } 1 .. 120);
+sq(qq{SELECT sync.mirror('ns_tba', 'customer', 'erp.customers_wide', ARRAY['companyName', $wide], 'pull')});
+$emu->control('DELETE', '/__emulator/requests');
+sq(q{SELECT sync.pull('erp.customers_wide')});
+is(sq(qq{SELECT company_name || ' ' || custentity_f001 || ' ' || custentity_f120 FROM erp.customers_wide
+         WHERE remote_id = '$two->[0]'}), 'Wide1 first last',
+	'121 fields: all read, past SuiteQL\'s 100 columns');
+is(sq(qq{SELECT custentity_f097 FROM erp.customers_wide WHERE remote_id = '$two->[1]'}), 'second chunk',
+	'... each record its own values');
+is(scalar(grep { ($_->{body}{q} // '') =~ /^SELECT id, custentity_f097, .* FROM customer WHERE id IN \($two->[0], $two->[1]\)/ }
+		@{ $emu->requests('netsuite') }), 1, '... the rest in one query by the page\'s IDs');
+sq(q{SELECT sync.unmirror('erp.customers_wide')});
+$emu->control('DELETE', "/__emulator/records/netsuite/customer/$_") for @$two;
 
 # --- mirror customer: the fields asked for, the record ID, the stamp
 my $cfg = $emu->control('GET', '/__emulator/config');
