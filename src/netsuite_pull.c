@@ -16,6 +16,7 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/memutils.h"
@@ -513,6 +514,43 @@ http_date_seconds(const char *v, int64 *out)
 }
 
 /*
+ * The offset of zone z (an IANA name) at wall-clock time `wall` there:
+ * seconds to add to get UTC.  False for an unknown zone.
+ */
+static bool
+zone_offset(const char *z, int64 wall, int64 *offset)
+{
+	pg_tz	   *tz = z ? pg_tzset(z) : NULL;
+	struct pg_tm tm;
+	int64		days = wall >= 0 ? wall / SECS_PER_DAY : -((-wall + SECS_PER_DAY - 1) / SECS_PER_DAY);
+	int64		rest = wall - days * SECS_PER_DAY;
+
+	if (tz == NULL)
+		return false;
+	memset(&tm, 0, sizeof(tm));
+	j2date((int) (days + UNIX_EPOCH_JDATE), &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+	tm.tm_hour = (int) (rest / 3600);
+	tm.tm_min = (int) (rest % 3600 / 60);
+	tm.tm_sec = (int) (rest % 60);
+	tm.tm_isdst = -1;
+	*offset = DetermineTimeZoneOffset(&tm, tz);
+	return true;
+}
+
+/*
+ * The integration user's time zone when the connection names it (option
+ * time_zone) and SuiteQL's clock agrees: stamps of either half of a
+ * daylight-saving year then convert exactly.
+ */
+static const char *
+user_zone(SyncConnection *conn)
+{
+	const char *z = sjson_get_string(conn->options, "time_zone");
+
+	return (z && !ns_state(conn)->zone_wrong) ? z : NULL;
+}
+
+/*
  * Calibrate the zone from a SuiteQL answer: SYSDATE as SuiteQL showed it
  * (sync_now) against the UTC time of the answer (its Date header; else our
  * clock), rounded to the quarter hour that every zone's offset is a
@@ -539,6 +577,23 @@ calibrate(SyncConnection *conn, const HttpRequest *req, SJson *items)
 	st->tz_known = true;
 	st->tz_offset_s = (int) diff;
 	st->tz_at = GetCurrentTimestamp();
+
+	/* the zone named by the connection must show the same clock */
+	if (sjson_get_string(conn->options, "time_zone"))
+	{
+		const char *z = sjson_get_string(conn->options, "time_zone");
+		int64		zoff;
+		bool		wrong = !zone_offset(z, local, &zoff) || zoff != diff;
+
+		if (wrong && !st->zone_wrong)
+			ereport(WARNING,
+					(errmsg("connection \"%s\": option time_zone \"%s\" does not match SuiteQL's clock (UTC%+d min)",
+							conn->name, z, (int) (-diff / 60)),
+					 errdetail("Stamps are converted to UTC with the offset SuiteQL shows now."),
+					 errhint("Set time_zone to the integration user's time zone in NetSuite (Set Preferences), "
+							 "with sync.alter_connection().")));
+		st->zone_wrong = wrong;
+	}
 }
 
 /* A SuiteQL datetime -> UTC timestamptz text; NULL if unreadable. */
@@ -546,11 +601,14 @@ static char *
 utc_stamp(SyncConnection *conn, const char *s)
 {
 	NsState    *st = ns_state(conn);
-	int64		secs;
+	int64		secs,
+				offset;
 
 	if (!wall_seconds(s, &secs))
 		return NULL;
-	return wall_text(secs + (st->tz_known ? st->tz_offset_s : 0), true);
+	if (!(user_zone(conn) && zone_offset(user_zone(conn), secs, &offset)))
+		offset = st->tz_known ? st->tz_offset_s : 0;
+	return wall_text(secs + offset, true);
 }
 
 /* ---------------------------------------------------------------------

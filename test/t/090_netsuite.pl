@@ -248,4 +248,24 @@ is(scalar(grep { ($_->{body}{q} // '') =~ /WHERE id IN \($ids->[10]\)/ } @{ ql_c
 	'... with SuiteQL WHERE id IN (...)');
 is(sq(qq{SELECT count(*) FROM sync.errors WHERE remote_id = '$ids->[10]'}), '0', '... and the error is gone');
 
+# --- option time_zone (the integration user's zone): exact UTC stamps in either half of a DST year
+SKIP:
+{
+	my $zone = $cfg->{netsuite_user_timezone} // 'UTC';
+	my $e = err_of(qq{SELECT sync.create_connection('ns_tz', 'netsuite', '{
+	  "account": "1234567", "base_url": "$url", "ca_file": "$ca", "time_zone": "$zone",
+	  "auth": {"type": "tba", "consumer_key": "ns-consumer-key", "consumer_secret": "ns-consumer-secret",
+	           "token_id": "ns-token-id", "token_secret": "ns-token-secret"}}')});
+	skip 'the connection option time_zone is not in this build (src/netsuite.c)', 2 if $e =~ /time_zone/;
+	my $tz = $emu->control('POST', '/__emulator/records/netsuite/customer',
+		[ { companyName => 'Summer', lastModifiedDate => '2024-07-01T12:00:00Z' },
+		  { companyName => 'Winter', lastModifiedDate => '2024-01-15T12:00:00Z' } ])->{ids};
+	sq(q{SELECT sync.mirror('ns_tz', 'customer', 'erp.customers_tz', ARRAY['companyName'], 'pull')});
+	sq(q{SELECT sync.pull('erp.customers_tz')});
+	is(sq(qq{SELECT remote_modified_at = '2024-07-01T12:00:00Z' FROM erp.customers_tz WHERE remote_id = '$tz->[0]'}), 't',
+		"time_zone $zone: a stamp of summer is exact UTC");
+	is(sq(qq{SELECT remote_modified_at = '2024-01-15T12:00:00Z' FROM erp.customers_tz WHERE remote_id = '$tz->[1]'}), 't',
+		'... and one of winter');
+}
+
 done_testing();
