@@ -771,7 +771,7 @@ fill_chunks(SyncConnection *conn, SyncMirror *m, SyncRecord *recs, int n, const 
  *   run_t     newest stamp seen by the run
  *   tz        the zone offset (s) when `since` was written: a change (daylight
  *             saving time) widens the next window by as much
- *   deletes   "deletedrecord" (with del_col, the type column) | "reconcile"
+ *   deletes   "deletedrecord" | "reconcile" (absent: not probed yet)
  *   del_t, del_id   the deletedrecord keyset
  *   reconciled_at   when the last full ID reconciliation ended (unix s)
  */
@@ -788,7 +788,6 @@ typedef struct NsCursor
 	bool		tz_set;
 	int64		tz;
 	const char *deletes;
-	const char *del_col;
 	const char *del_t;
 	int64		del_id;
 	int64		reconciled_at;
@@ -825,7 +824,6 @@ cursor_read(SJson *c, NsCursor *nc)
 	nc->tz_set = sjson_has_key(c, "tz");
 	nc->tz = cur_int(c, "tz", 0);
 	nc->deletes = cur_str(c, "deletes");
-	nc->del_col = cur_str(c, "del_col");
 	nc->del_t = cur_str(c, "del_t");
 	nc->del_id = cur_int(c, "del_id", 0);
 	nc->reconciled_at = cur_int(c, "reconciled_at", 0);
@@ -851,7 +849,6 @@ cursor_write(const NsCursor *nc)
 	if (nc->tz_set)
 		sjson_add_int(c, "tz", nc->tz);
 	PUT_STR(deletes);
-	PUT_STR(del_col);
 	PUT_STR(del_t);
 	if (nc->del_t)
 		sjson_add_int(c, "del_id", nc->del_id);
@@ -994,15 +991,14 @@ calibrate_now(SyncConnection *conn, SyncMirror *m)
 
 /*
  * SuiteQL's deletedrecord table (the Deleted Record search type's rows:
- * recordid, the type, deleteddate; no external ID).  Its availability and
- * column names vary (a role without the permission, an account without the
- * table): NULL answer -> "missing" (*missing set), so that the caller falls
- * back to ID reconciliation.
+ * recordid, the type, deleteddate; no external ID) is not in every account
+ * or role.  Is this answer NetSuite saying it is not there or not allowed
+ * (the table unknown, a permission missing)?  Then the caller falls back to
+ * ID reconciliation.
  */
 static bool
 deleted_missing(const HttpRequest *req)
 {
-	char	   *code = NULL;
 	char	   *msg;
 
 	if (req->outcome != HTTP_DONE)
@@ -1011,21 +1007,18 @@ deleted_missing(const HttpRequest *req)
 		return true;
 	if (req->status != 400)
 		return false;
-	msg = ns_error_text(req, &code, NULL);
+	msg = ns_error_text(req, NULL, NULL);
 	return msg && (strstr(msg, "deletedrecord") || strstr(msg, "DeletedRecord") ||
 				   strstr(msg, "Invalid search type") || strstr(msg, "permission"));
 }
 
-static bool
-deleted_unknown_column(const HttpRequest *req, const char *col)
-{
-	char	   *msg = (req->outcome == HTTP_DONE && req->status == 400) ? ns_error_text(req, NULL, NULL) : NULL;
-
-	return msg && strstr(msg, psprintf("'%s'", col)) != NULL;
-}
-
+/*
+ * The type's rows of deletedrecord after (del_t, del_id): `type` holds the
+ * record type (compared with UPPER(): its case varies); a custom record
+ * type's rows also carry its script ID.
+ */
 static char *
-deleted_query(SyncMirror *m, const char *col, const char *del_t, int64 del_id)
+deleted_query(SyncMirror *m, const char *del_t, int64 del_id)
 {
 	const char *when = "TO_CHAR(deleteddate, '" NS_FMT "')";
 	char	   *type = lower_name(m->remote_object);
@@ -1033,7 +1026,12 @@ deleted_query(SyncMirror *m, const char *col, const char *del_t, int64 del_id)
 
 	initStringInfo(&q);
 	appendStringInfo(&q, "SELECT recordid, %s AS sync_deleted, TO_CHAR(SYSDATE, '" NS_FMT "') AS sync_now "
-					 "FROM deletedrecord WHERE UPPER(%s) = UPPER(%s)", when, col, ql_literal(type));
+					 "FROM deletedrecord WHERE ", when);
+	if (strncmp(type, "customrecord", 12) == 0)
+		appendStringInfo(&q, "(UPPER(type) = UPPER(%s) OR UPPER(scriptid) = UPPER(%s))",
+						 ql_literal(type), ql_literal(type));
+	else
+		appendStringInfo(&q, "UPPER(type) = UPPER(%s)", ql_literal(type));
 	if (del_t)
 		appendStringInfo(&q, " AND (%s > %s OR (%s = %s AND recordid > " INT64_FORMAT "))",
 						 when, ql_literal(del_t), when, ql_literal(del_t), del_id);
@@ -1046,30 +1044,26 @@ static bool
 deleted_page(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page, bool *more)
 {
 	char	   *what = psprintf("reading deleted %s records with SuiteQL", m->remote_object);
-	const char *col = nc->del_col ? nc->del_col : "type";
-	HttpRequest *req = ql_send(conn, deleted_query(m, col, nc->del_t, nc->del_id), NS_PAGE_LIMIT);
+	HttpRequest *req = ql_send(conn, deleted_query(m, nc->del_t, nc->del_id), NS_PAGE_LIMIT);
 	SJson	   *items;
 	int			n,
 				i;
 
-	if (nc->del_col == NULL && deleted_unknown_column(req, col))
+	/* at the probe any refusal means "not usable here"; later, only these */
+	if (deleted_missing(req) ||
+		(nc->deletes == NULL && req->outcome == HTTP_DONE && (req->status == 400 || req->status == 404)))
 	{
-		/* an older shape names the type recordtypeid */
-		col = "recordtypeid";
-		req = ql_send(conn, deleted_query(m, col, nc->del_t, nc->del_id), NS_PAGE_LIMIT);
-	}
-	if (deleted_missing(req) || (nc->del_col == NULL && deleted_unknown_column(req, col)))
-	{
+		char	   *why = ns_error_text(req, NULL, NULL);
+
 		ereport(nc->deletes ? WARNING : LOG,
 				(errmsg("sync: %s: NetSuite's deletedrecord table cannot be read (%s); "
 						"remote deletes are found by reconciling all IDs",
-						m->qualified_table, ns_error_text(req, NULL, NULL) ? ns_error_text(req, NULL, NULL) : "no reason given"),
+						m->qualified_table, why ? why : "no reason given"),
 				 errhint("Give the integration role the Deleted Records permission (Lists); see docs/netsuite.md.")));
 		return false;
 	}
 	items = ql_items(conn, what, req, more, NULL);
 	nc->deletes = "deletedrecord";
-	nc->del_col = col;
 	n = sjson_array_length(items);
 	page->deleted_ids = palloc(sizeof(char *) * Max(1, n));
 	page->ndeleted_ids = 0;
@@ -1330,7 +1324,7 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 			bool		had_feed = nc.deletes != NULL;
 
 			nc.deletes = "reconcile";
-			nc.del_col = nc.del_t = NULL;
+			nc.del_t = NULL;
 			if (had_feed || now_s - nc.reconciled_at >= reconcile_every(conn))
 			{
 				nc.phase = "reconcile";
