@@ -405,6 +405,32 @@ ql_send(SyncConnection *conn, const char *q, int limit)
 	return req;
 }
 
+/*
+ * A refused SuiteQL query.  A field of the record API that SuiteQL does not
+ * know by the same name (a few differ) is the user's to drop from the
+ * mirror: the hint says so.
+ */
+static void
+ql_fail(SyncConnection *conn, const char *what, const HttpRequest *req) pg_attribute_noreturn();
+
+static void
+ql_fail(SyncConnection *conn, const char *what, const HttpRequest *req)
+{
+	char	   *code = NULL;
+	char	   *msg = (req->outcome == HTTP_DONE && req->status == 400) ? ns_error_text(req, &code, NULL) : NULL;
+
+	if (msg && (strstr(msg, "Unknown identifier") || strstr(msg, "was not found")))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("connection \"%s\": NetSuite refused the SuiteQL query while %s: %s",
+						conn->name, what, msg),
+				 code ? errdetail("NetSuite error code \"%s\", HTTP 400.", code) : 0,
+				 errhint("A field of the record API that SuiteQL names otherwise or not at all cannot be "
+						 "mirrored: mirror the type again without it (sync.unmirror(), then sync.mirror() "
+						 "with fields).")));
+	ns_fail(conn, what, req);
+}
+
 /* The items of a SuiteQL answer; ERROR (with NetSuite's words) unless it is one. */
 static SJson *
 ql_items(SyncConnection *conn, const char *what, HttpRequest *req, bool *more, int64 *total)
@@ -414,7 +440,7 @@ ql_items(SyncConnection *conn, const char *what, HttpRequest *req, bool *more, i
 	int			i;
 
 	if (req->outcome != HTTP_DONE || req->status != 200)
-		ns_fail(conn, what, req);
+		ql_fail(conn, what, req);
 	if (sjson_type(items) != SJSON_ARRAY)
 		ns_bad_response(conn, what, req, j ? "no \"items\" array" : "not JSON");
 	for (i = 0; i < sjson_array_length(items); i++)

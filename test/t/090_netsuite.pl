@@ -248,6 +248,17 @@ is(scalar(grep { ($_->{body}{q} // '') =~ /WHERE id IN \($ids->[10]\)/ } @{ ql_c
 	'... with SuiteQL WHERE id IN (...)');
 is(sq(qq{SELECT count(*) FROM sync.errors WHERE remote_id = '$ids->[10]'}), '0', '... and the error is gone');
 
+# --- a field SuiteQL does not know (a few record-API names differ): NetSuite's words and what to do
+sq(q{UPDATE sync.field SET remote_name = 'phoneX' WHERE remote_name = 'phone'
+     AND mirror = (SELECT id FROM sync.mirror WHERE local_table = 'erp.customers'::regclass)});
+$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[13]", { companyName => 'Later' });
+like(err_of(q{SELECT sync.pull('erp.customers')}),
+	qr/connection "ns_tba": NetSuite refused the SuiteQL query while querying customer with SuiteQL: .*phonex.*\n.*\nHINT:  .*mirror the type again without it/s,
+	'a field SuiteQL does not know: NetSuite\'s words, and the hint to mirror without it');
+sq(q{UPDATE sync.field SET remote_name = 'phone' WHERE remote_name = 'phoneX'});
+sq(q{SELECT sync.pull('erp.customers')});
+is(sq(qq{SELECT company_name FROM erp.customers WHERE remote_id = '$ids->[13]'}), 'Later', '... the field fixed, pulls go on');
+
 # --- option time_zone (the integration user's zone): exact UTC stamps in either half of a DST year
 SKIP:
 {
