@@ -1,12 +1,14 @@
 /*
  * netsuite_pull.c — reading NetSuite: describe (the metadata catalog),
- * backfill and increments (SuiteQL keyset on (lastmodifieddate, id)),
- * deletes (SuiteQL deletedrecord, else ID reconciliation), fetch.
+ * backfill and increments (SuiteQL), deletes (SuiteQL deletedrecord, else ID
+ * reconciliation), fetch.
  *
  * Describe reads the record type's JSON Schema from the metadata catalog.
- * Records are read with SuiteQL only: one query shape for the backfill,
- * the increments and sync.retry's re-reads, values as strings, no offset
- * beyond 0 (so the 100,000-row cap of offset paging is never reached).
+ * Records are read with SuiteQL only, a thousand a request, at offset 0
+ * always (so the 100,000-row cap of offset paging is never reached): the
+ * backfill by ID, the increments by a keyset on (lastmodifieddate, id),
+ * sync.retry's re-reads by WHERE id IN (...).  SuiteQL speaks the user's
+ * time zone: the cursor keeps SuiteQL's own text, the table gets UTC.
  * docs/netsuite.md documents the choices.
  */
 #include "postgres.h"
@@ -1171,6 +1173,10 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
  * pull_page
  * --------------------------------------------------------------------- */
 
+/*
+ * Seconds between full ID reconciliations: the connection option
+ * reconcile_interval where src/netsuite.c accepts it, else daily.
+ */
 static int64
 reconcile_every(SyncConnection *conn)
 {
