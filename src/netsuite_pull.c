@@ -57,6 +57,13 @@ ref_target(const char *ref)
 	return valid_name(t) ? pstrdup(t) : NULL;
 }
 
+static void
+set_type(SyncField *f, const char *remote_type, const char *local_type)
+{
+	f->remote_type = (char *) remote_type;
+	f->local_type = (char *) local_type;
+}
+
 /*
  * One property of the schema -> *f (name, label, types).  JSON Schema
  * types: string (format date / date-time, or an enum), boolean, number
@@ -84,38 +91,33 @@ field_from_property(const char *name, SJson *p, SyncField *f)
 	f->createable = f->updateable = !ro;
 	if (ref)
 	{
-		f->remote_type = "reference";
-		f->local_type = "bigint";	/* internal IDs; some (accounts) are negative */
+		set_type(f, "reference", "bigint");	/* internal IDs; some (accounts) are negative */
 		f->reference_to = ref_target(ref);
 	}
 	else if (type == NULL)
-		f->remote_type = "unknown";
+		set_type(f, "unknown", NULL);
 	else if (strcmp(type, "string") == 0)
 	{
 		if (format && strcmp(format, "date") == 0)
-			f->remote_type = "date", f->local_type = "date";
+			set_type(f, "date", "date");
 		else if (format && strcmp(format, "date-time") == 0)
-			f->remote_type = "date-time", f->local_type = "timestamptz";
+			set_type(f, "date-time", "timestamptz");
 		else if (sjson_get(p, "enum"))
-			f->remote_type = "enum", f->local_type = "text";
+			set_type(f, "enum", "text");
 		else
-			f->remote_type = "string", f->local_type = "text";
+			set_type(f, "string", "text");
 	}
 	else if (strcmp(type, "boolean") == 0)
-		f->remote_type = "boolean", f->local_type = "boolean";
-	else if (strcmp(type, "number") == 0 || strcmp(type, "integer") == 0)
-	{
-		if (format && (strcmp(format, "integer") == 0 || strcmp(format, "int64") == 0 ||
-					   strcmp(format, "int32") == 0))
-			f->remote_type = "integer", f->local_type = "bigint";
-		else if (strcmp(type, "integer") == 0)
-			f->remote_type = "integer", f->local_type = "bigint";
-		else
-			f->remote_type = (format && strcmp(format, "float") == 0) ? "float" : "double",
-				f->local_type = "numeric";
-	}
+		set_type(f, "boolean", "boolean");
+	else if (strcmp(type, "integer") == 0 ||
+			 (strcmp(type, "number") == 0 && format &&
+			  (strcmp(format, "integer") == 0 || strcmp(format, "int64") == 0 ||
+			   strcmp(format, "int32") == 0)))
+		set_type(f, "integer", "bigint");
+	else if (strcmp(type, "number") == 0)
+		set_type(f, (format && strcmp(format, "float") == 0) ? "float" : "double", "numeric");
 	else
-		f->remote_type = pstrdup(type);	/* object (sublist, subrecord), array */
+		set_type(f, pstrdup(type), NULL);	/* object (sublist, subrecord), array */
 	if (f->local_type == NULL)
 		f->createable = f->updateable = false;
 }
