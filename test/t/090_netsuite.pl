@@ -66,10 +66,12 @@ like(err_of(q{SELECT * FROM sync.remote_fields('ns_tba', 'nosuchtype')}),
 
 # --- more than 100 columns: the fields beyond the first query's are read by ID, in chunks
 my $two = $emu->control('POST', '/__emulator/records/netsuite/customer',
-	[ { companyName => 'Wide1', custentity_f001 => 'first', custentity_f120 => 'last' },
+	[ { companyName => 'Wide1', custentity_f001 => 'first', custentity_f120 => 'last', emailTransactions => JSON::PP::true,
+		balance => 12.5, entityStatus => '6', dateCreated => '2024-02-03T04:05:06Z' },
 	  { companyName => 'Wide2', custentity_f097 => 'second chunk' } ])->{ids};
 my $wide = join(', ', map { sprintf("'custentity_f%03d'", $_) } 1 .. 120);
-sq(qq{SELECT sync.mirror('ns_tba', 'customer', 'erp.customers_wide', ARRAY['companyName', $wide], 'pull')});
+sq(qq{SELECT sync.mirror('ns_tba', 'customer', 'erp.customers_wide',
+      ARRAY['companyName', 'emailTransactions', 'balance', 'entityStatus', 'dateCreated', $wide], 'pull')});
 $emu->control('DELETE', '/__emulator/requests');
 sq(q{SELECT sync.pull('erp.customers_wide')});
 is(sq(qq{SELECT company_name || ' ' || custentity_f001 || ' ' || custentity_f120 FROM erp.customers_wide
@@ -77,7 +79,11 @@ is(sq(qq{SELECT company_name || ' ' || custentity_f001 || ' ' || custentity_f120
 	'121 fields: all read, past SuiteQL\'s 100 columns');
 is(sq(qq{SELECT custentity_f097 FROM erp.customers_wide WHERE remote_id = '$two->[1]'}), 'second chunk',
 	'... each record its own values');
-is(scalar(grep { ($_->{body}{q} // '') =~ /^SELECT id, custentity_f097, .* FROM customer WHERE id IN \($two->[0], $two->[1]\)/ }
+is(sq(qq{SELECT email_transactions || ' ' || balance || ' ' || entity_status || ' ' || (date_created = '2024-02-03T04:05:06Z')
+         FROM erp.customers_wide WHERE remote_id = '$two->[0]'}), 'true 12.5 6 true',
+	'values: SuiteQL\'s T a boolean, a number numeric, a reference its internal ID, a datetime in UTC');
+is(sq(qq{SELECT email_transactions FROM erp.customers_wide WHERE remote_id = '$two->[1]'}), 'f', '... F false');
+is(scalar(grep { ($_->{body}{q} // '') =~ /^SELECT id, custentity_f\d+, .* FROM customer WHERE id IN \($two->[0], $two->[1]\)/ }
 		@{ $emu->requests('netsuite') }), 1, '... the rest in one query by the page\'s IDs');
 sq(q{SELECT sync.unmirror('erp.customers_wide')});
 $emu->control('DELETE', "/__emulator/records/netsuite/customer/$_") for @$two;
@@ -258,6 +264,23 @@ like(err_of(q{SELECT sync.pull('erp.customers')}),
 sq(q{UPDATE sync.field SET remote_name = 'phone' WHERE remote_name = 'phoneX'});
 sq(q{SELECT sync.pull('erp.customers')});
 is(sq(qq{SELECT company_name FROM erp.customers WHERE remote_id = '$ids->[13]'}), 'Later', '... the field fixed, pulls go on');
+
+# --- a transaction type: SuiteQL's transaction table, its own rows only
+$emu->control('POST', '/__emulator/config', { netsuite_deletedrecord => JSON::PP::true }) if $has_dr;
+my $so = $emu->control('POST', '/__emulator/records/netsuite/salesOrder',
+	[ map { { entity => $ids->[30], memo => "Order $_", tranDate => '2024-05-0' . $_, total => 10 * $_ } } 1 .. 2 ])->{ids};
+$emu->control('POST', '/__emulator/records/netsuite/invoice', [ { entity => $ids->[30], memo => 'An invoice' } ]);
+sq(q{SELECT sync.mirror('ns_tba', 'salesOrder', 'erp.orders', ARRAY['memo', 'tranDate', 'total', 'entity'], 'pull')});
+sq(q{SELECT sync.pull('erp.orders')});
+is(sq(q{SELECT string_agg(memo || ' ' || tran_date || ' ' || total || ' ' || entity, ', ' ORDER BY memo) FROM erp.orders}),
+	"Order 1 2024-05-01 10 $ids->[30], Order 2 2024-05-02 20 $ids->[30]",
+	'salesOrder: its rows of SuiteQL\'s transaction table (no invoice), dates, numbers, references');
+if ($has_dr)
+{
+	$emu->control('DELETE', "/__emulator/records/netsuite/salesOrder/$so->[0]");
+	sq(q{SELECT sync.pull('erp.orders')});
+	is(sq('SELECT memo FROM erp.orders'), 'Order 2', '... and a deleted sales order goes through deletedrecord');
+}
 
 # --- option time_zone (the integration user's zone): exact UTC stamps in either half of a DST year
 SKIP:
