@@ -567,33 +567,45 @@ zone_offset(const char *z, int64 wall, int64 *offset)
 	return true;
 }
 
+/* The offset of zone z at the UTC time `utc` (seconds to add to its wall time). */
+static bool
+zone_offset_utc(const char *z, int64 utc, int64 *offset)
+{
+	int64		guess;
+
+	return zone_offset(z, utc, &guess) && zone_offset(z, utc - guess, offset);
+}
+
 /*
  * The integration user's time zone when the connection names it (option
- * time_zone) and SuiteQL's clock agrees: stamps of either half of a
- * daylight-saving year then convert exactly.
+ * time_zone): stamps of either half of a daylight-saving year then convert
+ * exactly.
  */
 static const char *
 user_zone(SyncConnection *conn)
 {
 	const char *z = sjson_get_string(conn->options, "time_zone");
 
-	return (z && !ns_state(conn)->zone_wrong) ? z : NULL;
+	return (z && pg_tzset(z)) ? z : NULL;
 }
 
 /*
  * Calibrate the zone from a SuiteQL answer: SYSDATE as SuiteQL showed it
  * (sync_now) against the UTC time of the answer (its Date header; else our
  * clock), rounded to the quarter hour that every zone's offset is a
- * multiple of.  Seconds to add to a SuiteQL time to get UTC.
+ * multiple of: seconds to add to a SuiteQL time to get UTC.  With option
+ * time_zone, the zone's offset now counts; SYSDATE only checks it.
  */
 static void
 calibrate(SyncConnection *conn, const HttpRequest *req, SJson *items)
 {
 	NsState    *st = ns_state(conn);
 	char	   *now_text = item_text(sjson_array_get(items, 0), "sync_now");
+	const char *z = user_zone(conn);
 	int64		local,
 				utc,
-				diff;
+				diff,
+				zoff;
 
 	if (!wall_seconds(now_text, &local))
 		return;
@@ -601,29 +613,25 @@ calibrate(SyncConnection *conn, const HttpRequest *req, SJson *items)
 		utc = (int64) time(NULL);
 	diff = utc - local;
 	diff = (diff >= 0 ? (diff + 450) / 900 : -((-diff + 450) / 900)) * 900;
+	if (z && zone_offset_utc(z, utc, &zoff))
+	{
+		if (zoff != diff && !st->zone_warned)
+			ereport(WARNING,
+					(errmsg("connection \"%s\": SuiteQL's clock (SYSDATE) shows UTC%+d min, but the option time_zone \"%s\" is at UTC%+d min now",
+							conn->name, (int) (-diff / 60), z, (int) (-zoff / 60)),
+					 errdetail("Datetimes from SuiteQL are converted to UTC with time_zone; if it is not the "
+							   "integration user's time zone in NetSuite, the stored stamps are off by the difference."),
+					 errhint("Set time_zone to the integration user's time zone (NetSuite: Set Preferences), "
+							 "with sync.alter_connection().")));
+		st->zone_warned = st->zone_warned || zoff != diff;
+		diff = zoff;
+	}
 	if (!st->tz_known || st->tz_offset_s != (int) diff)
 		elog(DEBUG1, "sync: connection \"%s\": SuiteQL shows times at UTC%+d min",
 			 conn->name, (int) (-diff / 60));
 	st->tz_known = true;
 	st->tz_offset_s = (int) diff;
 	st->tz_at = GetCurrentTimestamp();
-
-	/* the zone named by the connection must show the same clock */
-	if (sjson_get_string(conn->options, "time_zone"))
-	{
-		const char *z = sjson_get_string(conn->options, "time_zone");
-		int64		zoff;
-		bool		wrong = !zone_offset(z, local, &zoff) || zoff != diff;
-
-		if (wrong && !st->zone_wrong)
-			ereport(WARNING,
-					(errmsg("connection \"%s\": option time_zone \"%s\" does not match SuiteQL's clock (UTC%+d min)",
-							conn->name, z, (int) (-diff / 60)),
-					 errdetail("Stamps are converted to UTC with the offset SuiteQL shows now."),
-					 errhint("Set time_zone to the integration user's time zone in NetSuite (Set Preferences), "
-							 "with sync.alter_connection().")));
-		st->zone_wrong = wrong;
-	}
 }
 
 /* A SuiteQL datetime -> UTC timestamptz text; NULL if unreadable. */

@@ -290,7 +290,7 @@ SKIP:
 	  "account": "1234567", "base_url": "$url", "ca_file": "$ca", "time_zone": "$zone",
 	  "auth": {"type": "tba", "consumer_key": "ns-consumer-key", "consumer_secret": "ns-consumer-secret",
 	           "token_id": "ns-token-id", "token_secret": "ns-token-secret"}}')});
-	skip 'the connection option time_zone is not in this build (src/netsuite.c)', 2 if $e =~ /time_zone/;
+	skip 'the connection option time_zone is not in this build (src/netsuite.c)', 3 if $e =~ /time_zone/;
 	my $tz = $emu->control('POST', '/__emulator/records/netsuite/customer',
 		[ { companyName => 'Summer', lastModifiedDate => '2024-07-01T12:00:00Z' },
 		  { companyName => 'Winter', lastModifiedDate => '2024-01-15T12:00:00Z' } ])->{ids};
@@ -300,6 +300,15 @@ SKIP:
 		"time_zone $zone: a stamp of summer is exact UTC");
 	is(sq(qq{SELECT remote_modified_at = '2024-01-15T12:00:00Z' FROM erp.customers_tz WHERE remote_id = '$tz->[1]'}), 't',
 		'... and one of winter');
+	(my $bad = qq{SELECT sync.create_connection('ns_tz_bad', 'netsuite', '{
+	  "account": "1234567", "base_url": "$url", "ca_file": "$ca", "time_zone": "Asia/Tokyo",
+	  "auth": {"type": "tba", "consumer_key": "ns-consumer-key", "consumer_secret": "ns-consumer-secret",
+	           "token_id": "ns-token-id", "token_secret": "ns-token-secret"}}')});
+	sq($bad);
+	sq(q{SELECT sync.mirror('ns_tz_bad', 'customer', 'erp.customers_tz_bad', ARRAY['companyName'], 'pull')});
+	like(err_of(q{SELECT sync.pull('erp.customers_tz_bad')}),
+		qr/WARNING:  connection "ns_tz_bad": SuiteQL's clock \(SYSDATE\) shows UTC-\d+ min, but the option time_zone "Asia\/Tokyo" is at UTC\+540 min now/,
+		'a time_zone that does not match SuiteQL\'s clock is warned about');
 }
 
 done_testing();
