@@ -1030,24 +1030,16 @@ calibrate_now(SyncConnection *conn, SyncMirror *m)
 /*
  * SuiteQL's deletedrecord table (the Deleted Record search type's rows:
  * recordid, the type, deleteddate; no external ID) is not in every account
- * or role.  Is this answer NetSuite saying it is not there or not allowed
- * (the table unknown, a permission missing)?  Then the caller falls back to
- * ID reconciliation.
+ * or role.  Is this answer NetSuite refusing the query (the table or a
+ * column unknown, a permission missing)?  Then the mirror falls back to ID
+ * reconciliation.  (A failure that is not a refusal — 5xx after the
+ * retries, a timeout — is an error of this pull.)
  */
 static bool
-deleted_missing(const HttpRequest *req)
+deleted_refused(const HttpRequest *req)
 {
-	char	   *msg;
-
-	if (req->outcome != HTTP_DONE)
-		return false;
-	if (req->status == 403)
-		return true;
-	if (req->status != 400)
-		return false;
-	msg = ns_error_text(req, NULL, NULL);
-	return msg && (strstr(msg, "deletedrecord") || strstr(msg, "DeletedRecord") ||
-				   strstr(msg, "Invalid search type") || strstr(msg, "permission"));
+	return req->outcome == HTTP_DONE &&
+		(req->status == 400 || req->status == 403 || req->status == 404);
 }
 
 /*
@@ -1087,9 +1079,7 @@ deleted_page(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page, 
 	int			n,
 				i;
 
-	/* at the probe any refusal means "not usable here"; later, only these */
-	if (deleted_missing(req) ||
-		(nc->deletes == NULL && req->outcome == HTTP_DONE && (req->status == 400 || req->status == 404)))
+	if (deleted_refused(req))
 	{
 		char	   *why = ns_error_text(req, NULL, NULL);
 
