@@ -262,6 +262,13 @@ static const char *const ns_transaction_types[] = {
 	"vendorbill", "vendorcredit", "vendorpayment", "workorder", NULL
 };
 
+/* An internal ID's value (digits, checked by ns_valid_remote_id); past int64: its maximum. */
+static int64
+id_value(const char *id)
+{
+	return (int64) strtoll(id, NULL, 10);
+}
+
 static char *
 lower_name(const char *s)
 {
@@ -749,7 +756,7 @@ fill_chunks(SyncConnection *conn, SyncMirror *m, SyncRecord *recs, int n, const 
 	ix = palloc(sizeof(IdIndex) * n);
 	for (i = 0; i < n; i++)
 	{
-		ix[i].id = atoll(recs[i].remote_id);
+		ix[i].id = id_value(recs[i].remote_id);
 		ix[i].rec = i;
 	}
 	qsort(ix, n, sizeof(IdIndex), id_index_cmp);
@@ -779,7 +786,7 @@ fill_chunks(SyncConnection *conn, SyncMirror *m, SyncRecord *recs, int n, const 
 				IdIndex		key,
 						   *hit;
 
-				key.id = ns_valid_remote_id(id) ? atoll(id) : -1;
+				key.id = ns_valid_remote_id(id) ? id_value(id) : -1;
 				hit = bsearch(&key, ix + start, cnt, sizeof(IdIndex), id_index_cmp);
 				if (hit == NULL)
 					ns_bad_response(conn, what, req,
@@ -998,7 +1005,7 @@ records_page(SyncConnection *conn, SyncMirror *m, const char *q, SyncPage *page,
 		{
 			/* in (stamp, id) order: the last is the keyset position */
 			*last_t = st;
-			*last_id = atoll(page->records[i].remote_id);
+			*last_id = id_value(page->records[i].remote_id);
 		}
 	}
 	fill_chunks(conn, m, page->records, n, what);
@@ -1113,7 +1120,7 @@ deleted_page(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page, 
 		if (when)
 		{
 			nc->del_t = pstrdup(when);
-			nc->del_id = atoll(id);
+			nc->del_id = id_value(id);
 		}
 	}
 	if (n == 0)
@@ -1151,7 +1158,7 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 		{
 			const char *id = sjson_get_string(sjson_array_get(items, i), "id");
 
-			if (!ns_valid_remote_id(id) || atoll(id) <= after)
+			if (!ns_valid_remote_id(id) || id_value(id) <= after)
 				ns_bad_response(conn, what, req,
 								psprintf("row %d's id %s is not a NetSuite internal ID in order",
 										 i + 1, provider_quote_value(id)));
@@ -1161,7 +1168,7 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 				page->deleted_ids = repalloc(page->deleted_ids, sizeof(char *) * cap);
 			}
 			page->deleted_ids[page->ndeleted_ids++] = pstrdup(id);
-			after = atoll(id);
+			after = id_value(id);
 		}
 		if (sjson_array_length(items) == 0)
 			more = false;
@@ -1239,7 +1246,7 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		}
 		if (page->nrecords > 0)
 		{
-			int64		id = atoll(page->records[page->nrecords - 1].remote_id);
+			int64		id = id_value(page->records[page->nrecords - 1].remote_id);
 
 			if (id <= nc.after_id)
 				ereport(ERROR,
