@@ -1322,6 +1322,14 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		}
 		if (later(nc.run_t, last_t))
 			nc.run_t = last_t;
+
+		/*
+		 * Never past SuiteQL's clock: a stamp in the future (clocks apart,
+		 * imported data) must not make the changes after it look old.  Such
+		 * a record is read again until its time has come.
+		 */
+		if (now_t && later(now_t, nc.run_t))
+			nc.run_t = now_t;
 		if (more && last_t)
 		{
 			nc.key_t = last_t;

@@ -161,6 +161,19 @@ is(sq(qq{SELECT date_trunc('minute', remote_modified_at) = date_trunc('minute', 
 	"... its stamp is the record API's UTC lastModifiedDate ($rest_stamp)");
 isnt(cursor_get('tz'), undef, '... the SuiteQL time zone was calibrated');
 
+# --- a stamp in the future (clocks apart, imported data) does not hide the changes after it
+my $future = $emu->control('POST', '/__emulator/records/netsuite/customer',
+	[ { companyName => 'From the future', lastModifiedDate => '2030-01-01T00:00:00Z' } ])->{ids};
+sq(q{SELECT sync.pull('erp.customers')});
+is(sq(qq{SELECT remote_modified_at FROM erp.customers WHERE remote_id = '$future->[0]'}), '2030-01-01 00:00:00+00',
+	'a record stamped in the future is read');
+$emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[4]", { companyName => 'After the future' });
+sq(q{SELECT sync.pull('erp.customers')});
+is(sq(qq{SELECT company_name FROM erp.customers WHERE remote_id = '$ids->[4]'}), 'After the future',
+	'... and a change after it still is (the cursor stays at SuiteQL\'s clock)');
+$emu->control('DELETE', "/__emulator/records/netsuite/customer/$future->[0]");
+sq(q{DELETE FROM erp.customers WHERE remote_id = '} . $future->[0] . q{'});
+
 # --- a damaged SuiteQL answer is refused whole (nothing applied, the cursor stays); the next pull reads it
 for my $case (qw(hostile_ids nulls wrong_types truncated html))
 {
