@@ -250,6 +250,7 @@ ns_check_mirror(SyncConnection *conn, SyncMirror *m)
 #define NS_OVERLAP_S 60			/* increments re-read the last minute */
 #define NS_INDEX_SLACK_S 7200	/* the indexed bound: two hours below the keyset */
 #define NS_RECONCILE_S 86400	/* full ID reconciliation: daily */
+#define NS_MAX_OFFSET_S (15 * 3600)	/* zones are within UTC-12 and UTC+14 */
 #define NS_CALIBRATE_S 600		/* an idle mirror re-reads SuiteQL's clock every 10 min */
 #define NS_FMT "YYYY-MM-DD HH24:MI:SS"
 
@@ -603,7 +604,7 @@ user_zone(SyncConnection *conn)
  * multiple of: seconds to add to a SuiteQL time to get UTC.  With option
  * time_zone, the zone's offset now counts; SYSDATE only checks it.
  */
-static void
+static bool
 calibrate(SyncConnection *conn, const HttpRequest *req, SJson *items)
 {
 	NsState    *st = ns_state(conn);
@@ -615,11 +616,13 @@ calibrate(SyncConnection *conn, const HttpRequest *req, SJson *items)
 				zoff;
 
 	if (!wall_seconds(now_text, &local))
-		return;
+		return false;
 	if (!http_date_seconds(http_response_header(req, "date"), &utc))
 		utc = (int64) time(NULL);
 	diff = utc - local;
 	diff = (diff >= 0 ? (diff + 450) / 900 : -((-diff + 450) / 900)) * 900;
+	if (diff < -NS_MAX_OFFSET_S || diff > NS_MAX_OFFSET_S)
+		return false;			/* no zone is that far: not SuiteQL's clock */
 	if (z && zone_offset_utc(z, utc, &zoff))
 	{
 		if (zoff != diff && !st->zone_warned)
@@ -639,6 +642,7 @@ calibrate(SyncConnection *conn, const HttpRequest *req, SJson *items)
 	st->tz_known = true;
 	st->tz_offset_s = (int) diff;
 	st->tz_at = GetCurrentTimestamp();
+	return true;
 }
 
 /* A SuiteQL datetime -> UTC timestamptz text; NULL if unreadable. */
@@ -989,11 +993,9 @@ records_page(SyncConnection *conn, SyncMirror *m, const char *q, SyncPage *page,
 	int			n = sjson_array_length(items);
 	int			i;
 
-	if (n > 0)
-	{
-		calibrate(conn, req, items);
+	/* SuiteQL's clock, when it is one */
+	if (n > 0 && calibrate(conn, req, items))
 		*now_t = item_text(sjson_array_get(items, 0), "sync_now");
-	}
 	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
 	page->nrecords = n;
 	for (i = 0; i < n; i++)
@@ -1027,7 +1029,7 @@ calibrate_now(SyncConnection *conn, SyncMirror *m)
 								 table, *cond ? " WHERE " : "", cond), 1);
 	items = ql_items(conn, psprintf("reading SuiteQL's clock for %s", m->remote_object), req, NULL, NULL);
 	if (sjson_array_length(items) > 0)
-		calibrate(conn, req, items);
+		(void) calibrate(conn, req, items);
 }
 
 /* ---------------------------------------------------------------------
@@ -1439,7 +1441,7 @@ ns_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 		items = ql_items(conn, what, req, NULL, NULL);
 		first = page->nrecords;
 		if (sjson_array_length(items) > 0)
-			calibrate(conn, req, items);
+			(void) calibrate(conn, req, items);
 		for (i = 0; i < sjson_array_length(items); i++)
 		{
 			SyncRecord *rec = &page->records[page->nrecords];
