@@ -15,6 +15,7 @@ or a Bearer token from the M2M token endpoint.  Standard library only.
 """
 import base64
 import contextvars
+import functools
 import hashlib
 import hmac
 import json
@@ -64,6 +65,7 @@ SYSTEM_PREFIX = "/services/rest/system/v1"
 ASYNC_PREFIX = "/services/rest/async/v1"
 BATCH_MAX = 100
 MAX_SELECT_COLUMNS = 100
+MAX_IN_VALUES = 1000
 # the idempotency example's type URL (subsect_164494900632), status 400 titled "Conflict"
 IDEMPOTENCY_TYPE_URL = "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.4.10"
 RESTLET_PATH = "/app/site/hosting/restlet.nl"
@@ -458,8 +460,9 @@ _FMT_ELEMENTS = ("HH24", "HH12", "YYYY", "RRRR", "MONTH", "MON", "FF1", "FF2", "
 _PUNCT = "-/,.;: "
 
 
+@functools.lru_cache(maxsize=256)
 def fmt_elements(fmt):
-    """An Oracle format model as [("el", ELEMENT, original text) | ("lit", text)];
+    """An Oracle format model as (("el", ELEMENT, original text) | ("lit", text), ...);
     DateFormatError for anything else (NetSuite answers such a query 400)."""
     out = []
     i = 0
@@ -484,7 +487,7 @@ def fmt_elements(fmt):
                 i += 1
             else:
                 raise DateFormatError(fmt)
-    return out
+    return tuple(out)
 
 
 def _case_like(word, pattern):
@@ -570,6 +573,14 @@ def parse_datetime(s, fmt, timestamp):
     """Oracle TO_DATE (timestamp=False) / TO_TIMESTAMP(s, fmt): wall-clock time
     in the user's time zone.  FF is a TIMESTAMP element: TO_DATE refuses it,
     as Oracle does (ORA-01821).  ValueError when s does not match."""
+    m = _format_regex(fmt, timestamp).fullmatch(s.strip())
+    if not m:
+        raise ValueError(s)
+    return _datetime_of(m, s)
+
+
+@functools.lru_cache(maxsize=256)
+def _format_regex(fmt, timestamp):
     rx = []
     for part in fmt_elements(fmt):
         if part[0] == "lit":
@@ -588,13 +599,19 @@ def parse_datetime(s, fmt, timestamp):
         else:
             raise DateFormatError(fmt)
     try:
-        m = re.fullmatch("".join(rx), s.strip())
+        return re.compile("".join(rx))
     except re.error:                   # an element given twice
         raise DateFormatError(fmt)
-    if not m:
-        raise ValueError(s)
+
+
+def _datetime_of(m, s):
     g = {k: v for k, v in m.groupdict().items() if v is not None}
-    year = int(g["Y"]) if "Y" in g else 2000 + int(g["y"]) if "y" in g else local(datetime.now(timezone.utc)).year
+    if "Y" in g:
+        year = int(g["Y"])
+    elif "y" in g:
+        year = 2000 + int(g["y"])
+    else:                               # Oracle: the current year
+        year = local(datetime.now(timezone.utc)).year
     if "m" in g:
         month = int(g["m"])
     elif "b" in g or "B" in g:
@@ -950,6 +967,8 @@ class Parser:
             while self.accept("op", ","):
                 vals.append(self.additive())
             self.expect("op", ")")
+            if len(vals) > MAX_IN_VALUES:   # "IN ≤1000 values" (article_0824094533; Oracle's ORA-01795)
+                raise QueryError("Invalid or unsupported search")
             return ("in", left, vals, neg)
         if self.accept("kw", "LIKE"):
             return ("like", left, self.additive(), neg)
@@ -1059,6 +1078,13 @@ class Evaluator:
         self.table = table
         self.alias = alias
         self.now = now
+        self.consts = {}
+
+    def unknown(self, ident):
+        """NetSuite's words for a name it cannot resolve (live answers, reference
+        §7 and julbrs/netsuite-api-client's tests)."""
+        return QueryError("Search error occurred: Unknown identifier '%s'. Available identifiers "
+                          "are: {%s=%s}." % (ident, self.alias or self.table, self.table))
 
     def colname(self, name):
         low = name.lower()
@@ -1066,15 +1092,12 @@ class Evaluator:
             pre, _, rest = low.partition(".")
             if pre in (self.table, (self.alias or "").lower()):
                 low = rest
-            else:       # NetSuite's words (a live 400, reference §7)
-                raise QueryError("Search error occurred: Unknown identifier '%s'. Available "
-                                 "identifiers are: {%s=%s}."
-                                 % (name.partition(".")[0], self.alias or self.table, self.table))
+            else:                       # the qualifier is the unknown identifier
+                raise self.unknown(name.partition(".")[0])
         if low in ("sysdate", "current_date", "current_timestamp"):
             return low
         if low not in self.columns:
-            raise QueryError("Search error occurred: Field '%s' for record '%s' was not found."
-                             % (low, self.table))
+            raise self.unknown(name)
         return low
 
     def check(self, e, aliases=()):
@@ -1153,6 +1176,14 @@ class Evaluator:
         raise QueryError("Invalid or unsupported search")
 
     def fn(self, name, args, row):
+        if name in ("TO_DATE", "TO_TIMESTAMP") and all(a[0] == "lit" for a in args):
+            key = (name, tuple(a[1] for a in args))     # a literal: read once per query
+            if key not in self.consts:
+                self.consts[key] = self._fn(name, args, row)
+            return self.consts[key]
+        return self._fn(name, args, row)
+
+    def _fn(self, name, args, row):
         if name in ("TO_DATE", "TO_TIMESTAMP"):
             s = self.ev(args[0], row)
             if s is None:
@@ -1301,13 +1332,17 @@ class Api(ApiBase):
     def seq_of(self, key):
         return self.types[key].get("seq", key)
 
-    def deletedrecord_enabled(self):
+    def deletedrecord_mode(self):
+        """True (the table is there), "no_permission" (false: hotglue's answer
+        for a role without the permission) or "unknown_table"."""
         v = self.config("netsuite_deletedrecord")
-        return v is None or bool(v)
+        if v is None or v is True:
+            return True
+        return "unknown_table" if v == "unknown_table" else "no_permission"
 
     def columns(self, table):
         if table == DELETED_TABLE:
-            return set(DELETED_COLUMNS) if self.deletedrecord_enabled() else None
+            return set(DELETED_COLUMNS) if self.deletedrecord_mode() is True else None
         cols = {"id"}
         found = False
         for key, t in self.types.items():
@@ -1389,8 +1424,9 @@ class Api(ApiBase):
                         raise NsError(400, "INVALID_KEY_OR_REF", "Invalid field value %s for %s. "
                                       "Provide a valid value." % (value["externalId"], field),
                                       errorPath=field)
-            elif trusted and isinstance(value, (str, int)) and not isinstance(value, bool):
-                rid = value
+            elif isinstance(value, (str, int)) and not isinstance(value, bool):
+                rid = value     # a plain internal ID: live NetSuite takes "subsidiary": "1"
+                #                 and "entityStatus": 6 (julbrs/netsuite-api-client's tests)
             else:
                 raise self._bad_value(field, value)
             if rid is None or isinstance(rid, bool) or not isinstance(rid, (str, int)):
@@ -2128,8 +2164,9 @@ class Api(ApiBase):
         try:
             body = req.json()
         except ValueError:
-            raise NsError(400, "INVALID_CONTENT", "The request could not be processed because "
-                          "the request body is not valid JSON.")
+            # the live words (julbrs/netsuite-api-client's tests)
+            raise NsError(400, "INVALID_CONTENT", "Invalid content in the request body. The body "
+                          "is not valid JSON.")
         if not isinstance(body, dict):
             raise NsError(400, "INVALID_CONTENT", "The request body must be a JSON object.")
         return body
@@ -2506,7 +2543,11 @@ class Api(ApiBase):
         table = q["table"].lower()
         columns = self.columns(table)
         if columns is None:
-            raise QueryError("Search error occurred: Record '%s' was not found." % q["table"])
+            if table == DELETED_TABLE and self.deletedrecord_mode() == "no_permission":
+                # there, but not for this role (hotglue's text)
+                raise QueryError("Search error occurred: Record '%s' was not found." % q["table"])
+            # a live answer (julbrs/netsuite-api-client's tests)
+            raise QueryError("Invalid search type: %s." % table)
         ev = Evaluator(columns, table, q["alias"], self.emu.now())
         aliases = set()
         if q["select"] != "*":

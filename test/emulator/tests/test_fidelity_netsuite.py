@@ -444,13 +444,12 @@ class FidelityNango(EmulatorTestCase):
 
 
 class SuiteQlLiveErrors(EmulatorTestCase):
-    """SuiteQL errors against the words of live NetSuite answers, quoted in the
-    reference notes (§7; the recording itself has no licence to copy): the
-    query names a table that is not in FROM."""
+    """SuiteQL errors against the words of live NetSuite answers: an unknown
+    table and an unknown field as julbrs/netsuite-api-client's integration
+    tests (2023-2025) expect them, and the body of a live 400 quoted in the
+    reference notes (§7; the recording has no licence to copy)."""
+    PREFIX = "Invalid search query. Detailed unprocessed description follows. "
     LIVE = {"type": "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.1", "status": 400,
-            "detail": "Invalid search query. Detailed unprocessed description follows. Search error "
-                      "occurred: Unknown identifier 'subsidiary'. Available identifiers are: "
-                      "{transaction=transaction}.",
             "o:errorQueryParam": "q", "o:errorCode": "INVALID_PARAMETER"}
 
     def setUp(self):
@@ -458,10 +457,23 @@ class SuiteQlLiveErrors(EmulatorTestCase):
         st, _, b = self.emu.request("POST", "/__emulator/netsuite/token", {})
         self.h = {"Authorization": "Bearer " + b["access_token"], "Prefer": "transient"}
 
-    def test_unknown_identifier(self):
-        st, h, b = self.emu.request("POST", SQL, {"q": "SELECT transaction.id, subsidiary.name "
-                                                       "FROM transaction"}, self.h)
+    def check(self, q, detail):
+        st, h, b = self.emu.request("POST", SQL + "?limit=2", {"q": q}, self.h)
         self.assertEqual(st, 400, b)
         self.assertEqual((b["type"], b["status"]), (self.LIVE["type"], self.LIVE["status"]))
-        self.assertEqual(b["o:errorDetails"], [{k: self.LIVE[k] for k in
-                                                ("detail", "o:errorQueryParam", "o:errorCode")}])
+        self.assertEqual(b["o:errorDetails"], [{"detail": self.PREFIX + detail,
+                                                "o:errorQueryParam": "q", "o:errorCode": "INVALID_PARAMETER"}])
+
+    def test_unknown_table(self):
+        self.check("select id from transactiontablethatdoesnotexist",
+                   "Invalid search type: transactiontablethatdoesnotexist.")
+
+    def test_unknown_field(self):
+        # the live text ends "{customer=customer}" in julbrs' test (a prefix match)
+        # and "{transaction=transaction}." in the quoted 400
+        self.check("select not_existing_field from customer",
+                   "Search error occurred: Unknown identifier 'not_existing_field'. "
+                   "Available identifiers are: {customer=customer}.")
+        self.check("SELECT subsidiary_x FROM transaction",
+                   "Search error occurred: Unknown identifier 'subsidiary_x'. "
+                   "Available identifiers are: {transaction=transaction}.")

@@ -487,8 +487,9 @@ class SuiteQL(NsCase):
         self.assertNsError(self.sql("SELECT id FROM customer", "limit=10&offset=3"), 400, "INVALID_PARAMETER")
 
     def test_errors(self):
-        for q, frag in [("SELECT nope FROM customer", "Field 'nope' for record 'customer' was not found"),
-                        ("SELECT id FROM nosuchtable", "Record 'nosuchtable' was not found"),
+        for q, frag in [("SELECT nope FROM customer", "Search error occurred: Unknown identifier 'nope'. "
+                                                      "Available identifiers are: {customer=customer}."),
+                        ("SELECT id FROM nosuchtable", "Invalid search type: nosuchtable."),
                         ("SELEC id FROM customer", "Invalid or unsupported search"),
                         ("SELECT id FROM customer WHERE", "Invalid or unsupported search"),
                         ("SELECT id FROM customer c JOIN contact k ON k.company = c.id", "unsupported")]:

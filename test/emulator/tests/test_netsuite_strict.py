@@ -73,16 +73,21 @@ class DeletedRecordTable(NsCase):
     def test_no_externalid_column(self):
         d = self.assertNsError(self.sql("SELECT recordid, externalid FROM deletedrecord"),
                                400, "INVALID_PARAMETER")
-        self.assertIn("Field 'externalid' for record 'deletedrecord' was not found", d["detail"])
+        self.assertIn("Unknown identifier 'externalid'. Available identifiers are: "
+                      "{deletedrecord=deletedrecord}.", d["detail"])
 
-    def test_switched_off_answers_as_for_an_unknown_table(self):
+    def test_switched_off_answers_as_without_permission_or_as_an_unknown_table(self):
+        # false: hotglue's answer for a role without the Deleted Records permission
         self.emu.config(netsuite_deletedrecord=False)
         d = self.assertNsError(self.sql("SELECT recordid FROM deletedrecord"), 400, "INVALID_PARAMETER")
         self.assertEqual(d["detail"], PREFIX + "Search error occurred: Record 'deletedrecord' was not found.")
         self.assertEqual(d["o:errorQueryParam"], "q")
-        # the same words as any unknown table
+        # "unknown_table": the live answer for a table that does not exist
+        self.emu.config(netsuite_deletedrecord="unknown_table")
+        d = self.assertNsError(self.sql("SELECT recordid FROM DeletedRecord"), 400, "INVALID_PARAMETER")
+        self.assertEqual(d["detail"], PREFIX + "Invalid search type: deletedrecord.")
         d2 = self.assertNsError(self.sql("SELECT id FROM nosuchtable"), 400, "INVALID_PARAMETER")
-        self.assertEqual(d2["detail"], PREFIX + "Search error occurred: Record 'nosuchtable' was not found.")
+        self.assertEqual(d2["detail"], PREFIX + "Invalid search type: nosuchtable.")
         self.emu.reset()
         self.setUp()
         st, _, b = self.sql("SELECT recordid FROM deletedrecord")
@@ -551,12 +556,47 @@ class DocumentedDetails(NsCase):
         st, _, r = self.sql("SELECT %s FROM customer" % cols(101))
         self.assertEqual((st, r["count"], r["totalResults"], r["items"]), (200, 0, 0, []))
 
+    def test_in_lists_of_at_most_1000_values(self):
+        ids = self.seed("customer", [{"companyName": "C%d" % i} for i in range(3)])
+        st, _, r = self.sql("SELECT id FROM customer WHERE id IN (%s)"
+                            % ", ".join([ids[0]] + [str(10 ** 6 + i) for i in range(999)]))
+        self.assertEqual((st, [i["id"] for i in r["items"]]), (200, [ids[0]]))
+        d = self.assertNsError(self.sql("SELECT id FROM customer WHERE id IN (%s)"
+                                        % ", ".join(str(10 ** 6 + i) for i in range(1001))),
+                               400, "INVALID_PARAMETER")
+        self.assertTrue(d["detail"].startswith(PREFIX))
+
     def test_metadata_catalog_list_links_and_select(self):
         st, _, b = self.call("GET", REC + "/metadata-catalog/?select=customer,Contact")
         self.assertEqual(st, 200, b)
         self.assertEqual([i["name"] for i in b["items"]], ["contact", "customer"])
         types = {l.get("mediaType") for l in b["items"][1]["links"] if l["rel"] == "alternate"}
         self.assertEqual(types, {"application/swagger+json", "application/schema+json"})
+
+
+class LiveAnswers(NsCase):
+    """What live NetSuite answered in julbrs/netsuite-api-client's integration
+    tests (2023-2025), which the emulator answers the same way."""
+
+    def test_plain_internal_ids_as_references(self):
+        st, h, b = self.call("POST", REC + "/customer", {"entityStatus": 6, "subsidiary": "1",
+                                                       "companyName": "netsuite-api-client-integration-test",
+                                                       "firstName": "firstName", "lastName": "lastName"})
+        self.assertEqual(st, 204, b)
+        r = self.get("customer", h["location"].rsplit("/", 1)[1])
+        self.assertEqual((r["entityStatus"]["id"], r["entityStatus"]["refName"]), ("6", "LEAD-Unqualified"))
+        self.assertNsError(self.call("POST", REC + "/customer", {"companyName": "x", "subsidiary": "99"}),
+                           400, "INVALID_KEY_OR_REF")
+
+    def test_error_texts(self):
+        d = self.assertNsError(self.call("POST", REC + "/customer", "bad body"), 400, "INVALID_CONTENT")
+        self.assertIn("Invalid content in the request body", d["detail"])
+        d = self.assertNsError(self.call("POST", REC + "/customer", {}), 400, "USER_ERROR")
+        self.assertIn("Error while accessing a resource. Please enter value(s) for: ", d["detail"])
+        d = self.assertNsError(self.call("GET", REC + "/bad-path"), 404, "NONEXISTENT_ID")
+        self.assertIn("Record type 'bad-path' does not exist", d["detail"])
+        d = self.assertNsError(self.call("GET", REC + "/customer/-1"), 404, "NONEXISTENT_ID")
+        self.assertIn("The record instance does not exist. Provide a valid record instance ID.", d["detail"])
 
 
 if __name__ == "__main__":
