@@ -218,16 +218,73 @@ ns_describe(SyncConnection *conn, const char *object)
  * mirror options
  * --------------------------------------------------------------------- */
 
+static void ql_source(SyncConnection *conn, SyncMirror *m, char **table, char **cond);
+static HttpRequest *ql_send(SyncConnection *conn, const char *q, int limit);
+static void ql_fail(SyncConnection *conn, const char *what, const HttpRequest *req) pg_attribute_noreturn();
+
+/*
+ * The mirror option filter: one SuiteQL condition (what follows WHERE) on
+ * the type's table, e.g. "isinactive = 'F'".  Balanced quotes and
+ * parentheses, no statement of its own; then NetSuite judges it.
+ */
+static void
+check_filter(SyncConnection *conn, SyncMirror *m)
+{
+	const char *filter = sjson_get_string(m->options, "filter");
+	static const char *const clauses[] = {" order by", " group by", " fetch ", " offset ", " union",
+	" having", " limit ", NULL};
+	int			depth = 0,
+				k;
+	bool		quoted = false;
+	bool		bad = filter == NULL || *filter == '\0';
+	const char *p;
+	char	   *table,
+			   *cond;
+	HttpRequest *req;
+
+	for (p = filter; !bad && *p; p++)
+	{
+		if (*p == '\'')
+			quoted = !quoted;
+		else if (!quoted && *p == '(')
+			depth++;
+		else if (!quoted && *p == ')')
+			bad = --depth < 0;
+		else if (!quoted && *p == ';')
+			bad = true;
+	}
+	bad = bad || depth != 0 || quoted;
+	for (k = 0; !bad && clauses[k]; k++)
+		bad = strcasestr(filter, clauses[k]) != NULL;
+	if (bad)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mirror option \"filter\": %s", filter ? provider_quote_value(filter) : "not a string"),
+				 errdetail("The filter must be one SuiteQL condition (what follows WHERE), with balanced quotes and "
+						   "parentheses, and no ORDER BY, GROUP BY, HAVING, UNION, FETCH or OFFSET.")));
+	ql_source(conn, m, &table, &cond);
+	req = ql_send(conn, psprintf("SELECT id FROM %s WHERE %s", table, cond), 1);
+	if (req->outcome == HTTP_DONE && req->status == 400)
+	{
+		char	   *msg = ns_error_text(req, NULL, NULL);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mirror option \"filter\" for NetSuite %s", m->remote_object),
+				 errdetail("NetSuite said: %s", msg ? msg : "no reason given"),
+				 errhint("Columns are SuiteQL's (lower-case field names); booleans are 'T' and 'F'.")));
+	}
+	if (req->outcome != HTTP_DONE || req->status != 200)
+		ql_fail(conn, "checking the mirror option \"filter\"", req);
+}
+
 void
 ns_check_mirror(SyncConnection *conn, SyncMirror *m)
 {
 	const char *idem = sjson_get_string(m->options, "idempotency_field");
 
 	if (sjson_has_key(m->options, "filter"))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("mirror option \"filter\" is not supported for NetSuite record types"),
-				 errhint("Mirror the whole record type and filter with a view.")));
+		check_filter(conn, m);
 	if (sjson_has_key(m->options, "idempotency_field") &&
 		(idem == NULL || strcmp(idem, "externalId") != 0))
 		ereport(ERROR,
@@ -300,9 +357,10 @@ ql_literal(const char *s)
 }
 
 /*
- * The record type's SuiteQL table, and the condition that picks its rows
- * from it ("" for a table of its own): customer -> customer;
- * salesOrder -> transaction, recordtype = 'salesorder'.
+ * The record type's SuiteQL table, and the condition that picks the
+ * mirror's rows from it ("" for all of a table of its own): customer ->
+ * customer; salesOrder -> transaction, recordtype = 'salesorder'; and the
+ * mirror option filter.
  */
 static void
 ql_source(SyncConnection *conn, SyncMirror *m, char **table, char **cond)
@@ -312,15 +370,18 @@ ql_source(SyncConnection *conn, SyncMirror *m, char **table, char **cond)
 
 	if (!valid_name(t))
 		unknown_type(conn, m->remote_object, NULL);
+	*table = t;
+	*cond = "";
 	for (i = 0; ns_transaction_types[i]; i++)
 		if (strcmp(t, ns_transaction_types[i]) == 0)
 		{
 			*table = "transaction";
 			*cond = psprintf("recordtype = %s", ql_literal(t));
-			return;
+			break;
 		}
-	*table = t;
-	*cond = "";
+	/* the mirror option filter: a SuiteQL condition (ns_check_mirror checked it) */
+	if (sjson_get_string(m->options, "filter"))
+		*cond = psprintf("%s%s(%s)", *cond, **cond ? " AND " : "", sjson_get_string(m->options, "filter"));
 }
 
 /*

@@ -267,6 +267,20 @@ is(scalar(grep { ($_->{body}{q} // '') =~ /WHERE id IN \($ids->[10]\)/ } @{ ql_c
 	'... with SuiteQL WHERE id IN (...)');
 is(sq(qq{SELECT count(*) FROM sync.errors WHERE remote_id = '$ids->[10]'}), '0', '... and the error is gone');
 
+# --- the mirror option filter: a SuiteQL condition, checked by NetSuite, applied to every query
+like(err_of(q{SELECT sync.mirror('ns_tba', 'customer', 'erp.f1', ARRAY['companyName'], 'pull',
+                                 '{"filter": "companyname = 1; DELETE"}')}),
+	qr/invalid mirror option "filter".*one SuiteQL condition/s, 'filter: a statement of its own is refused');
+like(err_of(q{SELECT sync.mirror('ns_tba', 'customer', 'erp.f1', ARRAY['companyName'], 'pull',
+                                 '{"filter": "nosuchcolumn = 1"}')}),
+	qr/invalid mirror option "filter" for NetSuite customer\nDETAIL:  NetSuite said: .*nosuchcolumn/s,
+	'... a condition NetSuite refuses, with its words');
+sq(q{SELECT sync.mirror('ns_tba', 'customer', 'erp.filtered', ARRAY['companyName'], 'pull',
+                        '{"filter": "companyname LIKE ''New10%''"}')});
+sq(q{SELECT sync.pull('erp.filtered')});
+is(sq(q{SELECT count(*) || ' ' || count(*) FILTER (WHERE company_name LIKE 'New10%') FROM erp.filtered}), '62 62',
+	'... a filter picks its records (New10, New100-109, New1000-1050)');
+
 # --- a field SuiteQL does not know (a few record-API names differ): NetSuite's words and what to do
 sq(q{UPDATE sync.field SET remote_name = 'phoneX' WHERE remote_name = 'phone'
      AND mirror = (SELECT id FROM sync.mirror WHERE local_table = 'erp.customers'::regclass)});
