@@ -28,6 +28,7 @@ typedef struct NsState
 	bool		tz_known;
 	int			tz_offset_s;
 	TimestampTz tz_at;			/* when calibrated */
+	bool		zone_warned;	/* said that option time_zone and SYSDATE disagree */
 } NsState;
 
 /* netsuite.c */

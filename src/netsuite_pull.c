@@ -1,12 +1,14 @@
 /*
  * netsuite_pull.c — reading NetSuite: describe (the metadata catalog),
- * backfill and increments (SuiteQL keyset on (lastmodifieddate, id)),
- * deletes (SuiteQL deletedrecord, else ID reconciliation), fetch.
+ * backfill and increments (SuiteQL), deletes (SuiteQL deletedrecord, else ID
+ * reconciliation), fetch.
  *
  * Describe reads the record type's JSON Schema from the metadata catalog.
- * Records are read with SuiteQL only: one query shape for the backfill,
- * the increments and sync.retry's re-reads, values as strings, no offset
- * beyond 0 (so the 100,000-row cap of offset paging is never reached).
+ * Records are read with SuiteQL only, a thousand a request, at offset 0
+ * always (so the 100,000-row cap of offset paging is never reached): the
+ * backfill by ID, the increments by a keyset on (lastmodifieddate, id),
+ * sync.retry's re-reads by WHERE id IN (...).  SuiteQL speaks the user's
+ * time zone: the cursor keeps SuiteQL's own text, the table gets UTC.
  * docs/netsuite.md documents the choices.
  */
 #include "postgres.h"
@@ -16,6 +18,7 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/memutils.h"
@@ -54,6 +57,13 @@ ref_target(const char *ref)
 	return valid_name(t) ? pstrdup(t) : NULL;
 }
 
+static void
+set_type(SyncField *f, const char *remote_type, const char *local_type)
+{
+	f->remote_type = (char *) remote_type;
+	f->local_type = (char *) local_type;
+}
+
 /*
  * One property of the schema -> *f (name, label, types).  JSON Schema
  * types: string (format date / date-time, or an enum), boolean, number
@@ -81,38 +91,33 @@ field_from_property(const char *name, SJson *p, SyncField *f)
 	f->createable = f->updateable = !ro;
 	if (ref)
 	{
-		f->remote_type = "reference";
-		f->local_type = "bigint";	/* internal IDs; some (accounts) are negative */
+		set_type(f, "reference", "bigint");	/* internal IDs; some (accounts) are negative */
 		f->reference_to = ref_target(ref);
 	}
 	else if (type == NULL)
-		f->remote_type = "unknown";
+		set_type(f, "unknown", NULL);
 	else if (strcmp(type, "string") == 0)
 	{
 		if (format && strcmp(format, "date") == 0)
-			f->remote_type = "date", f->local_type = "date";
+			set_type(f, "date", "date");
 		else if (format && strcmp(format, "date-time") == 0)
-			f->remote_type = "date-time", f->local_type = "timestamptz";
+			set_type(f, "date-time", "timestamptz");
 		else if (sjson_get(p, "enum"))
-			f->remote_type = "enum", f->local_type = "text";
+			set_type(f, "enum", "text");
 		else
-			f->remote_type = "string", f->local_type = "text";
+			set_type(f, "string", "text");
 	}
 	else if (strcmp(type, "boolean") == 0)
-		f->remote_type = "boolean", f->local_type = "boolean";
-	else if (strcmp(type, "number") == 0 || strcmp(type, "integer") == 0)
-	{
-		if (format && (strcmp(format, "integer") == 0 || strcmp(format, "int64") == 0 ||
-					   strcmp(format, "int32") == 0))
-			f->remote_type = "integer", f->local_type = "bigint";
-		else if (strcmp(type, "integer") == 0)
-			f->remote_type = "integer", f->local_type = "bigint";
-		else
-			f->remote_type = (format && strcmp(format, "float") == 0) ? "float" : "double",
-				f->local_type = "numeric";
-	}
+		set_type(f, "boolean", "boolean");
+	else if (strcmp(type, "integer") == 0 ||
+			 (strcmp(type, "number") == 0 && format &&
+			  (strcmp(format, "integer") == 0 || strcmp(format, "int64") == 0 ||
+			   strcmp(format, "int32") == 0)))
+		set_type(f, "integer", "bigint");
+	else if (strcmp(type, "number") == 0)
+		set_type(f, (format && strcmp(format, "float") == 0) ? "float" : "double", "numeric");
 	else
-		f->remote_type = pstrdup(type);	/* object (sublist, subrecord), array */
+		set_type(f, pstrdup(type), NULL);	/* object (sublist, subrecord), array */
 	if (f->local_type == NULL)
 		f->createable = f->updateable = false;
 }
@@ -213,16 +218,73 @@ ns_describe(SyncConnection *conn, const char *object)
  * mirror options
  * --------------------------------------------------------------------- */
 
+static void ql_source(SyncConnection *conn, SyncMirror *m, char **table, char **cond);
+static HttpRequest *ql_send(SyncConnection *conn, const char *q, int limit);
+static void ql_fail(SyncConnection *conn, const char *what, const HttpRequest *req) pg_attribute_noreturn();
+
+/*
+ * The mirror option filter: one SuiteQL condition (what follows WHERE) on
+ * the type's table, e.g. "isinactive = 'F'".  Balanced quotes and
+ * parentheses, no statement of its own; then NetSuite judges it.
+ */
+static void
+check_filter(SyncConnection *conn, SyncMirror *m)
+{
+	const char *filter = sjson_get_string(m->options, "filter");
+	static const char *const clauses[] = {" order by", " group by", " fetch ", " offset ", " union",
+	" having", " limit ", NULL};
+	int			depth = 0,
+				k;
+	bool		quoted = false;
+	bool		bad = filter == NULL || *filter == '\0';
+	const char *p;
+	char	   *table,
+			   *cond;
+	HttpRequest *req;
+
+	for (p = filter; !bad && *p; p++)
+	{
+		if (*p == '\'')
+			quoted = !quoted;
+		else if (!quoted && *p == '(')
+			depth++;
+		else if (!quoted && *p == ')')
+			bad = --depth < 0;
+		else if (!quoted && *p == ';')
+			bad = true;
+	}
+	bad = bad || depth != 0 || quoted;
+	for (k = 0; !bad && clauses[k]; k++)
+		bad = strcasestr(filter, clauses[k]) != NULL;
+	if (bad)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mirror option \"filter\": %s", filter ? provider_quote_value(filter) : "not a string"),
+				 errdetail("The filter must be one SuiteQL condition (what follows WHERE), with balanced quotes and "
+						   "parentheses, and no ORDER BY, GROUP BY, HAVING, UNION, FETCH or OFFSET.")));
+	ql_source(conn, m, &table, &cond);
+	req = ql_send(conn, psprintf("SELECT id FROM %s WHERE %s", table, cond), 1);
+	if (req->outcome == HTTP_DONE && req->status == 400)
+	{
+		char	   *msg = ns_error_text(req, NULL, NULL);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mirror option \"filter\" for NetSuite %s", m->remote_object),
+				 errdetail("NetSuite said: %s", msg ? msg : "no reason given"),
+				 errhint("Columns are SuiteQL's (lower-case field names); booleans are 'T' and 'F'.")));
+	}
+	if (req->outcome != HTTP_DONE || req->status != 200)
+		ql_fail(conn, "checking the mirror option \"filter\"", req);
+}
+
 void
 ns_check_mirror(SyncConnection *conn, SyncMirror *m)
 {
 	const char *idem = sjson_get_string(m->options, "idempotency_field");
 
 	if (sjson_has_key(m->options, "filter"))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("mirror option \"filter\" is not supported for NetSuite record types"),
-				 errhint("Mirror the whole record type and filter with a view.")));
+		check_filter(conn, m);
 	if (sjson_has_key(m->options, "idempotency_field") &&
 		(idem == NULL || strcmp(idem, "externalId") != 0))
 		ereport(ERROR,
@@ -245,6 +307,7 @@ ns_check_mirror(SyncConnection *conn, SyncMirror *m)
 #define NS_OVERLAP_S 60			/* increments re-read the last minute */
 #define NS_INDEX_SLACK_S 7200	/* the indexed bound: two hours below the keyset */
 #define NS_RECONCILE_S 86400	/* full ID reconciliation: daily */
+#define NS_MAX_OFFSET_S (15 * 3600)	/* zones are within UTC-12 and UTC+14 */
 #define NS_CALIBRATE_S 600		/* an idle mirror re-reads SuiteQL's clock every 10 min */
 #define NS_FMT "YYYY-MM-DD HH24:MI:SS"
 
@@ -256,6 +319,13 @@ static const char *const ns_transaction_types[] = {
 	"opportunity", "purchaseorder", "returnauthorization", "salesorder", "transferorder",
 	"vendorbill", "vendorcredit", "vendorpayment", "workorder", NULL
 };
+
+/* An internal ID's value (digits, checked by ns_valid_remote_id); past int64: its maximum. */
+static int64
+id_value(const char *id)
+{
+	return (int64) strtoll(id, NULL, 10);
+}
 
 static char *
 lower_name(const char *s)
@@ -287,9 +357,10 @@ ql_literal(const char *s)
 }
 
 /*
- * The record type's SuiteQL table, and the condition that picks its rows
- * from it ("" for a table of its own): customer -> customer;
- * salesOrder -> transaction, recordtype = 'salesorder'.
+ * The record type's SuiteQL table, and the condition that picks the
+ * mirror's rows from it ("" for all of a table of its own): customer ->
+ * customer; salesOrder -> transaction, recordtype = 'salesorder'; and the
+ * mirror option filter.
  */
 static void
 ql_source(SyncConnection *conn, SyncMirror *m, char **table, char **cond)
@@ -299,42 +370,81 @@ ql_source(SyncConnection *conn, SyncMirror *m, char **table, char **cond)
 
 	if (!valid_name(t))
 		unknown_type(conn, m->remote_object, NULL);
+	*table = t;
+	*cond = "";
 	for (i = 0; ns_transaction_types[i]; i++)
 		if (strcmp(t, ns_transaction_types[i]) == 0)
 		{
 			*table = "transaction";
 			*cond = psprintf("recordtype = %s", ql_literal(t));
-			return;
+			break;
 		}
-	*table = t;
-	*cond = "";
+	/* the mirror option filter: a SuiteQL condition (ns_check_mirror checked it) */
+	if (sjson_get_string(m->options, "filter"))
+		*cond = psprintf("%s%s(%s)", *cond, **cond ? " AND " : "", sjson_get_string(m->options, "filter"));
 }
 
 /*
- * The select list: id, the stamp as text (without TO_CHAR SuiteQL gives a
- * date only, in the user's format), every field by its lower-case name
- * (dates and datetimes through TO_CHAR), and SuiteQL's clock (SYSDATE, in
- * the same zone as the stamps) to calibrate the zone with.
+ * NetSuite returns no rows at all for a query of more than 100 columns.
+ * The fields are read in chunks: the records query has id, the stamp,
+ * SuiteQL's clock and the first NS_FIRST_CHUNK fields; each further chunk
+ * is id and up to NS_MORE_CHUNK fields, read for the page's IDs.
+ */
+#define NS_FIRST_CHUNK (NS_MAX_COLUMNS - 3)
+#define NS_MORE_CHUNK (NS_MAX_COLUMNS - 1)
+
+/* The chunk of field k (a data field), by its place among the data fields. */
+static int
+field_chunk(SyncMirror *m, int k)
+{
+	int			p = 0,
+				i;
+
+	for (i = 0; i < k; i++)
+		if (m->fields[i].role == FIELD_DATA)
+			p++;
+	return p < NS_FIRST_CHUNK ? 0 : 1 + (p - NS_FIRST_CHUNK) / NS_MORE_CHUNK;
+}
+
+static int
+field_chunks(SyncMirror *m)
+{
+	int			k,
+				n = 1;
+
+	for (k = 0; k < m->nfields; k++)
+		if (m->fields[k].role == FIELD_DATA)
+			n = Max(n, field_chunk(m, k) + 1);
+	return n;
+}
+
+/*
+ * The select list of a chunk.  Chunk 0: id, the stamp as text (without
+ * TO_CHAR SuiteQL gives a date only, in the user's format), SuiteQL's clock
+ * (SYSDATE, in the same zone as the stamps) to calibrate the zone with, and
+ * the chunk's fields by their lower-case names (dates and datetimes through
+ * TO_CHAR).  Further chunks: id and their fields.
  */
 static char *
-ql_columns(SyncConnection *conn, SyncMirror *m)
+ql_columns(SyncConnection *conn, SyncMirror *m, int chunk)
 {
 	StringInfoData s;
-	int			k,
-				n = 3;
+	int			k;
 
 	initStringInfo(&s);
-	appendStringInfo(&s, "id, TO_CHAR(lastmodifieddate, '%s') AS sync_stamp, "
-					 "TO_CHAR(SYSDATE, '%s') AS sync_now", NS_FMT, NS_FMT);
+	appendStringInfoString(&s, "id");
+	if (chunk == 0)
+		appendStringInfo(&s, ", TO_CHAR(lastmodifieddate, '%s') AS sync_stamp, "
+						 "TO_CHAR(SYSDATE, '%s') AS sync_now", NS_FMT, NS_FMT);
 	for (k = 0; k < m->nfields; k++)
 	{
 		SyncField  *f = &m->fields[k];
 		char	   *col;
 
-		if (f->role != FIELD_DATA)
+		if (f->role != FIELD_DATA || field_chunk(m, k) != chunk)
 			continue;
 		col = lower_name(f->remote_name);
-		if (!valid_name(col) || strncmp(col, "sync_", 5) == 0)
+		if (!valid_name(col) || strncmp(col, "sync_", 5) == 0 || strcmp(col, "id") == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_NAME),
 					 errmsg("connection \"%s\": field \"%s\" of %s cannot be named in SuiteQL",
@@ -346,15 +456,7 @@ ql_columns(SyncConnection *conn, SyncMirror *m)
 			appendStringInfo(&s, ", TO_CHAR(%s, 'YYYY-MM-DD') AS %s", col, col);
 		else
 			appendStringInfo(&s, ", %s", col);
-		n++;
 	}
-	if (n > NS_MAX_COLUMNS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("connection \"%s\": the mirror %s reads %d SuiteQL columns; NetSuite returns no rows above %d",
-						conn->name, m->qualified_table, n, NS_MAX_COLUMNS),
-				 errhint("Mirror at most %d fields of %s (the fields argument of sync.mirror()).",
-						 NS_MAX_COLUMNS - 3, m->remote_object)));
 	return s.data;
 }
 
@@ -376,6 +478,32 @@ ql_send(SyncConnection *conn, const char *q, int limit)
 	return req;
 }
 
+/*
+ * A refused SuiteQL query.  A field of the record API that SuiteQL does not
+ * know by the same name (a few differ) is the user's to drop from the
+ * mirror: the hint says so.
+ */
+static void
+ql_fail(SyncConnection *conn, const char *what, const HttpRequest *req) pg_attribute_noreturn();
+
+static void
+ql_fail(SyncConnection *conn, const char *what, const HttpRequest *req)
+{
+	char	   *code = NULL;
+	char	   *msg = (req->outcome == HTTP_DONE && req->status == 400) ? ns_error_text(req, &code, NULL) : NULL;
+
+	if (msg && (strstr(msg, "Unknown identifier") || strstr(msg, "was not found")))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("connection \"%s\": NetSuite refused the SuiteQL query while %s: %s",
+						conn->name, what, msg),
+				 code ? errdetail("NetSuite error code \"%s\", HTTP 400.", code) : 0,
+				 errhint("A field of the record API that SuiteQL names otherwise or not at all cannot be "
+						 "mirrored: mirror the type again without it (sync.unmirror(), then sync.mirror() "
+						 "with fields).")));
+	ns_fail(conn, what, req);
+}
+
 /* The items of a SuiteQL answer; ERROR (with NetSuite's words) unless it is one. */
 static SJson *
 ql_items(SyncConnection *conn, const char *what, HttpRequest *req, bool *more, int64 *total)
@@ -385,7 +513,7 @@ ql_items(SyncConnection *conn, const char *what, HttpRequest *req, bool *more, i
 	int			i;
 
 	if (req->outcome != HTTP_DONE || req->status != 200)
-		ns_fail(conn, what, req);
+		ql_fail(conn, what, req);
 	if (sjson_type(items) != SJSON_ARRAY)
 		ns_bad_response(conn, what, req, j ? "no \"items\" array" : "not JSON");
 	for (i = 0; i < sjson_array_length(items); i++)
@@ -485,32 +613,97 @@ http_date_seconds(const char *v, int64 *out)
 }
 
 /*
+ * The offset of zone z (an IANA name) at wall-clock time `wall` there:
+ * seconds to add to get UTC.  False for an unknown zone.
+ */
+static bool
+zone_offset(const char *z, int64 wall, int64 *offset)
+{
+	pg_tz	   *tz = z ? pg_tzset(z) : NULL;
+	struct pg_tm tm;
+	int64		days = wall >= 0 ? wall / SECS_PER_DAY : -((-wall + SECS_PER_DAY - 1) / SECS_PER_DAY);
+	int64		rest = wall - days * SECS_PER_DAY;
+
+	if (tz == NULL)
+		return false;
+	memset(&tm, 0, sizeof(tm));
+	j2date((int) (days + UNIX_EPOCH_JDATE), &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+	tm.tm_hour = (int) (rest / 3600);
+	tm.tm_min = (int) (rest % 3600 / 60);
+	tm.tm_sec = (int) (rest % 60);
+	tm.tm_isdst = -1;
+	*offset = DetermineTimeZoneOffset(&tm, tz);
+	return true;
+}
+
+/* The offset of zone z at the UTC time `utc` (seconds to add to its wall time). */
+static bool
+zone_offset_utc(const char *z, int64 utc, int64 *offset)
+{
+	int64		guess;
+
+	return zone_offset(z, utc, &guess) && zone_offset(z, utc - guess, offset);
+}
+
+/*
+ * The integration user's time zone when the connection names it (option
+ * time_zone): stamps of either half of a daylight-saving year then convert
+ * exactly.
+ */
+static const char *
+user_zone(SyncConnection *conn)
+{
+	const char *z = sjson_get_string(conn->options, "time_zone");
+
+	return (z && pg_tzset(z)) ? z : NULL;
+}
+
+/*
  * Calibrate the zone from a SuiteQL answer: SYSDATE as SuiteQL showed it
  * (sync_now) against the UTC time of the answer (its Date header; else our
  * clock), rounded to the quarter hour that every zone's offset is a
- * multiple of.  Seconds to add to a SuiteQL time to get UTC.
+ * multiple of: seconds to add to a SuiteQL time to get UTC.  With option
+ * time_zone, the zone's offset now counts; SYSDATE only checks it.
  */
-static void
+static bool
 calibrate(SyncConnection *conn, const HttpRequest *req, SJson *items)
 {
 	NsState    *st = ns_state(conn);
 	char	   *now_text = item_text(sjson_array_get(items, 0), "sync_now");
+	const char *z = user_zone(conn);
 	int64		local,
 				utc,
-				diff;
+				diff,
+				zoff;
 
 	if (!wall_seconds(now_text, &local))
-		return;
+		return false;
 	if (!http_date_seconds(http_response_header(req, "date"), &utc))
 		utc = (int64) time(NULL);
 	diff = utc - local;
 	diff = (diff >= 0 ? (diff + 450) / 900 : -((-diff + 450) / 900)) * 900;
+	if (diff < -NS_MAX_OFFSET_S || diff > NS_MAX_OFFSET_S)
+		return false;			/* no zone is that far: not SuiteQL's clock */
+	if (z && zone_offset_utc(z, utc, &zoff))
+	{
+		if (zoff != diff && !st->zone_warned)
+			ereport(WARNING,
+					(errmsg("connection \"%s\": SuiteQL's clock (SYSDATE) shows UTC%+d min, but the option time_zone \"%s\" is at UTC%+d min now",
+							conn->name, (int) (-diff / 60), z, (int) (-zoff / 60)),
+					 errdetail("Datetimes from SuiteQL are converted to UTC with time_zone; if it is not the "
+							   "integration user's time zone in NetSuite, the stored stamps are off by the difference."),
+					 errhint("Set time_zone to the integration user's time zone (NetSuite: Set Preferences), "
+							 "with sync.alter_connection().")));
+		st->zone_warned = st->zone_warned || zoff != diff;
+		diff = zoff;
+	}
 	if (!st->tz_known || st->tz_offset_s != (int) diff)
 		elog(DEBUG1, "sync: connection \"%s\": SuiteQL shows times at UTC%+d min",
 			 conn->name, (int) (-diff / 60));
 	st->tz_known = true;
 	st->tz_offset_s = (int) diff;
 	st->tz_at = GetCurrentTimestamp();
+	return true;
 }
 
 /* A SuiteQL datetime -> UTC timestamptz text; NULL if unreadable. */
@@ -518,40 +711,26 @@ static char *
 utc_stamp(SyncConnection *conn, const char *s)
 {
 	NsState    *st = ns_state(conn);
-	int64		secs;
+	int64		secs,
+				offset;
 
 	if (!wall_seconds(s, &secs))
 		return NULL;
-	return wall_text(secs + (st->tz_known ? st->tz_offset_s : 0), true);
+	if (!(user_zone(conn) && zone_offset(user_zone(conn), secs, &offset)))
+		offset = st->tz_known ? st->tz_offset_s : 0;
+	return wall_text(secs + offset, true);
 }
 
 /* ---------------------------------------------------------------------
  * records
  * --------------------------------------------------------------------- */
 
-/*
- * One SuiteQL row -> *rec.  A row without an internal ID of digits or
- * with an unreadable stamp is NetSuite's error: the whole answer is
- * refused (nothing applied, the cursor stays).  Values the table may
- * refuse are passed on as text: the engine sets such records aside.
- */
+/* The values of one chunk's fields from a SuiteQL row into rec->values. */
 static void
-record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, const char *what,
-				 SJson *item, SyncRecord *rec, char **stamp_text)
+fill_values(SyncConnection *conn, SyncMirror *m, SJson *item, SyncRecord *rec, int chunk)
 {
-	const char *id = sjson_get_string(item, "id");	/* SuiteQL sends every value as a string */
-	const char *st = sjson_get_string(item, "sync_stamp");
 	int			k;
 
-	if (!ns_valid_remote_id(id))
-		ns_bad_response(conn, what, req,
-						psprintf("a record's id %s is not a NetSuite internal ID", provider_quote_value(id)));
-	if (st && (rec->stamp = utc_stamp(conn, st)) == NULL)
-		ns_bad_response(conn, what, req,
-						psprintf("record %s has an unreadable lastmodifieddate %s", id, provider_quote_value(st)));
-	rec->remote_id = pstrdup(id);
-	*stamp_text = st ? pstrdup(st) : NULL;
-	rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
 	for (k = 0; k < m->nfields; k++)
 	{
 		SyncField  *f = &m->fields[k];
@@ -559,7 +738,7 @@ record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
 		SJson	   *v;
 		char	   *t;
 
-		if (f->role != FIELD_DATA)
+		if (f->role != FIELD_DATA || field_chunk(m, k) != chunk)
 			continue;
 		col = lower_name(f->remote_name);
 		v = sjson_get(item, col);
@@ -581,6 +760,109 @@ record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
 	}
 }
 
+/*
+ * One SuiteQL row -> *rec.  A row without an internal ID of digits or
+ * with an unreadable stamp is NetSuite's error: the whole answer is
+ * refused (nothing applied, the cursor stays).  Values the table may
+ * refuse are passed on as text: the engine sets such records aside.
+ */
+static void
+record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, const char *what,
+				 SJson *item, SyncRecord *rec, char **stamp_text)
+{
+	const char *id = sjson_get_string(item, "id");	/* SuiteQL sends every value as a string */
+	const char *st = sjson_get_string(item, "sync_stamp");
+
+	if (!ns_valid_remote_id(id))
+		ns_bad_response(conn, what, req,
+						psprintf("a record's id %s is not a NetSuite internal ID", provider_quote_value(id)));
+	if (st && (rec->stamp = utc_stamp(conn, st)) == NULL)
+		ns_bad_response(conn, what, req,
+						psprintf("record %s has an unreadable lastmodifieddate %s", id, provider_quote_value(st)));
+	rec->remote_id = pstrdup(id);
+	*stamp_text = st ? pstrdup(st) : NULL;
+	rec->values = palloc0(sizeof(char *) * Max(1, m->nfields));
+	fill_values(conn, m, item, rec, 0);
+}
+
+/*
+ * The rest of a page's fields (more than one chunk): one query per further
+ * chunk for the page's IDs.  A record changed in between may mix two of
+ * its versions; its new stamp makes the next increment read it again.
+ */
+typedef struct IdIndex
+{
+	int64		id;
+	int			rec;
+} IdIndex;
+
+static int
+id_index_cmp(const void *a, const void *b)
+{
+	int64		x = ((const IdIndex *) a)->id,
+				y = ((const IdIndex *) b)->id;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static void
+fill_chunks(SyncConnection *conn, SyncMirror *m, SyncRecord *recs, int n, const char *what)
+{
+	int			chunks = field_chunks(m);
+	IdIndex    *ix;
+	char	   *table,
+			   *cond;
+	int			c,
+				i;
+
+	if (chunks <= 1 || n == 0)
+		return;
+	ql_source(conn, m, &table, &cond);
+	ix = palloc(sizeof(IdIndex) * n);
+	for (i = 0; i < n; i++)
+	{
+		ix[i].id = id_value(recs[i].remote_id);
+		ix[i].rec = i;
+	}
+	qsort(ix, n, sizeof(IdIndex), id_index_cmp);
+	for (c = 1; c < chunks; c++)
+	{
+		int			start;
+
+		for (start = 0; start < n; start += NS_IN_MAX)
+		{
+			int			cnt = Min(NS_IN_MAX, n - start);
+			StringInfoData q;
+			HttpRequest *req;
+			SJson	   *items;
+
+			initStringInfo(&q);
+			appendStringInfo(&q, "SELECT %s FROM %s WHERE %s%sid IN (", ql_columns(conn, m, c), table,
+							 cond, *cond ? " AND " : "");
+			for (i = 0; i < cnt; i++)
+				appendStringInfo(&q, "%s" INT64_FORMAT, i ? ", " : "", ix[start + i].id);
+			appendStringInfoString(&q, ") ORDER BY id");
+			req = ql_send(conn, q.data, NS_PAGE_LIMIT);
+			items = ql_items(conn, what, req, NULL, NULL);
+			for (i = 0; i < sjson_array_length(items); i++)
+			{
+				SJson	   *item = sjson_array_get(items, i);
+				const char *id = sjson_get_string(item, "id");
+				IdIndex		key,
+						   *hit;
+
+				key.id = ns_valid_remote_id(id) ? id_value(id) : -1;
+				hit = bsearch(&key, ix + start, cnt, sizeof(IdIndex), id_index_cmp);
+				if (hit == NULL)
+					ns_bad_response(conn, what, req,
+									psprintf("record %s was not asked for", provider_quote_value(id)));
+				fill_values(conn, m, item, &recs[hit->rec], c);
+			}
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+}
+
 /* ---------------------------------------------------------------------
  * pull: the cursor
  * --------------------------------------------------------------------- */
@@ -599,7 +881,7 @@ record_from_item(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, co
  *   run_t     newest stamp seen by the run
  *   tz        the zone offset (s) when `since` was written: a change (daylight
  *             saving time) widens the next window by as much
- *   deletes   "deletedrecord" (with del_col, the type column) | "reconcile"
+ *   deletes   "deletedrecord" | "reconcile" (absent: not probed yet)
  *   del_t, del_id   the deletedrecord keyset
  *   reconciled_at   when the last full ID reconciliation ended (unix s)
  */
@@ -616,7 +898,6 @@ typedef struct NsCursor
 	bool		tz_set;
 	int64		tz;
 	const char *deletes;
-	const char *del_col;
 	const char *del_t;
 	int64		del_id;
 	int64		reconciled_at;
@@ -653,7 +934,6 @@ cursor_read(SJson *c, NsCursor *nc)
 	nc->tz_set = sjson_has_key(c, "tz");
 	nc->tz = cur_int(c, "tz", 0);
 	nc->deletes = cur_str(c, "deletes");
-	nc->del_col = cur_str(c, "del_col");
 	nc->del_t = cur_str(c, "del_t");
 	nc->del_id = cur_int(c, "del_id", 0);
 	nc->reconciled_at = cur_int(c, "reconciled_at", 0);
@@ -679,7 +959,6 @@ cursor_write(const NsCursor *nc)
 	if (nc->tz_set)
 		sjson_add_int(c, "tz", nc->tz);
 	PUT_STR(deletes);
-	PUT_STR(del_col);
 	PUT_STR(del_t);
 	if (nc->del_t)
 		sjson_add_int(c, "del_id", nc->del_id);
@@ -718,7 +997,7 @@ records_query(SyncConnection *conn, SyncMirror *m, const char *from, const char 
 
 	ql_source(conn, m, &table, &cond);
 	initStringInfo(&q);
-	appendStringInfo(&q, "SELECT %s FROM %s", ql_columns(conn, m), table);
+	appendStringInfo(&q, "SELECT %s FROM %s", ql_columns(conn, m, 0), table);
 	if (*cond || lo)
 		appendStringInfoString(&q, " WHERE ");
 	if (*cond)
@@ -754,7 +1033,7 @@ backfill_query(SyncConnection *conn, SyncMirror *m, int64 after_id)
 
 	ql_source(conn, m, &table, &cond);
 	initStringInfo(&q);
-	appendStringInfo(&q, "SELECT %s FROM %s", ql_columns(conn, m), table);
+	appendStringInfo(&q, "SELECT %s FROM %s", ql_columns(conn, m, 0), table);
 	if (*cond || after_id >= 0)
 		appendStringInfoString(&q, " WHERE ");
 	appendStringInfoString(&q, cond);
@@ -775,11 +1054,9 @@ records_page(SyncConnection *conn, SyncMirror *m, const char *q, SyncPage *page,
 	int			n = sjson_array_length(items);
 	int			i;
 
-	if (n > 0)
-	{
-		calibrate(conn, req, items);
+	/* SuiteQL's clock, when it is one */
+	if (n > 0 && calibrate(conn, req, items))
 		*now_t = item_text(sjson_array_get(items, 0), "sync_now");
-	}
 	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
 	page->nrecords = n;
 	for (i = 0; i < n; i++)
@@ -791,9 +1068,10 @@ records_page(SyncConnection *conn, SyncMirror *m, const char *q, SyncPage *page,
 		{
 			/* in (stamp, id) order: the last is the keyset position */
 			*last_t = st;
-			*last_id = atoll(page->records[i].remote_id);
+			*last_id = id_value(page->records[i].remote_id);
 		}
 	}
+	fill_chunks(conn, m, page->records, n, what);
 	if (*more && n == 0)
 		*more = false;
 }
@@ -812,7 +1090,7 @@ calibrate_now(SyncConnection *conn, SyncMirror *m)
 								 table, *cond ? " WHERE " : "", cond), 1);
 	items = ql_items(conn, psprintf("reading SuiteQL's clock for %s", m->remote_object), req, NULL, NULL);
 	if (sjson_array_length(items) > 0)
-		calibrate(conn, req, items);
+		(void) calibrate(conn, req, items);
 }
 
 /* ---------------------------------------------------------------------
@@ -821,38 +1099,26 @@ calibrate_now(SyncConnection *conn, SyncMirror *m)
 
 /*
  * SuiteQL's deletedrecord table (the Deleted Record search type's rows:
- * recordid, the type, deleteddate; no external ID).  Its availability and
- * column names vary (a role without the permission, an account without the
- * table): NULL answer -> "missing" (*missing set), so that the caller falls
- * back to ID reconciliation.
+ * recordid, the type, deleteddate; no external ID) is not in every account
+ * or role.  Is this answer NetSuite refusing the query (the table or a
+ * column unknown, a permission missing)?  Then the mirror falls back to ID
+ * reconciliation.  (A failure that is not a refusal — 5xx after the
+ * retries, a timeout — is an error of this pull.)
  */
 static bool
-deleted_missing(const HttpRequest *req)
+deleted_refused(const HttpRequest *req)
 {
-	char	   *code = NULL;
-	char	   *msg;
-
-	if (req->outcome != HTTP_DONE)
-		return false;
-	if (req->status == 403)
-		return true;
-	if (req->status != 400)
-		return false;
-	msg = ns_error_text(req, &code, NULL);
-	return msg && (strstr(msg, "deletedrecord") || strstr(msg, "DeletedRecord") ||
-				   strstr(msg, "Invalid search type") || strstr(msg, "permission"));
+	return req->outcome == HTTP_DONE &&
+		(req->status == 400 || req->status == 403 || req->status == 404);
 }
 
-static bool
-deleted_unknown_column(const HttpRequest *req, const char *col)
-{
-	char	   *msg = (req->outcome == HTTP_DONE && req->status == 400) ? ns_error_text(req, NULL, NULL) : NULL;
-
-	return msg && strstr(msg, psprintf("'%s'", col)) != NULL;
-}
-
+/*
+ * The type's rows of deletedrecord after (del_t, del_id): `type` holds the
+ * record type (compared with UPPER(): its case varies); a custom record
+ * type's rows also carry its script ID.
+ */
 static char *
-deleted_query(SyncMirror *m, const char *col, const char *del_t, int64 del_id)
+deleted_query(SyncMirror *m, const char *del_t, int64 del_id)
 {
 	const char *when = "TO_CHAR(deleteddate, '" NS_FMT "')";
 	char	   *type = lower_name(m->remote_object);
@@ -860,7 +1126,12 @@ deleted_query(SyncMirror *m, const char *col, const char *del_t, int64 del_id)
 
 	initStringInfo(&q);
 	appendStringInfo(&q, "SELECT recordid, %s AS sync_deleted, TO_CHAR(SYSDATE, '" NS_FMT "') AS sync_now "
-					 "FROM deletedrecord WHERE UPPER(%s) = UPPER(%s)", when, col, ql_literal(type));
+					 "FROM deletedrecord WHERE ", when);
+	if (strncmp(type, "customrecord", 12) == 0)
+		appendStringInfo(&q, "(UPPER(type) = UPPER(%s) OR UPPER(scriptid) = UPPER(%s))",
+						 ql_literal(type), ql_literal(type));
+	else
+		appendStringInfo(&q, "UPPER(type) = UPPER(%s)", ql_literal(type));
 	if (del_t)
 		appendStringInfo(&q, " AND (%s > %s OR (%s = %s AND recordid > " INT64_FORMAT "))",
 						 when, ql_literal(del_t), when, ql_literal(del_t), del_id);
@@ -873,30 +1144,24 @@ static bool
 deleted_page(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page, bool *more)
 {
 	char	   *what = psprintf("reading deleted %s records with SuiteQL", m->remote_object);
-	const char *col = nc->del_col ? nc->del_col : "type";
-	HttpRequest *req = ql_send(conn, deleted_query(m, col, nc->del_t, nc->del_id), NS_PAGE_LIMIT);
+	HttpRequest *req = ql_send(conn, deleted_query(m, nc->del_t, nc->del_id), NS_PAGE_LIMIT);
 	SJson	   *items;
 	int			n,
 				i;
 
-	if (nc->del_col == NULL && deleted_unknown_column(req, col))
+	if (deleted_refused(req))
 	{
-		/* an older shape names the type recordtypeid */
-		col = "recordtypeid";
-		req = ql_send(conn, deleted_query(m, col, nc->del_t, nc->del_id), NS_PAGE_LIMIT);
-	}
-	if (deleted_missing(req) || (nc->del_col == NULL && deleted_unknown_column(req, col)))
-	{
+		char	   *why = ns_error_text(req, NULL, NULL);
+
 		ereport(nc->deletes ? WARNING : LOG,
 				(errmsg("sync: %s: NetSuite's deletedrecord table cannot be read (%s); "
 						"remote deletes are found by reconciling all IDs",
-						m->qualified_table, ns_error_text(req, NULL, NULL) ? ns_error_text(req, NULL, NULL) : "no reason given"),
+						m->qualified_table, why ? why : "no reason given"),
 				 errhint("Give the integration role the Deleted Records permission (Lists); see docs/netsuite.md.")));
 		return false;
 	}
 	items = ql_items(conn, what, req, more, NULL);
 	nc->deletes = "deletedrecord";
-	nc->del_col = col;
 	n = sjson_array_length(items);
 	page->deleted_ids = palloc(sizeof(char *) * Max(1, n));
 	page->ndeleted_ids = 0;
@@ -918,7 +1183,7 @@ deleted_page(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page, 
 		if (when)
 		{
 			nc->del_t = pstrdup(when);
-			nc->del_id = atoll(id);
+			nc->del_id = id_value(id);
 		}
 	}
 	if (n == 0)
@@ -956,7 +1221,7 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 		{
 			const char *id = sjson_get_string(sjson_array_get(items, i), "id");
 
-			if (!ns_valid_remote_id(id) || atoll(id) <= after)
+			if (!ns_valid_remote_id(id) || id_value(id) <= after)
 				ns_bad_response(conn, what, req,
 								psprintf("row %d's id %s is not a NetSuite internal ID in order",
 										 i + 1, provider_quote_value(id)));
@@ -966,7 +1231,7 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 				page->deleted_ids = repalloc(page->deleted_ids, sizeof(char *) * cap);
 			}
 			page->deleted_ids[page->ndeleted_ids++] = pstrdup(id);
-			after = atoll(id);
+			after = id_value(id);
 		}
 		if (sjson_array_length(items) == 0)
 			more = false;
@@ -978,6 +1243,10 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
  * pull_page
  * --------------------------------------------------------------------- */
 
+/*
+ * Seconds between full ID reconciliations: the connection option
+ * reconcile_interval where src/netsuite.c accepts it, else daily.
+ */
 static int64
 reconcile_every(SyncConnection *conn)
 {
@@ -1040,7 +1309,7 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		}
 		if (page->nrecords > 0)
 		{
-			int64		id = atoll(page->records[page->nrecords - 1].remote_id);
+			int64		id = id_value(page->records[page->nrecords - 1].remote_id);
 
 			if (id <= nc.after_id)
 				ereport(ERROR,
@@ -1116,6 +1385,14 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		}
 		if (later(nc.run_t, last_t))
 			nc.run_t = last_t;
+
+		/*
+		 * Never past SuiteQL's clock: a stamp in the future (clocks apart,
+		 * imported data) must not make the changes after it look old.  Such
+		 * a record is read again until its time has come.
+		 */
+		if (now_t && later(now_t, nc.run_t))
+			nc.run_t = now_t;
 		if (more && last_t)
 		{
 			nc.key_t = last_t;
@@ -1157,7 +1434,7 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 			bool		had_feed = nc.deletes != NULL;
 
 			nc.deletes = "reconcile";
-			nc.del_col = nc.del_t = NULL;
+			nc.del_t = NULL;
 			if (had_feed || now_s - nc.reconciled_at >= reconcile_every(conn))
 			{
 				nc.phase = "reconcile";
@@ -1206,9 +1483,10 @@ ns_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 		StringInfoData q;
 		HttpRequest *req;
 		SJson	   *items;
+		int			first;
 
 		initStringInfo(&q);
-		appendStringInfo(&q, "SELECT %s FROM %s WHERE %s%sid IN (", ql_columns(conn, m), table,
+		appendStringInfo(&q, "SELECT %s FROM %s WHERE %s%sid IN (", ql_columns(conn, m, 0), table,
 						 cond, *cond ? " AND " : "");
 		for (i = 0; i < cnt; i++)
 		{
@@ -1222,8 +1500,9 @@ ns_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 		appendStringInfoString(&q, ") ORDER BY id");
 		req = ql_send(conn, q.data, NS_PAGE_LIMIT);
 		items = ql_items(conn, what, req, NULL, NULL);
+		first = page->nrecords;
 		if (sjson_array_length(items) > 0)
-			calibrate(conn, req, items);
+			(void) calibrate(conn, req, items);
 		for (i = 0; i < sjson_array_length(items); i++)
 		{
 			SyncRecord *rec = &page->records[page->nrecords];
@@ -1240,6 +1519,7 @@ ns_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 			found[x] = true;
 			page->nrecords++;
 		}
+		fill_chunks(conn, m, page->records + first, page->nrecords - first, what);
 		/* IDs NetSuite no longer has */
 		for (i = 0; i < cnt; i++)
 			if (!found[i])
