@@ -17,6 +17,8 @@
 #include <ctype.h>
 
 #include "lib/stringinfo.h"
+#include "pgtime.h"
+#include "utils/timestamp.h"
 #include "utils/memutils.h"
 
 #include "netsuite.h"
@@ -24,7 +26,8 @@
 #define bad_option(key, why) provider_bad_option("NetSuite", key, why)
 
 static const char *const ns_option_keys[] = {
-	"account", "base_url", "ca_file", "concurrency", "auth", "requests_per_second", NULL
+	"account", "base_url", "ca_file", "concurrency", "auth", "requests_per_second", "time_zone",
+	"reconcile_interval", NULL
 };
 
 /* ---------------------------------------------------------------------
@@ -61,7 +64,8 @@ ns_check_options(SJson *o)
 			if (strcmp(keys[i], ns_option_keys[k]) == 0)
 				break;
 		if (ns_option_keys[k] == NULL)
-			bad_option(keys[i], "unknown option (known: account, base_url, ca_file, concurrency, auth)");
+			bad_option(keys[i], "unknown option (known: account, base_url, ca_file, concurrency, auth, "
+					   "requests_per_second, time_zone, reconcile_interval)");
 	}
 	if (!valid_account(sjson_get_string(o, "account")))
 		bad_option("account", "required: the account ID as NetSuite shows it (e.g. \"1234567\" or \"1234567_SB1\")");
@@ -69,6 +73,12 @@ ns_check_options(SJson *o)
 		bad_option("base_url", "must be an https:// URL");
 	if (c && (sjson_type(c) != SJSON_INT || sjson_int(c, 0) < 1 || sjson_int(c, 0) > 64))
 		bad_option("concurrency", "must be an integer from 1 to 64 (requests in flight)");
+	if (sjson_has_key(o, "time_zone") &&
+		(sjson_get_string(o, "time_zone") == NULL || pg_tzset(sjson_get_string(o, "time_zone")) == NULL))
+		bad_option("time_zone", "must be a time zone name such as \"America/Los_Angeles\": the integration user's time zone in NetSuite");
+	if (sjson_has_key(o, "reconcile_interval") &&
+		(sjson_type(sjson_get(o, "reconcile_interval")) != SJSON_INT || sjson_int(sjson_get(o, "reconcile_interval"), -1) < 0))
+		bad_option("reconcile_interval", "must be a number of seconds (0 or more) between full ID reconciliations");
 	if (sjson_type(sjson_get(o, "auth")) != SJSON_OBJECT)
 		bad_option("auth", "required: {\"type\": \"m2m\", ...} or {\"type\": \"tba\", ...}");
 	ns_check_auth_options(sjson_get(o, "auth"));
@@ -165,6 +175,8 @@ ns_send(SyncConnection *conn, const char *method, const char *url, SJson *body)
 								  body ? sjson_serialize(body) : NULL, "application/json");
 
 	conn_send_retrying(conn, req, 0);
+	if (req->outcome == HTTP_DONE && req->status != 429)
+		ns_note_success(conn);
 	return req;
 }
 
@@ -218,6 +230,33 @@ ns_fail(SyncConnection *conn, const char *what, const HttpRequest *req)
 							 msg ? (code ? psprintf("%s (%s)", msg, code) : msg) : NULL);
 }
 
+/* Requests in flight as configured: "concurrency", else one less than the account's limit. */
+int
+ns_concurrency(SyncConnection *conn)
+{
+	int64		c = sjson_int(sjson_get(conn->options, "concurrency"), 0);
+
+	return c > 0 ? (int) c : Max(1, ns_state(conn)->concurrency_limit - 1);
+}
+
+/*
+ * A request was answered (not 429): backoffs start over, and after 100
+ * answers in a row one request more may be in flight again, up to the
+ * configured concurrency (a 429 took one away).
+ */
+void
+ns_note_success(SyncConnection *conn)
+{
+	NsState    *st = ns_state(conn);
+
+	st->throttled = 0;
+	if (++st->answered >= 100 && conn->max_in_flight < ns_concurrency(conn))
+	{
+		conn->max_in_flight++;
+		st->answered = 0;
+	}
+}
+
 /* NetSuite internal IDs: digits (reference targets such as accounts may be negative, records are not). */
 bool
 ns_valid_remote_id(const char *id)
@@ -242,10 +281,17 @@ static long
 ns_throttle_ms(SyncConnection *conn, const HttpRequest *req)
 {
 	NsState    *st = ns_state(conn);
+	TimestampTz sent = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -(long) req->elapsed_ms);
 
-	if (conn->max_in_flight > 1)
-		conn->max_in_flight--;
-	st->throttled = Min(st->throttled + 1, 8);
+	/* once per episode, not once per refused request of one wave */
+	st->answered = 0;
+	if (sent >= st->throttled_at)
+	{
+		if (conn->max_in_flight > 1)
+			conn->max_in_flight--;
+		st->throttled = Min(st->throttled + 1, 8);
+		st->throttled_at = GetCurrentTimestamp();
+	}
 	return backoff_ms(st->throttled, 500, 30000);
 }
 

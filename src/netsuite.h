@@ -18,7 +18,9 @@ typedef struct NsState
 {
 	char	   *realm;			/* account ID as TBA's realm: 1234567_SB1 */
 	int			concurrency_limit;	/* the account's (governance), if learnt */
-	int			throttled;		/* 429s in a row (backoff exponent) */
+	int			throttled;		/* 429 episodes in a row (backoff exponent) */
+	TimestampTz throttled_at;	/* when the last episode began */
+	int			answered;		/* requests answered since the last 429 */
 
 	/*
 	 * SuiteQL shows datetimes in the user's time zone; the record API in
@@ -42,6 +44,8 @@ extern HttpRequest *ns_send(SyncConnection *conn, const char *method, const char
 extern char *ns_error_text(const HttpRequest *req, char **code, char **path);
 extern void ns_fail(SyncConnection *conn, const char *what, const HttpRequest *req) pg_attribute_noreturn();
 extern bool ns_valid_remote_id(const char *id);
+extern int	ns_concurrency(SyncConnection *conn);
+extern void ns_note_success(SyncConnection *conn);
 
 /* netsuite_auth.c */
 extern void ns_check_auth_options(SJson *auth);

@@ -229,11 +229,7 @@ ns_authenticate(SyncConnection *conn)
 
 	(void) ns_state(conn);
 	if (conn->max_in_flight <= 0)
-	{
-		int64		c = sjson_int(sjson_get(conn->options, "concurrency"), 0);
-
-		conn->max_in_flight = c > 0 ? (int) c : Max(1, ns_state(conn)->concurrency_limit - 1);
-	}
+		conn->max_in_flight = ns_concurrency(conn);
 	if (strcmp(type, "tba") == 0)
 	{
 		/* nothing to obtain: each request is signed (ns_sign) */

@@ -650,8 +650,10 @@ push_single(SyncConnection *conn, SyncMirror *m, SyncPushItem **items, int n)
 			waves = 1;
 		else
 		{
-			/* the pool has room: backoffs start over */
-			ns_state(conn)->throttled = 0;
+			/* the pool has room: backoffs start over, concurrency recovers */
+			for (i = start; i < start + cnt; i++)
+				if (reqs[i]->outcome == HTTP_DONE)
+					ns_note_success(conn);
 			waves = Min(waves * 2, NS_SLICE_WAVES_MAX);
 		}
 		start += cnt;
