@@ -1245,7 +1245,7 @@ all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 
 /*
  * Seconds between full ID reconciliations: the connection option
- * reconcile_interval where src/netsuite.c accepts it, else daily.
+ * reconcile_interval (seconds), else daily.
  */
 static int64
 reconcile_every(SyncConnection *conn)
