@@ -2466,7 +2466,8 @@ hs_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 {
 	char	   *what = psprintf("re-reading %s records", m->remote_object);
 	int			start,
-				i;
+				i,
+				mcap = 0;
 
 	conn_ensure_auth(conn);
 	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
@@ -2507,17 +2508,44 @@ hs_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 		for (i = 0; i < sjson_array_length(results); i++)
 		{
 			SyncRecord *rec = &page->records[page->nrecords];
-			int			x;
+			int			x,
+						k,
+						nm = page->nmerged;
+			bool		merged = false;
 
 			record_from_json(conn, m, req, what, sjson_array_get(results, i), rec);
+			note_merges(conn, req, what, sjson_array_get(results, i), rec, page, &mcap);
 			for (x = 0; x < cnt; x++)
 				if (!found[x] && strcmp(ids[start + x], rec->remote_id) == 0)
 					break;
-			if (x == cnt)
+			if (x < cnt)
+			{
+				found[x] = true;
+				page->nrecords++;
+				continue;
+			}
+
+			/*
+			 * An ID merged away answers with the record it was merged into:
+			 * the merge is followed (merge.c), the old ID leaves like a
+			 * delete, the record is applied once.
+			 */
+			for (k = nm; k < page->nmerged; k++)
+				for (x = 0; x < cnt; x++)
+					if (!found[x] && strcmp(ids[start + x], page->merged_ids[k]) == 0)
+					{
+						found[x] = true;
+						merged = true;
+						page->deleted_ids[page->ndeleted_ids++] = pstrdup(ids[start + x]);
+					}
+			if (!merged)
 				hs_bad_response(conn, what, req,
 								psprintf("record %s was not asked for (or came twice)", rec->remote_id));
-			found[x] = true;
-			page->nrecords++;
+			for (k = 0; k < page->nrecords; k++)
+				if (strcmp(page->records[k].remote_id, rec->remote_id) == 0)
+					break;
+			if (k == page->nrecords)
+				page->nrecords++;
 		}
 		/* the rest must be reported missing (OBJECT_NOT_FOUND), nothing else */
 		for (i = 0; i < sjson_array_length(errors); i++)

@@ -185,4 +185,22 @@ is(sq("SELECT string_agg(DISTINCT associations_companies, ' ') FROM crm.hs_conta
 is(sq("SELECT count(*) FROM sync.outbox"), '0', '... without echoing an association write');
 is(sq("SELECT count(*) FROM public.merge_audit"), '7', 'the trigger saw every merge');
 
+# a record the table refused, then merged away: its re-read (sync.retry)
+# answers with the merged record, and the merge is followed from there
+my $q = seed('hubspot', 'contacts', [ { email => 'q1\@example.com', firstname => 'Quinn' },
+	{ email => 'q2\@example.com', firstname => 'Q' } ]);
+sq("SELECT sync.pull('crm.hs_contact')");
+sq("ALTER TABLE crm.hs_contact ADD CONSTRAINT no_bad CHECK (firstname <> 'Bad')");
+$emu->control('PATCH', "/__emulator/records/hubspot/contacts/$q->[1]", { firstname => 'Bad' });
+sq("SELECT sync.pull('crm.hs_contact')");
+is(sq("SELECT remote_id FROM sync.errors WHERE direction = 'in'"), $q->[1], 'a remote change the table refused is parked');
+$merged = $emu->control('POST', '/__emulator/hubspot/merge',
+	{ object => 'contacts', primary => $q->[0], merged => $q->[1] });
+sq("SELECT sync.retry('crm.hs_contact')");
+my ($rc, $out, $err) = $node->psql($db, "SELECT sync.pull('crm.hs_contact')");
+is($err, '', 're-reading the merged-away record does not fail the pull');
+is(sq("SELECT count(*) FROM sync.errors"), '0', '... and clears its error');
+is(sq("SELECT string_agg(remote_id, ' ') FROM crm.hs_contact WHERE email LIKE 'q%'"), $merged->{id},
+	'one row, the merged record\'s');
+
 done_testing();
