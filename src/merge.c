@@ -444,6 +444,8 @@ merge_apply(SyncMirror *m, SyncPage *page, MemoryContext work)
 				ndeleted,
 				i,
 				j;
+	char	  **logged = NULL;
+	int			nlogged = 0;
 	MergeRef   *refs = NULL;
 	int			nrefs = 0;
 	bool		refs_loaded = false;
@@ -472,6 +474,15 @@ merge_apply(SyncMirror *m, SyncPage *page, MemoryContext work)
 				 "AND o.op OPERATOR(pg_catalog.=) 'D' AND o.remote_id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])",
 				 2, t, a, NULL, SPI_OK_SELECT);
 		deleted = spi_column(work, 1, &ndeleted);
+		/* under "delete": "keep" the loser's row stays: a merge already logged is done */
+		if (engine_mirror(m)->on_delete != DELETE_APPLY)
+		{
+			spi_exec("SELECT DISTINCT l.loser_remote_id FROM sync.merge_log l "
+					 "WHERE l.mirror OPERATOR(pg_catalog.=) $2 "
+					 "AND l.loser_remote_id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])",
+					 2, t, a, NULL, SPI_OK_SELECT);
+			logged = spi_column(work, 1, &nlogged);
+		}
 	}
 
 	for (i = 0; i < page->nmerged; i++)
@@ -503,6 +514,8 @@ merge_apply(SyncMirror *m, SyncPage *page, MemoryContext work)
 			}
 		for (j = 0; j < ndeleted && !known; j++)
 			known = strcmp(deleted[j], loser) == 0;
+		for (j = 0; j < nlogged && known; j++)
+			known = strcmp(logged[j], loser) != 0;
 		if (!known)
 			continue;			/* nothing of it here (e.g. a merge long ago) */
 

@@ -135,6 +135,16 @@ is(sq("SELECT loser || '>' || winner FROM public.merge_audit WHERE local_table =
 sq("SELECT sync.pull('crm.account'), sync.pull('crm.contact')");
 is(sq("SELECT count(*) FROM sync.merge_log"), '3', 'a merge is followed once');
 
+# under "delete": "keep" the loser's row stays (and the merge is logged once)
+sq(q{UPDATE sync.mirror SET options = '{"delete": "keep"}' WHERE local_table = 'crm.contact'::regclass});
+$emu->control('POST', '/__emulator/salesforce/merge',
+	{ object => 'Contact', master => $con->[0], losers => [ $con->[3] ] });
+sq("SELECT sync.pull('crm.contact')");
+sq("SELECT sync.pull('crm.contact')");
+is(sq("SELECT last_name FROM crm.contact WHERE remote_id = '$con->[3]'"), 'Child', '"delete": "keep": the loser\'s row stays');
+is(sq("SELECT count(*) FROM sync.merges WHERE loser_remote_id = '$con->[3]'"), '1', '... the merge is logged, once');
+sq(q{UPDATE sync.mirror SET options = '{}' WHERE local_table = 'crm.contact'::regclass});
+
 # ---------------------------------------------------------------------------
 # HubSpot: a merge makes a new record; both old IDs resolve to it
 # ---------------------------------------------------------------------------
@@ -183,7 +193,7 @@ is(sq("SELECT string_agg(remote_id, ' ') FROM crm.company"), $merged->{id}, 'one
 is(sq("SELECT string_agg(DISTINCT associations_companies, ' ') FROM crm.hs_contact"), $merged->{id},
 	'both contacts\' association columns point at the merged company');
 is(sq("SELECT count(*) FROM sync.outbox"), '0', '... without echoing an association write');
-is(sq("SELECT count(*) FROM public.merge_audit"), '7', 'the trigger saw every merge');
+is(sq("SELECT count(*) FROM public.merge_audit"), '8', 'the trigger saw every merge');
 
 # a record the table refused, then merged away: its re-read (sync.retry)
 # answers with the merged record, and the merge is followed from there
