@@ -213,4 +213,22 @@ is(sq("SELECT count(*) FROM sync.errors"), '0', '... and clears its error');
 is(sq("SELECT string_agg(remote_id, ' ') FROM crm.hs_contact WHERE email LIKE 'q%'"), $merged->{id},
 	'one row, the merged record\'s');
 
+# a merge the table refuses (a local foreign key to the loser's row) is
+# undone alone, journaled, and the loser is then an ordinary remote delete,
+# set aside like any the table refuses: the pull goes on
+my $x = seed('salesforce', 'Contact', [ { LastName => 'X1' }, { LastName => 'X2' } ]);
+sq("SELECT sync.pull('crm.contact')");
+sq("CREATE TABLE crm.note (id int PRIMARY KEY, contact bigint REFERENCES crm.contact (id));
+    INSERT INTO crm.note SELECT 1, id FROM crm.contact WHERE remote_id = '$x->[1]'");
+$emu->control('POST', '/__emulator/salesforce/merge',
+	{ object => 'Contact', master => $x->[0], losers => [ $x->[1] ] });
+($rc, $out, $err) = $node->psql($db, "SELECT sync.pull('crm.contact')");
+is($err, '', 'a merge the table refuses does not fail the pull');
+like(sq("SELECT detail FROM sync.journal WHERE remote_id = '$x->[1]' AND result = 'failed' ORDER BY id LIMIT 1"),
+	qr/merge into \Q$x->[0]\E not followed: 23503: .*note_contact_fkey/, '... it is journaled with the table\'s words');
+is(sq("SELECT count(*) FROM crm.contact WHERE remote_id = '$x->[1]'"), '1', '... the loser\'s row stays');
+is(sq("SELECT operation || ' ' || error_code FROM sync.errors WHERE remote_id = '$x->[1]'"), 'delete 23503',
+	'... and its delete is set aside in sync.errors');
+is(sq("SELECT count(*) FROM sync.merges WHERE loser_remote_id = '$x->[1]'"), '0', '... not in sync.merges');
+
 done_testing();
