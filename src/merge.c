@@ -124,17 +124,19 @@ pending_columns(MergeOne *mo)
 	Oid			t[3] = {INT4OID, TEXTOID, TEXTOID};
 	Datum		a[3];
 	List	   *cols = NIL;
-	bool		winner_all = false;
 	List	   *winner_cols = NIL;
+	bool		winner_all = false;
 	int			i,
 				r;
 
 	a[0] = Int32GetDatum(m->id);
 	a[1] = CStringGetTextDatum(mo->loser_key);
 	a[2] = CStringGetTextDatum(mo->winner_key);
-	spi_exec("SELECT o.local_key OPERATOR(pg_catalog.=) $2, o.columns IS NULL, "
-			 "       pg_catalog.array_to_string(o.columns, ',') "
-			 "  FROM sync.outbox o WHERE o.mirror OPERATOR(pg_catalog.=) $1 "
+	/* one row per entry and column (a NULL column: the entry covers all) */
+	spi_exec("SELECT o.local_key OPERATOR(pg_catalog.=) $2, c.col::pg_catalog.text "
+			 "  FROM sync.outbox o "
+			 "  LEFT JOIN LATERAL pg_catalog.unnest(o.columns) AS c(col) ON true "
+			 " WHERE o.mirror OPERATOR(pg_catalog.=) $1 "
 			 "   AND o.local_key OPERATOR(pg_catalog.=) ANY (ARRAY[$2, $3]) "
 			 "   AND o.op OPERATOR(pg_catalog.=) ANY ('{U,I}'::\"char\"[]) "
 			 "   AND (o.claimed_until IS NULL OR o.claimed_until OPERATOR(pg_catalog.<) pg_catalog.now())",
@@ -142,35 +144,23 @@ pending_columns(MergeOne *mo)
 	for (r = 0; r < (int) SPI_processed; r++)
 	{
 		bool		is_loser = strcmp(getv(r, 1), "t") == 0;
-		bool		all = strcmp(getv(r, 2), "t") == 0;
-		char	   *list = getv(r, 3);
+		char	   *col = getv(r, 2);	/* NULL: all columns */
 
+		if (!is_loser && col == NULL)
+			winner_all = true;
 		for (i = 0; i < m->nfields; i++)
 		{
 			SyncField  *f = &m->fields[i];
-			char	   *col = m->columns[i];
-			bool		covered;
 
 			if (f->role != FIELD_DATA || !f->updateable || strcmp(m->authority[i], "remote") == 0)
 				continue;
-			covered = all;
-			if (!covered && list)
-			{
-				char	   *copy = pstrdup(list);
-				char	   *tok;
-
-				for (tok = strtok(copy, ","); tok && !covered; tok = strtok(NULL, ","))
-					covered = strcmp(tok, col) == 0;
-			}
-			if (!covered)
+			if (col != NULL && strcmp(col, m->columns[i]) != 0)
 				continue;
 			if (is_loser)
-				cols = list_append_unique_ptr(cols, col);
+				cols = list_append_unique_ptr(cols, m->columns[i]);
 			else
-				winner_cols = list_append_unique_ptr(winner_cols, col);
+				winner_cols = list_append_unique_ptr(winner_cols, m->columns[i]);
 		}
-		if (!is_loser && all)
-			winner_all = true;
 	}
 	if (winner_all)
 		return NIL;

@@ -162,7 +162,8 @@ sq("SELECT sync.pull('crm.company'), sync.pull('crm.hs_contact')");
 sq("SELECT sync.pull('crm.company'), sync.pull('crm.hs_contact')");
 is(sq("SELECT count(*) FROM crm.hs_contact"), '3', 'HubSpot contacts backfilled');
 my $pat_key = sq("SELECT id FROM crm.hs_contact WHERE remote_id = '$hc->[0]'");
-sq("UPDATE crm.hs_contact SET firstname = 'Patricia' WHERE remote_id = '$hc->[1]'");
+sq("UPDATE crm.hs_contact SET firstname = 'Patricia', phone = '999' WHERE remote_id = '$hc->[1]'");
+sq("UPDATE crm.hs_contact SET phone = '111' WHERE remote_id = '$hc->[0]'");
 
 my $merged = $emu->control('POST', '/__emulator/hubspot/merge',
 	{ object => 'contacts', primary => $hc->[0], merged => $hc->[1] });
@@ -174,7 +175,8 @@ is(sq("SELECT count(*) FROM crm.hs_contact WHERE remote_id IN ('$hc->[0]', '$hc-
 is(sq("SELECT id FROM crm.hs_contact WHERE remote_id = '$new'"), $pat_key,
 	'the primary\'s row continues as the merged record (same local key)');
 is(sq("SELECT email || ' ' || firstname || ' ' || phone FROM crm.hs_contact WHERE remote_id = '$new'"),
-	'pat@example.com Patricia 555', '... with the merged values, and the pending local change of the other loser');
+	'pat@example.com Patricia 111',
+	'... with the merged values, the other loser\'s pending change, and its own pending change where both had one');
 is(sq("SELECT count(*) FROM crm.hs_contact"), '2', 'the other loser\'s row is gone');
 is(sq("SELECT string_agg(loser_remote_id, ' ' ORDER BY loser_remote_id) FROM sync.merges
         WHERE local_table = 'crm.hs_contact'::regclass AND winner_remote_id = '$new'"),
@@ -182,8 +184,8 @@ is(sq("SELECT string_agg(loser_remote_id, ' ' ORDER BY loser_remote_id) FROM syn
 is(sq("SELECT count(*) FROM sync.journal WHERE result = 'deleted'"), '0', 'no "deleted" noise');
 $emu->control('DELETE', '/__emulator/requests');
 like(sq("SELECT sync.push('crm.hs_contact')"), qr/"sent": 1/, 'the re-targeted change pushed');
-is(hs_api('GET', "/crm/v3/objects/contacts/$new?properties=firstname")->{properties}{firstname}, 'Patricia',
-	'... to the merged record');
+my $props = hs_api('GET', "/crm/v3/objects/contacts/$new?properties=firstname,phone")->{properties};
+is("$props->{firstname} $props->{phone}", 'Patricia 111', '... to the merged record');
 
 # a companies merge re-points the contacts' association column
 $merged = $emu->control('POST', '/__emulator/hubspot/merge',
