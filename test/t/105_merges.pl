@@ -233,4 +233,23 @@ is(sq("SELECT operation || ' ' || error_code FROM sync.errors WHERE remote_id = 
 	'... and its delete is set aside in sync.errors');
 is(sq("SELECT count(*) FROM sync.merges WHERE loser_remote_id = '$x->[1]'"), '0', '... not in sync.merges');
 
+# through the background worker: a merge is followed by its own rounds
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'sync'
+sync.poll_interval = '1s'
+sync.pull_interval = '1s'
+});
+$node->restart;
+sq("DROP TABLE crm.note");
+my $w = seed('salesforce', 'Contact', [ { LastName => 'W1' }, { LastName => 'W2' } ]);
+ok($node->poll_query_until($db, "SELECT count(*) = 2 FROM crm.contact WHERE last_name IN ('W1', 'W2')"),
+	'the worker pulls');
+$emu->control('POST', '/__emulator/salesforce/merge',
+	{ object => 'Contact', master => $w->[0], losers => [ $w->[1] ] });
+ok($node->poll_query_until($db, "SELECT count(*) = 1 FROM sync.merges WHERE loser_remote_id = '$w->[1]'"),
+	'the worker followed the merge');
+is(sq("SELECT string_agg(last_name, ' ') FROM crm.contact WHERE last_name IN ('W1', 'W2')"), 'W1',
+	'... the loser\'s row is gone');
+is(sq("SELECT count(*) FROM sync.journal WHERE remote_id = '$w->[1]' AND result = 'deleted'"), '0', '... without "deleted" noise');
+
 done_testing();
