@@ -159,4 +159,7 @@ extern int	deletes_drop_live(char **del, int ndel, SyncRecord *records, int nrec
 extern void deletes_verify_feed(SyncConnection *conn, SyncMirror *m, SyncPage *page,
 								bool own, MemoryContext cxt);
 
+/* remote merges followed locally, before a page is applied (merge.c) */
+extern void merge_apply(SyncMirror *m, SyncPage *page, MemoryContext work);
+
 #endif							/* SYNC_ENGINE_INT_H */
