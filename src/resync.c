@@ -893,13 +893,23 @@ unseen_rows(Resync *rs, MemoryContext cxt)
 					ids[nids++] = rid[j];
 			if (nids > 0 && p->fetch != NULL)
 				p->fetch(rs->conn, m, ids, nids, page);
-			/* not even IDs of the remote, deleted, or (no fetch) not listed */
-			gone = palloc(sizeof(char *) * (2 * cnt + page->ndeleted_ids + page->nrecords));
-			for (j = i; j < i + cnt; j++)
-				if (!(p->valid_remote_id == NULL || p->valid_remote_id(rid[j])))
-					gone[ngone++] = rid[j];
+			/* deleted remotely, or (no fetch) not listed */
+			gone = palloc(sizeof(char *) * (cnt + page->ndeleted_ids + page->nrecords));
 			MemoryContextSwitchTo(old);
 			CHECK_FOR_INTERRUPTS();
+
+			/*
+			 * A remote ID that is not even of the remote's form (typed by
+			 * hand?) is reported, and left alone: no repair deletes a row
+			 * for it.
+			 */
+			for (j = i; j < i + cnt; j++)
+				if (!(p->valid_remote_id == NULL || p->valid_remote_id(rid[j])))
+				{
+					finding_add(rs, &rs->only_local, key[j], rid[j], NULL, 0, NULL);
+					if (rs->repair)
+						rs->not_repaired++;
+				}
 
 			for (d = 0; d < page->ndeleted_ids; d++)
 				gone[ngone++] = page->deleted_ids[d];

@@ -31,7 +31,8 @@ sub behind_sync { sq("SET session_replication_role = replica; $_[0]"); }
 sub sorted_samples
 {
 	my ($kind) = @_;
-	return [ sort map { join '|', $_->{key} // '-', $_->{remote_id} // '-', join(',', @{ $_->{columns} // [] }) }
+	return [ sort map { join '|', $_->{key} // '-', $_->{remote_id} // '-', join(',', @{ $_->{columns} // [] }),
+				 $_->{newer} // '-' }
 		  @{ $kind->{samples} } ];
 }
 sub counts
@@ -76,10 +77,10 @@ my $before = sq("SELECT count(*) FROM crm.sf_contact") . ' ' . sq("SELECT count(
 $r = js("SELECT sync.resync('crm.sf_contact')");
 is(counts($r), 'only_local=2 only_remote=1 different=2', 'sf: the planted differences are found');
 is_deeply(sorted_samples($r->{different}),
-	[ sort("$key{$r1}|$r1|email", "$key{$r2}|$r2|last_name") ],
-	'sf: different: the locally edited and the remotely edited rows, with the differing column');
-is_deeply(sorted_samples($r->{only_remote}), [ "-|$r4|" ], 'sf: only_remote: the row deleted locally');
-is_deeply(sorted_samples($r->{only_local}), [ sort("$key{$r3}|$r3|", "$newkey|-|") ],
+	[ sort("$key{$r1}|$r1|email|local", "$key{$r2}|$r2|last_name|remote") ],
+	'sf: different: the locally edited and the remotely edited rows, with the differing column and the newer side');
+is_deeply(sorted_samples($r->{only_remote}), [ "-|$r4||-" ], 'sf: only_remote: the row deleted locally');
+is_deeply(sorted_samples($r->{only_local}), [ sort("$key{$r3}|$r3||-", "$newkey|-||-") ],
 	'sf: only_local: the row whose record the remote deleted, and the row never sent');
 is("$r->{pending} $r->{repair}", '1 0', 'sf: the queued edit is pending, not different; nothing repaired');
 is(sq("SELECT count(*) FROM crm.sf_contact") . ' ' . sq("SELECT count(*) FROM sync.outbox"), $before,
@@ -144,9 +145,9 @@ behind_sync("DELETE FROM crm.hs_contact WHERE remote_id = '$h[3]'");
 $r = js("SELECT sync.resync('crm.hs_contact')");
 is(counts($r), 'only_local=1 only_remote=1 different=2', 'hs: the planted differences are found');
 is_deeply(sorted_samples($r->{different}),
-	[ sort("$hkey{$h[0]}|$h[0]|firstname", "$hkey{$h[1]}|$h[1]|lastname") ], 'hs: different, with the columns');
-is_deeply(sorted_samples($r->{only_remote}), [ "-|$h[3]|" ], 'hs: only_remote: the row deleted locally');
-is_deeply(sorted_samples($r->{only_local}), [ "$hkey{$h[2]}|$h[2]|" ], 'hs: only_local: the purged record\'s row');
+	[ sort("$hkey{$h[0]}|$h[0]|firstname|local", "$hkey{$h[1]}|$h[1]|lastname|remote") ], 'hs: different, with the columns');
+is_deeply(sorted_samples($r->{only_remote}), [ "-|$h[3]||-" ], 'hs: only_remote: the row deleted locally');
+is_deeply(sorted_samples($r->{only_local}), [ "$hkey{$h[2]}|$h[2]||-" ], 'hs: only_local: the purged record\'s row');
 
 $r = js("SELECT sync.resync('crm.hs_contact', true)");
 is("$r->{repaired}{applied} $r->{repaired}{deleted} $r->{repaired}{queued_updates} $r->{repaired}{queued_creates}",
@@ -174,6 +175,18 @@ $r = js("SELECT sync.resync('crm.hs_contact', repair => true)");
 is(counts($r) . " deleted=$r->{repaired}{deleted}", 'only_local=1 only_remote=0 different=0 deleted=0',
 	'hs: under "delete": "keep" the row of a purged record is reported and kept');
 is(sq("SELECT count(*) FROM crm.hs_contact WHERE remote_id = '$h[3]'"), '1', 'hs: ... it is still there');
+
+# a remote ID that is not even of the remote's form: reported, never deleted
+my $bad = $key{$r5};
+behind_sync("UPDATE crm.sf_contact SET remote_id = 'not/an-id' WHERE id = $bad");
+$r = js("SELECT sync.resync('crm.sf_contact', repair => true)");
+is_deeply([ counts($r), sorted_samples($r->{only_local}), sorted_samples($r->{only_remote}) ],
+	[ 'only_local=1 only_remote=1 different=0', [ "$bad|not/an-id||-" ], [ "-|$r5||-" ] ],
+	'sf: a row with a malformed remote ID is only_local, its record only_remote');
+is("$r->{repaired}{deleted} $r->{repaired}{not_repaired} $r->{repaired}{applied}", '0 1 1',
+	'sf: ... the row is not deleted (not repaired), the record is applied');
+is(sq("SELECT count(*) FROM crm.sf_contact WHERE id = $bad") . sq("SELECT count(*) FROM crm.sf_contact WHERE remote_id = '$r5'"),
+	'11', 'sf: ... both are in the table');
 
 # progress is visible to other sessions while a resync runs
 $emu->control('POST', '/__emulator/faults',
