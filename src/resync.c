@@ -17,13 +17,20 @@
  * while the scan ran) are compared like a page.  Local rows without a
  * remote ID are pending creates when queued, else "only_local" too.
  *
- * Repair follows the mirror's policies, field by field: a field whose
- * authority is "remote", that the remote does not let us write, of a
- * pull-only mirror, or of a "remote_wins" mirror takes the remote's value
- * through the engine's own apply (apply_page: echo suppression, the
- * owner's rights, sync.inbound_error for what the table refuses, journal);
- * the other differing fields are queued in sync.outbox as capture would
- * queue them, for the worker (or sync.push()) to send.  Records only the
+ * Which side is newer comes from the stamps: a record whose stamp is newer
+ * than the row's (and is not the echo of our own last push of it) changed
+ * remotely after the row's last sync — the change a pull has not applied
+ * yet; equal stamps and different values mean the row changed locally
+ * without being captured (replica mode, a restore, triggers disabled).
+ *
+ * Repair follows the mirror's policies, field by field: a differing field
+ * takes the remote's value through the engine's own apply (apply_page: echo
+ * suppression, the owner's rights, sync.inbound_error for what the table
+ * refuses, journal) where its authority is "remote", where the remote does
+ * not let us write it, for a pull-only mirror, under "remote_wins", and
+ * where the remote's version is the newer; otherwise (and always for
+ * authority "local") the local value is queued in sync.outbox as capture
+ * would queue it, for the worker (or sync.push()) to send.  Records only the
  * remote has are applied (inserted); rows whose record the remote deleted
  * are handed to the apply as remote deletes, so the mirror's "delete"
  * option decides what happens to them; rows never sent are queued as
@@ -87,6 +94,7 @@ typedef struct Resync
 	int64		pending;
 	int64		same;
 	int64		remote_records;
+	int64		remote_total;	/* as the remote announced it; -1: unknown */
 	int64		pages;
 
 	/* repairs */
@@ -204,10 +212,11 @@ report_json(Resync *rs)
 static void
 report_progress(Resync *rs, const char *phase)
 {
+	char	   *of = rs->remote_total >= 0 ? psprintf(" of " INT64_FORMAT, rs->remote_total) : "";
 	char	   *text = psprintf("sync.resync(%s): %s; " INT64_FORMAT " pages, " INT64_FORMAT
-							   " remote records compared, " INT64_FORMAT " different, " INT64_FORMAT
+							   "%s remote records compared, " INT64_FORMAT " different, " INT64_FORMAT
 							   " only remote, " INT64_FORMAT " only local, " INT64_FORMAT " pending",
-							   rs->m->qualified_table, phase, rs->pages, rs->remote_records,
+							   rs->m->qualified_table, phase, rs->pages, rs->remote_records, of,
 							   rs->different.count, rs->only_remote.count, rs->only_local.count,
 							   rs->pending);
 
@@ -1051,6 +1060,7 @@ sync_resync(PG_FUNCTION_ARGS)
 	pagecxt = AllocSetContextCreate(cxt, "sync resync page", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 	memset(&rs, 0, sizeof(rs));
+	rs.remote_total = -1;
 	rs.repair = PG_GETARG_BOOL(1);
 	rs.cxt = cxt;
 	finding_init(&rs.only_local);
@@ -1091,6 +1101,8 @@ sync_resync(PG_FUNCTION_ARGS)
 			pfree(cursor_text);
 		cursor_text = page->cursor ? MemoryContextStrdup(cxt, sjson_serialize(page->cursor)) : NULL;
 
+		if (rs.pages == 0 && page->total >= 0)
+			rs.remote_total = page->total;
 		process_page(&rs, page, pagecxt);
 		rs.pages++;
 		report_progress(&rs, "reading the remote");
