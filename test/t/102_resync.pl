@@ -167,6 +167,38 @@ is(counts($r) . " remote_records=$r->{remote_records}", 'only_local=0 only_remot
 	'hs: a second resync finds nothing');
 
 # =====================================================================
+# NetSuite (a pull-only mirror: the remote always wins)
+# =====================================================================
+sq(qq{SELECT sync.create_connection('ns', 'netsuite', '{
+  "account": "1234567", "base_url": "$url", "ca_file": "$ca",
+  "auth": {"type": "tba", "consumer_key": "ns-consumer-key", "consumer_secret": "ns-consumer-secret",
+           "token_id": "ns-token-id", "token_secret": "ns-token-secret"}}')});
+my $nids = $emu->control('POST', '/__emulator/records/netsuite/customer',
+	[ map { { companyName => "Co$_", email => "c$_\@example.com", phone => "555-$_" } } 1 .. 30 ])->{ids};
+sq(q{SELECT sync.mirror('ns', 'customer', 'erp_customers', ARRAY['companyName', 'email', 'phone'], 'pull',
+     '{"pull_interval": "1 day"}')});
+sq("SELECT sync.pull('erp_customers')");
+$r = js("SELECT sync.resync('erp_customers')");
+is(counts($r) . " same=$r->{same}", 'only_local=0 only_remote=0 different=0 same=30', 'ns: a table in step: nothing found');
+my %nkey = map { split /\|/ } split /\n/, sq("SELECT remote_id, id FROM erp_customers");
+behind_sync("UPDATE erp_customers SET phone = 'local' WHERE remote_id = '$nids->[0]'");
+$emu->control('PATCH', "/__emulator/records/netsuite/customer/$nids->[1]", { companyName => 'RemoteEdit' });
+$emu->control('DELETE', "/__emulator/records/netsuite/customer/$nids->[2]");
+behind_sync("DELETE FROM erp_customers WHERE remote_id = '$nids->[3]'");
+$r = js("SELECT sync.resync('erp_customers', repair => true)");
+is_deeply([ counts($r), sorted_samples($r->{different}), sorted_samples($r->{only_local}), sorted_samples($r->{only_remote}) ],
+	[ 'only_local=1 only_remote=1 different=2',
+	  [ sort("$nkey{$nids->[0]}|$nids->[0]|phone|local", "$nkey{$nids->[1]}|$nids->[1]|company_name|remote") ],
+	  [ "$nkey{$nids->[2]}|$nids->[2]||-" ], [ "-|$nids->[3]||-" ] ],
+	'ns: the planted differences are found');
+is("$r->{repaired}{applied} $r->{repaired}{deleted} $r->{repaired}{queued_updates}", '3 1 0',
+	'ns: repair of a pull-only mirror: the remote\'s versions applied, the row of the deleted record deleted, nothing queued');
+is(sq("SELECT phone || ' ' || (SELECT company_name FROM erp_customers WHERE remote_id = '$nids->[1]') FROM erp_customers WHERE remote_id = '$nids->[0]'"),
+	'555-1 RemoteEdit', 'ns: ... the local edit reverted, the remote edit applied');
+$r = js("SELECT sync.resync('erp_customers')");
+is(counts($r) . " same=$r->{same}", 'only_local=0 only_remote=0 different=0 same=29', 'ns: a second resync finds nothing');
+
+# =====================================================================
 # the delete policy "keep", progress, and privileges
 # =====================================================================
 sq(q{UPDATE sync.mirror SET options = options || '{"delete": "keep"}' WHERE local_table = 'crm.hs_contact'::regclass});
