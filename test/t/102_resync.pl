@@ -4,7 +4,8 @@
 # remote delete no pull has seen, the mirrors' pull interval being a day);
 # the report's counts and samples are checked exactly, the repair fixes both
 # sides by the mirror's policies, and a second resync finds nothing.  No
-# worker: every step is explicit (sync.pull / sync.push).
+# worker for the first parts: every step is explicit (sync.pull / sync.push);
+# the last part runs the worker, which sends what a repair queued.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -237,5 +238,37 @@ sq("CREATE ROLE resync_user LOGIN; GRANT USAGE ON SCHEMA sync, crm TO resync_use
 like(err_of("SET ROLE resync_user; SELECT sync.resync('crm.hs_contact')"), qr/permission denied for function resync/,
 	'not executable by PUBLIC');
 like(err_of("SELECT sync.resync('crm.nope')"), qr/relation "crm.nope" does not exist/, 'an unknown table: clear error');
+
+# =====================================================================
+# through the worker: the repair queues, the worker sends
+# =====================================================================
+my $wnode = PostgreSQL::Test::Cluster->new('resync_worker');
+$wnode->init;
+$wnode->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'sync'
+sync.poll_interval = '1s'
+});
+$wnode->start;
+sub wq { return $wnode->safe_psql($db, $_[0]); }
+wq(qq{CREATE EXTENSION sync; CREATE SCHEMA crm;});
+SyncTest::sf_connect($wnode, $db, $emu, 'sf');
+my $aids = $emu->control('POST', '/__emulator/records/salesforce/Account',
+	[ map { { Name => "Acct$_", Industry => 'Banking' } } 1 .. 20 ])->{ids};
+wq(q{SELECT sync.mirror('sf', 'Account', 'crm.account', fields => ARRAY['Name','Industry'],
+     options => '{"pull_interval": "1 day"}')});
+ok($wnode->poll_query_until($db, "SELECT count(*) >= 20 AND bool_and(phase = 'incremental') FROM crm.account, sync.status"),
+	'worker: the backfill is done');
+wq("SET session_replication_role = replica; UPDATE crm.account SET industry = 'Energy' WHERE remote_id = '$aids->[0]'");
+$r = decode_json(wq("SELECT sync.resync('crm.account', repair => true)"));
+is(counts($r) . " queued=$r->{repaired}{queued_updates}", 'only_local=0 only_remote=0 different=1 queued=1',
+	'worker: the local edit is found and queued');
+ok(SyncTest::wait_until(sub {
+		$emu->control('GET', "/__emulator/records/salesforce/Account/$aids->[0]")->{Industry} eq 'Energy' }, 30),
+	'worker: the worker sent it to the remote');
+ok($wnode->poll_query_until($db, "SELECT backlog = 0 FROM sync.status"), 'worker: nothing left to send');
+$r = decode_json(wq("SELECT sync.resync('crm.account')"));
+is(counts($r) . " pending=$r->{pending}", 'only_local=0 only_remote=0 different=0 pending=0',
+	'worker: a second resync finds nothing');
+$wnode->stop;
 
 done_testing();
