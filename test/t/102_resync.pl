@@ -1,5 +1,5 @@
 # sync.resync(): compare a mirrored table with the remote and repair it, for
-# Salesforce and HubSpot.  Differences are planted behind sync's back (a
+# Salesforce, HubSpot and NetSuite.  Differences are planted behind sync's back (a
 # local edit, insert and delete with capture bypassed; a remote edit and a
 # remote delete no pull has seen, the mirrors' pull interval being a day);
 # the report's counts and samples are checked exactly, the repair fixes both
