@@ -72,11 +72,14 @@ import json, sys, collections; log = json.load(sys.stdin)
 c = collections.Counter("%s %s" % (e["method"], e["path"].split("/")[-1] if "query" not in e["path"] else "query") for e in log)
 print(len(log), dict(c))'; }
 anon() { sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null; }
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; }   # user + system, in clock ticks
+EMU=$(pgrep -u "$SYNC_USER" -f "emulator.py" -n)
+HZ=$(getconf CLK_TCK)
 
 # run_resync REPAIR: one sync.resync in a session of its own, its backend's
 # RssAnon sampled while it runs; prints the figures and the report.
 run_resync() {
-  local repair=$1 seq t0 t1 pid peak a0 a out
+  local repair=$1 seq t0 t1 pid peak a0 a out c bcpu=0 e0 e1
   seq=$(last_seq 0)
   out="$DIR/resync-$repair.json"
   t0=$(date +%s.%N)
@@ -87,20 +90,25 @@ run_resync() {
     pid=$(psql_ -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'resync_bench'")
     [ -n "$pid" ] && break; sleep 0.05
   done
-  a0=$(anon "$pid"); peak=${a0:-0}
+  a0=$(anon "$pid"); peak=${a0:-0}; e0=$(cpu "$EMU")
   while kill -0 "$bg" 2>/dev/null; do
     a=$(anon "$pid"); [ -n "$a" ] && [ "$a" -gt "$peak" ] && peak=$a
+    c=$(cpu "$pid"); [ -n "$c" ] && bcpu=$c
     sleep 0.2
   done
+  e1=$(cpu "$EMU")
   wait "$bg" || die "sync.resync failed"
   t1=$(date +%s.%N)
-  python3 - "$repair" "$t0" "$t1" "${a0:-0}" "$peak" "$(calls_since "$seq")" "$out" "$GOT" <<'PY'
+  python3 - "$repair" "$t0" "$t1" "${a0:-0}" "$peak" "$(calls_since "$seq")" "$out" "$GOT" \
+    "$bcpu" "$(( e1 - e0 ))" "$HZ" <<'PY'
 import json, sys
 repair, t0, t1, a0, peak, calls, out, got = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), \
     int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7], int(sys.argv[8])
+bcpu, ecpu = int(sys.argv[9]) / int(sys.argv[11]), int(sys.argv[10]) / int(sys.argv[11])
 r = json.load(open(out))
 print(f"  sync.resync(repair => {repair}) over {got:,} rows: {t1 - t0:.1f} s = {got / (t1 - t0):,.0f} rows/s")
 print(f"    API calls: {calls}")
+print(f"    CPU: backend {bcpu:.1f} s (at its last sample), emulator {ecpu:.1f} s")
 print(f"    backend private memory (RssAnon): {a0 / 1024:.1f} MB at start, peak {peak / 1024:.1f} MB")
 print("    found: " + ", ".join(f"{k} {r[k]['count']}" for k in ("only_local", "only_remote", "different"))
       + f", pending {r['pending']}, same {r['same']}, {r['pages']} pages")
