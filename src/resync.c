@@ -403,6 +403,15 @@ compare_step(void *arg)
 		args[3 + k] = text_array(col, c->n);
 	}
 	owner_begin(m->owner, &os);
+
+	/*
+	 * A probe of the remote-ID index per record, never a scan of the table
+	 * per page (as the apply's row lookup; undone by owner_end).
+	 */
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	spi_exec(rs->compare_sql, nparams, types, args, NULL, SPI_OK_SELECT);
 	owner_end(&os);
 	read_verdicts(rs, c->v, c->cxt);
