@@ -73,7 +73,16 @@ c = collections.Counter("%s %s" % (e["method"], e["path"].split("/")[-1] if "que
 print(len(log), dict(c))'; }
 anon() { sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null; }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; }   # user + system, in clock ticks
-EMU=$(pgrep -u "$SYNC_USER" -f "emulator.py" -n)
+# the emulator's python process: the one below EMULATOR_PID (a subshell, runuser), not another's
+emu_python() {
+  local c
+  for c in $(pgrep -P "$1"); do
+    [ "$(cat "/proc/$c/comm" 2>/dev/null)" = python3 ] && { echo "$c"; return 0; }
+    emu_python "$c" && return 0
+  done
+  return 1
+}
+EMU=$(emu_python "$EMULATOR_PID") || EMU=$EMULATOR_PID
 HZ=$(getconf CLK_TCK)
 
 # run_resync REPAIR: one sync.resync in a session of its own, its backend's
