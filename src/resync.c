@@ -133,7 +133,8 @@ json_field(StringInfo buf, const char *key, const char *value, bool first)
 
 /*
  * Count a finding, and keep it as a sample while there are fewer than
- * RESYNC_SAMPLES: {"key", "remote_id"[, "columns", "newer"]}.
+ * RESYNC_SAMPLES: {"key", "remote_id"[, "columns", "newer"]}; without
+ * columns, `newer` is why the record cannot be compared ("invalid").
  */
 static void
 finding_add(Resync *rs, Finding *f, const char *key, const char *remote_id,
@@ -160,8 +161,10 @@ finding_add(Resync *rs, Finding *f, const char *key, const char *remote_id,
 		}
 		appendStringInfoChar(&f->samples, ']');
 	}
-	if (newer != NULL)
+	if (newer != NULL && columns != NULL)
 		json_field(&f->samples, "newer", newer, false);
+	else if (newer != NULL)
+		json_field(&f->samples, "invalid", newer, false);
 	appendStringInfoChar(&f->samples, '}');
 	f->nsamples++;
 	MemoryContextSwitchTo(old);
@@ -283,9 +286,9 @@ remote_value_wins(Resync *rs, int k, bool remote_newer)
  * data field.  Returns per record: its number, the row's key (NULL: no
  * row), whether the row's stamp is newer than the record's, whether the
  * record's is newer than the row's, and the names of the data columns
- * whose value differs.  The remote's text is converted
- * to the field's type and then to the column's type, as the apply's insert
- * does, and compared by IS DISTINCT FROM, as the apply's update does.
+ * whose value differs.  The remote's text is converted to the field's type
+ * and then to the column's type, as the apply's insert does, and compared
+ * by IS DISTINCT FROM, as the apply's update does.
  */
 static char *
 compare_sql(Resync *rs)
@@ -472,9 +475,18 @@ compare_page(Resync *rs, SyncPage *page, MemoryContext cxt)
 
 	for (i = 0; i < page->nrecords; i++)
 	{
+		SyncRecord *r = &page->records[i];
+
 		v[i].kind = 'x';
-		if (!page->records[i].deleted && page->records[i].remote_id != NULL &&
-			page->records[i].invalid == NULL)
+		if (r->deleted || r->remote_id == NULL)
+			continue;
+		if (r->invalid != NULL)
+		{
+			/* a value the remote sent broken: different, whatever the row */
+			v[i].kind = 'd';
+			v[i].broken = true;
+		}
+		else
 			which[n++] = i;
 	}
 	if (n == 0)
@@ -739,6 +751,7 @@ page_findings(Resync *rs, SyncPage *page, Verdict *v, MemoryContext cxt)
 			case 'd':
 				finding_add(rs, &rs->different, v[i].key, r->remote_id,
 							v[i].broken ? NULL : v[i].columns, v[i].ncolumns,
+							v[i].broken ? "the remote's values do not convert to the columns' types" :
 							v[i].remote_newer ? "remote" : "local");
 				break;
 			default:

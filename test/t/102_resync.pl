@@ -223,6 +223,20 @@ is("$r->{repaired}{deleted} $r->{repaired}{not_repaired} $r->{repaired}{applied}
 is(sq("SELECT count(*) FROM crm.sf_contact WHERE id = $bad") . sq("SELECT count(*) FROM crm.sf_contact WHERE remote_id = '$r5'"),
 	'11', 'sf: ... both are in the table');
 
+# a value the remote sends that the column cannot hold: different, set aside by the repair
+sq(q{SELECT sync.mirror('sf', 'Contact', 'crm.sf_birth', fields => ARRAY['LastName','Birthdate'],
+     options => '{"pull_interval": "1 day"}')});
+sq("SELECT sync.pull('crm.sf_birth')");
+SyncTest::sf_retype_field($emu, 'Contact', 'Birthdate', 'string');
+$emu->control('PATCH', "/__emulator/records/salesforce/Contact/$r2", { Birthdate => 'not-a-date' });
+$r = js("SELECT sync.resync('crm.sf_birth', repair => true)");
+is(counts($r), 'only_local=0 only_remote=0 different=1', 'sf: a value that does not convert: the record is different');
+like(encode_json($r->{different}{samples}), qr/"remote_id":"$r2".*"invalid":"the remote's values do not convert/,
+	'sf: ... the sample says why it cannot be compared');
+is("$r->{repaired}{failed} $r->{repaired}{applied}", '1 0', 'sf: ... the repair sets it aside');
+like(sq("SELECT error_message FROM sync.errors WHERE local_table = 'crm.sf_birth'::regclass AND remote_id = '$r2'"),
+	qr/not-a-date|birthdate/i, 'sf: ... and sync.errors shows the table\'s words');
+
 # progress is visible to other sessions while a resync runs
 $emu->control('POST', '/__emulator/faults',
 	{ api => 'hubspot', path => '/crm/v3/objects/contacts$', method => 'GET', latency_ms => 1500, count => 3 });
