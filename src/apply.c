@@ -1112,8 +1112,9 @@ page_errors_save(PageApply *pa)
 /*
  * Apply one page in the current transaction, and advance the cursor with it
  * when `advance` (a page of re-fetched records leaves the cursor alone).
+ * Also used by sync.resync's repairs (resync.c).
  */
-static void
+void
 apply_page(SyncMirror *m, SyncPage *page, bool advance, MemoryContext work,
 		   int64 *applied, int64 *deleted, int64 *failed)
 {

@@ -143,6 +143,8 @@ extern int64 push_mirror(int mirror_id, bool own, MemoryContext work,
 						 int *nok, int *nrejected, int *nretry);
 extern int64 pull_mirror(int mirror_id, bool own, MemoryContext work,
 						 int64 *deleted, int64 *failed);
+extern void apply_page(SyncMirror *m, SyncPage *page, bool advance, MemoryContext work,
+					   int64 *applied, int64 *deleted, int64 *failed);
 
 /* ---------------------------------------------------------------------
  * delete policies (deletes.c)
