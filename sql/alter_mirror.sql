@@ -133,6 +133,7 @@ SELECT remote_field, kind FROM sync.drift ORDER BY remote_field;
 SELECT op, fields, result, detail FROM sync.journal WHERE op = 'S' ORDER BY id;
 SELECT sync._unknown_field_error('INVALID_FIELD', 'No such column ''Foo__c'' on sobject of type Contact') AS sf,
        sync._unknown_field_error('VALIDATION_ERROR', 'Property values were not valid: [{"error":"PROPERTY_DOESNT_EXIST"}]') AS hs,
+       sync._unknown_field_error('INVALID_CONTENT', 'Error while accessing a resource. Field ''custentity_x'' is not recognized for record type ''customer''.') AS ns,
        sync._unknown_field_error('INVALID_FIELD_FOR_INSERT_UPDATE', 'Unable to create/update fields: Name.') AS not_unknown;
 
 -- privileges: not PUBLIC's

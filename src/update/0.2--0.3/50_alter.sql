@@ -47,12 +47,16 @@ REVOKE ALL ON sync.drift FROM PUBLIC;
 COMMENT ON VIEW sync.drift IS
     'remote fields deleted, retyped or newly available, as the last description of the remote showed';
 
--- Does a remote's refusal name a field the remote does not know?  (Words of
--- Salesforce, HubSpot and NetSuite; a false positive costs one describe.)
+-- Does a remote's refusal name a field the remote does not know?  The words
+-- of Salesforce (INVALID_FIELD, "No such column 'X' on sobject of type Y"),
+-- HubSpot (PROPERTY_DOESNT_EXIST) and NetSuite (REST: "Field 'x' is not
+-- recognized for record type 'y'", SuiteQL: "Unknown identifier 'x'").  A
+-- false positive costs one description of the remote.
 CREATE FUNCTION sync._unknown_field_error(code text, message text) RETURNS boolean
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(code, '') ~ '^(INVALID_FIELD|PROPERTY_DOESNT_EXIST)$'
-        OR coalesce(message, '') ~ '(No such column|PROPERTY_DOESNT_EXIST|Unknown identifier|INVALID_FIELD([^_]|$))'
+        OR coalesce(message, '') ~ ('(No such column|PROPERTY_DOESNT_EXIST|Unknown identifier|'
+                                    'is not recognized for record type|INVALID_FIELD([^_]|$))')
 $$;
 
 -- Compare a description of the remote object (a JSON array of {name, type,
