@@ -109,10 +109,13 @@ fill_apply_step(void *arg)
 
 /*
  * UPDATE t SET c = u.fK::type, ... FROM the page's arrays u WHERE t.rid =
- * u.rid and the row is not newer, nor has a pending write of those columns.
+ * u.rid and the row is not newer, nor among the keys of the last parameter
+ * (rows with a pending write of those columns: read from sync.outbox by the
+ * engine, not by the table's owner).  *cols_out: the columns, as a list of
+ * literals.
  */
 static char *
-fill_sql(SyncMirror *r)
+fill_sql(SyncMirror *r, char **cols_out)
 {
 	StringInfoData s,
 				set,
@@ -145,13 +148,12 @@ fill_sql(SyncMirror *r)
 					 "  AS u(rid, stamp%s) "
 					 "WHERE t.%s OPERATOR(pg_catalog.=) u.rid "
 					 "  AND (t.%s IS NULL OR u.stamp IS NULL OR t.%s OPERATOR(pg_catalog.<=) u.stamp::pg_catalog.timestamptz) "
-					 "  AND NOT EXISTS (SELECT 1 FROM sync.outbox o WHERE o.mirror OPERATOR(pg_catalog.=) %d "
-					 "    AND o.local_key OPERATOR(pg_catalog.=) t.%s::pg_catalog.text AND o.op OPERATOR(pg_catalog.<>) 'D' "
-					 "    AND (o.columns IS NULL OR o.columns OPERATOR(pg_catalog.&&) ARRAY[%s]::pg_catalog.name[]))",
+					 "  AND NOT t.%s::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($%d::pg_catalog.text[])",
 					 r->qualified_table, set.data, un.data, names.data,
 					 quote_identifier(r->remote_id_column),
 					 quote_identifier(r->stamp_column), quote_identifier(r->stamp_column),
-					 r->id, quote_identifier(r->key_column), cols.data);
+					 quote_identifier(r->key_column), p);
+	*cols_out = cols.data;
 	return s.data;
 }
 
@@ -165,14 +167,16 @@ fill_apply(SyncMirror *r, SyncPage *page, MemoryContext work, int64 *failed)
 				k,
 				p;
 	char	  **col;
-	int			ncols = r->nfields + 1;
+	int			ncols = r->nfields + 1;	/* rid, stamp, data fields, pending keys */
 	char	  **rids = palloc(sizeof(char *) * Max(1, page->nrecords));
 	char	  **stamps = palloc(sizeof(char *) * Max(1, page->nrecords));
 	char	 ***vals = palloc(sizeof(char **) * Max(1, r->nfields));
+	char	   *cols;
+	Datum		pending;
 
 	memset(&f, 0, sizeof(f));
 	f.m = r;
-	f.sql = fill_sql(r);
+	f.sql = fill_sql(r, &cols);
 	for (k = 0; k < r->nfields; k++)
 		vals[k] = palloc(sizeof(char *) * Max(1, page->nrecords));
 	for (i = 0; i < page->nrecords; i++)
@@ -189,6 +193,25 @@ fill_apply(SyncMirror *r, SyncPage *page, MemoryContext work, int64 *failed)
 	}
 	if (n == 0)
 		return 0;
+
+	/* rows with a pending local write of the filled columns keep it */
+	{
+		Oid			t[1] = {INT4OID};
+		Datum		a[1] = {Int32GetDatum(r->id)};
+		char	  **keys;
+		int			nkeys,
+					j;
+
+		spi_exec(psprintf("SELECT DISTINCT local_key FROM sync.outbox WHERE mirror OPERATOR(pg_catalog.=) $1 "
+						  "AND op OPERATOR(pg_catalog.<>) 'D' AND (columns IS NULL "
+						  "OR columns OPERATOR(pg_catalog.&&) ARRAY[%s]::pg_catalog.name[])", cols),
+				 1, t, a, NULL, SPI_OK_SELECT);
+		nkeys = (int) SPI_processed;
+		keys = palloc(sizeof(char *) * Max(1, nkeys));
+		for (j = 0; j < nkeys; j++)
+			keys[j] = getv(j, 1);
+		pending = text_array(keys, nkeys);
+	}
 	f.types = palloc(sizeof(Oid) * ncols);
 	f.values = palloc(sizeof(Datum) * ncols);
 	f.nparams = 2;
@@ -201,6 +224,8 @@ fill_apply(SyncMirror *r, SyncPage *page, MemoryContext work, int64 *failed)
 			f.types[f.nparams] = TEXTARRAYOID;
 			f.values[f.nparams++] = text_array(vals[k], n);
 		}
+	f.types[f.nparams] = TEXTARRAYOID;
+	f.values[f.nparams++] = pending;
 	if (in_subxact(fill_apply_step, &f, work, NULL))
 		return f.updated;
 
@@ -225,6 +250,7 @@ fill_apply(SyncMirror *r, SyncPage *page, MemoryContext work, int64 *failed)
 					col[0] = vals[k][i];
 					one.values[p++] = text_array(col, 1);
 				}
+			one.values[p] = pending;
 			if (in_subxact(fill_apply_step, &one, work, &e))
 				total += one.updated;
 			else

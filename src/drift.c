@@ -173,17 +173,18 @@ drift_round(MemoryContext work)
 	bool		more = false;
 
 	xact_begin(true);
+	/* (explicit OPERATOR() binds tighter than AND/OR and takes no precedence of its own) */
 	spi_exec("SELECT m.id, r.requested FROM sync.mirror m "
 			 "LEFT JOIN sync.drift_state d ON d.mirror OPERATOR(pg_catalog.=) m.id "
 			 "LEFT JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
 			 "CROSS JOIN LATERAL (SELECT "
 			 "  (d.requested_at IS NOT NULL "
-			 "   OR (s.last_error_at OPERATOR(pg_catalog.>) COALESCE(d.checked_at, '-infinity') "
+			 "   OR ((s.last_error_at OPERATOR(pg_catalog.>) COALESCE(d.checked_at, '-infinity')) "
 			 "       AND sync._unknown_field_error(NULL, s.last_error))) "
-			 "  AND COALESCE(d.checked_at, '-infinity') OPERATOR(pg_catalog.<) "
-			 "      pg_catalog.now() OPERATOR(pg_catalog.-) '10 seconds'::pg_catalog.interval AS requested, "
-			 "  $1 OPERATOR(pg_catalog.>) 0 AND (d.checked_at IS NULL OR d.checked_at OPERATOR(pg_catalog.+) "
-			 "    pg_catalog.make_interval(secs => $1 OPERATOR(pg_catalog./) 1000.0) OPERATOR(pg_catalog.<=) pg_catalog.now()) AS periodic "
+			 "  AND (COALESCE(d.checked_at, '-infinity') OPERATOR(pg_catalog.<) "
+			 "       (pg_catalog.now() OPERATOR(pg_catalog.-) '10 seconds'::pg_catalog.interval)) AS requested, "
+			 "  ($1 OPERATOR(pg_catalog.>) 0) AND (d.checked_at IS NULL OR ((d.checked_at OPERATOR(pg_catalog.+) "
+			 "    pg_catalog.make_interval(secs => ($1 OPERATOR(pg_catalog./) 1000.0))) OPERATOR(pg_catalog.<=) pg_catalog.now())) AS periodic "
 			 "  OFFSET 0) r "
 			 "WHERE r.requested OR r.periodic "
 			 "ORDER BY r.requested DESC, d.checked_at NULLS FIRST, m.id LIMIT 2",
