@@ -157,9 +157,8 @@ drift_check(int mirror_id, const char *how, MemoryContext cxt)
 /*
  * The worker's part of a round: the mirror whose check is most overdue, if
  * any — requested ones first (a refused field: at most every ten seconds),
- * then those whose sync.drift_check_interval has passed (a new mirror: at
- * once, which records the remote's fields to tell new ones from).  Returns
- * whether another is due.
+ * then those whose sync.drift_check_interval has passed since the last
+ * check (a new mirror: since it was made).  Returns whether another is due.
  */
 bool
 drift_round(MemoryContext work)
@@ -183,11 +182,11 @@ drift_round(MemoryContext work)
 			 "       AND sync._unknown_field_error(NULL, s.last_error))) "
 			 "  AND (COALESCE(d.checked_at, '-infinity') OPERATOR(pg_catalog.<) "
 			 "       (pg_catalog.now() OPERATOR(pg_catalog.-) '10 seconds'::pg_catalog.interval)) AS requested, "
-			 "  ($1 OPERATOR(pg_catalog.>) 0) AND (d.checked_at IS NULL OR ((d.checked_at OPERATOR(pg_catalog.+) "
-			 "    pg_catalog.make_interval(secs => ($1 OPERATOR(pg_catalog./) 1000.0))) OPERATOR(pg_catalog.<=) pg_catalog.now())) AS periodic "
+			 "  ($1 OPERATOR(pg_catalog.>) 0) AND ((COALESCE(d.checked_at, m.created_at) OPERATOR(pg_catalog.+) "
+			 "    pg_catalog.make_interval(secs => ($1 OPERATOR(pg_catalog./) 1000.0))) OPERATOR(pg_catalog.<=) pg_catalog.now()) AS periodic "
 			 "  OFFSET 0) r "
 			 "WHERE r.requested OR r.periodic "
-			 "ORDER BY r.requested DESC, d.checked_at NULLS FIRST, m.id LIMIT 2",
+			 "ORDER BY r.requested DESC, COALESCE(d.checked_at, m.created_at), m.id LIMIT 2",
 			 1, t, a, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{
