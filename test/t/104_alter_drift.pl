@@ -191,5 +191,27 @@ is(sq("SELECT kind FROM sync.drift WHERE local_table = 'crm.hs_contact'::regclas
 	'hubspot: a drift entry says the property is gone');
 poll("SELECT count(*) = 0 FROM sync.outbox", 'hubspot: nothing is left queued or parked');
 
+# --- NetSuite: a field added and filled by a SuiteQL query of only it ---
+# (the clock back to now: token-based auth signs with the real time)
+$emu->control('POST', '/__emulator/clock', { offset_s => 0 });
+sq(qq{SELECT sync.create_connection('ns', 'netsuite', '{
+  "account": "1234567", "base_url": "$url", "ca_file": "$ca",
+  "auth": {"type": "tba", "consumer_key": "ns-consumer-key", "consumer_secret": "ns-consumer-secret",
+           "token_id": "ns-token-id", "token_secret": "ns-token-secret"}}')});
+$emu->control('POST', '/__emulator/records/netsuite/customer',
+	[ map { { companyName => "Co$_", email => "n$_\@example.com", phone => "555-$_" } } 1 .. 3 ]);
+sq(q{SELECT sync.mirror('ns', 'customer', 'crm.ns_customer', ARRAY['companyName', 'email'], 'pull',
+        '{"pull_interval": "1 second"}')});
+poll("SELECT count(*) = 3 FROM crm.ns_customer", 'netsuite: backfilled');
+$emu->control('DELETE', '/__emulator/requests');
+sq(q{SELECT sync.alter_mirror('crm.ns_customer', add_fields => ARRAY['phone'])});
+poll("SELECT string_agg(phone, ',' ORDER BY email) = '555-1,555-2,555-3' FROM crm.ns_customer",
+	'netsuite: the added field is filled');
+poll("SELECT NOT EXISTS (SELECT 1 FROM sync.fill)", 'netsuite: ... by a fill, done');
+my @nsq = grep { mentions($_, 'phone') } @{ $emu->requests('netsuite') };
+ok((grep { my $r = $_; !grep { mentions($r, $_) } qw(companyname companyName email) } @nsq),
+	'netsuite: the fill queries only the new field (and ID, stamp)')
+  or diag(explain [ map { [ $_->{method}, $_->{path}, $_->{query}, $_->{body} ] } @nsq ]);
+
 $node->stop;
 done_testing();
