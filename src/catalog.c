@@ -275,7 +275,11 @@ mirror_load(int id, MemoryContext work, char **connection)
 
 	spi_exec("SELECT remote_name, local_column, remote_type, local_type, createable, updateable, "
 			 "       reference_to, authority "
-			 "FROM sync.field WHERE mirror = $1 ORDER BY local_column",
+			 "FROM sync.field f WHERE mirror = $1 "
+			 /* a field the remote deleted is left out until it is back (drift.c) */
+			 "  AND NOT EXISTS (SELECT 1 FROM sync.schema_drift d WHERE d.mirror OPERATOR(pg_catalog.=) f.mirror "
+			 "    AND d.remote_field OPERATOR(pg_catalog.=) f.remote_name AND d.kind OPERATOR(pg_catalog.=) 'deleted') "
+			 "ORDER BY local_column",
 			 1, types, args, NULL, SPI_OK_SELECT);
 	old = MemoryContextSwitchTo(work);
 	m->nfields = (int) SPI_processed;

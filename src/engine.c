@@ -46,6 +46,7 @@
 #include "utils/timestamp.h"
 
 #include "conn.h"
+#include "drift.h"
 #include "engine.h"
 #include "engine_int.h"
 #include "lifecycle.h"
@@ -97,6 +98,7 @@ engine_define_gucs(void)
 							"Attempts for a read request that fails transiently.",
 							NULL, &sync_request_attempts, 5, 1, 100, PGC_USERSET, 0,
 							NULL, NULL, NULL);
+	drift_define_gucs();
 }
 
 static void
@@ -265,6 +267,12 @@ sync_engine_cycle(void)
 		if (mirror_round(&refs[i], work))
 			next_ms = 0;
 
+	/* fills of added fields, then one schema check (drift.h): after the rest */
+	if (fill_round(work))
+		next_ms = 0;
+	if (drift_round(work))
+		next_ms = 0;
+
 	/*
 	 * Journal retention, at most once a minute, or at once while old rows
 	 * are left: batches of their own transactions, time-boxed per round so
@@ -349,6 +357,11 @@ sync_pull(PG_FUNCTION_ARGS)
 	id = mirror_id_for_table(relid);
 	SPI_finish();
 	applied = pull_mirror(id, false, CurrentMemoryContext, &deleted, &failed);
+	{
+		bool		more;
+
+		(void) fill_mirror(id, false, CurrentMemoryContext, INT_MAX, &more);
+	}
 	AtEOXact_GUC(false, nestlevel);
 	PG_RETURN_DATUM(result_jsonb(psprintf("{\"applied\": " INT64_FORMAT ", \"deleted\": " INT64_FORMAT
 										  ", \"failed\": " INT64_FORMAT "}",

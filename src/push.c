@@ -23,6 +23,7 @@
 
 #include "capture.h"
 #include "conn.h"
+#include "drift.h"
 #include "engine_int.h"
 #include "provider.h"
 
@@ -1057,6 +1058,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 
 		xact_begin(own);
 		push_record(m, b, conn_blocked_ms(conn), batchcxt, nok, nrejected, nretry);
+		drift_note_push(m, b->items, b->nitems);
 		save_usage(conn);
 		note_push_done(mirror_id);
 		xact_end(own);
