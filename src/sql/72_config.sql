@@ -612,13 +612,26 @@ BEGIN
             d := d || jsonb_build_object('options', later);
         END IF;
         IF d <> '{}' THEN
-            RETURN QUERY SELECT 'needs sync.alter_mirror', e->>'local_table', 'todo', d || jsonb_build_object(
-                'hint', CASE WHEN NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.proname = 'alter_mirror'
-                                                 AND p.pronamespace = 'sync'::regnamespace)
-                             THEN 'Fields, direction and these options change with sync.alter_mirror(), which this '
-                                  'version of sync does not have yet; the rest of the document is applied.'
-                             ELSE 'Change them with sync.alter_mirror(), then import again; the rest of the '
-                                  'document is applied.' END);
+            -- fields, direction and the other options: sync.alter_mirror
+            -- (an added field's column takes the default name; a column
+            -- name or authority the document gives it is applied by the
+            -- next import)
+            BEGIN
+                IF NOT dry_run THEN
+                    PERFORM sync.alter_mirror(m.local_table,
+                        add_fields => (SELECT array_agg(x) FROM jsonb_array_elements_text(d->'add_fields') x),
+                        drop_fields => (SELECT array_agg(x) FROM jsonb_array_elements_text(d->'drop_fields') x),
+                        options => (SELECT jsonb_object_agg(o.key, o.value->'to')
+                                      FROM jsonb_each(coalesce(d->'options', '{}')
+                                                      || CASE WHEN d ? 'direction'
+                                                              THEN jsonb_build_object('direction', d->'direction')
+                                                              ELSE '{}' END) o));
+                END IF;
+            EXCEPTION WHEN others THEN
+                GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+                PERFORM sync._config_reraise(format('mirror %s', e->>'local_table'), st, msg, det, hnt);
+            END;
+            RETURN QUERY SELECT 'alter mirror fields', e->>'local_table', done_status, d;
         END IF;
     END LOOP;
 
