@@ -165,6 +165,24 @@ SELECT local_table, paused, paused_reason FROM sync.status ORDER BY local_table:
 UPDATE sync.instance SET database_oid = (SELECT oid FROM pg_database WHERE datname = current_database());
 SELECT local_table, paused, paused_reason, held FROM sync.status ORDER BY local_table::text;
 
+-- a role the functions are granted to, with the privileges docs/operations.md lists
+CREATE ROLE regress_pause_delegate;
+GRANT USAGE ON SCHEMA sync, pz TO regress_pause_delegate;
+GRANT EXECUTE ON FUNCTION sync.pause(regclass), sync.resume(regclass),
+    sync.pause_connection(text), sync.resume_connection(text) TO regress_pause_delegate;
+GRANT SELECT ON sync.mirror, sync.connection, sync.instance TO regress_pause_delegate;
+GRANT SELECT, INSERT, DELETE ON sync.paused TO regress_pause_delegate;
+GRANT INSERT ON sync.journal TO regress_pause_delegate;
+GRANT SELECT, UPDATE ON sync.mirror_state TO regress_pause_delegate;
+SET ROLE regress_pause_delegate;
+SELECT sync.pause('pz.contact');
+SELECT sync.pause_connection('pz_sf');
+SELECT sync.resume_connection('pz_sf');
+SELECT sync.resume('pz.contact');
+RESET ROLE;
+SELECT count(*) AS by_delegate FROM sync.journal WHERE detail LIKE '% by regress_pause_delegate %';
+SELECT count(*) AS paused_rows FROM sync.paused;
+
 -- a paused mirror's pause goes with the mirror, a paused connection's with the connection
 SELECT sync.pause('pz.hs_contact');
 SELECT sync.pause_connection('pz_hs');
@@ -180,3 +198,5 @@ SELECT sync.unmirror('pz.account');
 DROP SCHEMA pz CASCADE;
 DELETE FROM sync.journal WHERE mirror IN (:contact, :account, :hs_contact);
 DELETE FROM sync.connection WHERE name = 'pz_sf';
+DROP OWNED BY regress_pause_delegate;
+DROP ROLE regress_pause_delegate;

@@ -6,8 +6,8 @@
 # interval); sync.push()/sync.pull() refuse it; the pause survives a server
 # restart.  sync.pause_connection() stops every mirror of the connection;
 # resuming one of them alone says the connection is still paused.  Resume
-# wakes the worker at once.  sync.status shows a server with sync.enabled =
-# off as paused too.
+# wakes the worker at once.  sync.status shows a held copy of the database
+# and a server with sync.enabled = off as paused too.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -158,7 +158,8 @@ $emu->control('PATCH', "/__emulator/records/hubspot/contacts/$hid{'h2@example.co
 wait_for("SELECT firstname = 'H2-remote' FROM crm.hs_contact WHERE remote_id = '$hid{'h2@example.com'}'",
 	'the restarted worker syncs the other mirrors');
 rounds(3, '... and goes round');
-is(sf_requests_about('Contact'), 0, '... sending nothing of the paused one');
+is(sf_requests_about('Contact'), 0, '... sending nothing of the paused one')
+  or diag(join("\n", map { "$_->{time} $_->{method} $_->{path} $_->{query}" } SyncTest::request_mentions($emu, 'salesforce', 'Contact')));
 is(sq("SELECT count(*) FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror
         WHERE m.local_table = 'crm.sf_contact'::regclass"), '3', 'a write after the restart joined its row\'s entry');
 
@@ -226,6 +227,16 @@ ok((hs_record($hid{'h2@example.com'})->{properties}{lastname} // '') ne 'Woken',
 sq("SELECT sync.resume_connection('hs')");
 wait_emu(sub { (hs_record($hid{'h2@example.com'})->{properties}{lastname} // '') eq 'Woken' },
 	'after resume the write reached HubSpot at once: resume woke the worker');
+
+# --- a held copy of the database shows in the same columns, and carries the pauses ---
+$node->safe_psql('postgres', 'CREATE DATABASE cp TEMPLATE postgres');
+is($node->safe_psql('cp', "SELECT string_agg(concat_ws(':', local_table, paused, paused_reason, paused_since IS NULL), ' '
+                              ORDER BY local_table::text) FROM sync.status"),
+	'crm.hs_contact:t:copy:t crm.sf_account:t:copy:t crm.sf_contact:t:copy:t',
+	'a copy of the database: every mirror paused, reason copy');
+is($node->safe_psql('cp', "SELECT string_agg(connection, ',') FROM sync.paused"), 'sf',
+	'... and the pause of connection sf came along (sync.resume_copy() would leave it paused)');
+$node->safe_psql('postgres', 'DROP DATABASE cp');
 
 # --- the server switch shows in the same columns ---
 $node->append_conf('postgresql.conf', "sync.enabled = off\n");
