@@ -6,13 +6,15 @@
 # interval); sync.push()/sync.pull() refuse it; the pause survives a server
 # restart.  sync.pause_connection() stops every mirror of the connection;
 # resuming one of them alone says the connection is still paused.  Resume
-# wakes the worker at once.  sync.status shows a held copy of the database
+# wakes the worker at once.  A backfill or a drain under way stops at its
+# next request.  sync.status shows a held copy of the database
 # and a server with sync.enabled = off as paused too.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Digest::MD5;
 use FindBin;
 use lib "$FindBin::Bin/../perl";
 use SyncTest;
@@ -23,9 +25,16 @@ $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'sync'
 sync.poll_interval = '1s'
+# one Salesforce request of 200 records per claimed batch (with max_in_flight 1)
+sync.batch_size = 200
 });
 $node->start;
 my $db = 'postgres';
+# the library this test runs (diagnostics: a test that restarts the server
+# loads the file installed then)
+my $libfile = $node->config_data('--pkglibdir') . '/sync.so';
+sub lib_md5 { open(my $fh, '<:raw', $libfile) or return '?'; return Digest::MD5->new->addfile($fh)->hexdigest; }
+my $lib_at_start = lib_md5();
 sub sq { return $node->safe_psql($db, $_[0]); }
 sub wait_for
 {
@@ -159,7 +168,8 @@ wait_for("SELECT firstname = 'H2-remote' FROM crm.hs_contact WHERE remote_id = '
 	'the restarted worker syncs the other mirrors');
 rounds(3, '... and goes round');
 is(sf_requests_about('Contact'), 0, '... sending nothing of the paused one')
-  or diag(join("\n", map { "$_->{time} $_->{method} $_->{path} $_->{query}" } SyncTest::request_mentions($emu, 'salesforce', 'Contact')));
+  or diag(join("\n", (lib_md5() eq $lib_at_start ? () : ("$libfile was replaced since the test began")),
+			  map { "$_->{time} $_->{method} $_->{path} $_->{query}" } SyncTest::request_mentions($emu, 'salesforce', 'Contact')));
 is(sq("SELECT count(*) FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror
         WHERE m.local_table = 'crm.sf_contact'::regclass"), '3', 'a write after the restart joined its row\'s entry');
 
@@ -228,11 +238,54 @@ sq("SELECT sync.resume_connection('hs')");
 wait_emu(sub { (hs_record($hid{'h2@example.com'})->{properties}{lastname} // '') eq 'Woken' },
 	'after resume the write reached HubSpot at once: resume woke the worker');
 
+# --- a round under way stops before its next request ---
+# (a connection of its own, one request in flight, each answer 2.5 s late;
+# a batch claimed is sent whole: here sync.batch_size makes it one request)
+SyncTest::sf_connect($node, $db, $emu, 'sfl', '"max_in_flight": 1,');
+$emu->control('POST', '/__emulator/records/salesforce/Lead',
+	[ map { { LastName => "Lead$_", Company => 'Co' } } 1 .. 6000 ]);
+$emu->control('DELETE', '/__emulator/requests');
+$emu->control('POST', '/__emulator/faults', { api => 'salesforce', path => '/query', latency_ms => 2500 });
+sq(q{SELECT sync.mirror('sfl', 'Lead', 'crm.sf_lead', fields => ARRAY['LastName','Company'],
+                        options => '{"pull_interval": "1 second"}')});
+wait_for("SELECT count(*) > 0 FROM crm.sf_lead", 'a backfill of three pages of 2,000 leads: the first page arrived');
+sq("SELECT sync.pause('crm.sf_lead')");
+rounds(2, 'paused during the second page; the worker went round');
+my $leads = sq("SELECT count(*) FROM crm.sf_lead");
+ok($leads < 6000, "the backfill stopped at the pause ($leads of 6000 leads; the page in flight was applied)");
+is(scalar(grep { $_->{path} =~ m{/query} } @{ $emu->requests('salesforce') }), $leads / 2000,
+	'... and requested no page after it');
+is(sq("SELECT phase FROM sync.status WHERE local_table = 'crm.sf_lead'::regclass"), 'backfill', '... still in its backfill');
+$emu->control('DELETE', '/__emulator/faults');
+sq("SELECT sync.resume('crm.sf_lead')");
+wait_for("SELECT count(*) = 6000 FROM crm.sf_lead", 'after resume the backfill went on to the end');
+
+$emu->control('DELETE', '/__emulator/requests');
+$emu->control('POST', '/__emulator/faults',
+	{ api => 'salesforce', method => 'POST', path => '/composite/sobjects$', latency_ms => 2500 });
+sq(q{INSERT INTO crm.sf_lead (last_name, company) SELECT 'Local' || g, 'Co' FROM generate_series(1, 1000) g});
+sub lead_creates
+{
+	return scalar(grep { $_->{method} eq 'POST' && $_->{path} =~ m{/composite/sobjects$} }
+		  @{ $emu->requests('salesforce') });
+}
+wait_emu(sub { lead_creates() >= 1 }, '1,000 local leads, five batches of 200: the first is on its way');
+sq("SELECT sync.pause('crm.sf_lead')");
+rounds(2, 'paused during the drain; the worker went round');
+my $creates = lead_creates();
+ok($creates <= 2, "the drain stopped at the pause ($creates of 5 batches sent)");
+is(sq("SELECT count(*) FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror
+        WHERE m.local_table = 'crm.sf_lead'::regclass"), 1000 - 200 * $creates, '... the rest waits in the outbox');
+$emu->control('DELETE', '/__emulator/faults');
+sq("SELECT sync.resume('crm.sf_lead')");
+wait_for("SELECT count(*) = 0 FROM sync.outbox", 'after resume the drain went on to the end');
+is(scalar(grep { ($_->{LastName} // '') =~ /^Local/ } @{ sf_records('Lead') }), 1000, '... each lead created once');
+
 # --- a held copy of the database shows in the same columns, and carries the pauses ---
 $node->safe_psql('postgres', 'CREATE DATABASE cp TEMPLATE postgres');
 is($node->safe_psql('cp', "SELECT string_agg(concat_ws(':', local_table, paused, paused_reason, paused_since IS NULL), ' '
                               ORDER BY local_table::text) FROM sync.status"),
-	'crm.hs_contact:t:copy:t crm.sf_account:t:copy:t crm.sf_contact:t:copy:t',
+	'crm.hs_contact:t:copy:t crm.sf_account:t:copy:t crm.sf_contact:t:copy:t crm.sf_lead:t:copy:t',
 	'a copy of the database: every mirror paused, reason copy');
 is($node->safe_psql('cp', "SELECT string_agg(connection, ',') FROM sync.paused"), 'sf',
 	'... and the pause of connection sf came along (sync.resume_copy() would leave it paused)');
