@@ -24,31 +24,26 @@
 #include "pause.h"
 
 /*
- * The pause of a mirror, the connection's first: table, connection, whether
- * it is the connection's pause, since, by whom.
+ * Whether the mirror is paused; if so, SPI_tuptable holds its pause, the
+ * connection's first: table, connection, whether it is the connection's
+ * pause, since, by whom.
  */
-static const char *const pause_sql =
-"SELECT m.local_table::pg_catalog.text, m.connection, pz.mirror IS NULL, pz.since, pz.paused_by "
-"FROM sync.mirror m JOIN sync.paused pz "
-"  ON pz.mirror OPERATOR(pg_catalog.=) m.id OR pz.connection OPERATOR(pg_catalog.=) m.connection "
-"WHERE m.id OPERATOR(pg_catalog.=) $1 "
-"ORDER BY pz.mirror IS NULL DESC LIMIT 1";
-
-static bool
-pause_lookup(int mirror_id)
+bool
+pause_mirror_paused(int mirror_id)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		args[1] = {Int32GetDatum(mirror_id)};
 
-	if (SPI_execute_with_args(pause_sql, 1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT m.local_table::pg_catalog.text, m.connection, pz.mirror IS NULL, "
+							  "       pz.since, pz.paused_by "
+							  "FROM sync.mirror m JOIN sync.paused pz "
+							  "  ON pz.mirror OPERATOR(pg_catalog.=) m.id "
+							  "  OR pz.connection OPERATOR(pg_catalog.=) m.connection "
+							  "WHERE m.id OPERATOR(pg_catalog.=) $1 "
+							  "ORDER BY pz.mirror IS NULL DESC LIMIT 1",
+							  1, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "sync: could not read sync.paused");
 	return SPI_processed > 0;
-}
-
-bool
-pause_mirror_paused(int mirror_id)
-{
-	return pause_lookup(mirror_id);
 }
 
 void
@@ -60,7 +55,7 @@ pause_check_sql(int mirror_id, const char *what)
 			   *by;
 	bool		whole;
 
-	if (!pause_lookup(mirror_id))
+	if (!pause_mirror_paused(mirror_id))
 		return;
 	table = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	connection = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
