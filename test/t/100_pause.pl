@@ -228,7 +228,15 @@ is(sq("SELECT count(*) FROM sync.status WHERE paused"), '0', 'nothing is paused'
 # --- resume wakes the worker at once (not at its next poll, an hour away) ---
 sq("SELECT sync.pause_connection('sf'); SELECT sync.pause_connection('hs');");
 sq(q{UPDATE crm.hs_contact SET lastname = 'Woken' WHERE email = 'h2@example.com'});
+# (and a mirror made on the paused connection waits for the resume to backfill)
+$emu->control('POST', '/__emulator/records/hubspot/companies',
+	[ map { { name => "Company $_", domain => "c$_.example.com" } } 1 .. 2 ]);
+sq(q{SELECT sync.mirror('hs', 'companies', 'crm.hs_company', fields => ARRAY['name','domain'],
+                        options => '{"pull_interval": "1 second"}')});
 rounds(2, 'the worker went round after the write (nothing to do: all paused)');
+is(sq("SELECT concat_ws(' ', phase, paused_reason, (SELECT count(*) FROM crm.hs_company)) FROM sync.status
+        WHERE local_table = 'crm.hs_company'::regclass"), 'backfill connection 0',
+	'a mirror made on a paused connection is paused: no backfill');
 $node->append_conf('postgresql.conf', "sync.poll_interval = '1h'\n");
 $node->reload;
 wait_for("SELECT poll_interval_ms = 3600000 FROM sync.worker_status() WHERE datname = '$db'",
@@ -237,6 +245,7 @@ ok((hs_record($hid{'h2@example.com'})->{properties}{lastname} // '') ne 'Woken',
 sq("SELECT sync.resume_connection('hs')");
 wait_emu(sub { (hs_record($hid{'h2@example.com'})->{properties}{lastname} // '') eq 'Woken' },
 	'after resume the write reached HubSpot at once: resume woke the worker');
+wait_for("SELECT count(*) = 2 FROM crm.hs_company", '... and the new mirror backfilled');
 
 # --- a round under way stops before its next request ---
 # (a connection of its own, one request in flight, each answer 2.5 s late;
@@ -285,7 +294,7 @@ is(scalar(grep { ($_->{LastName} // '') =~ /^Local/ } @{ sf_records('Lead') }), 
 $node->safe_psql('postgres', 'CREATE DATABASE cp TEMPLATE postgres');
 is($node->safe_psql('cp', "SELECT string_agg(concat_ws(':', local_table, paused, paused_reason, paused_since IS NULL), ' '
                               ORDER BY local_table::text) FROM sync.status"),
-	'crm.hs_contact:t:copy:t crm.sf_account:t:copy:t crm.sf_contact:t:copy:t crm.sf_lead:t:copy:t',
+	'crm.hs_company:t:copy:t crm.hs_contact:t:copy:t crm.sf_account:t:copy:t crm.sf_contact:t:copy:t crm.sf_lead:t:copy:t',
 	'a copy of the database: every mirror paused, reason copy');
 is($node->safe_psql('cp', "SELECT string_agg(connection, ',') FROM sync.paused"), 'sf',
 	'... and the pause of connection sf came along (sync.resume_copy() would leave it paused)');
