@@ -61,8 +61,21 @@ sub sf_record
 	return $r;
 }
 sub hs_record { return $emu->control('GET', "/__emulator/records/hubspot/contacts/$_[0]"); }
-# Salesforce requests about $object since the log was last cleared
-sub sf_requests_about { return scalar(SyncTest::request_mentions($emu, 'salesforce', $_[0])); }
+# Salesforce requests about $object since the log was last cleared (a
+# delete names only IDs: those of the Contact mirror's rows count as Contact)
+sub sf_requests_about
+{
+	my ($object) = @_;
+	my $n = scalar(SyncTest::request_mentions($emu, 'salesforce', $object));
+	if ($object eq 'Contact')
+	{
+		$n += scalar(SyncTest::request_mentions($emu, 'salesforce', $_))
+		  for split /\n/, sq("SELECT remote_id FROM crm.sf_contact WHERE remote_id IS NOT NULL
+		                        UNION SELECT o.remote_id FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror
+		                         WHERE m.local_table = 'crm.sf_contact'::regclass AND o.remote_id IS NOT NULL");
+	}
+	return $n;
+}
 # the Contact records sent in Salesforce write requests, and the IDs deleted
 sub sf_contact_writes
 {
