@@ -28,6 +28,7 @@
 #include "capture.h"
 #include "conn.h"
 #include "engine_int.h"
+#include "pause.h"
 #include "provider.h"
 
 /*
@@ -1156,7 +1157,7 @@ pull_retry(int mirror_id, bool own, MemoryContext cxt, int64 *applied, int64 *de
 	xact_begin(own);
 	m = mirror_load(mirror_id, cxt, &connection);
 	conn = conn_get(connection);
-	if (conn->provider->fetch == NULL || m->direction == 'p')
+	if (conn->provider->fetch == NULL || m->direction == 'p' || pause_mirror_paused(mirror_id))
 	{
 		xact_end(own);
 		return;
@@ -1216,7 +1217,7 @@ pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted, int64 *
 		MemoryContextReset(pagecxt);
 		xact_begin(own);
 		m = mirror_load(mirror_id, pagecxt, &connection);
-		if (m->direction == 'p')
+		if (m->direction == 'p' || pause_mirror_paused(mirror_id))
 		{
 			xact_end(own);
 			break;

@@ -50,6 +50,7 @@
 #include "engine.h"
 #include "engine_int.h"
 #include "lifecycle.h"
+#include "pause.h"
 
 int			sync_batch_size = 1000;
 int			sync_lease_seconds = 300;
@@ -177,6 +178,7 @@ mirrors_due(MemoryContext work, int *nrefs, long *next_ms)
 			 "     AND (o.claimed_until IS NULL OR o.claimed_until < now())) AS push, "
 			 "  m.direction <> 'push' AND s.next_pull_at <= now() AND s.phase <> 'paused' AS pull "
 			 "  OFFSET 0) d "		/* not flattened: each test runs once */
+			 "WHERE " PAUSE_MIRROR_ACTIVE_SQL " "
 			 /* parents first: objects other mirrors' reference fields point at */
 			 "ORDER BY (SELECT count(*) FROM sync.field f JOIN sync.mirror c ON c.id = f.mirror "
 			 "          WHERE f.reference_to = m.remote_object AND c.connection = m.connection) DESC, m.id",
@@ -324,6 +326,7 @@ sync_push(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "sync: SPI_connect failed");
 	id = mirror_id_for_table(relid);
+	pause_check_sql(id, "sync.push()");
 	SPI_finish();
 
 	/*
@@ -355,6 +358,7 @@ sync_pull(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "sync: SPI_connect failed");
 	id = mirror_id_for_table(relid);
+	pause_check_sql(id, "sync.pull()");
 	SPI_finish();
 	applied = pull_mirror(id, false, CurrentMemoryContext, &deleted, &failed);
 	{

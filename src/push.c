@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "drift.h"
 #include "engine_int.h"
+#include "pause.h"
 #include "provider.h"
 
 /* ---------------------------------------------------------------------
@@ -999,7 +1000,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		MemoryContextReset(batchcxt);
 		xact_begin(own);
 		m = mirror_load(mirror_id, batchcxt, &connection);
-		if (m->direction == 'l')
+		if (m->direction == 'l' || pause_mirror_paused(mirror_id))
 		{
 			xact_end(own);
 			break;

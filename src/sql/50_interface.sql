@@ -596,32 +596,7 @@ SELECT c.name, c.provider, c.options,
   LEFT JOIN sync.connection_secret s ON s.connection = c.name
   LEFT JOIN sync.connection_state st ON st.connection = c.name;
 
-CREATE VIEW sync.status AS
-SELECT m.local_table,
-       m.connection,
-       m.remote_object,
-       m.direction,
-       st.phase,
-       coalesce(pg_stat_get_live_tuples(m.local_table), 0) AS rows,
-       (SELECT count(*) FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'pending') AS backlog,
-       (SELECT count(*) FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'parked') AS failures,
-       CASE WHEN st.phase = 'backfill' THEN
-           st.backfill_done::text || coalesce('/' || st.backfill_total::text, '') END AS backfill_progress,
-       now() - (SELECT min(o.created_at) FROM sync.outbox o
-                 WHERE o.mirror = m.id AND o.state = 'pending') AS push_lag,
-       now() - st.last_pull_at AS since_last_pull,
-       st.remote_stamp_max AS newest_remote_change,
-       st.last_pull_at,
-       st.last_push_at,
-       st.next_pull_at,
-       st.last_error,
-       st.last_error_at,
-       cs.api_usage,
-       (SELECT sync._held_reason(array_agg(i.database_oid), array_agg(i.system_identifier))
-          FROM sync.instance i) AS held
-  FROM sync.mirror m
-  JOIN sync.mirror_state st ON st.mirror = m.id
-  LEFT JOIN sync.connection_state cs ON cs.connection = m.connection;
+-- sync.status is in 70_pause.sql (it shows the pause state of sync.paused).
 
 CREATE VIEW sync.errors AS
 SELECT m.local_table,
