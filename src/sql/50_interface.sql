@@ -596,7 +596,7 @@ SELECT c.name, c.provider, c.options,
   LEFT JOIN sync.connection_secret s ON s.connection = c.name
   LEFT JOIN sync.connection_state st ON st.connection = c.name;
 
--- sync.status is in 70_pause.sql (it shows the pause state of sync.paused).
+-- sync.status is in 79_status.sql (it reads sync.paused and sync.schema_drift).
 
 CREATE VIEW sync.errors AS
 SELECT m.local_table,

@@ -113,6 +113,8 @@ is(remote()->{L3}{FirstName}, 'Xia', 'a write that includes a field deleted remo
 ok(sq("SELECT count(*) FROM sync.journal WHERE direction = 'out' AND result = 'rejected' AND detail LIKE '%No such column ''Level__c''%'") >= 1,
 	'... after the remote refused it once for the unknown field');
 is(sq("SELECT kind FROM sync.drift WHERE remote_field = 'Level__c'"), 'deleted', 'a drift entry says the field is gone');
+is(sq("SELECT drift > 0 FROM sync.status s JOIN sync.drift d USING (local_table) WHERE d.remote_field = 'Level__c'"), 't',
+	'... and sync.status points to it (column drift)');
 like(sq("SELECT detail FROM sync.drift WHERE remote_field = 'Level__c'"), qr/drop_fields => ARRAY\['Level__c'\]/,
 	'... and what to do');
 is(sq("SELECT level__c FROM crm.contact WHERE last_name = 'L3'"), 'lv-new', 'the column stays');
