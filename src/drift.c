@@ -24,6 +24,7 @@
 #include "conn.h"
 #include "drift.h"
 #include "engine_int.h"
+#include "pause.h"
 
 int			sync_drift_check_interval_ms = 3600 * 1000;
 
@@ -185,7 +186,7 @@ drift_round(MemoryContext work)
 			 "  ($1 OPERATOR(pg_catalog.>) 0) AND ((COALESCE(d.checked_at, m.created_at) OPERATOR(pg_catalog.+) "
 			 "    pg_catalog.make_interval(secs => ($1 OPERATOR(pg_catalog./) 1000.0))) OPERATOR(pg_catalog.<=) pg_catalog.now()) AS periodic "
 			 "  OFFSET 0) r "
-			 "WHERE r.requested OR r.periodic "
+			 "WHERE (r.requested OR r.periodic) AND " PAUSE_MIRROR_ACTIVE_SQL " "
 			 "ORDER BY r.requested DESC, COALESCE(d.checked_at, m.created_at), m.id LIMIT 2",
 			 1, t, a, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)

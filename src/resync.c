@@ -60,6 +60,7 @@
 #include "conn.h"
 #include "engine_int.h"
 #include "lifecycle.h"
+#include "pause.h"
 #include "provider.h"
 
 PG_FUNCTION_INFO_V1(sync_resync);
@@ -1091,6 +1092,7 @@ sync_resync(PG_FUNCTION_ARGS)
 
 	xact_begin(false);
 	id = mirror_id_for_table(relid);
+	pause_check_sql(id, "sync.resync()");
 	rs.m = mirror_load(id, cxt, &connection);
 	/* (inside SPI the current context is SPI's, gone at xact_end) */
 	connection = MemoryContextStrdup(cxt, connection);
