@@ -234,6 +234,42 @@ watch_sql "SELECT count(*) = 0 FROM sync.outbox" "SELECT 'queued: ' || count(*) 
 echo "  what the NetSuite emulator received (one PATCH, only the changed field):"; requests netsuite
 pause
 
+step "living with it: a field added in Salesforce is mapped live (sync.alter_mirror fills it with a pull of that field only)"
+ctl POST /__emulator/salesforce/fields/Contact '{"name": "Tier__c", "type": "string", "length": 20}' >/dev/null
+RID5=$(psql_at "SELECT remote_id FROM crm.contact WHERE last_name = 'Last5'")
+ctl PATCH "/__emulator/records/salesforce/Contact/$RID5" '{"Tier__c": "Gold"}' >/dev/null
+echo "  (a Salesforce admin created the field Tier__c; a user set it to Gold on $RID5)"
+sql "SELECT sync.alter_mirror('crm.contact', add_fields => ARRAY['Tier__c']);"
+watch_sql "SELECT tier__c = 'Gold' FROM crm.contact WHERE remote_id = '$RID5'" \
+  "SELECT 'crm.contact: ' || first_name || ' ' || last_name || ', tier ' || coalesce(tier__c, '(not yet)') FROM crm.contact WHERE remote_id = '$RID5'"
+pause
+
+step "a merge in Salesforce (two duplicate contacts merged in its UI) is followed: the loser's row goes, nothing is pushed"
+DUPS=$(ctl POST /__emulator/records/salesforce/Contact '[{"FirstName": "Dup", "LastName": "Winner", "Email": "dup@example.com"},
+  {"FirstName": "Dup", "LastName": "Loser", "Email": "dup@example.com"}]')
+W=$(echo "$DUPS" | python3 -c 'import json, sys; print(json.load(sys.stdin)["ids"][0])')
+L=$(echo "$DUPS" | python3 -c 'import json, sys; print(json.load(sys.stdin)["ids"][1])')
+watch_sql "SELECT count(*) = 2 FROM crm.contact WHERE email = 'dup@example.com'" \
+  "SELECT 'crm.contact rows for dup@example.com: ' || count(*) FROM crm.contact WHERE email = 'dup@example.com'"
+ctl POST /__emulator/salesforce/merge "{\"object\": \"Contact\", \"master\": \"$W\", \"losers\": [\"$L\"]}" >/dev/null
+echo "  (merged in Salesforce: $L into $W)"
+watch_sql "SELECT count(*) = 1 FROM crm.contact WHERE email = 'dup@example.com'" \
+  "SELECT 'crm.contact rows for dup@example.com: ' || count(*) FROM crm.contact WHERE email = 'dup@example.com'"
+sql "SELECT local_table, winner_remote_id, loser_remote_id, merged_at FROM sync.merges;"
+pause
+
+step "sync.resync: a difference planted behind sync's back is found, then repaired"
+sql "SET session_replication_role = replica;   -- no capture: sync does not see this write
+UPDATE crm.contact SET first_name = 'Planted' WHERE last_name = 'Last9';"
+sql "SELECT r->'different'->'count' AS different, r->'only_local'->'count' AS only_local,
+       r->'only_remote'->'count' AS only_remote, r->'different'->'samples'->0 AS sample
+  FROM sync.resync('crm.contact') r;"
+sql "SELECT r->'different'->'count' AS different, r->'repaired' AS repaired FROM sync.resync('crm.contact', repair => true) r;"
+watch_sql "SELECT count(*) = 0 FROM sync.outbox" "SELECT 'queued: ' || count(*) FROM sync.outbox"
+RID9=$(psql_at "SELECT remote_id FROM crm.contact WHERE last_name = 'Last9'")
+echo "  (the local row was the newer side: the repair queued it, and Salesforce now has FirstName = $(ctl GET "/__emulator/records/salesforce/Contact/$RID9" | python3 -c 'import json, sys; print(json.load(sys.stdin)["FirstName"])'))"
+pause
+
 step "the state of every mirror"
 sql "SELECT local_table, connection, phase, rows, backlog, failures, since_last_pull, api_usage FROM sync.status;"
 sql "SELECT * FROM sync.errors;"
