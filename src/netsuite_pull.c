@@ -1273,11 +1273,189 @@ after_run(SyncConnection *conn, NsCursor *nc, SyncPage *page, int64 now_s)
 		nc->phase = "search";
 }
 
+/* A backfill page: records by ID, the ID order checked. */
+static void
+pull_backfill(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page, int64 now_s)
+{
+	NsState    *st = ns_state(conn);
+	bool		more = false;
+	int64		total = -1;
+	char	   *last_t = NULL,
+			   *now_t = NULL;
+	int64		last_id = 0;
+
+	records_page(conn, m, backfill_query(conn, m, nc->after_id), page,
+				 &more, &total, &last_t, &last_id, &now_t);
+	if (nc->after_id < 0)
+	{
+		page->total = total;
+		/* increments and deletes start at SuiteQL's clock now (its zone's text) */
+		if (now_t)
+			nc->since = nc->del_t = wall_shift(now_t, -NS_OVERLAP_S);
+	}
+	if (st->tz_known && !nc->tz_set)
+	{
+		nc->tz_set = true;
+		nc->tz = st->tz_offset_s;
+	}
+	if (page->nrecords > 0)
+	{
+		int64		id = id_value(page->records[page->nrecords - 1].remote_id);
+
+		if (id <= nc->after_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("connection \"%s\": NetSuite sent an unusable response while querying %s with SuiteQL: "
+							"the records did not come in ID order (%s after " INT64_FORMAT ")",
+							conn->name, m->remote_object, page->records[page->nrecords - 1].remote_id,
+							nc->after_id),
+					 errhint("Nothing was applied from this response; the next attempt asks again.")));
+		nc->after_id = id;
+	}
+	if (more)
+		page->more = true;
+	else
+	{
+		nc->backfill = false;
+		nc->after_id = -1;
+		page->backfill_done = true;
+		after_run(conn, nc, page, now_s);
+	}
+}
+
+/*
+ * An increment's page: the keyset on (lastmodifieddate text, id) from the
+ * cursor minus the overlap, with the time-zone checks; a complete run moves
+ * `since` on and hands over to the delete checks.
+ */
+static void
+pull_increment(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page, int64 now_s)
+{
+	NsState    *st = ns_state(conn);
+	bool		start = nc->key_t == NULL && nc->from == NULL;
+	bool		more = false;
+	int64		total = -1;
+	char	   *last_t = NULL,
+			   *now_t = NULL;
+	int64		last_id = 0;
+	const char *from = nc->from;
+
+	if (start && nc->since)
+		from = wall_shift(nc->since, -NS_OVERLAP_S);
+	records_page(conn, m, records_query(conn, m, from, nc->key_t, nc->key_id), page,
+				 &more, &total, &last_t, &last_id, &now_t);
+
+	/*
+	 * Nothing new: SuiteQL's clock may have gone back (daylight saving
+	 * time ended), showing new changes before `since`.  Calibrate anew
+	 * when the last calibration is older than NS_CALIBRATE_S.
+	 */
+	if (start && nc->since && page->nrecords == 0 &&
+		(!st->tz_known || GetCurrentTimestamp() - st->tz_at >= NS_CALIBRATE_S * USECS_PER_SEC))
+		calibrate_now(conn, m);
+
+	/*
+	 * SuiteQL's clock went back since the cursor was written (daylight
+	 * saving time ended; the user's zone changed): changes from now on
+	 * show stamps up to that much before `since`.  The cursor's stamps
+	 * move back by as much, for good (the records between are read
+	 * again, harmlessly).  A clock gone forward needs nothing: moving
+	 * the cursor on could skip what was changed before the change.
+	 */
+	if (start && nc->since && nc->tz_set && st->tz_known && st->tz_offset_s > nc->tz)
+	{
+		int64		back = st->tz_offset_s - nc->tz;
+
+		ereport(LOG,
+				(errmsg("sync: %s: NetSuite's SuiteQL clock went back by %d min (time zone); reading changes from %d min earlier",
+						m->qualified_table, (int) (back / 60), (int) (back / 60))));
+		nc->since = wall_shift(nc->since, -back);
+		if (nc->del_t)
+			nc->del_t = wall_shift(nc->del_t, -back);
+		from = wall_shift(nc->since, -NS_OVERLAP_S);
+		last_t = NULL;
+		records_page(conn, m, records_query(conn, m, from, NULL, 0), page,
+					 &more, &total, &last_t, &last_id, &now_t);
+	}
+	if ((start || !nc->tz_set) && st->tz_known)
+	{
+		nc->tz_set = true;
+		nc->tz = st->tz_offset_s;
+	}
+	if (later(nc->run_t, last_t))
+		nc->run_t = last_t;
+
+	/*
+	 * Never past SuiteQL's clock: a stamp in the future (clocks apart,
+	 * imported data) must not make the changes after it look old.  Such
+	 * a record is read again until its time has come.
+	 */
+	if (now_t && later(now_t, nc->run_t))
+		nc->run_t = now_t;
+	if (more && last_t)
+	{
+		nc->key_t = last_t;
+		nc->key_id = last_id;
+		nc->from = from;
+		page->more = true;
+	}
+	else
+	{
+		/* the run is complete: increments start at its newest stamp */
+		if (later(nc->since, nc->run_t))
+			nc->since = nc->run_t;
+		nc->key_t = nc->from = nc->run_t = NULL;
+		after_run(conn, nc, page, now_s);
+	}
+}
+
+/* A page of SuiteQL's deletedrecord; where it is refused, ID reconciliation takes over. */
+static void
+pull_deleted(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page, int64 now_s)
+{
+	bool		more = false;
+
+	if (deleted_page(conn, m, nc, page, &more))
+	{
+		if (more)
+			page->more = true;
+		else if (now_s - nc->reconciled_at >= reconcile_every(conn))
+		{
+			nc->phase = "reconcile";
+			page->more = true;
+		}
+		else
+			nc->phase = "search";
+	}
+	else
+	{
+		/*
+		 * No deletedrecord: ID reconciliation on its cadence — at once if
+		 * the table worked until now (its feed has a gap).
+		 */
+		bool		had_feed = nc->deletes != NULL;
+
+		nc->deletes = "reconcile";
+		nc->del_t = NULL;
+		if (had_feed || now_s - nc->reconciled_at >= reconcile_every(conn))
+		{
+			nc->phase = "reconcile";
+			page->more = true;
+		}
+		else
+			nc->phase = "search";
+	}
+}
+
+/*
+ * The page after `cursor`: the backfill, then runs of increments, each
+ * followed by the delete checks (deletedrecord, or a full ID reconciliation
+ * on its cadence); the phase is kept in the cursor.
+ */
 void
 ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 {
 	NsCursor	nc;
-	NsState    *st = ns_state(conn);
 	int64		now_s = (int64) time(NULL);
 
 	conn_ensure_auth(conn);
@@ -1286,164 +1464,11 @@ ns_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 		nc.reconciled_at = now_s;
 
 	if (nc.backfill)
-	{
-		bool		more = false;
-		int64		total = -1;
-		char	   *last_t = NULL,
-				   *now_t = NULL;
-		int64		last_id = 0;
-
-		records_page(conn, m, backfill_query(conn, m, nc.after_id), page,
-					 &more, &total, &last_t, &last_id, &now_t);
-		if (nc.after_id < 0)
-		{
-			page->total = total;
-			/* increments and deletes start at SuiteQL's clock now (its zone's text) */
-			if (now_t)
-				nc.since = nc.del_t = wall_shift(now_t, -NS_OVERLAP_S);
-		}
-		if (st->tz_known && !nc.tz_set)
-		{
-			nc.tz_set = true;
-			nc.tz = st->tz_offset_s;
-		}
-		if (page->nrecords > 0)
-		{
-			int64		id = id_value(page->records[page->nrecords - 1].remote_id);
-
-			if (id <= nc.after_id)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROTOCOL_VIOLATION),
-						 errmsg("connection \"%s\": NetSuite sent an unusable response while querying %s with SuiteQL: "
-								"the records did not come in ID order (%s after " INT64_FORMAT ")",
-								conn->name, m->remote_object, page->records[page->nrecords - 1].remote_id,
-								nc.after_id),
-						 errhint("Nothing was applied from this response; the next attempt asks again.")));
-			nc.after_id = id;
-		}
-		if (more)
-			page->more = true;
-		else
-		{
-			nc.backfill = false;
-			nc.after_id = -1;
-			page->backfill_done = true;
-			after_run(conn, &nc, page, now_s);
-		}
-	}
+		pull_backfill(conn, m, &nc, page, now_s);
 	else if (nc.phase == NULL || strcmp(nc.phase, "search") == 0)
-	{
-		bool		start = nc.key_t == NULL && nc.from == NULL;
-		bool		more = false;
-		int64		total = -1;
-		char	   *last_t = NULL,
-				   *now_t = NULL;
-		int64		last_id = 0;
-		const char *from = nc.from;
-
-		if (start && nc.since)
-			from = wall_shift(nc.since, -NS_OVERLAP_S);
-		records_page(conn, m, records_query(conn, m, from, nc.key_t, nc.key_id), page,
-					 &more, &total, &last_t, &last_id, &now_t);
-
-		/*
-		 * Nothing new: SuiteQL's clock may have gone back (daylight saving
-		 * time ended), showing new changes before `since`.  Calibrate anew
-		 * when the last calibration is older than NS_CALIBRATE_S.
-		 */
-		if (start && nc.since && page->nrecords == 0 &&
-			(!st->tz_known || GetCurrentTimestamp() - st->tz_at >= NS_CALIBRATE_S * USECS_PER_SEC))
-			calibrate_now(conn, m);
-
-		/*
-		 * SuiteQL's clock went back since the cursor was written (daylight
-		 * saving time ended; the user's zone changed): changes from now on
-		 * show stamps up to that much before `since`.  The cursor's stamps
-		 * move back by as much, for good (the records between are read
-		 * again, harmlessly).  A clock gone forward needs nothing: moving
-		 * the cursor on could skip what was changed before the change.
-		 */
-		if (start && nc.since && nc.tz_set && st->tz_known && st->tz_offset_s > nc.tz)
-		{
-			int64		back = st->tz_offset_s - nc.tz;
-
-			ereport(LOG,
-					(errmsg("sync: %s: NetSuite's SuiteQL clock went back by %d min (time zone); reading changes from %d min earlier",
-							m->qualified_table, (int) (back / 60), (int) (back / 60))));
-			nc.since = wall_shift(nc.since, -back);
-			if (nc.del_t)
-				nc.del_t = wall_shift(nc.del_t, -back);
-			from = wall_shift(nc.since, -NS_OVERLAP_S);
-			last_t = NULL;
-			records_page(conn, m, records_query(conn, m, from, NULL, 0), page,
-						 &more, &total, &last_t, &last_id, &now_t);
-		}
-		if ((start || !nc.tz_set) && st->tz_known)
-		{
-			nc.tz_set = true;
-			nc.tz = st->tz_offset_s;
-		}
-		if (later(nc.run_t, last_t))
-			nc.run_t = last_t;
-
-		/*
-		 * Never past SuiteQL's clock: a stamp in the future (clocks apart,
-		 * imported data) must not make the changes after it look old.  Such
-		 * a record is read again until its time has come.
-		 */
-		if (now_t && later(now_t, nc.run_t))
-			nc.run_t = now_t;
-		if (more && last_t)
-		{
-			nc.key_t = last_t;
-			nc.key_id = last_id;
-			nc.from = from;
-			page->more = true;
-		}
-		else
-		{
-			/* the run is complete: increments start at its newest stamp */
-			if (later(nc.since, nc.run_t))
-				nc.since = nc.run_t;
-			nc.key_t = nc.from = nc.run_t = NULL;
-			after_run(conn, &nc, page, now_s);
-		}
-	}
+		pull_increment(conn, m, &nc, page, now_s);
 	else if (strcmp(nc.phase, "deleted") == 0)
-	{
-		bool		more = false;
-
-		if (deleted_page(conn, m, &nc, page, &more))
-		{
-			if (more)
-				page->more = true;
-			else if (now_s - nc.reconciled_at >= reconcile_every(conn))
-			{
-				nc.phase = "reconcile";
-				page->more = true;
-			}
-			else
-				nc.phase = "search";
-		}
-		else
-		{
-			/*
-			 * No deletedrecord: ID reconciliation on its cadence — at once if
-			 * the table worked until now (its feed has a gap).
-			 */
-			bool		had_feed = nc.deletes != NULL;
-
-			nc.deletes = "reconcile";
-			nc.del_t = NULL;
-			if (had_feed || now_s - nc.reconciled_at >= reconcile_every(conn))
-			{
-				nc.phase = "reconcile";
-				page->more = true;
-			}
-			else
-				nc.phase = "search";
-		}
-	}
+		pull_deleted(conn, m, &nc, page, now_s);
 	else
 	{
 		all_ids(conn, m, page);

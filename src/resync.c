@@ -849,135 +849,97 @@ local_chunk(LocalChunk *lc)
 }
 
 /*
- * Local rows whose remote ID the scan did not see: re-read by ID.  Those
- * the remote no longer has are only_local (repair: a remote delete, as the
- * mirror's "delete" option says); those it has after all (created or
- * changed while the scan ran) are compared like a page.
+ * Local rows the scan did not see (rid/key, nu of them): re-read by ID, a
+ * few hundred at a time.  Records the remote returns are compared like the
+ * scan's; the ones it no longer has are only_local (and, repairing, follow
+ * the mirror's delete policy through the apply path).
  */
 static void
-unseen_rows(Resync *rs, MemoryContext cxt)
+recheck_unseen(Resync *rs, char **rid, char **key, int nu, MemoryContext chunkcxt)
 {
 	SyncMirror *m = rs->m;
 	const SyncProvider *p = rs->conn->provider;
-	MemoryContext chunkcxt = AllocSetContextCreate(cxt, "sync resync chunk", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old;
+	int			i;
+
+	for (i = 0; i < nu; i += RESYNC_FETCH_MAX)
+	{
+		int			cnt = Min(RESYNC_FETCH_MAX, nu - i);
+		char	  **ids;
+		char	  **gone;
+		int			nids = 0,
+					ngone = 0,
+					j,
+					d;
+		SyncPage   *page;
+
+		old = MemoryContextSwitchTo(chunkcxt);
+		ids = palloc(sizeof(char *) * cnt);
+		page = palloc0(sizeof(SyncPage));
+		page->total = -1;
+		for (j = i; j < i + cnt; j++)
+			if (p->valid_remote_id == NULL || p->valid_remote_id(rid[j]))
+				ids[nids++] = rid[j];
+		if (nids > 0 && p->fetch != NULL)
+			p->fetch(rs->conn, m, ids, nids, page);
+		/* deleted remotely, or (no fetch) not listed */
+		gone = palloc(sizeof(char *) * (cnt + page->ndeleted_ids + page->nrecords));
+		MemoryContextSwitchTo(old);
+		CHECK_FOR_INTERRUPTS();
+
+		/*
+		 * A remote ID that is not even of the remote's form (typed by
+		 * hand?) is reported, and left alone: no repair deletes a row
+		 * for it.
+		 */
+		for (j = i; j < i + cnt; j++)
+			if (!(p->valid_remote_id == NULL || p->valid_remote_id(rid[j])))
+			{
+				finding_add(rs, &rs->only_local, key[j], rid[j], NULL, 0, NULL);
+				if (rs->repair)
+					rs->not_repaired++;
+			}
+
+		for (d = 0; d < page->ndeleted_ids; d++)
+			gone[ngone++] = page->deleted_ids[d];
+		for (d = 0; d < page->nrecords; d++)
+			if (page->records[d].deleted && page->records[d].remote_id != NULL)
+				gone[ngone++] = page->records[d].remote_id;
+		if (p->fetch == NULL)
+			for (j = 0; j < nids; j++)
+				gone[ngone++] = ids[j];
+		if (page->nrecords > 0)
+			process_page(rs, page, chunkcxt);
+		for (d = 0; d < ngone; d++)
+		{
+			for (j = i; j < i + cnt; j++)
+				if (strcmp(rid[j], gone[d]) == 0)
+					finding_add(rs, &rs->only_local, key[j], rid[j], NULL, 0, NULL);
+		}
+		if (rs->repair && ngone > 0)
+		{
+			if (m->direction == 'p')
+				rs->not_repaired += ngone;
+			else
+			{
+				xact_begin(false);
+				apply_remote(rs, NULL, 0, gone, ngone, chunkcxt);
+				xact_end(false);
+			}
+		}
+	}
+}
+
+/*
+ * Rows without a remote ID: creates on the way (pending), or never queued
+ * (only_local; repairing, queued as creates).
+ */
+static void
+unseen_without_id(Resync *rs, MemoryContext cxt, MemoryContext chunkcxt)
+{
+	SyncMirror *m = rs->m;
 	char	   *after = NULL;
 
-	for (;;)
-	{
-		LocalChunk	lc = {rs, after, false};
-		char	  **rid,
-				  **key;
-		int			n,
-					nu = 0,
-					i;
-		uint64		r;
-		MemoryContext old;
-
-		xact_begin(false);
-		local_chunk(&lc);
-		n = (int) SPI_processed;
-		MemoryContextReset(chunkcxt);
-		old = MemoryContextSwitchTo(chunkcxt);
-		rid = palloc(sizeof(char *) * Max(1, n));
-		key = palloc(sizeof(char *) * Max(1, n));
-		for (i = 0; i < n; i++)
-		{
-			rid[i] = getv(i, 1);
-			key[i] = getv(i, 2);
-		}
-		after = n > 0 ? MemoryContextStrdup(cxt, rid[n - 1]) : NULL;
-		MemoryContextSwitchTo(old);
-		if (n > 0)
-		{
-			spi_exec("SELECT x.rid, x.key FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), "
-					 "pg_catalog.unnest($2::pg_catalog.text[])) AS x(rid, key) "
-					 "WHERE NOT EXISTS (SELECT 1 FROM pg_temp.sync_resync_seen s WHERE s.rid OPERATOR(pg_catalog.=) x.rid)",
-					 2, (Oid[]) {TEXTARRAYOID, TEXTARRAYOID},
-					 (Datum[]) {text_array(rid, n), text_array(key, n)}, NULL, SPI_OK_SELECT);
-			old = MemoryContextSwitchTo(chunkcxt);
-			for (r = 0; r < SPI_processed; r++)
-			{
-				rid[nu] = getv(r, 1);
-				key[nu++] = getv(r, 2);
-			}
-			MemoryContextSwitchTo(old);
-		}
-		xact_end(false);
-
-		/* re-read them by ID, a few hundred at a time */
-		for (i = 0; i < nu; i += RESYNC_FETCH_MAX)
-		{
-			int			cnt = Min(RESYNC_FETCH_MAX, nu - i);
-			char	  **ids;
-			char	  **gone;
-			int			nids = 0,
-						ngone = 0,
-						j,
-						d;
-			SyncPage   *page;
-
-			old = MemoryContextSwitchTo(chunkcxt);
-			ids = palloc(sizeof(char *) * cnt);
-			page = palloc0(sizeof(SyncPage));
-			page->total = -1;
-			for (j = i; j < i + cnt; j++)
-				if (p->valid_remote_id == NULL || p->valid_remote_id(rid[j]))
-					ids[nids++] = rid[j];
-			if (nids > 0 && p->fetch != NULL)
-				p->fetch(rs->conn, m, ids, nids, page);
-			/* deleted remotely, or (no fetch) not listed */
-			gone = palloc(sizeof(char *) * (cnt + page->ndeleted_ids + page->nrecords));
-			MemoryContextSwitchTo(old);
-			CHECK_FOR_INTERRUPTS();
-
-			/*
-			 * A remote ID that is not even of the remote's form (typed by
-			 * hand?) is reported, and left alone: no repair deletes a row
-			 * for it.
-			 */
-			for (j = i; j < i + cnt; j++)
-				if (!(p->valid_remote_id == NULL || p->valid_remote_id(rid[j])))
-				{
-					finding_add(rs, &rs->only_local, key[j], rid[j], NULL, 0, NULL);
-					if (rs->repair)
-						rs->not_repaired++;
-				}
-
-			for (d = 0; d < page->ndeleted_ids; d++)
-				gone[ngone++] = page->deleted_ids[d];
-			for (d = 0; d < page->nrecords; d++)
-				if (page->records[d].deleted && page->records[d].remote_id != NULL)
-					gone[ngone++] = page->records[d].remote_id;
-			if (p->fetch == NULL)
-				for (j = 0; j < nids; j++)
-					gone[ngone++] = ids[j];
-			if (page->nrecords > 0)
-				process_page(rs, page, chunkcxt);
-			for (d = 0; d < ngone; d++)
-			{
-				for (j = i; j < i + cnt; j++)
-					if (strcmp(rid[j], gone[d]) == 0)
-						finding_add(rs, &rs->only_local, key[j], rid[j], NULL, 0, NULL);
-			}
-			if (rs->repair && ngone > 0)
-			{
-				if (m->direction == 'p')
-					rs->not_repaired += ngone;
-				else
-				{
-					xact_begin(false);
-					apply_remote(rs, NULL, 0, gone, ngone, chunkcxt);
-					xact_end(false);
-				}
-			}
-		}
-		report_progress(rs, "looking for local rows the remote does not have");
-		if (n < RESYNC_CHUNK)
-			break;
-	}
-
-	/* rows without a remote ID: creates on the way, or never queued */
-	after = NULL;
 	for (;;)
 	{
 		LocalChunk	lc = {rs, after, true};
@@ -1032,6 +994,69 @@ unseen_rows(Resync *rs, MemoryContext cxt)
 		if (n < RESYNC_CHUNK)
 			break;
 	}
+}
+
+/*
+ * Local rows whose remote ID the scan did not see: re-read by ID.  Those
+ * the remote no longer has are only_local (repair: a remote delete, as the
+ * mirror's "delete" option says); those it has after all (created or
+ * changed while the scan ran) are compared like a page.
+ */
+static void
+unseen_rows(Resync *rs, MemoryContext cxt)
+{
+	MemoryContext chunkcxt = AllocSetContextCreate(cxt, "sync resync chunk", ALLOCSET_DEFAULT_SIZES);
+	char	   *after = NULL;
+
+	for (;;)
+	{
+		LocalChunk	lc = {rs, after, false};
+		char	  **rid,
+				  **key;
+		int			n,
+					nu = 0,
+					i;
+		uint64		r;
+		MemoryContext old;
+
+		xact_begin(false);
+		local_chunk(&lc);
+		n = (int) SPI_processed;
+		MemoryContextReset(chunkcxt);
+		old = MemoryContextSwitchTo(chunkcxt);
+		rid = palloc(sizeof(char *) * Max(1, n));
+		key = palloc(sizeof(char *) * Max(1, n));
+		for (i = 0; i < n; i++)
+		{
+			rid[i] = getv(i, 1);
+			key[i] = getv(i, 2);
+		}
+		after = n > 0 ? MemoryContextStrdup(cxt, rid[n - 1]) : NULL;
+		MemoryContextSwitchTo(old);
+		if (n > 0)
+		{
+			spi_exec("SELECT x.rid, x.key FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), "
+					 "pg_catalog.unnest($2::pg_catalog.text[])) AS x(rid, key) "
+					 "WHERE NOT EXISTS (SELECT 1 FROM pg_temp.sync_resync_seen s WHERE s.rid OPERATOR(pg_catalog.=) x.rid)",
+					 2, (Oid[]) {TEXTARRAYOID, TEXTARRAYOID},
+					 (Datum[]) {text_array(rid, n), text_array(key, n)}, NULL, SPI_OK_SELECT);
+			old = MemoryContextSwitchTo(chunkcxt);
+			for (r = 0; r < SPI_processed; r++)
+			{
+				rid[nu] = getv(r, 1);
+				key[nu++] = getv(r, 2);
+			}
+			MemoryContextSwitchTo(old);
+		}
+		xact_end(false);
+
+		recheck_unseen(rs, rid, key, nu, chunkcxt);
+		report_progress(rs, "looking for local rows the remote does not have");
+		if (n < RESYNC_CHUNK)
+			break;
+	}
+
+	unseen_without_id(rs, cxt, chunkcxt);
 	MemoryContextDelete(chunkcxt);
 }
 
