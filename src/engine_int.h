@@ -133,5 +133,7 @@ extern int64 push_mirror(int mirror_id, bool own, MemoryContext work,
 						 int *nok, int *nrejected, int *nretry);
 extern int64 pull_mirror(int mirror_id, bool own, MemoryContext work,
 						 int64 *deleted, int64 *failed);
+extern void apply_records(SyncMirror *m, SyncPage *page, MemoryContext work,
+						  int64 *applied, int64 *deleted, int64 *failed);
 
 #endif							/* SYNC_ENGINE_INT_H */
