@@ -31,6 +31,9 @@ DEFAULT_CONFIG = {
     "netsuite_user_timezone": "America/Los_Angeles",  # SuiteQL dates (IANA name)
     "netsuite_expires_in_number": False,     # M2M expires_in: 3600, not "3600"
     "netsuite_async_delay_ms": 0,            # async jobs stay "pending" this long
+    "salesforce_cdc_entities": [],           # objects selected for Change Data Capture
+    "salesforce_cometd_timeout_ms": 110000,  # how long /meta/connect is held
+    "salesforce_cdc_overflow_threshold": 100000,  # changes per transaction before GAP_OVERFLOW
 }
 
 

@@ -15,6 +15,7 @@ import urllib.parse
 from datetime import datetime, timedelta, timezone
 
 import certs
+import sf_cometd
 from common import ApiBase, Response, json_response
 from sf_schema import (NUMERIC, STRINGISH, custom_field, custom_object, id_suffix,
                        link_children, make_id, standard_objects, to18)
@@ -235,11 +236,13 @@ class Api(ApiBase):
         super().__init__(emu)
         with open(certs.JWT_TEST_CERT) as fh:
             self.jwt_keys = [certs.rsa_public_from_cert(fh.read())]
+        self.cdc = sf_cometd.CometD(self)     # Change Data Capture (sf_cometd.py)
         self.reset()
 
     # ------------------------------------------------------------------ state
     def reset(self):
         with self.lock:
+            self.cdc.reset()
             self.schema = standard_objects()
             self._index_schema()
             self.records = {n: {} for n in self.schema}
@@ -333,6 +336,7 @@ class Api(ApiBase):
         old = recs.get(rid)
         if self.undo is not None:
             self.undo.append(("rec", objname, rid, old))
+        self.cdc.record_changed(objname, rid, old, new)
         o = self.schema[objname]
         for f in o.uniques:
             idx = self.uniq[(objname, f.name)]
@@ -621,7 +625,7 @@ class Api(ApiBase):
     # ------------------------------------------------------------------ HTTP
     def owns(self, path):
         return (path.startswith("/services/data") or path.startswith("/services/oauth2/")
-                or path.startswith("/id/"))
+                or path.startswith("/id/") or path == "/cometd" or path.startswith("/cometd/"))
 
     def fault_response(self, status, req):
         codes = {400: ("BAD_REQUEST", "Bad request"),
@@ -644,7 +648,9 @@ class Api(ApiBase):
 
     def handle(self, req):
         path = req.path
-        with self.lock:
+        if path == "/cometd" or path.startswith("/cometd/"):
+            return self.cdc.handle(req)         # long polls: outside the lock
+        with self.lock, self.cdc.transaction(req):
             if path.startswith("/services/oauth2/"):
                 return self.oauth(req)
             if path.startswith("/id/"):
@@ -1642,7 +1648,7 @@ class Api(ApiBase):
         return o
 
     def control_create(self, obj, records):
-        with self.lock:
+        with self.lock, self.cdc.transaction():
             o = self._ctl_obj(obj)
             stamp = self.new_stamp()
             ids = []
@@ -1689,7 +1695,7 @@ class Api(ApiBase):
                     for r in self.records[o.name].values() if not r.get("IsDeleted")]
 
     def control_patch(self, obj, rid, fields):
-        with self.lock:
+        with self.lock, self.cdc.transaction():
             o = self._ctl_obj(obj)
             rid18 = to18(rid)
             r = self.records[o.name].get(rid18) if rid18 else None
@@ -1708,7 +1714,7 @@ class Api(ApiBase):
                     if f.type != "address"}
 
     def control_delete(self, obj, rid):
-        with self.lock:
+        with self.lock, self.cdc.transaction():
             o = self._ctl_obj(obj)
             rid18 = to18(rid)
             r = self.records[o.name].get(rid18) if rid18 else None
@@ -1720,6 +1726,8 @@ class Api(ApiBase):
         """Salesforce-specific control endpoints under /__emulator/salesforce/."""
         with self.lock:
             b = json.loads(body) if body else {}
+            if parts and parts[0] in ("cdc", "undelete"):
+                return self.cdc.control(method, parts, query, b)
             if parts == ["refresh_token"] and method == "POST":
                 tok = "5Aep" + secrets.token_urlsafe(48)
                 self.refresh_tokens.add(tok)
