@@ -18,15 +18,16 @@
  * run is ended early through http_run_ext's should_stop callback when the
  * worker is woken (a commit of captured writes: push first — the wake
  * counter of the worker's slot changed), on SIGHUP, or when the next due
- * work (another mirror's pull, a retry) is reached.  A connect ended that
- * way is abandoned, not awaited: the client stays, the next round connects
- * again with the same clientId.  Events the server was writing into the
- * abandoned response at that instant would be lost to this client; the
- * replay ID stored only advances with what was applied, and the safety-net
- * pull (below) re-reads every record changed since the last pull, so such
- * a change arrives at that pull at the latest.  The alternative, a short
- * client-side timeout on every connect, has the same window on every
- * timeout instead of only on wake-ups.
+ * work (another mirror's pull, a retry) is reached.  The server still
+ * holds a connect we stopped waiting for, and hands the next events to it,
+ * into a closed socket (the emulator does the same): so that client is
+ * given up — disconnected in the request that opens the next one — and the
+ * new client subscribes from the replay ID stored with the last batch
+ * applied, which brings those events again.  That costs a handshake and a
+ * subscription per wake-up during a poll (no API calls; one client alive
+ * at a time).  A short client-side timeout instead would lose the same way
+ * at every timeout, and a connect with the same client after a cut would
+ * lose silently.
  *
  * Applying.  Each batch of events (one connect's answer) is applied in one
  * transaction with the replay ID of its last event stored in the mirror's
@@ -84,6 +85,7 @@ typedef struct CdcStream
 	char	   *object;
 	char	   *channel;
 	char	   *client_id;		/* NULL: handshake (and subscribe) needed */
+	char	   *abandoned;		/* a client whose connect we cut short */
 	List	   *cookies;		/* of "name=value" */
 	bool		healthy;		/* subscribed, last connect answered */
 	bool		seen;			/* still a realtime mirror this round */
@@ -283,11 +285,21 @@ static void
 handshake(CdcStream *s, SyncConnection *conn)
 {
 	SJson	   *arr = sjson_new_array();
-	SJson	   *msg = new_message(s, arr, "/meta/handshake");
+	SJson	   *msg;
 	SJson	   *types;
 	SJson	   *reply;
 	const char *cid;
 
+	if (s->abandoned)
+	{
+		/* the client given up goes in the same request (its held connect ends) */
+		SJson	   *bye = new_message(s, arr, "/meta/disconnect");
+
+		sjson_add_string(bye, "clientId", s->abandoned);
+		s->abandoned = NULL;
+	}
+	s->client_id = NULL;
+	msg = new_message(s, arr, "/meta/handshake");
 	sjson_add_string(msg, "version", "1.0");
 	sjson_add_string(msg, "minimumVersion", "1.0");
 	types = sjson_add_array(msg, "supportedConnectionTypes");
@@ -295,6 +307,14 @@ handshake(CdcStream *s, SyncConnection *conn)
 	sjson_add_bool(sjson_add_object(msg, "ext"), "replay", true);
 	reply = meta_reply(bayeux_exchange(s, conn, arr, "opening the change event stream"),
 					   "/meta/handshake");
+	if (!sjson_bool(sjson_get(reply, "successful"), false) && sjson_get_string(reply, "error") &&
+		strstr(sjson_get_string(reply, "error"), "Handshake denied"))
+	{
+		/* usually an expired token (ext.sfdc.failureReason 401): once more with a new one */
+		conn_invalidate_token(conn);
+		reply = meta_reply(bayeux_exchange(s, conn, arr, "opening the change event stream"),
+						   "/meta/handshake");
+	}
 	cid = sjson_get_string(reply, "clientId");
 	if (!sjson_bool(sjson_get(reply, "successful"), false) || cid == NULL)
 		ereport(ERROR,
@@ -368,7 +388,7 @@ store_replay(int mirror, int64 replay)
 			 "WHERE mirror OPERATOR(pg_catalog.=) $1", 2, t, a, NULL, SPI_OK_UPDATE);
 }
 
-/* A stream's error, shown in sync.status (the pull's schedule stays). */
+/* A stream's error, shown in sync.status. */
 static void
 note_stream_error(int mirror, const char *message)
 {
@@ -376,7 +396,9 @@ note_stream_error(int mirror, const char *message)
 	Datum		a[2] = {Int32GetDatum(mirror), CStringGetTextDatum(message)};
 
 	xact_begin(true);
-	spi_exec("UPDATE sync.mirror_state SET last_error = $2, last_error_at = pg_catalog.now() "
+	/* and polling takes over at once: the safety net's interval was the stream's */
+	spi_exec("UPDATE sync.mirror_state SET last_error = $2, last_error_at = pg_catalog.now(), "
+			 "  next_pull_at = LEAST(next_pull_at, pg_catalog.now()) "
 			 "WHERE mirror OPERATOR(pg_catalog.=) $1", 2, t, a, NULL, SPI_OK_UPDATE);
 	xact_end(true);
 }
@@ -549,8 +571,9 @@ apply_event_fields(SyncMirror *m, CdcEvent *ev, SyncRecord *rec, bool all)
 				for (p = 0; p < np; p++)
 				{
 					char	   *name = psprintf("%s.%s", keys[i], parts[p]);
+					int			k = event_field(m, ev->payload, name, &v);
 
-					set_value(m, rec, event_field(m, ev->payload, name, &v), v);
+					set_value(m, rec, k, v);
 				}
 			}
 			else if (val != NULL)
@@ -561,16 +584,22 @@ apply_event_fields(SyncMirror *m, CdcEvent *ev, SyncRecord *rec, bool all)
 		for (i = 0; i < sjson_array_length(changed); i++)
 		{
 			const char *name = sjson_string(sjson_array_get(changed, i));
+			int			k;
 
-			if (name)
-				set_value(m, rec, event_field(m, ev->payload, name, &v), v);
+			if (name == NULL)
+				continue;
+			k = event_field(m, ev->payload, name, &v);
+			set_value(m, rec, k, v);
 		}
 	for (i = 0; i < sjson_array_length(nulled); i++)
 	{
 		const char *name = sjson_string(sjson_array_get(nulled, i));
+		int			k;
 
-		if (name)
-			set_value(m, rec, event_field(m, ev->payload, name, &v), NULL);
+		if (name == NULL)
+			continue;
+		k = event_field(m, ev->payload, name, &v);
+		set_value(m, rec, k, NULL);
 	}
 	if (stamp)
 		rec->stamp = stamp;
@@ -743,6 +772,7 @@ apply_events(CdcStream *s, SyncConnection *conn, const HttpRequest *req, SJson *
 				failed = 0;
 	char	  **retry;
 	int			nretry = 0;
+	int			nown = 0;
 
 	evs = parse_events(conn, s, req, arr, &nev, &last_replay);
 	if (nev == 0)
@@ -902,8 +932,11 @@ apply_events(CdcStream *s, SyncConnection *conn, const HttpRequest *req, SJson *
 	store_replay(m->id, last_replay);
 	xact_end(true);
 	MemoryContextSwitchTo(work);
-	elog(DEBUG1, "sync: mirror %d: %d change events to replay %lld: %lld applied, %lld deleted, %lld failed, %d re-read%s",
-		 s->mirror, nev, (long long) last_replay, (long long) applied, (long long) deleted,
+	for (i = 0; i < nev; i++)
+		nown += evs[i].kind == 'S';
+	elog(DEBUG1, "sync: mirror %d: %d change events to replay ID %lld (%d of our own writes, skipped): "
+		 "%lld applied, %lld deleted, %lld failed, %d re-read%s",
+		 s->mirror, nev, (long long) last_replay, nown, (long long) applied, (long long) deleted,
 		 (long long) failed, nfetch, overflow ? ", overflow: pulling" : "");
 }
 
@@ -940,17 +973,21 @@ stream_for(int mirror)
 	}
 	s = MemoryContextAllocZero(stream_cxt, sizeof(CdcStream));
 	s->mirror = mirror;
-	streams = lappend(streams, s);
+	{
+		MemoryContext old = MemoryContextSwitchTo(stream_cxt);
+
+		streams = lappend(streams, s);
+		MemoryContextSwitchTo(old);
+	}
 	return s;
 }
 
+/* A new client is needed (the cookies stay: the load balancer's affinity) */
 static void
 stream_reset(CdcStream *s)
 {
 	s->client_id = NULL;
 	s->healthy = false;
-	list_free_deep(s->cookies);
-	s->cookies = NIL;
 }
 
 /* Handshake and subscribe, from the stored replay ID (or -1 and a pull). */
@@ -1038,6 +1075,9 @@ cdc_stream_round(long next_ms)
 		if (s->object == NULL || strcmp(s->object, object) != 0 || strcmp(s->connection, getv(i, 2)) != 0)
 		{
 			stream_reset(s);
+			s->abandoned = NULL;
+			list_free_deep(s->cookies);
+			s->cookies = NIL;
 			s->object = MemoryContextStrdup(stream_cxt, object);
 			s->connection = MemoryContextStrdup(stream_cxt, getv(i, 2));
 			s->channel = NULL;
@@ -1048,6 +1088,7 @@ cdc_stream_round(long next_ms)
 	}
 	{
 		List	   *keep = NIL;
+		MemoryContext old = MemoryContextSwitchTo(stream_cxt);
 
 		foreach(lc, streams)
 		{
@@ -1063,6 +1104,7 @@ cdc_stream_round(long next_ms)
 		}
 		list_free(streams);
 		streams = keep;
+		MemoryContextSwitchTo(old);
 	}
 
 	/*
@@ -1077,8 +1119,8 @@ cdc_stream_round(long next_ms)
 
 			spi_exec("UPDATE sync.mirror_state SET next_pull_at = last_pull_at OPERATOR(pg_catalog.+) "
 					 "  '" CDC_SAFETY_NET "'::pg_catalog.interval "
-					 "WHERE mirror OPERATOR(pg_catalog.=) $1 AND next_pull_at OPERATOR(pg_catalog.>) pg_catalog.now() "
-					 "  AND next_pull_at OPERATOR(pg_catalog.<) last_pull_at OPERATOR(pg_catalog.+) '" CDC_SAFETY_NET "'::pg_catalog.interval",
+					 "WHERE mirror OPERATOR(pg_catalog.=) $1 AND (next_pull_at OPERATOR(pg_catalog.>) pg_catalog.now()) "
+					 "  AND (next_pull_at OPERATOR(pg_catalog.<) (last_pull_at OPERATOR(pg_catalog.+) '" CDC_SAFETY_NET "'::pg_catalog.interval))",
 					 1, t, a, NULL, SPI_OK_UPDATE);
 			extended |= SPI_processed > 0;
 		}
@@ -1184,8 +1226,20 @@ cdc_stream_round(long next_ms)
 		CdcStream  *s = open[k];
 
 		keep_cookies(s, req);
-		if (req->outcome == HTTP_CANCELLED || req->outcome == HTTP_PENDING)
-			continue;			/* woken: the same client connects again next round */
+		if (req->outcome == HTTP_PENDING)
+			continue;			/* never sent: the client connects again next round */
+		if (req->outcome == HTTP_CANCELLED)
+		{
+			/*
+			 * Woken mid-poll.  The server still holds that connect and would
+			 * hand the next events to it, into a closed socket: the client is
+			 * given up (disconnected when the next opens) and a new one
+			 * resumes from the replay ID stored with the last batch applied.
+			 */
+			s->abandoned = s->client_id;
+			s->client_id = NULL;
+			continue;
+		}
 		PG_TRY();
 		{
 			SJson	   *arr = provider_response_json(req);
