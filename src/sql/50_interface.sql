@@ -168,8 +168,7 @@ DECLARE
     k text;
     known text[] := ARRAY['idempotency_field', 'conflict', 'filter', 'delete',
                           'pull_interval', 'authority', 'key_column',
-                          'remote_id_column', 'stamp_column', 'batch_size', 'batch',
-                          'realtime'];
+                          'remote_id_column', 'stamp_column', 'batch_size', 'batch', 'realtime'];
 BEGIN
     IF jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'mirror options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
@@ -195,11 +194,6 @@ BEGIN
         RAISE EXCEPTION 'invalid value for mirror option "batch": %', options->'batch'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use true (writes go in the remote''s asynchronous batches, where it has them) or false.';
-    END IF;
-    IF options ? 'realtime' AND jsonb_typeof(options->'realtime') <> 'boolean' THEN
-        RAISE EXCEPTION 'invalid value for mirror option "realtime": %', options->'realtime'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use true (remote changes arrive as a stream, where the remote has one: Salesforce Change Data Capture) or false.';
     END IF;
     IF options ? 'pull_interval' THEN
         BEGIN
@@ -237,6 +231,11 @@ BEGIN
                        coalesce(options->>'stamp_column', 'remote_modified_at')]) c) THEN
         RAISE EXCEPTION 'mirror options "key_column", "remote_id_column" and "stamp_column" must name three different columns'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF options ? 'realtime' AND jsonb_typeof(options->'realtime') <> 'boolean' THEN
+        RAISE EXCEPTION 'invalid value for mirror option "realtime": %', options->'realtime'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use true (remote changes arrive as a stream, where the remote has one: Salesforce Change Data Capture) or false.';
     END IF;
 END $$;
 
