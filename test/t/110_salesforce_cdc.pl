@@ -121,6 +121,27 @@ ok(SyncTest::wait_until(sub { slurp_file($node->logfile) =~ /\(1 of our own writ
 	'... and skipped it');
 is(sq("SELECT count(*) FROM sync.outbox"), '0', '... nothing queued by it');
 
+# --- local commits and remote changes at once: a poll cut short by a
+# commit loses no event (the next client resumes from the stored replay ID)
+my $busy = $emu->control('POST', '/__emulator/records/salesforce/Contact',
+	[ map { { FirstName => "B$_", LastName => "Busy$_" } } 1 .. 20 ])->{ids};
+wait_for("SELECT count(*) = 20 FROM crm.contact WHERE last_name LIKE 'Busy%'", 'twenty more contacts arrived');
+$emu->control('DELETE', '/__emulator/requests');
+# each push takes 300 ms: the remote change lands while the worker pushes
+$emu->control('POST', '/__emulator/faults', { api => 'salesforce', path => '/composite/sobjects', latency_ms => 300 });
+for my $i (1 .. 10)
+{
+	sq("UPDATE crm.contact SET email = 'push$i\@example.com' WHERE remote_id = '$ids->[4]'");
+	usleep(50_000);
+	patch('Contact', $busy->[ $i - 1 ], { FirstName => "Remote$i" });
+	usleep(400_000);
+}
+$emu->control('DELETE', '/__emulator/faults');
+wait_for("SELECT count(*) = 10 FROM crm.contact WHERE first_name LIKE 'Remote%'",
+	'ten remote changes made while ten local commits were being pushed all arrived');
+is(scalar(@{ sf_requests(qr{/query}) }), 0, '... over the stream, without a query');
+wait_for("SELECT count(*) = 0 FROM sync.outbox", '... and the local commits were pushed');
+
 # --- gap events: the records named are re-read; overflow: a pull ---
 $emu->control('POST', '/__emulator/config', { salesforce_cdc_entities => [] });
 patch('Contact', $ids->[2], { FirstName => 'Gapped' });
