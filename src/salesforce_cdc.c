@@ -63,6 +63,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -218,7 +219,7 @@ keep_cookies(CdcStream *s, const HttpRequest *req)
 				break;
 			}
 		}
-		if (!replaced)
+		if (!replaced && list_length(s->cookies) < 16)
 			s->cookies = lappend(s->cookies, v);
 	}
 	MemoryContextSwitchTo(old);
@@ -1212,7 +1213,18 @@ cdc_stream_round(long next_ms)
 		}
 		return next_ms;
 	}
+	/*
+	 * A wake-up since the round began (a commit, the worker's own apply
+	 * firing a trigger that wrote to another mirror, SIGHUP): the round
+	 * first.  The count is read before the latch, and counted after it is
+	 * set, so a wake-up is seen by one or the other.
+	 */
 	sc.wakes = sync_worker_wakes();
+	if (MyLatch->is_set)
+	{
+		ResetLatch(MyLatch);
+		return 0;
+	}
 	sc.deadline = next_ms > 0 ? GetCurrentTimestamp() + next_ms * (int64) 1000 : 0;
 	if (soonest != 0 && (sc.deadline == 0 || soonest < sc.deadline))
 		sc.deadline = soonest;

@@ -324,10 +324,7 @@ sync_worker_wake(Oid dboid)
 	SpinLockAcquire(&shm->mutex);
 	i = find_slot(dboid);
 	if (i >= 0)
-	{
 		latch = shm->slots[i].latch;
-		shm->slots[i].wakes++;
-	}
 	SpinLockRelease(&shm->mutex);
 	/*
 	 * Outside the spinlock (SetLatch may signal).  A latch is a PGPROC's: if
@@ -335,6 +332,18 @@ sync_worker_wake(Oid dboid)
 	 */
 	if (latch)
 		SetLatch(latch);
+
+	/*
+	 * Counted after the latch is set: a worker that reads the count and then
+	 * finds its latch unset will see the count change (sync_worker_wakes).
+	 */
+	if (i >= 0)
+	{
+		SpinLockAcquire(&shm->mutex);
+		if (shm->slots[i].dboid == dboid)
+			shm->slots[i].wakes++;
+		SpinLockRelease(&shm->mutex);
+	}
 }
 
 static void

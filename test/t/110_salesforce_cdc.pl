@@ -196,6 +196,19 @@ my @api = grep { $_->{path} !~ m{^/cometd/} } @$all;
 is(scalar(@api), 0, 'idle for 5 s: no API call');
 ok(scalar(@$all) >= 2, '... only long polls (' . scalar(@$all) . ')');
 
+# --- a commit is pushed at once while a long poll is held (for 2 minutes) ---
+$emu->control('POST', '/__emulator/config', { salesforce_cometd_timeout_ms => 120000 });
+sleep 2;    # the connect held now began after the change
+ok(SyncTest::wait_until(sub { grep { $_->{polling} } @{ clients() } }, 30), 'a long poll is held');
+sq("UPDATE crm.contact SET email = 'during-poll\@example.com' WHERE remote_id = '$ids->[4]'");
+ok(SyncTest::wait_until(sub {
+	($emu->control('GET', "/__emulator/records/salesforce/Contact/$ids->[4]")->{Email} // '') eq 'during-poll@example.com' }, 30),
+	'... a local commit meanwhile reached Salesforce without waiting for it');
+patch('Contact', $ids->[2], { LastName => 'AfterPush' });
+wait_for("SELECT last_name = 'AfterPush' FROM crm.contact WHERE remote_id = '$ids->[2]'",
+	'... and the stream goes on after the push');
+$emu->control('POST', '/__emulator/config', { salesforce_cometd_timeout_ms => 1500 });
+
 # --- an entity no longer selected: a clear error, and polling goes on ---
 $emu->control('POST', '/__emulator/config', { salesforce_cdc_entities => [] });
 $emu->control('POST', '/__emulator/salesforce/cdc/expire_clients');
