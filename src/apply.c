@@ -1137,6 +1137,17 @@ apply_page(SyncMirror *m, SyncPage *page, bool advance, MemoryContext work,
 }
 
 /*
+ * Apply records that did not come from pull_page (a change stream,
+ * salesforce_cdc.c) in the current transaction; the pull's cursor stays.
+ */
+void
+apply_records(SyncMirror *m, SyncPage *page, MemoryContext work,
+			  int64 *applied, int64 *deleted, int64 *failed)
+{
+	apply_page(m, page, false, work, applied, deleted, failed);
+}
+
+/*
  * Records set aside earlier and due again (a locked row, or sync.retry()
  * after the user fixed the table): re-read from the remote by ID and applied
  * once more.  Providers without fetch leave them to the record's next

@@ -51,6 +51,7 @@
 #include "engine_int.h"
 #include "lifecycle.h"
 #include "pause.h"
+#include "salesforce_cdc.h"
 
 int			sync_batch_size = 1000;
 int			sync_lease_seconds = 300;
@@ -287,6 +288,9 @@ sync_engine_cycle(void)
 			next_ms = 0;
 		last_cleanup = GetCurrentTimestamp();
 	}
+
+	/* nothing else to do now: wait on the change streams (salesforce_cdc.c) */
+	next_ms = cdc_stream_round(next_ms);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(work);

@@ -163,5 +163,7 @@ extern void deletes_verify_feed(SyncConnection *conn, SyncMirror *m, SyncPage *p
 
 /* remote merges followed locally, before a page is applied (merge.c) */
 extern void merge_apply(SyncMirror *m, SyncPage *page, MemoryContext work);
+extern void apply_records(SyncMirror *m, SyncPage *page, MemoryContext work,
+						  int64 *applied, int64 *deleted, int64 *failed);
 
 #endif							/* SYNC_ENGINE_INT_H */

@@ -23,6 +23,7 @@
 #include "conn.h"
 #include "jwt.h"
 #include "provider.h"
+#include "salesforce_cdc.h"
 #include "sync.h"
 
 #define bad_option(key, why) provider_bad_option("Salesforce", key, why)
@@ -751,6 +752,8 @@ sf_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 						"nextRecordsUrl is not a path on the instance");
 
 	cur = sjson_new_object();
+	if (sjson_get(cursor, "cdc_replay") != NULL)	/* the change stream's (salesforce_cdc.c) */
+		sjson_add_copy(cur, "cdc_replay", sjson_get(cursor, "cdc_replay"));
 	sjson_add_string(cur, "mode", (backfill && newnext) ? "backfill" : "incremental");
 	if (newnext)
 		sjson_add_string(cur, "next", newnext);
@@ -804,6 +807,7 @@ sf_check_mirror(SyncConnection *conn, SyncMirror *m)
 	const char *p;
 	HttpRequest *req;
 
+	sf_cdc_check_mirror(conn, m);	/* "realtime" */
 	if (filter == NULL)
 		return;
 	/* a condition only: balanced, no statement separators or clauses */
@@ -1048,6 +1052,7 @@ sf_push_valid(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 									   data_url(conn, "composite/sobjects?ids=%s&allOrNone=false",
 												http_url_encode(ids.data)));
 			http_add_header(reqs[r], "Accept", "application/json");
+			http_add_header(reqs[r], "Sforce-Call-Options", sf_cdc_call_options());
 		}
 		else
 		{
@@ -1083,6 +1088,7 @@ sf_push_valid(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 										   data_url(conn, "composite/sobjects"));
 			http_set_body(reqs[r], text, strlen(text), "application/json");
 			http_add_header(reqs[r], "Accept", "application/json");
+			http_add_header(reqs[r], "Sforce-Call-Options", sf_cdc_call_options());
 		}
 	}
 

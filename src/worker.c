@@ -127,6 +127,7 @@ typedef struct DbSlot
 	int			poll_interval_ms;	/* as the worker sees it (after SIGHUP) */
 	int64		memory_bytes;	/* TopMemoryContext, after the last round */
 	char		last_error[256];
+	uint64		wakes;			/* sync_worker_wake calls: ends a long poll */
 } DbSlot;
 
 typedef struct SyncShmem
@@ -331,6 +332,18 @@ sync_worker_wake(Oid dboid)
 	 */
 	if (latch)
 		SetLatch(latch);
+
+	/*
+	 * Counted after the latch is set: a worker that reads the count and then
+	 * finds its latch unset will see the count change (sync_worker_wakes).
+	 */
+	if (i >= 0)
+	{
+		SpinLockAcquire(&shm->mutex);
+		if (shm->slots[i].dboid == dboid)
+			shm->slots[i].wakes++;
+		SpinLockRelease(&shm->mutex);
+	}
 }
 
 static void
@@ -1107,6 +1120,20 @@ sync_supervisor_main(Datum arg)
 static int	my_slot = -1;
 static uint32 my_generation = 0;
 static volatile sig_atomic_t got_sigterm = false;
+
+/* How often this worker was woken so far (a change ends a stream's long poll). */
+uint64
+sync_worker_wakes(void)
+{
+	uint64		n = 0;
+
+	if (shm == NULL || my_slot < 0)
+		return 0;
+	SpinLockAcquire(&shm->mutex);
+	n = shm->slots[my_slot].wakes;
+	SpinLockRelease(&shm->mutex);
+	return n;
+}
 
 /* SIGTERM: remember it was one (an "exited", not a "failed"), then die() */
 static void

@@ -172,7 +172,8 @@ DECLARE
     k text;
     known text[] := ARRAY['idempotency_field', 'conflict', 'filter', 'delete',
                           'pull_interval', 'authority', 'key_column',
-                          'remote_id_column', 'stamp_column', 'batch_size', 'batch', 'local_delete'];
+                          'remote_id_column', 'stamp_column', 'batch_size', 'batch', 'local_delete',
+                          'realtime'];
 BEGIN
     IF jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'mirror options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
@@ -240,6 +241,11 @@ BEGIN
         RAISE EXCEPTION 'invalid value for mirror option "local_delete": %', options->'local_delete'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use "propagate" (local deletes delete the remote record) or "ignore" (the row leaves this database only).';
+    END IF;
+    IF options ? 'realtime' AND jsonb_typeof(options->'realtime') <> 'boolean' THEN
+        RAISE EXCEPTION 'invalid value for mirror option "realtime": %', options->'realtime'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use true (remote changes arrive as a stream, where the remote has one: Salesforce Change Data Capture) or false.';
     END IF;
 END $$;
 
