@@ -766,22 +766,8 @@ prepare_plans(void)
 	{
 		Oid			types[5] = {INT4OID, TEXTOID, CHAROID, NAMEARRAYOID, TEXTOID};
 
-		/*
-		 * The ON CONFLICT target is the row's open entry (slot 0, see
-		 * sync.outbox).  insert+update stays an insert (all columns);
-		 * update+update unions the columns.  Operators and functions are
-		 * qualified: this runs as the extension owner.
-		 */
-		outbox.upsert_plan = prepare_kept(
-										  "INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id) "
-										  "VALUES ($1, $2, $3, $4, $5) "
-										  "ON CONFLICT (mirror, local_key, slot) "
-										  "DO UPDATE SET columns = CASE "
-										  "  WHEN o.op OPERATOR(pg_catalog.=) 'I' OR o.columns IS NULL OR EXCLUDED.columns IS NULL THEN NULL "
-										  "  ELSE ARRAY(SELECT DISTINCT c FROM pg_catalog.unnest(o.columns OPERATOR(pg_catalog.||) EXCLUDED.columns) AS c ORDER BY 1) END, "
-										  "  remote_id = COALESCE(EXCLUDED.remote_id, o.remote_id), "
-										  "  updated_at = pg_catalog.now()",
-										  5, types);
+		/* outbox coalescing: capture.h */
+		outbox.upsert_plan = prepare_kept(OUTBOX_QUEUE_SQL, 5, types);
 	}
 	if (outbox.unqueue_plan == NULL)
 	{

@@ -1,5 +1,6 @@
 /*
- * capture.h — the capture trigger's state shared with the inbound apply.
+ * capture.h — what the capture trigger shares: its echo flag, and outbox
+ * coalescing (the one statement that queues a local write).
  */
 #ifndef SYNC_CAPTURE_H
 #define SYNC_CAPTURE_H
@@ -10,5 +11,24 @@
  * no echo.  Reset on error by the setter's PG_FINALLY.
  */
 extern int	sync_applying_mirror;
+
+/*
+ * Outbox coalescing, the one statement that queues a local write: the
+ * row's open entry (slot 0, see sync.outbox) absorbs later writes —
+ * insert+update stays an insert (all columns), update+update unions the
+ * columns.  Parameters: mirror int4, local_key text, op "char", columns
+ * name[] (NULL: all), remote_id text.  Operators and functions are
+ * qualified: it runs as the extension owner.  The capture trigger and
+ * sync.resync's repairs use it.
+ */
+#define OUTBOX_QUEUE_SQL \
+	"INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id) " \
+	"VALUES ($1, $2, $3, $4, $5) " \
+	"ON CONFLICT (mirror, local_key, slot) " \
+	"DO UPDATE SET columns = CASE " \
+	"  WHEN o.op OPERATOR(pg_catalog.=) 'I' OR o.columns IS NULL OR EXCLUDED.columns IS NULL THEN NULL " \
+	"  ELSE ARRAY(SELECT DISTINCT c FROM pg_catalog.unnest(o.columns OPERATOR(pg_catalog.||) EXCLUDED.columns) AS c ORDER BY 1) END, " \
+	"  remote_id = COALESCE(EXCLUDED.remote_id, o.remote_id), " \
+	"  updated_at = pg_catalog.now()"
 
 #endif							/* SYNC_CAPTURE_H */

@@ -57,6 +57,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "capture.h"
 #include "conn.h"
 #include "engine_int.h"
 #include "lifecycle.h"
@@ -634,15 +635,7 @@ queue_write(Resync *rs, const char *key, char op, char **columns, int ncolumns, 
 		a[4] = CStringGetTextDatum(remote_id);
 	else
 		n[4] = 'n';
-	spi_exec("INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id) "
-			 "VALUES ($1, $2, $3, $4, $5) "
-			 "ON CONFLICT (mirror, local_key, slot) "
-			 "DO UPDATE SET columns = CASE "
-			 "  WHEN o.op OPERATOR(pg_catalog.=) 'I' OR o.columns IS NULL OR EXCLUDED.columns IS NULL THEN NULL "
-			 "  ELSE ARRAY(SELECT DISTINCT c FROM pg_catalog.unnest(o.columns OPERATOR(pg_catalog.||) EXCLUDED.columns) AS c ORDER BY 1) END, "
-			 "  remote_id = COALESCE(EXCLUDED.remote_id, o.remote_id), "
-			 "  updated_at = pg_catalog.now()",
-			 5, (Oid[]) {INT4OID, TEXTOID, CHAROID, NAMEARRAYOID, TEXTOID}, a, n, SPI_OK_INSERT);
+	spi_exec(OUTBOX_QUEUE_SQL, 5, (Oid[]) {INT4OID, TEXTOID, CHAROID, NAMEARRAYOID, TEXTOID}, a, n, SPI_OK_INSERT);
 }
 
 /* The local side of a differing row: its pushable differing columns queued. */
