@@ -91,7 +91,13 @@ field_from_property(const char *name, SJson *p, SyncField *f)
 	f->createable = f->updateable = !ro;
 	if (ref)
 	{
-		set_type(f, "reference", "bigint");	/* internal IDs; some (accounts) are negative */
+		/*
+		 * The target's internal ID (digits; some, e.g. accounts, are
+		 * negative), as text: so that a row may name a parent not yet
+		 * pushed by its local key ('@' || key) and the engine resolves it,
+		 * as for Salesforce's and HubSpot's references.
+		 */
+		set_type(f, "reference", "text");
 		f->reference_to = ref_target(ref);
 	}
 	else if (type == NULL)

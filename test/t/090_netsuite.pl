@@ -55,7 +55,7 @@ is_deeply([ @{ $f{companyName} }[1, 2, 3] ], [ 'company_name', 'text', 'data' ],
 is_deeply([ @{ $f{id} }[2, 3] ], [ 'text', 'id' ], '... id is the record ID');
 is_deeply([ @{ $f{lastModifiedDate} }[1, 2, 3] ], [ 'last_modified_date', 'timestamptz', 'stamp' ],
 	'... lastModifiedDate is the stamp');
-is_deeply([ @{ $f{subsidiary} }[2, 4] ], [ 'bigint', 'subsidiary' ], '... a $ref is a bigint referencing its type');
+is_deeply([ @{ $f{subsidiary} }[2, 4] ], [ 'text', 'subsidiary' ], '... a $ref is a reference to its type (text: the internal ID, or @key before the parent is pushed)');
 is($f{externalId}[5], 't', '... externalId is an external ID');
 is($f{isPerson}[2], 'boolean', '... a boolean is boolean');
 is($f{balance}[2], 'numeric', '... a number is numeric');

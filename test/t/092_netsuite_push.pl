@@ -187,6 +187,19 @@ like(sq("SELECT error_code || ' ' || error_message FROM sync.errors WHERE local_
            (SELECT id::text FROM erp.contact WHERE last_name = 'Bad')"),
 	qr/^INVALID_EXTERNAL_ID column "external_id" holds "has space"/, 'an external ID NetSuite cannot parse is parked, not sent');
 
+# a reference to a parent not yet in NetSuite: '@' || its local key, resolved
+# by the engine once the parent has its internal ID (as for Salesforce)
+sq(q{BEGIN;
+  INSERT INTO erp.customer (company_name) VALUES ('Mother Co');
+  INSERT INTO erp.contact (last_name, company)
+    SELECT 'Child', '@' || id FROM erp.customer WHERE company_name = 'Mother Co';
+  COMMIT;});
+ok(push_all('erp.customer') && push_all('erp.contact'), 'a customer and its contact inserted together are pushed');
+my $parent = sq("SELECT remote_id FROM erp.customer WHERE company_name = 'Mother Co'");
+my ($child) = grep { ($_->{lastName} // '') eq 'Child' } @{ remote('contact') };
+is($child->{company}{id}, $parent, "... the contact's company is the new customer's internal ID");
+is(sq("SELECT company FROM erp.contact WHERE last_name = 'Child'"), $parent, '... and the local reference holds it too');
+
 # a lost response (the write is applied, the answer never arrives): the
 # re-send updates the same record
 clear_log();
