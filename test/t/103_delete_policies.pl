@@ -282,4 +282,37 @@ sq("SELECT sync.pull('crm.h_flag')");
 is(sq("SELECT remote_deleted_at IS NOT NULL FROM crm.h_flag WHERE remote_id = '$hc->[3]'"), 't',
 	'... after the column is added again and sync.retry(), the delete is flagged');
 
+# ===================================================================
+# NetSuite (deletes from SuiteQL's deletedrecord, else ID reconciliation:
+# the same policies, by the same engine path)
+# ===================================================================
+my ($url, $ca) = ($emu->{url}, $emu->{ca_file});
+sq(qq{SELECT sync.create_connection('ns', 'netsuite', '{"account": "1234567", "base_url": "$url", "ca_file": "$ca",
+  "auth": {"type": "tba", "consumer_key": "ns-consumer-key", "consumer_secret": "ns-consumer-secret",
+           "token_id": "ns-token-id", "token_secret": "ns-token-secret"}}')});
+my $nids = $emu->control('POST', '/__emulator/records/netsuite/customer',
+	[ map { { companyName => "NS$_" } } 1 .. 3 ])->{ids};
+sq(q{SELECT sync.mirror('ns', 'customer', 'crm.n_flag', fields => ARRAY['companyName'],
+     options => '{"delete": "flag"}')});
+sq(q{SELECT sync.mirror('ns', 'customer', 'crm.n_keep', fields => ARRAY['companyName'],
+     options => '{"delete": "keep"}')});
+sq("SELECT sync.pull('crm.n_flag'); SELECT sync.pull('crm.n_keep')");
+is(sq("SELECT count(*) FROM crm.n_flag"), '3', 'netsuite: both mirrors backfilled');
+$emu->control('DELETE', "/__emulator/records/netsuite/customer/$nids->[0]");
+sq("SELECT sync.pull('crm.n_flag'); SELECT sync.pull('crm.n_keep')");
+is(sq("SELECT remote_deleted_at IS NOT NULL FROM crm.n_flag WHERE remote_id = '$nids->[0]'"), 't',
+	'netsuite flag: a record deleted in NetSuite (deletedrecord) is flagged, the row stays');
+is(journal('crm.n_flag', $nids->[0]), 'flagged', '... the journal says "flagged"');
+is(sq("SELECT count(*) FROM crm.n_keep WHERE remote_id = '$nids->[0]'"), '1', 'netsuite keep: the row stays');
+sq("UPDATE crm.n_flag SET company_name = 'edited' WHERE remote_id = '$nids->[0]'");
+sq("SELECT sync.push('crm.n_flag')");
+is(sq("SELECT error_code FROM sync.errors WHERE local_table = 'crm.n_flag'::regclass"), 'REMOTE_DELETED',
+	'netsuite flag: a local edit of a flagged row is parked, not sent');
+# without deletedrecord, reconciliation finds the delete: the same policy
+$emu->control('POST', '/__emulator/config', { netsuite_deletedrecord => JSON::PP::false });
+$emu->control('DELETE', "/__emulator/records/netsuite/customer/$nids->[1]");
+sq("SELECT sync.pull('crm.n_flag')") for 1 .. 2;
+is(sq("SELECT remote_deleted_at IS NOT NULL FROM crm.n_flag WHERE remote_id = '$nids->[1]'"), 't',
+	'netsuite flag: by ID reconciliation too');
+
 done_testing();
