@@ -1062,6 +1062,7 @@ apply_page(SyncMirror *m, SyncPage *page, bool advance, MemoryContext work,
 {
 	PageApply	pa;
 
+	merge_apply(m, page, work);	/* merges first: a loser is not a plain delete */
 	page_init(&pa, m, page, work);
 	page_apply(&pa);
 	*applied += pa.applied;

@@ -134,4 +134,7 @@ extern int64 push_mirror(int mirror_id, bool own, MemoryContext work,
 extern int64 pull_mirror(int mirror_id, bool own, MemoryContext work,
 						 int64 *deleted, int64 *failed);
 
+/* remote merges followed locally, before a page is applied (merge.c) */
+extern void merge_apply(SyncMirror *m, SyncPage *page, MemoryContext work);
+
 #endif							/* SYNC_ENGINE_INT_H */

@@ -864,6 +864,24 @@ value_to_wire(const SyncField *f, const char *json)
  * pull
  * --------------------------------------------------------------------- */
 
+/*
+ * The IDs of the records merged into a record (";"-separated, on the
+ * merged record): read with every record, mapped or not, so that merges
+ * are followed.  A property the object lacks is ignored by HubSpot.
+ */
+#define HS_MERGED_PROP "hs_merged_object_ids"
+
+static bool
+merged_prop_mapped(SyncMirror *m)
+{
+	int			i;
+
+	for (i = 0; i < m->nfields; i++)
+		if (strcmp(m->fields[i].remote_name, HS_MERGED_PROP) == 0)
+			return true;
+	return false;
+}
+
 /* Comma-separated property names to read (mapped properties + the stamp). */
 static char *
 property_list(SyncMirror *m)
@@ -878,6 +896,8 @@ property_list(SyncMirror *m)
 			continue;
 		appendStringInfo(&s, "%s%s", s.len ? "," : "", m->fields[i].remote_name);
 	}
+	if (!merged_prop_mapped(m))
+		appendStringInfo(&s, "%s%s", s.len ? "," : "", HS_MERGED_PROP);
 	return s.data;
 }
 
@@ -890,7 +910,49 @@ property_array(SJson *body, SyncMirror *m)
 	for (i = 0; i < m->nfields; i++)
 		if (!is_assoc_field(&m->fields[i]))
 			sjson_append_string(arr, m->fields[i].remote_name);
+	if (!merged_prop_mapped(m))
+		sjson_append_string(arr, HS_MERGED_PROP);
 	return arr;
+}
+
+/*
+ * A record's hs_merged_object_ids -> the page's merges (each listed ID was
+ * merged into this record).  The property keeps every merge of the
+ * record's history; the engine acts only on losers it still knows.
+ */
+static void
+note_merges(SyncConnection *conn, const HttpRequest *req, const char *what, SJson *r,
+			SyncRecord *rec, SyncPage *page, int *cap)
+{
+	const char *v = sjson_get_string(sjson_get(r, "properties"), HS_MERGED_PROP);
+	char	   *copy,
+			   *tok,
+			   *save = NULL;
+
+	if (v == NULL || v[0] == '\0')
+		return;
+	copy = pstrdup(v);
+	for (tok = strtok_r(copy, ";", &save); tok; tok = strtok_r(NULL, ";", &save))
+	{
+		while (*tok == ' ')
+			tok++;
+		if (*tok == '\0' || strcmp(tok, rec->remote_id) == 0)
+			continue;
+		if (!hs_valid_remote_id(tok))
+			hs_bad_response(conn, what, req,
+							psprintf("record %s's %s lists %s, not a HubSpot ID", rec->remote_id,
+									 HS_MERGED_PROP, provider_quote_value(tok)));
+		if (page->nmerged == *cap)
+		{
+			*cap = *cap ? *cap * 2 : 16;
+			page->merged_ids = page->merged_ids ? repalloc(page->merged_ids, sizeof(char *) * *cap)
+				: palloc(sizeof(char *) * *cap);
+			page->merged_into = page->merged_into ? repalloc(page->merged_into, sizeof(char *) * *cap)
+				: palloc(sizeof(char *) * *cap);
+		}
+		page->merged_ids[page->nmerged] = pstrdup(tok);
+		page->merged_into[page->nmerged++] = rec->remote_id;
+	}
 }
 
 static const char *
@@ -1036,7 +1098,8 @@ records_to_page(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, con
 				SJson *results, SyncPage *page, int64 *last_ms, int64 *last_id)
 {
 	int			n = sjson_array_length(results);
-	int			i;
+	int			i,
+				cap = 0;
 
 	if (sjson_type(results) != SJSON_ARRAY)
 		hs_bad_response(conn, what, req, "no \"results\" array");
@@ -1049,6 +1112,7 @@ records_to_page(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, con
 					id;
 
 		record_from_json(conn, m, req, what, sjson_array_get(results, i), rec);
+		note_merges(conn, req, what, sjson_array_get(results, i), rec, page, &cap);
 		ms = rec->stamp ? stamp_ms(rec->stamp) : -1;
 		id = atoll(rec->remote_id);
 		if (ms > *last_ms || (ms == *last_ms && id > *last_id))
@@ -2402,7 +2466,8 @@ hs_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 {
 	char	   *what = psprintf("re-reading %s records", m->remote_object);
 	int			start,
-				i;
+				i,
+				mcap = 0;
 
 	conn_ensure_auth(conn);
 	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
@@ -2443,17 +2508,44 @@ hs_fetch(SyncConnection *conn, SyncMirror *m, char **ids, int n, SyncPage *page)
 		for (i = 0; i < sjson_array_length(results); i++)
 		{
 			SyncRecord *rec = &page->records[page->nrecords];
-			int			x;
+			int			x,
+						k,
+						nm = page->nmerged;
+			bool		merged = false;
 
 			record_from_json(conn, m, req, what, sjson_array_get(results, i), rec);
+			note_merges(conn, req, what, sjson_array_get(results, i), rec, page, &mcap);
 			for (x = 0; x < cnt; x++)
 				if (!found[x] && strcmp(ids[start + x], rec->remote_id) == 0)
 					break;
-			if (x == cnt)
+			if (x < cnt)
+			{
+				found[x] = true;
+				page->nrecords++;
+				continue;
+			}
+
+			/*
+			 * An ID merged away answers with the record it was merged into:
+			 * the merge is followed (merge.c), the old ID leaves like a
+			 * delete, the record is applied once.
+			 */
+			for (k = nm; k < page->nmerged; k++)
+				for (x = 0; x < cnt; x++)
+					if (!found[x] && strcmp(ids[start + x], page->merged_ids[k]) == 0)
+					{
+						found[x] = true;
+						merged = true;
+						page->deleted_ids[page->ndeleted_ids++] = pstrdup(ids[start + x]);
+					}
+			if (!merged)
 				hs_bad_response(conn, what, req,
 								psprintf("record %s was not asked for (or came twice)", rec->remote_id));
-			found[x] = true;
-			page->nrecords++;
+			for (k = 0; k < page->nrecords; k++)
+				if (strcmp(page->records[k].remote_id, rec->remote_id) == 0)
+					break;
+			if (k == page->nrecords)
+				page->nrecords++;
 		}
 		/* the rest must be reported missing (OBJECT_NOT_FOUND), nothing else */
 		for (i = 0; i < sjson_array_length(errors); i++)

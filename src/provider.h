@@ -126,6 +126,17 @@ typedef struct SyncPage
 	int			ndeleted_ids;	/* remote IDs known deleted (delete feeds) */
 	char	  **deleted_ids;
 	bool		reconcile;		/* deleted_ids is a full live-ID list: delete the rest */
+
+	/*
+	 * Remote merges seen in this page: the record merged_ids[i] (the loser)
+	 * was merged into merged_into[i] (the winner).  A loser may also come
+	 * as a deleted record or a deleted ID; the engine applies the merges
+	 * first (apply.c, merge.c), so it is not taken for a plain delete.
+	 * Providers without a merge feed leave nmerged 0.
+	 */
+	int			nmerged;
+	char	  **merged_ids;
+	char	  **merged_into;
 } SyncPage;
 
 /* Result of one outbound write. */

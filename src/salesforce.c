@@ -437,6 +437,38 @@ soql_datetime(const char *stamp, int back)
 	return pstrdup(buf);
 }
 
+/*
+ * Objects Salesforce merges (merge(), the Merge buttons): their records
+ * have MasterRecordId, set on the deleted losers to the winner.
+ */
+static bool
+sf_mergeable(const char *object)
+{
+	static const char *const objects[] = {"Account", "Contact", "Lead", "Case"};
+	int			i;
+
+	for (i = 0; i < lengthof(objects); i++)
+		if (pg_strcasecmp(object, objects[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool
+mapped(SyncMirror *m, const char *field)
+{
+	int			i;
+
+	for (i = 0; i < m->nfields; i++)
+		if (strcmp(m->fields[i].remote_name, field) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The SELECT list: the mapped fields, and for increments (queryAll)
+ * IsDeleted and, on objects Salesforce merges, MasterRecordId (a deleted
+ * record with it set lost a merge to that record).
+ */
 static char *
 field_list(SyncMirror *m, bool with_deleted)
 {
@@ -448,6 +480,8 @@ field_list(SyncMirror *m, bool with_deleted)
 		appendStringInfo(&s, "%s%s", i ? ", " : "", m->fields[i].remote_name);
 	if (with_deleted)
 		appendStringInfoString(&s, ", IsDeleted");
+	if (with_deleted && sf_mergeable(m->remote_object) && !mapped(m, "MasterRecordId"))
+		appendStringInfoString(&s, ", MasterRecordId");
 	return s.data;
 }
 
@@ -524,13 +558,28 @@ records_to_page(SyncConnection *conn, SyncMirror *m, const HttpRequest *req, con
 		sf_bad_response(conn, what, req, "no \"records\" array");
 	page->records = palloc0(sizeof(SyncRecord) * Max(1, n));
 	page->nrecords = n;
+	page->merged_ids = palloc(sizeof(char *) * Max(1, n));
+	page->merged_into = palloc(sizeof(char *) * Max(1, n));
 	for (i = 0; i < n; i++)
 	{
 		SyncRecord *rec = &page->records[i];
+		const char *master;
 
 		record_from_json(conn, m, req, what, sjson_array_get(records, i), rec);
 		if (rec->stamp && (*max_stamp == NULL || strcmp(rec->stamp, *max_stamp) > 0))
 			*max_stamp = rec->stamp;
+
+		/* a loser of a merge: deleted, MasterRecordId = the winner */
+		master = sjson_get_string(sjson_array_get(records, i), "MasterRecordId");
+		if (rec->deleted && master != NULL)
+		{
+			if (!sf_valid_remote_id(master))
+				sf_bad_response(conn, what, req,
+								psprintf("record %s's MasterRecordId %s is not a Salesforce ID",
+										 rec->remote_id, provider_quote_value(master)));
+			page->merged_ids[page->nmerged] = rec->remote_id;
+			page->merged_into[page->nmerged++] = pstrdup(master);
+		}
 	}
 }
 

@@ -92,6 +92,9 @@ def _std_props(createname, modname, group, extra):
         prop_def("hs_object_source", "string", group=group, read_only=True),
         prop_def("hs_object_source_id", "string", group=group, read_only=True),
         prop_def("hs_object_source_label", "string", group=group, read_only=True),
+        # IDs merged into this record (";"-separated): they resolve to it
+        prop_def("hs_merged_object_ids", "enumeration", "checkbox", label="Merged Record IDs",
+                 group=group, read_only=True),
     ]
     return props + extra
 
@@ -129,6 +132,7 @@ class ObjType:
         self.primary = primary
         self.required = list(required)
         self.records = {}          # id -> Rec (live and archived)
+        self.merged = {}           # id merged away -> id of the record it resolves to
         self.upper = singular.upper() if not custom else type_id
 
     def unique_props(self):
@@ -515,6 +519,12 @@ class Api(ApiBase):
                     return self.create_one(req, t)
             elif len(rest) == 2 and rest[1] == "search" and m == "POST":
                 return self.search(req, t)
+            elif len(rest) == 2 and rest[1] == "merge" and m == "POST":
+                body = self.body_json(req)
+                if not isinstance(body, dict):
+                    raise HsError(400, "Invalid input JSON: expected an object", "VALIDATION_ERROR")
+                return 200, self.render(t, self.do_merge(t, body.get("primaryObjectId"),
+                                                         body.get("objectIdToMerge")))
             elif len(rest) == 3 and rest[1] == "batch" and m == "POST":
                 op = rest[2]
                 fn = {"create": self.batch_create, "update": self.batch_update,
@@ -788,6 +798,8 @@ class Api(ApiBase):
                 return None
             return rec
         rec = t.records.get(str(id_value))
+        if rec is None and not archived:
+            rec = t.records.get(t.merged.get(str(id_value), ""))   # a merged ID: the merged record
         if rec is None or rec.archived != archived:
             return None
         return rec
@@ -1656,6 +1668,70 @@ class Api(ApiBase):
             return (207 if errors else 200), self.batch_body(started, results, errors)
         raise HsError(404, "resource not found")
 
+    # -- merge -------------------------------------------------------------
+    def do_merge(self, t, primary_id, merged_id):
+        """POST /crm/v3/objects/{type}/merge (and the UI's Merge): as HubSpot documents
+        it since contacts and companies merge like the other objects (developer
+        changelog, "Updated merge functionality for contacts and companies"): a new
+        record with a new ID; both old IDs (and IDs merged into them before) resolve
+        to it (GET, batch read, update) and leave listings and search; its values are
+        the primary's, the secondary's filling the gaps; hs_merged_object_ids lists
+        the merged IDs; both records' associations move to it."""
+        for name, v in (("primaryObjectId", primary_id), ("objectIdToMerge", merged_id)):
+            if v is None or str(v) == "":
+                raise HsError(400, "Invalid input JSON: %s is required" % name, "VALIDATION_ERROR",
+                              context={name: ["null"]})
+        primary_id, merged_id = str(primary_id), str(merged_id)
+        if primary_id == merged_id or t.merged.get(merged_id) == primary_id \
+                or t.merged.get(primary_id) == merged_id:
+            raise HsError(400, "Cannot merge %s %s into itself" % (t.singular, primary_id),
+                          "VALIDATION_ERROR")
+        recs = []
+        for rid in (primary_id, merged_id):
+            rec = t.records.get(rid)
+            if rec is None or rec.archived:
+                raise self.not_found(t, rid)
+            recs.append(rec)
+        p, sec = recs
+        now = self.now()
+        nid = self.new_id()
+        props = {k: v for k, v in sec.props.items() if v not in (None, "")}
+        props.update({k: v for k, v in p.props.items() if v not in (None, "")})
+        earlier = [x for x in (p.props.get("hs_merged_object_ids", "") + ";" +
+                               sec.props.get("hs_merged_object_ids", "")).split(";") if x]
+        props["hs_merged_object_ids"] = ";".join([p.id, sec.id] + earlier)
+        if t.name == "contacts":
+            vids = [x for x in (p.props.get("hs_all_contact_vids", "") + ";" +
+                                sec.props.get("hs_all_contact_vids", "")).split(";") if x]
+            props["hs_all_contact_vids"] = ";".join(vids + [nid])
+        rec = Rec(nid, props, min(p.created, sec.created))
+        rec.updated = now
+        rec.written = self.t()
+        del t.records[p.id]
+        del t.records[sec.id]
+        t.records[nid] = rec
+        self.derive(t, rec, None)
+        for old_id in [k for k, v in t.merged.items() if v in (p.id, sec.id)] + [p.id, sec.id]:
+            t.merged[old_id] = nid
+        # associations: both records' move to the new one (the primary's first)
+        for old in (p, sec):
+            for key in [k for k in self.assocs if k[0] == t.type_id and k[1] == old.id]:
+                tt = self.types[key[2]]
+                for to_id, tids in list(self.assocs[key].items()):
+                    for tid in sorted(tids):
+                        self.remove_assoc(t, old.id, tt, to_id, [tid])
+                        if to_id in (p.id, sec.id):
+                            continue
+                        label = self.assoc_label(t, tt, tid)
+                        if label == "Primary" and old is sec and any(
+                                tid in v for v in self.assocs.get((t.type_id, nid, tt.type_id),
+                                                                  {}).values()):
+                            continue      # one primary: the primary record's
+                        self.add_assoc(t, nid, tt, to_id, tid)
+                if not self.assocs.get(key):
+                    self.assocs.pop(key, None)
+        return rec
+
     # -- control hooks -----------------------------------------------------
     def _ctl_type(self, obj):
         try:
@@ -1755,6 +1831,18 @@ class Api(ApiBase):
                 rec.updated = self.now()
                 rec.written = self.t()
                 self.derive(t, rec, None)
+                return json_response(200, self.ctl_render(t, rec))
+            if method == "POST" and parts == ["merge"]:
+                b = json.loads(body) if body else {}
+                if not isinstance(b, dict):
+                    raise ValueError("body must be a JSON object")
+                t = self._ctl_type(str(b.get("object", "")))
+                try:
+                    rec = self.do_merge(t, b.get("primary"), b.get("merged"))
+                except HsError as e:
+                    if e.status == 404:
+                        raise KeyError(str(e.message))
+                    raise ValueError(e.message)
                 return json_response(200, self.ctl_render(t, rec))
             if method == "GET" and parts == ["usage"]:
                 now = self.t()

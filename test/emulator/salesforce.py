@@ -1722,6 +1722,78 @@ class Api(ApiBase):
                 raise KeyError(rid)
             self.do_delete(o, rid18, self.new_stamp(), self.remote_user_id)
 
+    MERGEABLE = ("Account", "Contact", "Lead")   # merge() objects the emulator has (Case too, live)
+
+    def control_merge(self, b):
+        """What the Merge buttons (and SOAP merge(), Apex merge) do: up to three
+        records of one object — a master and one or two losers — become the master.
+        The losers are deleted (IsDeleted, to the recycle bin and the delete log) with
+        MasterRecordId set to the master, so queryAll shows them; records that
+        referenced a loser (Contacts and Opportunities of a merged Account, a child
+        Account's ParentId, ...) are re-parented to the master, a system update
+        (SystemModstamp moves, LastModifiedDate does not, no triggers); the master
+        is updated last ("fields": values that supersede the master's, as in a
+        MergeRequest's masterRecord).  Returns the MergeResult's fields."""
+        if not isinstance(b, dict):
+            raise ValueError("body must be a JSON object")
+        o = self._ctl_obj(str(b.get("object", "")))
+        if o.name not in self.MERGEABLE:
+            raise ValueError("INVALID_TYPE: Cannot merge records of type %s: only %s can be merged"
+                             % (o.name, ", ".join(self.MERGEABLE)))
+        losers = b.get("losers")
+        if isinstance(losers, str):
+            losers = [losers]
+        if not isinstance(losers, list) or not 1 <= len(losers) <= 2:
+            raise ValueError("LIMIT_EXCEEDED: A merge request takes one or two records to merge "
+                             "into the master (up to three records in all)")
+        ids = []
+        for rid in [b.get("master")] + losers:
+            r18 = to18(str(rid)) if rid is not None else None
+            if r18 is None or r18[:3] != o.prefix:
+                raise ValueError("MALFORMED_ID: invalid %s ID: %s" % (o.name, rid))
+            r, err = self.live(o, r18)
+            if err == "missing":
+                raise KeyError(str(rid))
+            if err == "deleted":
+                raise ValueError("ENTITY_IS_DELETED: entity is deleted: %s" % rid)
+            if r18 in ids:
+                raise ValueError("INVALID_ID_FIELD: duplicate ID in merge request: %s" % rid)
+            ids.append(r18)
+        master, losers = ids[0], ids[1:]
+        changes = {}
+        if b.get("fields"):
+            try:
+                changes = self.prepare(o, dict(b["fields"]), False, control=True)
+                self.check_unique(o, changes, master, None)
+            except (RecErr, ReqErr) as e:
+                raise ValueError("%s: %s" % (e.code, e.message))
+        stamp = self.new_stamp()
+        related = []
+        for co in self.schema.values():
+            refs = [f.name for f in co.fields.values()
+                    if f.is_ref and o.name in (f.referenceTo or []) and f.name != "MasterRecordId"]
+            if not refs:
+                continue
+            for cid, c in list(self.records[co.name].items()):
+                if c.get("IsDeleted") or cid in losers:
+                    continue
+                upd = {f: master for f in refs if c.get(f) in losers and cid != master}
+                if upd:
+                    self.do_update(co, cid, upd, stamp, self.remote_user_id, system=True)
+                    related.append(cid)
+        for rid in losers:
+            rec = dict(self.records[o.name][rid])
+            rec["IsDeleted"] = True
+            rec["MasterRecordId"] = master
+            rec["LastModifiedDate"] = stamp
+            rec["LastModifiedById"] = self.remote_user_id
+            rec["SystemModstamp"] = stamp
+            self.set_record(o.name, rid, rec)
+            self.log_delete(o.name, rid, stamp)
+        self.do_update(o, master, changes, self.new_stamp(), self.remote_user_id)
+        return {"id": master, "mergedRecordIds": losers, "updatedRelatedIds": related,
+                "success": True, "errors": []}
+
     def control(self, method, parts, query, body):
         """Salesforce-specific control endpoints under /__emulator/salesforce/."""
         with self.lock:
@@ -1740,6 +1812,8 @@ class Api(ApiBase):
                 if method == "POST":
                     self.api_usage = int(b.get("api_usage", 0))
                 return json_response(200, {"api_usage": self.api_usage})
+            if parts == ["merge"] and method == "POST":
+                return json_response(200, self.control_merge(b))
             if parts == ["empty_recycle_bin"] and method == "POST":
                 n = 0
                 for name, recs in self.records.items():
