@@ -8,7 +8,9 @@
 # there), nothing is created elsewhere; afterwards no system receives a
 # write.  A HubSpot merge of two contacts collapses their identities; the
 # other systems keep both records, linked to the survivor (the recipe's
-# policy), and receive nothing; a Salesforce merge of that pair follows.
+# policy), and receive nothing; a Salesforce merge of that pair follows (the
+# record kept becomes the primary); a Salesforce merge of two accounts
+# collapses two company identities, HubSpot and NetSuite keeping both.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -65,11 +67,12 @@ sub crosswalk
 }
 
 # already there before the recipe: Carol and Initech in Salesforce and in
-# HubSpot (spelled differently), in NetSuite not at all
+# HubSpot (spelled differently: HubSpot lower-cases emails, Salesforce keeps
+# them as typed), in NetSuite not at all
 $emu->control('POST', '/__emulator/records/salesforce/Contact',
-	[ { FirstName => 'Carol', LastName => 'Shared', Email => 'carol@shared.example' } ]);
+	[ { FirstName => 'Carol', LastName => 'Shared', Email => 'Carol@Shared.example' } ]);
 $emu->control('POST', '/__emulator/records/hubspot/contacts',
-	[ { email => 'Carol@Shared.example', firstname => 'Carol', lastname => 'Shared' } ]);
+	[ { email => 'carol@shared.example', firstname => 'Carol', lastname => 'Shared' } ]);
 $emu->control('POST', '/__emulator/records/salesforce/Account',
 	[ { Name => 'Initech', Website => 'https://www.initech.example/' } ]);
 $emu->control('POST', '/__emulator/records/hubspot/companies',
@@ -111,8 +114,8 @@ sq($_) for @steps;
 SyncTest::wait_until(sub { count_remote('netsuite', 'contact', 'email', 'carol@shared.example') > 0 }, 30);
 is(count_remote('netsuite', 'contact', 'email', 'carol@shared.example'), 1,
 	'Carol, in Salesforce and HubSpot already, is created in NetSuite once');
-is(count_remote('salesforce', 'Contact', 'Email', 'carol@shared.example'), 1, '... Salesforce keeps its one Carol');
-is(count_remote('hubspot', 'contacts', 'email', 'carol@shared.example'), 1, '... HubSpot its one (spelled otherwise)');
+is(count_remote('salesforce', 'Contact', 'Email', 'carol@shared.example'), 1, '... Salesforce keeps its one Carol (spelled otherwise)');
+is(count_remote('hubspot', 'contacts', 'email', 'carol@shared.example'), 1, '... HubSpot its one');
 SyncTest::wait_until(sub { count_remote('netsuite', 'customer', 'url', 'https://initech.example') > 0 }, 30);
 is(count_remote('netsuite', 'customer', 'url', 'https://initech.example'), 1,
 	'Initech, in Salesforce (www, a path) and HubSpot (bare domain), is created in NetSuite once');
@@ -174,6 +177,8 @@ is(scalar(@{ remote('salesforce', 'Account') }) . '/' . scalar(@{ remote('hubspo
 	  . scalar(@{ remote('netsuite', 'customer') }), '2/2/2', 'companies: 2 in each system');
 
 # quiescence: every mirror keeps pulling each second, nobody writes
+ok(scalar(@{ writes('salesforce') }) > 0 && scalar(@{ writes('hubspot') }) > 0 && scalar(@{ writes('netsuite') }) > 0,
+	'(the request log shows the creates so far: writes are seen)');
 sleep 3;
 $emu->control('DELETE', '/__emulator/requests');
 sleep 5;
@@ -219,12 +224,35 @@ wait_for(qq{SELECT count(*) = 1 FROM ident.link l JOIN erp.ns_contact n ON l.loc
              WHERE n.last_name = 'Three' AND l.identity = '$g->{identity}' AND l.role = 'secondary'},
 	'a later NetSuite record with the merged-away email is linked to the survivor');
 
-# the Salesforce users merge their pair: the duplicate leaves the list
+# the Salesforce users merge their pair, keeping Gus Two's contact: the
+# duplicate leaves the list, and the record left is the primary
 $emu->control('POST', '/__emulator/salesforce/merge',
-	{ object => 'Contact', master => $g->{salesforce}[0], losers => [ $g->{salesforce}[1] ] });
+	{ object => 'Contact', master => $g->{salesforce}[1], losers => [ $g->{salesforce}[0] ] });
 wait_for(qq{SELECT NOT EXISTS (SELECT 1 FROM ident.duplicates WHERE identity = '$g->{identity}' AND system = 'salesforce')},
 	'a Salesforce merge of the pair is followed: no Salesforce duplicate left');
-is(join(',', @{ crosswalk('gus@one.example')->{salesforce} }), $g->{salesforce}[0], '... the master stays linked');
+is(join(',', @{ crosswalk('gus@one.example')->{salesforce} }), $g->{salesforce}[1], '... the master stays linked');
+is(sq(qq{SELECT role FROM ident.link WHERE local_table = 'crm.sf_contact'::regclass AND remote_id = '$g->{salesforce}[1]'}),
+	'primary', '... as the primary now');
 is(sq(q{SELECT count(*) FROM ident.identity WHERE merged_into IS NOT NULL}), '1', '... no identity collapsed (they were one)');
+
+# a Salesforce merge of two accounts (Globex bought by Initech): the two
+# company identities collapse; HubSpot and NetSuite keep both, linked
+my ($initech, $globex) = (crosswalk('initech.example'), crosswalk('globex.example'));
+$emu->control('DELETE', '/__emulator/requests');
+$emu->control('POST', '/__emulator/salesforce/merge',
+	{ object => 'Account', master => $initech->{salesforce}[0], losers => [ $globex->{salesforce}[0] ] });
+wait_for(q{SELECT count(*) = 2 FROM ident.identity WHERE merged_into IS NOT NULL}, 'the Salesforce account merge is followed');
+my $c = crosswalk('globex.example');
+is($c->{identity} . ' ' . $c->{keys}, "$initech->{identity} globex.example,initech.example",
+	'one company identity for both domains, Initech\'s');
+is(join(',', @{ $c->{salesforce} }), $initech->{salesforce}[0], '... with the master account only');
+is(join(',', @{ $c->{hubspot} }), join(',', $initech->{hubspot}[0], $globex->{hubspot}[0]),
+	'... both HubSpot companies (Initech primary)');
+is(join(',', @{ $c->{netsuite} }), join(',', $initech->{netsuite}[0], $globex->{netsuite}[0]),
+	'... both NetSuite customers (Initech primary)');
+wait_for("SELECT count(*) = 0 FROM sync.outbox", 'nothing queued by the account merge');
+sleep 3;
+is(scalar(@{ writes('netsuite') }) . '/' . scalar(@{ writes('hubspot') }), '0/0',
+	'... no write to HubSpot or NetSuite');
 is(sq("SELECT count(*) FROM sync.errors"), '0', 'no errors anywhere');
 done_testing();
