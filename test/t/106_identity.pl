@@ -51,7 +51,7 @@ sub count_remote
 sub writes
 {
 	my ($api) = @_;
-	return [ grep { $_->{method} ne 'GET' && $_->{path} !~ m{/search$|/suiteql|/oauth|/token|/__emulator/} }
+	return [ grep { $_->{method} ne 'GET' && $_->{path} !~ m{/search$|/batch/read$|/suiteql|/oauth|/token|/__emulator/} }
 		  @{ $emu->requests($api) } ];
 }
 # the identity (crosswalk row) that owns a key
