@@ -289,7 +289,12 @@ sync_engine_cycle(void)
 		last_cleanup = GetCurrentTimestamp();
 	}
 
-	/* nothing else to do now: wait on the change streams (salesforce_cdc.c) */
+	/*
+	 * Nothing else to do now: wait on the change streams (salesforce_cdc.c),
+	 * allocating in this round's context (a committed transaction above
+	 * left CurrentMemoryContext at TopMemoryContext).
+	 */
+	MemoryContextSwitchTo(work);
 	next_ms = cdc_stream_round(next_ms);
 
 	MemoryContextSwitchTo(old);
