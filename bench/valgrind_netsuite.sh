@@ -37,29 +37,37 @@ sync_stop_cluster "$DIR"          # the worker must not take the work: the backe
 sed -i "s/^shared_preload_libraries = 'sync'$//" "$DIR/data/postgresql.conf"
 psql_() { :; }
 
-{
-  echo "UPDATE sync.mirror SET direction = 'both';"
-  echo "INSERT INTO erp.contact (first_name, last_name) SELECT 'F', 'L' || g FROM generate_series(1, 120) g;"
-  echo "SELECT sync.push('erp.contact');"
-  echo "SELECT sync.pull('erp.customer');"
-  for r in $(seq 1 "$ROUNDS"); do
-    cat <<SQL
-UPDATE erp.customer SET phone = 'r$r-' || id WHERE id % 7 = 0;
-INSERT INTO erp.customer (company_name, email) SELECT 'New $r ' || g, 'n$r' || g || '@example.com' FROM generate_series(1, 20) g;
-DELETE FROM erp.customer WHERE id % 50 = $r;
-SELECT sync.push('erp.customer');
-UPDATE erp.contact SET last_name = 'R$r-' || id;
-DELETE FROM erp.contact WHERE id % 10 = $r;
-SELECT sync.push('erp.contact');
-SELECT sync.pull('erp.customer');
-SELECT sync.pull('erp.contact');
-SQL
+# The session is fed stage by stage through a FIFO, so that the remote
+# changes between the rounds (control API: updates, creates, deletes) are
+# read by the increments and the deletedrecord feed under valgrind too.
+remote_changes() {    # $1: round
+  python3 - "$EMULATOR_URL" "$1" <<'PY'
+import http.client, json, sys, urllib.parse, urllib.request
+url, r = sys.argv[1], int(sys.argv[2])
+u = urllib.parse.urlsplit(url)
+c = http.client.HTTPConnection(u.hostname, u.port)
+def call(method, path, body=None):
+    c.request(method, "/__emulator/records/netsuite/customer" + path,
+              json.dumps(body) if body is not None else None, {"Content-Type": "application/json"})
+    resp = c.getresponse(); resp.read()
+    if resp.status >= 300:
+        sys.exit("%s customer%s: %d" % (method, path, resp.status))
+ids = sorted(int(x["id"]) for x in json.load(urllib.request.urlopen(url + "/__emulator/records/netsuite/customer")))
+for rid in ids[r * 100:r * 100 + 100]:
+    call("PATCH", "/%d" % rid, {"phone": "remote-%d-%d" % (r, rid)})
+for rid in ids[-(r * 10):][:10]:
+    call("DELETE", "/%d" % rid)
+call("POST", "", [{"companyName": "Remote %d-%d" % (r, i)} for i in range(10)])
+PY
+}
+stage() {    # SQL on stdin, then wait for the session to have run it
+  STAGE=$((STAGE + 1))
+  { cat; echo "SELECT 'done' AS stage_$STAGE;"; } >&3
+  until grep -q "stage_$STAGE = \"done\"" "$DIR/single.out" 2>/dev/null; do
+    kill -0 "$VG" 2>/dev/null || die "the backend under valgrind exited (see $DIR/single.out)"
+    sleep 0.5
   done
-  echo "SELECT sync.test_connection('ns');"
-  echo "SELECT count(*) AS left_in_outbox FROM sync.outbox;"
-  echo "SELECT count(*) AS parked FROM sync.errors;"
-  echo "SELECT count(*) AS customers FROM erp.customer;"
-} >"$DIR/run.sql"
+}
 # PostgreSQL's own reports, as in its src/tools/valgrind.supp (see valgrind_backend.sh)
 cat >"$DIR/pg.supp" <<'SUPP'
 {
@@ -77,13 +85,51 @@ cat >"$DIR/pg.supp" <<'SUPP'
    fun:save_ps_display_args
 }
 SUPP
-chown "$SYNC_USER" "$DIR/run.sql" "$DIR/pg.supp"
+mkfifo "$DIR/in"; chown "$SYNC_USER" "$DIR/in" "$DIR/pg.supp"
 echo "running one backend under valgrind (memcheck): NetSuite pull, capture, push (single and batch), $ROUNDS rounds"
 as_user valgrind --suppressions="$DIR/pg.supp" --leak-check=full --show-leak-kinds=definite --num-callers=40 --log-file="$DIR/valgrind.log" \
-  postgres --single -D "$DIR/data" postgres <"$DIR/run.sql" >"$DIR/single.out" 2>&1
+  postgres --single -D "$DIR/data" postgres <"$DIR/in" >"$DIR/single.out" 2>&1 &
+VG=$!
+exec 3>"$DIR/in"
+STAGE=0
+stage <<'SQL'
+UPDATE sync.mirror SET direction = 'both';
+INSERT INTO erp.contact (first_name, last_name) SELECT 'F', 'L' || g FROM generate_series(1, 120) g;
+SELECT sync.push('erp.contact');
+SELECT sync.pull('erp.customer');
+SQL
+for r in $(seq 1 "$ROUNDS"); do
+  remote_changes "$r" || die "remote changes failed"
+  stage <<SQL
+UPDATE erp.customer SET email = 'r$r-' || id || '@example.com' WHERE id % 7 = 0;
+INSERT INTO erp.customer (company_name, email) SELECT 'New $r ' || g, 'n$r' || g || '@example.com' FROM generate_series(1, 20) g;
+DELETE FROM erp.customer WHERE id % 50 = $r;
+SELECT sync.push('erp.customer');
+UPDATE erp.contact SET last_name = 'R$r-' || id;
+DELETE FROM erp.contact WHERE id % 10 = $r;
+SELECT sync.push('erp.contact');
+SELECT sync.pull('erp.customer');
+SELECT sync.pull('erp.contact');
+SQL
+done
+stage <<'SQL'
+SELECT sync.test_connection('ns');
+SELECT count(*) AS left_in_outbox FROM sync.outbox;
+SELECT count(*) AS parked FROM sync.errors;
+SELECT count(*) AS customers FROM erp.customer;
+SQL
+exec 3>&-
+wait "$VG"
+ctl GET '/__emulator/requests?api=netsuite' | python3 -c '
+import json, sys
+log = json.load(sys.stdin)
+batch = sum(1 for r in log if r["method"] in ("PATCH", "DELETE") and r["path"].rstrip("/").endswith("/record/v1/contact"))
+jobs = sum(1 for r in log if "/async/v1/job" in r["path"])
+print(f"  NetSuite requests: {len(log)}; batch submissions (contact) {batch}, job/task reads {jobs}")'
 sed -n 's/^\t 1: \(push\|pull\|left_in_outbox\|parked\|customers\) = "\(.*\)"\t(typeid.*/  \1: \2/p' "$DIR/single.out"
 grep -m5 'ERROR' "$DIR/single.out"
 sed -n 's/^==[0-9]*== \(   definitely lost:.*\|   indirectly lost:.*\|     possibly lost:.*\|ERROR SUMMARY:.*\)/  \1/p' "$DIR/valgrind.log"
 echo "  reports involving sync.so: $(grep -c 'sync\.so' "$DIR/valgrind.log")"
 grep -B3 -A25 'sync\.so' "$DIR/valgrind.log" | head -80
-grep -A12 'Invalid \|uninitialised\|Conditional jump' "$DIR/valgrind.log" | head -40
+echo "  error reports (before the leak summary), if any:"
+sed -n '/^==[0-9]*== Command:/,/HEAP SUMMARY/p' "$DIR/valgrind.log" | sed '1,/^==[0-9]*== *$/d' | grep -v 'HEAP SUMMARY' | head -60
