@@ -901,6 +901,7 @@ typedef struct NsCursor
 	int64		key_id;
 	const char *from;
 	const char *run_t;
+	const char *run_clock;		/* SuiteQL's clock when the run began */
 	bool		tz_set;
 	int64		tz;
 	const char *deletes;
@@ -937,6 +938,7 @@ cursor_read(SJson *c, NsCursor *nc)
 	nc->key_id = cur_int(c, "key_id", 0);
 	nc->from = cur_str(c, "from");
 	nc->run_t = cur_str(c, "run_t");
+	nc->run_clock = cur_str(c, "run_clock");
 	nc->tz_set = sjson_has_key(c, "tz");
 	nc->tz = cur_int(c, "tz", 0);
 	nc->deletes = cur_str(c, "deletes");
@@ -962,6 +964,7 @@ cursor_write(const NsCursor *nc)
 		sjson_add_int(c, "key_id", nc->key_id);
 	PUT_STR(from);
 	PUT_STR(run_t);
+	PUT_STR(run_clock);
 	if (nc->tz_set)
 		sjson_add_int(c, "tz", nc->tz);
 	PUT_STR(deletes);
@@ -1390,6 +1393,8 @@ pull_increment(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page
 	}
 	if (later(nc->run_t, last_t))
 		nc->run_t = last_t;
+	if (start && now_t)
+		nc->run_clock = now_t;
 
 	/*
 	 * Never past SuiteQL's clock: a stamp in the future (clocks apart,
@@ -1407,10 +1412,19 @@ pull_increment(SyncConnection *conn, SyncMirror *m, NsCursor *nc, SyncPage *page
 	}
 	else
 	{
-		/* the run is complete: increments start at its newest stamp */
+		/*
+		 * The run is complete: increments start at its newest stamp, or
+		 * at SuiteQL's clock when the run began if that is later:
+		 * everything stamped before it was read by this run, and the next
+		 * run still re-reads the overlap before it (records saved while
+		 * this one was reading).  Without the clock, an idle mirror would
+		 * read its last burst of changes again at every pull.
+		 */
 		if (later(nc->since, nc->run_t))
 			nc->since = nc->run_t;
-		nc->key_t = nc->from = nc->run_t = NULL;
+		if (later(nc->since, nc->run_clock))
+			nc->since = nc->run_clock;
+		nc->key_t = nc->from = nc->run_t = nc->run_clock = NULL;
 		after_run(conn, nc, page, now_s);
 	}
 }

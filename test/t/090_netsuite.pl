@@ -150,6 +150,21 @@ is(scalar @rq, 2, '... in two SuiteQL pages');
 like($rq[1]{body}{q}, qr/ OR \(TO_CHAR\(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'\) = '[-0-9: ]+' AND id > $new->[999 - 0]\)\) ORDER BY TO_CHAR\(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'\), id$/,
 	'... the second by keyset on (lastmodifieddate, id)');
 
+# --- an idle mirror does not read its last burst again at every pull: a
+# completed run moves the cursor up to SuiteQL's clock when it began (the
+# next run still re-reads the one-minute overlap before it).  The emulator's
+# clock moves on three minutes, as time would (and stays there).
+$emu->control('POST', '/__emulator/clock', { offset_s => 180 });
+sub customer_pages
+{
+	clear_log();
+	sq(q{SELECT sync.pull('erp.customers')});
+	return scalar grep { ($_->{body}{q} // '') =~ /FROM customer\b/ && ($_->{body}{q} // '') =~ /lastmodifieddate/ } @{ ql_calls() };
+}
+is(customer_pages(), 2, 'the pull right after the burst reads it again (two pages: it is inside the overlap)');
+is(customer_pages(), 1, '... the next, with SuiteQL\'s clock past it, reads nothing more (one empty page)');
+is(customer_pages(), 1, '... nor the one after');
+
 # --- an increment picks up a remote edit; its stamp is NetSuite's UTC time
 $emu->control('PATCH', "/__emulator/records/netsuite/customer/$ids->[5]", { companyName => 'Edited' });
 sq(q{SELECT sync.pull('erp.customers')});
