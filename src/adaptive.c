@@ -38,6 +38,38 @@
 
 int			sync_pull_interval_min_ms = 2000;
 
+/* the soonest next pull set by this process's pulls since the worker last asked */
+static TimestampTz soonest_pull = 0;
+
+static void
+note_next_pull(long ms)
+{
+	TimestampTz at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(ms, 0));
+
+	if (soonest_pull == 0 || at < soonest_pull)
+		soonest_pull = at;
+}
+
+/*
+ * For the worker's round (engine.c): next_ms, or sooner if a pull of this
+ * round set its mirror's next pull sooner.  mirrors_due() computed next_ms
+ * before the pulls ran, from the mirrors not due then; without this, an
+ * adaptive mirror pulled in the round would wait sync.poll_interval (10 s)
+ * whatever its own interval.  (Other mirrors keep the worker's old
+ * behaviour.)
+ */
+long
+adaptive_sooner_ms(long next_ms)
+{
+	long		ms;
+
+	if (soonest_pull == 0)
+		return next_ms;
+	ms = (long) Max((soonest_pull - GetCurrentTimestamp()) / 1000, 1);
+	soonest_pull = 0;
+	return next_ms < 0 ? ms : Min(next_ms, ms);
+}
+
 void
 adaptive_define_gucs(void)
 {
@@ -122,6 +154,10 @@ adaptive_note_pull_done(SyncMirror *m, int64 changed)
 			 "                                OPERATOR(pg_catalog.*) 2::pg_catalog.float8)) END "
 			 "FROM (SELECT h.hi, LEAST(h.hi, pg_catalog.make_interval(secs => $4 OPERATOR(pg_catalog./) 1000.0)) AS lo "
 			 "      FROM (SELECT COALESCE($3, pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0)) AS hi) h) x "
-			 "WHERE s.mirror OPERATOR(pg_catalog.=) $1",
-			 6, t, a, n, SPI_OK_UPDATE);
+			 "WHERE s.mirror OPERATOR(pg_catalog.=) $1 "
+			 "RETURNING (pg_catalog.date_part('epoch', s.next_pull_at OPERATOR(pg_catalog.-) pg_catalog.now()) "
+			 "           OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8",
+			 6, t, a, n, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 1)
+		note_next_pull(atol(getv(0, 1)));
 }

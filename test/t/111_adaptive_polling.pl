@@ -5,7 +5,9 @@
 # pulls up again; with less than half of HubSpot's daily budget left a
 # HubSpot mirror polls at its configured interval only.  Requests are
 # counted in the emulator's log over windows, and the interval in force is
-# read from sync.mirror_state (next_pull_at - last_pull_at).
+# read from sync.mirror_state (next_pull_at - last_pull_at).  The worker's
+# idle sleep (sync.poll_interval) is longer than the short interval: the
+# worker must wake for the next pull, not sleep through it.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -20,7 +22,7 @@ my $node = PostgreSQL::Test::Cluster->new('adaptive');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'sync'
-sync.poll_interval = '1s'
+sync.poll_interval = '10s'
 sync.pull_interval_min = '1s'
 sync.http_timeout = '5s'
 });
