@@ -91,23 +91,22 @@ adaptive_applies(SyncMirror *m, bool *slow)
 {
 	Oid			t[1] = {INT4OID};
 	Datum		a[1] = {Int32GetDatum(m->id)};
-	char	   *provider;
-	char	   *connection;
+	SyncConnection *conn;
+	const char *provider;
 
 	*slow = false;
 	if (sync_pull_interval_min_ms <= 0)
 		return false;
-	spi_exec("SELECT c.provider, c.name FROM sync.mirror m "
-			 "JOIN sync.connection c ON c.name OPERATOR(pg_catalog.=) m.connection "
-			 "WHERE m.id OPERATOR(pg_catalog.=) $1",
+	/* the connection as the pull saw it (conn.c reads its catalog as its owner) */
+	spi_exec("SELECT m.connection FROM sync.mirror m WHERE m.id OPERATOR(pg_catalog.=) $1",
 			 1, t, a, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
-	provider = getv(0, 1);
-	connection = getv(0, 2);
+	conn = conn_get(getv(0, 1));
+	provider = conn->provider->name;
 	if (strcmp(provider, "hubspot") == 0)
 	{
-		*slow = hubspot_daily_share_left(conn_get(connection)) < ADAPTIVE_BUDGET_SHARE;
+		*slow = hubspot_daily_share_left(conn) < ADAPTIVE_BUDGET_SHARE;
 		return true;
 	}
 	return strcmp(provider, "netsuite") == 0;
