@@ -25,6 +25,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "adaptive.h"
 #include "capture.h"
 #include "conn.h"
 #include "engine_int.h"
@@ -1266,7 +1267,7 @@ pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted, int64 *
 	}
 
 	xact_begin(own);
-	note_pull_done(m);
+	adaptive_note_pull_done(m, applied + *deleted);
 	xact_end(own);
 	MemoryContextDelete(pagecxt);
 	return applied;

@@ -45,6 +45,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "adaptive.h"
 #include "conn.h"
 #include "drift.h"
 #include "engine.h"
@@ -288,6 +289,9 @@ sync_engine_cycle(void)
 			next_ms = 0;
 		last_cleanup = GetCurrentTimestamp();
 	}
+
+	/* the pulls of this round set their mirrors' next pull (adaptive.c) */
+	next_ms = adaptive_sooner_ms(next_ms);
 
 	/*
 	 * Nothing else to do now: wait on the change streams (salesforce_cdc.c),

@@ -30,6 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "adaptive.h"
 #include "conn.h"
 #include "provider.h"
 
@@ -72,6 +73,7 @@ typedef struct HsState
 	int64		day;			/* UTC day of the counters below */
 	int64		used_today;		/* requests counted today (ours or reported) */
 	int64		per_day;
+	int64		reported_per_day;	/* the daily limit HubSpot reports; 0: none yet */
 } HsState;
 
 /* ---------------------------------------------------------------------
@@ -315,7 +317,10 @@ note_limits(SyncConnection *conn, const HttpRequest *req)
 	if (req->outcome != HTTP_PENDING)
 		st->used_today++;
 	if (daily && drem)
+	{
 		st->used_today = Max(st->used_today, header_count(daily) - header_count(drem));
+		st->reported_per_day = header_count(daily);
+	}
 	if (max && rem)
 		conn_note_usage(conn, daily && drem ?
 						psprintf("ten-secondly %s/%s remaining, daily %s/%s remaining", rem, max, drem, daily) :
@@ -334,6 +339,27 @@ daily_spent(SyncConnection *conn)
 		st->used_today = 0;
 	}
 	return st->per_day > 0 && st->used_today >= st->per_day;
+}
+
+/*
+ * The share of today's request budget left, 0 to 1: the budget is the
+ * connection's requests_per_day or the daily limit HubSpot reports,
+ * whichever is lower.  For adaptive polling (adaptive.c).
+ */
+double
+hubspot_daily_share_left(SyncConnection *conn)
+{
+	HsState    *st = hs_state(conn);
+	int64		budget = st->per_day;
+
+	(void) daily_spent(conn);	/* rolls the counters over at midnight UTC */
+	if (st->reported_per_day > 0 && (budget <= 0 || st->reported_per_day < budget))
+		budget = st->reported_per_day;
+	if (budget <= 0)
+		return 1.0;
+	if (st->used_today >= budget)
+		return 0.0;
+	return 1.0 - (double) st->used_today / (double) budget;
 }
 
 static void

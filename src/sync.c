@@ -11,6 +11,7 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 
+#include "adaptive.h"
 #include "engine.h"
 #include "http.h"
 #include "secret.h"
@@ -37,6 +38,7 @@ _PG_init(void)
 
 	http_define_gucs();
 	engine_define_gucs();
+	adaptive_define_gucs();
 	secret_define_gucs();
 	worker_init();
 
