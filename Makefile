@@ -8,7 +8,10 @@ MODULE_big   = sync
 OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # The current version's install script is assembled from src/sql/*.sql, each
 # update script from src/update/<from>--<to>/*.sql, in name order.  Released
-# install scripts (sync--<version>.sql, committed) are frozen.
+# install scripts (sync--<version>.sql, committed) are frozen.  A fragment
+# that only adds a new src/sql file's objects is a symlink to that file (one
+# text, not a copy); once its version is released, replace the link by the
+# file's text at that point, so that the step stays frozen too.
 UPDATE_DIRS  = $(notdir $(wildcard src/update/*--*))
 DATA_built   = sync--$(EXTVERSION).sql $(patsubst %,sync--%.sql,$(UPDATE_DIRS))
 DATA         = $(filter-out $(DATA_built),$(wildcard sync--*.sql))

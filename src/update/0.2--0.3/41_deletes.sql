@@ -1,0 +1,1 @@
+../../sql/56_deletes.sql
