@@ -159,6 +159,10 @@ SELECT action, object, status, jsonb_pretty(detail) FROM sync.import_config(json
 SELECT options FROM sync.mirror;
 SELECT remote_name, authority FROM sync.field ORDER BY remote_name;
 SELECT regexp_replace(pg_get_triggerdef(oid), 'capture\(''\d+''', 'capture(''<mirror>''') FROM pg_trigger WHERE tgname = 'sync_capture';
+-- local_delete in place: the capture trigger follows (no DELETE under "ignore")
+SELECT action, object, status FROM sync.import_config(jsonb_set(
+    sync.export_config(), '{mirrors,0,options,local_delete}', '"ignore"'), dry_run => false);
+SELECT regexp_replace(pg_get_triggerdef(oid), 'capture\(''\d+''', 'capture(''<mirror>''') FROM pg_trigger WHERE tgname = 'sync_capture';
 SELECT action, object, status, detail->'direction' AS direction FROM sync.import_config(jsonb_set(
     sync.export_config(), '{mirrors,0,direction}', '"pull"'), dry_run => false);
 SELECT action, object, status FROM sync.import_config(jsonb_set(jsonb_set(

@@ -579,7 +579,7 @@ BEGIN
                 PERFORM sync._check_mirror_options(new_opts);
                 IF NOT dry_run THEN
                     UPDATE sync.mirror mm SET options = new_opts WHERE mm.id = m.id;
-                    IF d ? 'authority' THEN
+                    IF d ? 'authority' OR applied ? 'local_delete' THEN
                         PERFORM sync._install_triggers(m.id);
                     END IF;
                     PERFORM sync.wake();
