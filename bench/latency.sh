@@ -7,14 +7,18 @@
 #   bash bench/latency.sh [changes/s each way, default 20] [seconds, default 30] [idle seconds, default 60]
 #   BENCH_PROVIDERS="salesforce hubspot netsuite" (the default) picks the providers
 #
-# Per provider, a mirror of 400 remote records (Salesforce Contact with
+# Per provider, a mirror of remote records (Salesforce Contact with
 # "realtime": true, i.e. Change Data Capture; HubSpot contacts; NetSuite
 # customers, TBA), all with the default schedule (adaptive polling for
-# HubSpot and NetSuite).  Two drivers run together for the given seconds:
-#   outbound: one psql session commits one UPDATE at a time at the rate (rows
-#     1-200, one column), and reads the clock after each commit; latency = the
-#     emulator's arrival time of the request carrying the value minus that;
-#   inbound: edits of rows 201-400 (another column) through the emulator's
+# HubSpot and NetSuite), 400 records or twice the changes each way, so that
+# every change touches a row of its own (a row changed twice before the
+# first change arrived would coalesce, as it should, and blur the count).
+# Two drivers run together for the given seconds:
+#   outbound: one psql session commits one UPDATE at a time at the rate (the
+#     first half of the rows, one column), and reads the clock after each
+#     commit; latency = the emulator's arrival time of the request carrying
+#     the value minus that;
+#   inbound: edits of the other half (another column) through the emulator's
 #     control API, as a remote user would, at the rate; latency = the time a
 #     trigger on the local table saw the value minus the time the remote
 #     write returned.
@@ -32,7 +36,7 @@ RATE=${1:-20}
 SECS=${2:-30}
 IDLE=${3:-60}
 PROVIDERS=${BENCH_PROVIDERS:-salesforce hubspot netsuite}
-N=400
+N=$(python3 -c "import sys; print(max(400, 2 * int(float(sys.argv[1]) * float(sys.argv[2]))))" "$RATE" "$SECS")
 
 sync_bench_start "sync.poll_interval = '10s'" "sync.http_timeout = '30s'"
 ctl POST /__emulator/config '{"salesforce_cdc_entities": ["Contact"]}' >/dev/null
@@ -84,15 +88,15 @@ SQL
   TABLE=hs.contact API=hubspot OBJ=contacts IN_COL=firstname IN_FIELD=firstname OUT_COL=lastname ORDER=email
 }
 setup_netsuite() {
-  seed netsuite customer "{'companyName': 'Co %05d' % i, 'email': 'c%05d@example.com' % i}"
+  seed netsuite customer "{'companyName': 'Co %05d' % i, 'email': 'c%05d@example.com' % i, 'phone': '555-%07d' % i}"
   psql_ <<SQL >/dev/null
 CREATE SCHEMA ns;
 SELECT sync.create_connection('ns', 'netsuite', '{"account": "1234567", "base_url": "$EMULATOR_URL",
   "auth": {"type": "tba", "consumer_key": "ns-consumer-key", "consumer_secret": "ns-consumer-secret",
            "token_id": "ns-token-id", "token_secret": "ns-token-secret"}}');
-SELECT sync.mirror('ns', 'customer', 'ns.customer', fields => ARRAY['companyName', 'email']);
+SELECT sync.mirror('ns', 'customer', 'ns.customer', fields => ARRAY['companyName', 'email', 'phone']);
 SQL
-  TABLE=ns.customer API=netsuite OBJ=customer IN_COL=company_name IN_FIELD=companyName OUT_COL=email ORDER=email
+  TABLE=ns.customer API=netsuite OBJ=customer IN_COL=company_name IN_FIELD=companyName OUT_COL=phone ORDER=email
 }
 
 # calls [seconds] [label]: the provider's requests in the emulator's log
@@ -161,7 +165,7 @@ def inbound(start):
         for i in range(n):
             pace(i, start)
             v = "%sI%06d" % (tag, i)
-            conn.request("PATCH", "/__emulator/records/%s/%s/%s" % (api, obj, rows[half + i % half][1]),
+            conn.request("PATCH", "/__emulator/records/%s/%s/%s" % (api, obj, rows[half + i][1]),
                          json.dumps({in_field: v}), {"Content-Type": "application/json"})
             r = conn.getresponse(); r.read()
             f.write("%s %.6f\n" % (v, time.time()))
@@ -176,7 +180,7 @@ def outbound(start):
         # autocommit: the UPDATE has committed when the clock is read
         p.stdin.write("UPDATE %s SET %s = '%s' WHERE id = %s;\n"
                       "SELECT '%s', extract(epoch FROM clock_timestamp());\n"
-                      % (table, out_col, v, rows[i % half][0], v))
+                      % (table, out_col, v, rows[i][0], v))
         p.stdin.flush()
     p.stdin.close()
     p.wait()
@@ -192,9 +196,11 @@ PY
   total=$(wc -l <"$DIR/sent_in")
   for _ in $(seq 1 600); do
     [ "$(psql_ -At -c "SELECT count(DISTINCT v) FROM public.arrival WHERE v LIKE '${tag}I%'")" -ge "$total" ] &&
-      [ "$(psql_ -At -c "SELECT count(*) FROM sync.outbox")" = 0 ] && break
+      [ "$(psql_ -At -c "SELECT count(*) FROM sync.outbox WHERE state = 'pending'")" = 0 ] && break
     sleep 0.2
   done
+  psql_ -At -c "SELECT '  parked by the remote: ' || count(*) || coalesce(' (' || min(error_code) || ': ' || min(error_message) || ')', '')
+                FROM sync.outbox WHERE state = 'parked'"
   ctl GET "/__emulator/requests?api=$API" | python3 -c '
 import json, re, sys
 sent = dict((v, float(t)) for v, t in (l.replace("|", " ").split() for l in open(sys.argv[1]) if l.strip()))
