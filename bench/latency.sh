@@ -57,8 +57,12 @@ SQL
 
 # seed [api] [object] [python expression of record i]
 seed() {
-  ctl POST "/__emulator/records/$1/$2" \
-    "$(python3 -c "import json,sys; print(json.dumps([$3 for i in range(1, int(sys.argv[1]) + 1)]))" "$N")" >/dev/null
+  python3 - "$EMULATOR_URL/__emulator/records/$1/$2" "$N" <<PY
+import json, sys, urllib.request
+recs = [$3 for i in range(1, int(sys.argv[2]) + 1)]
+req = urllib.request.Request(sys.argv[1], json.dumps(recs).encode(), {"Content-Type": "application/json"}, method="POST")
+urllib.request.urlopen(req).read()
+PY
 }
 
 # setup_<provider>: the connection, the mirror, and these variables:
@@ -138,7 +142,11 @@ run_provider() {
   local prov=$1 tag
   tag=$(echo "$prov" | cut -c1-2)
   "setup_$prov"
-  until [ "$(psql_ -At -c "SELECT count(*) FROM $TABLE WHERE remote_id IS NOT NULL")" = "$N" ]; do sleep 0.2; done
+  for i in $(seq 1 1500); do
+    [ "$(psql_ -At -c "SELECT count(*) FROM $TABLE WHERE remote_id IS NOT NULL")" = "$N" ] && break
+    [ "$i" = 1500 ] && die "$TABLE: the backfill did not bring the $N seeded records in 5 minutes"
+    sleep 0.2
+  done
   psql_ -c "CREATE TRIGGER note_arrival AFTER UPDATE ON $TABLE FOR EACH ROW
             EXECUTE FUNCTION public.note_arrival('$IN_COL')" >/dev/null
   psql_ -At -F ' ' -c "SELECT id, remote_id FROM $TABLE ORDER BY $ORDER" >"$DIR/rows.$prov"
