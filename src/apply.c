@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 
 #include "adaptive.h"
+#include "apply_bulk.h"
 #include "capture.h"
 #include "conn.h"
 #include "engine_int.h"
@@ -608,6 +609,7 @@ step_bulk(PageApply *pa)
 	Oid		   *types;
 	Datum	   *args;
 	char	  **vals;
+	ValuesHasher vh;
 
 	for (i = 0; i < pa->n; i++)
 		if (STEP_RECORD(pa, i) && pa->state[i] == 'a' && !page->records[i].deleted &&
@@ -648,6 +650,7 @@ step_bulk(PageApply *pa)
 		idx[i].key = page->records[take[i]].remote_id;
 		idx[i].item = take[i];
 	}
+	values_hasher_init(&vh);
 	for (i = 0; i < (int) SPI_processed; i++)
 	{
 		KeyIndex	probe = {getv(i, 1), 0};
@@ -656,10 +659,11 @@ step_bulk(PageApply *pa)
 		if (hit == NULL)
 			continue;
 		journal_add(pa, "U", page->records[hit->item].remote_id,
-					values_hash(page->records[hit->item].values, m->nfields),
+					values_hasher_hash(&vh, page->records[hit->item].values, m->nfields),
 					strcmp(getv(i, 2), "t") == 0 ? "inserted" : "updated", NULL);
 		pa->applied++;
 	}
+	values_hasher_end(&vh);
 }
 
 /* Records with pending local changes, one by one (a prepared upsert). */
@@ -1022,6 +1026,8 @@ page_journal(PageApply *pa)
 	Datum		ja[6];
 
 	if (pa->nj == 0)
+		return;
+	if (apply_journal_copy(pa->m->id, pa->nj, pa->j_op, pa->j_rid, pa->j_hash, pa->j_result, pa->j_detail))
 		return;
 	ja[0] = Int32GetDatum(pa->m->id);
 	ja[1] = text_array(pa->j_op, pa->nj);
