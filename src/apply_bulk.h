@@ -1,6 +1,7 @@
 /*
  * apply_bulk.h — the bulk paths of a page's apply: its journal rows by COPY
- * and its values hashes (apply_bulk.c).
+ * and its values hashes (apply_bulk.c), its records by a plain INSERT
+ * (deparse.c).
  */
 #ifndef SYNC_APPLY_BULK_H
 #define SYNC_APPLY_BULK_H
@@ -27,5 +28,9 @@ typedef struct ValuesHasher
 extern void values_hasher_init(ValuesHasher *h);
 extern char *values_hasher_hash(ValuesHasher *h, char **values, int n);
 extern void values_hasher_end(ValuesHasher *h);
+
+/* deparse.c: a page's records by a plain INSERT (deparse_apply_bulk's twin) */
+struct SyncMirror;
+extern char *deparse_apply_bulk_insert(struct SyncMirror *m);
 
 #endif
