@@ -10,8 +10,9 @@
  * unnest.  Defaults (the identity, `at`), constraints, indexes and any
  * trigger on sync.journal apply as for an INSERT.  It is skipped — the
  * caller then runs its INSERT, with that statement's checks and errors —
- * when the current user may not insert into the whole table, or when
- * row-level security applies to it (COPY FROM does not support it).
+ * when the current user may not insert into the whole table, when
+ * row-level security applies to it (COPY FROM does not support it), or in
+ * a read-only transaction.
  *
  * The values hash of each record (values_hash() in catalog.c) with one
  * MD5 context for the page instead of one per record.
@@ -19,6 +20,7 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/copy.h"
 #include "common/md5.h"
@@ -93,7 +95,7 @@ apply_journal_copy(int mirror, int n, char **op, char **rid, char **hash,
 	List	   *options;
 	int			i;
 
-	if (!OidIsValid(relid) ||
+	if (!OidIsValid(relid) || XactReadOnly ||
 		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK ||
 		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 		return false;

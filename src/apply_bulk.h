@@ -12,8 +12,8 @@
 /*
  * Inbound journal rows of `mirror` (op, remote ID, values hash, result,
  * detail; n of each) written by COPY.  False: not done (the current user
- * may not insert into all of sync.journal, or row-level security applies);
- * the caller inserts them by SQL.
+ * may not insert into all of sync.journal, row-level security applies, or
+ * the transaction is read-only); the caller inserts them by SQL.
  */
 extern bool apply_journal_copy(int mirror, int n, char **op, char **rid, char **hash,
 							   char **result, char **detail);
