@@ -7,10 +7,12 @@
 #
 #   bash bench/salesforce_pull.sh [records, default 200000]
 #
-# The project's targets: inbound apply >= 50 % of a plain INSERT ... ON
-# CONFLICT of the same rows; worker memory < 100 MB during a 1M-record
-# backfill.  The rate here is end to end (the emulator's paging and JSON
-# included), so it understates the apply itself.
+# The project's targets: inbound apply >= 80 % of a plain INSERT ... ON
+# CONFLICT of the same rows (issue #13; bench/apply.sh compares the two
+# page by page, from the same JSON); worker memory < 100 MB during a
+# 1M-record backfill.  The rate here is end to end (the emulator's paging
+# and JSON included), so it understates the apply itself; the plain INSERT
+# here is one statement for all rows, from text.
 set -u; [ -n "${BENCH_TRACE:-}" ] && set -x
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 N=${1:-200000}
@@ -84,7 +86,7 @@ plain = got / (p1 - p0)
 print(f"  backfill of {got} of {n} records: {t1 - t0:.1f} s = {rate:,.0f} records/s (emulator paging included)")
 print(f"  plain INSERT ... ON CONFLICT of the same rows (from text): {p1 - p0:.2f} s = {plain:,.0f} records/s")
 print(f"  apply alone (page transactions, from the worker's DEBUG1 log): {apply_s:.2f} s = "
-      f"{got / max(apply_s, 0.001):,.0f} records/s, ratio {got / max(apply_s, 0.001) / plain:.2f} of plain (target >= 0.50)")
+      f"{got / max(apply_s, 0.001):,.0f} records/s, ratio {got / max(apply_s, 0.001) / plain:.2f} of plain (target >= 0.80)")
 print(f"  end to end: ratio {rate / plain:.2f} of plain")
 print(f"  CPU during the backfill: worker {wcpu:.1f} s ({got / max(wcpu, 0.01):,.0f} records per worker CPU second: "
       f"fetch, parse and apply), emulator {ecpu:.1f} s")
