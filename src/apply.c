@@ -1368,9 +1368,15 @@ pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted, int64 *
 			int			usecs;
 
 			/* (the CPU time too: a benchmark's figure that other load disturbs less) */
+			memset(&cpu0, 0, sizeof(cpu0));
+			cpu1 = cpu0;
+#ifdef CLOCK_THREAD_CPUTIME_ID
 			clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
+#endif
 			apply_page(m, page, true, pagecxt, &applied, deleted, failed);
+#ifdef CLOCK_THREAD_CPUTIME_ID
 			clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
+#endif
 			TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
 			elog(DEBUG1, "sync: %s: applied a page of %d records in %.3f ms (CPU %.3f ms)",
 				 m->qualified_table, page->nrecords, secs * 1000.0 + usecs / 1000.0,
