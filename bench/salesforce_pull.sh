@@ -7,10 +7,12 @@
 #
 #   bash bench/salesforce_pull.sh [records, default 200000]
 #
-# The project's targets: inbound apply >= 50 % of a plain INSERT ... ON
-# CONFLICT of the same rows; worker memory < 100 MB during a 1M-record
-# backfill.  The rate here is end to end (the emulator's paging and JSON
-# included), so it understates the apply itself.
+# The project's targets: inbound apply >= 80 % of a plain INSERT ... ON
+# CONFLICT of the same rows (issue #13; bench/apply.sh compares the two
+# page by page, from the same JSON); worker memory < 100 MB during a
+# 1M-record backfill.  The rate here is end to end (the emulator's paging
+# and JSON included), so it understates the apply itself; the plain INSERT
+# here is one statement for all rows, from text.
 set -u; [ -n "${BENCH_TRACE:-}" ] && set -x
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 N=${1:-200000}
@@ -42,7 +44,8 @@ done
 [ -n "$PID" ] || die "no sync worker is running"
 anon() { sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$PID/status"; }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # user + system, in clock ticks
-EMU=$(pgrep -u "$SYNC_USER" -f "emulator.py" -n)
+# this run's emulator (a child of runuser when run as root), not another run's
+EMU=$(pgrep -P "$EMULATOR_PID" -n 2>/dev/null || echo "$EMULATOR_PID")
 A0=$(anon); C0=$(cpu "$PID"); E0=$(cpu "$EMU")
 T0=$(date +%s.%N)
 psql_ -c "SELECT sync.mirror('sf', 'Contact', 'crm.contact', fields => ARRAY['FirstName','LastName','Email','Title'])" >/dev/null
@@ -54,6 +57,8 @@ done
 T1=$(date +%s.%N)
 C1=$(cpu "$PID"); E1=$(cpu "$EMU"); HZ=$(getconf CLK_TCK)
 APPLY_MS=$(sed -n 's/.*applied a page of [0-9]* records in \([0-9.]*\) ms.*/\1/p' "$DIR/server.log" \
+           | awk '{ s += $1 } END { printf "%.0f", s }')
+APPLY_CPU_MS=$(sed -n 's/.*applied a page of [0-9]* records in [0-9.]* ms (CPU \([0-9.]*\) ms).*/\1/p' "$DIR/server.log" \
            | awk '{ s += $1 } END { printf "%.0f", s }')
 GOT=$(psql_ -At -c "SELECT count(*) FROM crm.contact")
 
@@ -69,10 +74,17 @@ SETS=$(psql_ -At -c "SELECT string_agg(format('%1\$I = EXCLUDED.%1\$I', attname)
                      WHERE $ATTS AND attname <> 'remote_id'")
 psql_ -c "CREATE TABLE stage AS SELECT $TEXTCOLS FROM crm.contact" -c "CREATE TABLE plain (LIKE crm.contact INCLUDING ALL)" >/dev/null
 P0=$(date +%s.%N)
-psql_ -c "INSERT INTO plain ($COLS) SELECT $CASTS FROM stage ON CONFLICT (remote_id) DO UPDATE SET $SETS" >/dev/null
+# (and its backend's CPU time, as the engine's page line gives the apply's)
+PLAIN_CPU_MS=$(psql_ -At <<SQL
+SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS c0 \\gset
+INSERT INTO plain ($COLS) SELECT $CASTS FROM stage ON CONFLICT (remote_id) DO UPDATE SET $SETS;
+SELECT round((split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :c0) / 1e6);
+SQL
+)
 P1=$(date +%s.%N)
 
-python3 - "$N" "$GOT" "$T0" "$T1" "$P0" "$P1" "$A0" "$PEAK" "$(( C1 - C0 ))" "$(( E1 - E0 ))" "$HZ" "$APPLY_MS" <<'PY'
+python3 - "$N" "$GOT" "$T0" "$T1" "$P0" "$P1" "$A0" "$PEAK" "$(( C1 - C0 ))" "$(( E1 - E0 ))" "$HZ" "$APPLY_MS" \
+  "${APPLY_CPU_MS:-0}" "${PLAIN_CPU_MS:-0}" <<'PY'
 import sys
 n, got = int(sys.argv[1]), int(sys.argv[2])
 t0, t1, p0, p1 = map(float, sys.argv[3:7])
@@ -84,7 +96,11 @@ plain = got / (p1 - p0)
 print(f"  backfill of {got} of {n} records: {t1 - t0:.1f} s = {rate:,.0f} records/s (emulator paging included)")
 print(f"  plain INSERT ... ON CONFLICT of the same rows (from text): {p1 - p0:.2f} s = {plain:,.0f} records/s")
 print(f"  apply alone (page transactions, from the worker's DEBUG1 log): {apply_s:.2f} s = "
-      f"{got / max(apply_s, 0.001):,.0f} records/s, ratio {got / max(apply_s, 0.001) / plain:.2f} of plain (target >= 0.50)")
+      f"{got / max(apply_s, 0.001):,.0f} records/s, ratio {got / max(apply_s, 0.001) / plain:.2f} of plain (target >= 0.80)")
+apply_cpu, plain_cpu = int(sys.argv[13]) / 1000, int(sys.argv[14]) / 1000
+if apply_cpu > 0 and plain_cpu > 0:
+    print(f"  the same in CPU time (less disturbed by other load): apply {apply_cpu:.2f} s, plain {plain_cpu:.2f} s, "
+          f"ratio {plain_cpu / apply_cpu:.2f}")
 print(f"  end to end: ratio {rate / plain:.2f} of plain")
 print(f"  CPU during the backfill: worker {wcpu:.1f} s ({got / max(wcpu, 0.01):,.0f} records per worker CPU second: "
       f"fetch, parse and apply), emulator {ecpu:.1f} s")

@@ -12,6 +12,7 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 
+#include "apply_bulk.h"
 #include "engine_int.h"
 #include "provider.h"
 
@@ -232,10 +233,11 @@ deparse_apply(SyncMirror *m, int *nparams)
  * The set-based upsert of the records of a page that have no pending local
  * change (nearly all of them): one statement per page instead of one per
  * record.  $k is the text[] of field k's values; returns the remote ID and
- * whether the row was inserted, for the rows actually written.
+ * whether the row was inserted, for the rows actually written.  (Without
+ * `upsert`: the same as a plain INSERT.)
  */
-char *
-deparse_apply_bulk(SyncMirror *m, int **fieldmap, int *nparams)
+static char *
+apply_bulk(SyncMirror *m, int **fieldmap, int *nparams, bool upsert)
 {
 	StringInfoData s,
 				cols,
@@ -264,7 +266,7 @@ deparse_apply_bulk(SyncMirror *m, int **fieldmap, int *nparams)
 		(*fieldmap)[p++] = i;
 		appendStringInfo(&cols, "%s%s", p > 1 ? ", " : "", col);
 		appendStringInfo(&sel, "%su.f%d::%s", p > 1 ? ", " : "", p, m->fields[i].local_type);
-		appendStringInfo(&un, "%spg_catalog.unnest($%d::pg_catalog.text[])", p > 1 ? ", " : "", p);
+		appendStringInfo(&un, "%spg_catalog.unnest($%d::pg_catalog.text[]) AS f%d", p > 1 ? ", " : "", p, p);
 		if (m->fields[i].role == FIELD_ID)
 			continue;
 		appendStringInfo(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", col, col);
@@ -274,16 +276,19 @@ deparse_apply_bulk(SyncMirror *m, int **fieldmap, int *nparams)
 			appendStringInfo(&cmp_new, "%sEXCLUDED.%s", cmp_new.len ? ", " : "", col);
 		}
 	}
-	appendStringInfo(&s, "INSERT INTO %s AS t (%s) SELECT %s FROM ROWS FROM (%s) AS u(",
+	/*
+	 * The arrays are unnested in the select list, in step (they are of one
+	 * length): a set-returning function there yields row by row, where one
+	 * in FROM (ROWS FROM) would first copy all its rows into a tuplestore.
+	 */
+	appendStringInfo(&s, "INSERT INTO %s AS t (%s) SELECT %s FROM (SELECT %s) AS u",
 					 m->qualified_table, cols.data, sel.data, un.data);
-	for (i = 1; i <= p; i++)
-		appendStringInfo(&s, "%sf%d", i > 1 ? ", " : "", i);
-	appendStringInfo(&s, ") ON CONFLICT (%s) DO ", quote_identifier(m->remote_id_column));
-	if (set.len == 0)
-		appendStringInfoString(&s, "NOTHING");
-	else
+	if (upsert && set.len == 0)
+		appendStringInfo(&s, " ON CONFLICT (%s) DO NOTHING", quote_identifier(m->remote_id_column));
+	else if (upsert)
 	{
-		appendStringInfo(&s, "UPDATE SET %s", set.data);
+		appendStringInfo(&s, " ON CONFLICT (%s) DO UPDATE SET %s",
+						 quote_identifier(m->remote_id_column), set.data);
 		if (cmp_old.len > 0)
 			appendStringInfo(&s, " WHERE ROW(%s, NULL) IS DISTINCT FROM ROW(%s, NULL)",
 							 cmp_old.data, cmp_new.data);
@@ -292,4 +297,23 @@ deparse_apply_bulk(SyncMirror *m, int **fieldmap, int *nparams)
 					 quote_identifier(m->remote_id_column));
 	*nparams = p;
 	return s.data;
+}
+
+char *
+deparse_apply_bulk(SyncMirror *m, int **fieldmap, int *nparams)
+{
+	return apply_bulk(m, fieldmap, nparams, true);
+}
+
+/*
+ * The same rows by a plain INSERT (no ON CONFLICT), for records that have
+ * no row yet (a backfill's): same parameters, same result columns.
+ */
+char *
+deparse_apply_bulk_insert(SyncMirror *m)
+{
+	int		   *fieldmap;
+	int			nparams;
+
+	return apply_bulk(m, &fieldmap, &nparams, false);
 }

@@ -107,8 +107,11 @@ CREATE UNIQUE INDEX outbox_row ON sync.outbox (mirror, local_key, slot);
 
 -- What was sent and received: record, fields, a hash of the values, result.
 -- An append-only log written for every record of every batch and page, so
--- each write maintains one B-tree (lookups by record) and one BRIN index
--- (time, for the reader and for retention); no primary key.
+-- each write maintains as little as possible: a BRIN index (time, for the
+-- reader and for retention), and only for what was sent a B-tree by record
+-- (the echo checks of every pull look up our last push of a record; a
+-- B-tree entry for each record received cost a page's apply as much as its
+-- journal rows themselves); no primary key.
 CREATE TABLE sync.journal (
     id          bigint GENERATED ALWAYS AS IDENTITY (CACHE 1000),  -- order of writing, per writer
     at          timestamptz NOT NULL DEFAULT now(),
@@ -123,7 +126,7 @@ CREATE TABLE sync.journal (
     detail      text
 );
 CREATE INDEX journal_at ON sync.journal USING brin (at);
-CREATE INDEX journal_remote ON sync.journal (mirror, remote_id);
+CREATE INDEX journal_remote ON sync.journal (mirror, remote_id) WHERE direction = 'out';
 
 -- pg_dump keeps connections, mirrors, mappings and pull state.
 SELECT pg_catalog.pg_extension_config_dump('sync.connection', '');
