@@ -6,7 +6,11 @@
 #   bash bench/salesforce_push.sh [records, default 50000] [latency ms, default 50]
 #
 # The project's targets: >= 1,000,000 records/min with 50 ms per request;
-# API calls per changed record = 1/200.
+# API calls per changed record = 1/200.  The ceiling is what the network
+# allows: in flight x 200 records per request / latency; the push is
+# pipelined (docs/worker.md, "Pushing"), so the database's claims and
+# recordings overlap the requests and the rate nears it unless the database
+# is the bottleneck.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 N=${1:-50000}
@@ -38,14 +42,18 @@ CALLS=$(ctl GET '/__emulator/requests?api=salesforce' | python3 -c '
 import json, sys
 log = json.load(sys.stdin)
 print(sum(1 for r in log if r["path"].endswith("/composite/sobjects") and r["method"] != "GET"))')
-python3 - "$N" "$PUSHED" "$CALLS" "$T0" "$T1" "$T2" <<'PY'
+python3 - "$N" "$PUSHED" "$CALLS" "$T0" "$T1" "$T2" "$INFLIGHT" "$LAT" <<'PY'
 import sys
 n, pushed, calls = map(int, sys.argv[1:4])
 t0, t1, t2 = map(float, sys.argv[4:7])
+inflight, lat = int(sys.argv[7]), float(sys.argv[8])
+ceiling = inflight * 200 / (lat / 1000.0) * 60 if lat > 0 else float("inf")
 secs = t2 - t1
 rate = pushed / secs * 60
 print(f"  local INSERT of {n} rows: {t1 - t0:.2f} s (capture included)")
 print(f"  commit -> all {pushed} on the remote: {secs:.2f} s = {rate:,.0f} records/min"
       f"  (target 1,000,000: ratio {rate / 1e6:.2f})")
+print(f"  ceiling {inflight} in flight x 200 records / {lat:g} ms = {ceiling:,.0f} records/min:"
+      f" ratio {rate / ceiling:.2f}")
 print(f"  API calls: {calls} for {pushed} records = 1/{pushed / max(calls, 1):.0f} per record (target 1/200)")
 PY

@@ -582,7 +582,8 @@ conn_send_start(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 			break;
 		conn->provider->sign(conn, reqs[cs->nstarted]);
 	}
-	cs->run = http_async_start(reqs, cs->nstarted, conn->max_in_flight);
+	/* queued behind other runs, they start only before the deadline too */
+	cs->run = http_async_start(reqs, cs->nstarted, conn->max_in_flight, send_deadline);
 	return cs;
 }
 

@@ -131,6 +131,7 @@ typedef struct Run
 	MemoryContext cxt;			/* holds this struct and the transfers */
 	MemoryContext caller;		/* where outcomes and errors go */
 	bool		async;			/* started by http_async_start */
+	TimestampTz start_by;		/* async: start nothing after this (0: none) */
 	struct Run *next_async;		/* the next (younger) asynchronous run */
 	Transfer   *t;
 	int			n;
@@ -1226,9 +1227,20 @@ start_transfers(Run *run, MemoryContext caller)
 	while (run->next < run->n &&
 		   (run->async ? async_inflight : run->inflight) < run->max_in_flight)
 	{
-		Transfer   *t = &run->t[run->next++];
-		HttpRequest *req = t->req;
+		Transfer   *t;
+		HttpRequest *req;
 		char	   *why;
+
+		if (run->start_by != 0 && GetCurrentTimestamp() > run->start_by)
+		{
+			/* too late: the rest stay HTTP_PENDING, never sent */
+			for (; run->next < run->n; run->next++)
+				run->t[run->next].req->error =
+					MemoryContextStrdup(caller, "not sent: its start deadline passed while it was queued");
+			break;
+		}
+		t = &run->t[run->next++];
+		req = t->req;
 
 		MemoryContextSwitchTo(caller);
 		why = url_refusal(req->url, &t->https);
@@ -1410,7 +1422,7 @@ async_complete_all(void)
 }
 
 HttpAsync *
-http_async_start(HttpRequest **reqs, int nreqs, int max_in_flight)
+http_async_start(HttpRequest **reqs, int nreqs, int max_in_flight, TimestampTz start_by)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Run		   *run,
@@ -1428,6 +1440,7 @@ http_async_start(HttpRequest **reqs, int nreqs, int max_in_flight)
 	/* its transfers outlive this call: the run's memory is not the caller's */
 	run = new_run(reqs, nreqs, max_in_flight, caller, TopMemoryContext);
 	run->async = true;
+	run->start_by = start_by;
 	for (p = &async_runs; *p; p = &(*p)->next_async)
 		;
 	*p = run;

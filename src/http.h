@@ -41,6 +41,7 @@
 #define SYNC_HTTP_H
 
 #include "postgres.h"
+#include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 
@@ -137,10 +138,13 @@ extern void http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
  * asynchronous run (so the limit holds across both).  After an ERROR, call
  * http_async_cancel_all() before the requests' memory goes (their
  * responses are written into it): a caller's PG_CATCH.  The handle is
- * freed by http_async_finish or http_async_cancel_all.
+ * freed by http_async_finish or http_async_cancel_all.  start_by (0: none):
+ * a request still queued then is not started at all (it stays HTTP_PENDING,
+ * certainly not sent), e.g. when the lease of what it carries could end.
  */
 typedef struct Run HttpAsync;
-extern HttpAsync *http_async_start(HttpRequest **reqs, int nreqs, int max_in_flight);
+extern HttpAsync *http_async_start(HttpRequest **reqs, int nreqs, int max_in_flight,
+								   TimestampTz start_by);
 extern void http_async_finish(HttpAsync *run);
 extern void http_async_cancel_all(void);
 

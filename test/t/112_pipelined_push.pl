@@ -120,6 +120,23 @@ is(scalar(@{ pushes() }), 6, '... and nothing was sent twice (6 requests)');
 sq("UPDATE crm.contact SET last_name = 'Rej277' WHERE first_name = 'R277'; SELECT sync.retry('crm.contact');");
 wait_for("SELECT count(*) = 0 FROM sync.outbox", 'fixed and retried, it went through');
 
+# --- leases: a queued request starts only before its batch's lease deadline ---
+# (claim + 90% of sync.lease = 9 s).  Both requests of a batch take 9.9 s:
+# the next batch, claimed meanwhile and queued behind them, is past its
+# deadline when their slots free, so it is not sent; it goes later, once.
+$emu->control('DELETE', '/__emulator/faults');
+$emu->control('POST', '/__emulator/faults', [
+	{ api => 'salesforce', path => '/composite/sobjects/', latency_ms => 9900, count => 2 },
+	{ api => 'salesforce', path => '/composite/sobjects/', latency_ms => 50 } ]);
+$emu->control('DELETE', '/__emulator/requests');
+sq("INSERT INTO crm.contact (first_name, last_name) SELECT 'L' || g, 'Lease' || g FROM generate_series(1, 1200) g");
+wait_for("SELECT count(*) = 0 FROM sync.outbox", 'the 1,200 creates were pushed');
+is(sq("SELECT count(*) FROM sync.journal WHERE result = 'retry' AND detail LIKE '%not sent%'"), '400',
+	'the batch queued behind the slow one was held back at its lease deadline: 400 entries "not sent", to retry');
+my @lk = map { keys_of($_) } @{ pushes() };
+my %lks = map { $_ => 1 } @lk;
+is(scalar(@lk) . ' ' . scalar(keys %lks), '1200 1200', '... and every record went on the wire exactly once');
+
 # --- creates, updates and deletes of the same rows, queued close together ---
 sq("INSERT INTO crm.contact (first_name, last_name) SELECT 'O' || g, 'Ord' || g FROM generate_series(1, 1200) g");
 sq("UPDATE crm.contact SET first_name = 'Updated' WHERE last_name ~ '^Ord' AND substr(last_name, 4)::int % 3 = 0");
