@@ -1013,7 +1013,8 @@ push_send(SyncConnection *conn, SyncMirror *m, PushBatch *b)
  *    held after a 429, the mirror is paused, or the queue runs short.
  * The connection loaded when the push began serves the whole pipeline (it
  * may not be reloaded while requests that use it are in flight): a
- * pipeline ends after PIPELINE_MS, and the next round reloads it.
+ * pipeline ends after PIPELINE_MS, and push_mirror begins another with the
+ * connection reloaded.
  */
 #define PIPELINE_MS		10000
 
@@ -1160,12 +1161,13 @@ pipe_record(int mirror_id, bool own, SyncConnection *conn, PipeBatch *pb,
 
 /*
  * The pipeline, from a first batch claimed by push_mirror (in its context,
- * CurrentMemoryContext); returns the number of entries handled.
+ * CurrentMemoryContext); returns the number of entries handled, and in
+ * *more whether it ended only because its time was up (more is queued).
  */
 static int64
 push_pipelined(int mirror_id, bool own, MemoryContext work, SyncConnection *conn,
 			   const SyncPushPipe *pipe, SyncMirror *m, PushBatch *b, int limit,
-			   int *nok, int *nrejected, int *nretry)
+			   int *nok, int *nrejected, int *nretry, bool *more)
 {
 	MemoryContext batchcxt = CurrentMemoryContext;
 	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PIPELINE_MS);
@@ -1184,11 +1186,13 @@ push_pipelined(int mirror_id, bool own, MemoryContext work, SyncConnection *conn
 			TimestampTz t0 = GetCurrentTimestamp(),
 						t1,
 						t2;
+			bool		full = cur->b->nitems >= cur->limit && *nretry == 0 &&
+				conn_blocked_ms(conn) == 0;
 
 			/* [cur on the network] the next batch, if the queue is still full */
 			next = NULL;
-			if (cur->b->nitems >= cur->limit && *nretry == 0 &&
-				conn_blocked_ms(conn) == 0 && GetCurrentTimestamp() < until)
+			*more = full && GetCurrentTimestamp() >= until;
+			if (full && !*more)
 			{
 				next = pipe_claim(mirror_id, own, conn, work);
 				if (next)
@@ -1248,6 +1252,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		int			limit,
 					wave;
 		MemoryContext old;
+		bool		more;
 
 		/* one batch at a time in memory, however long the queue */
 		MemoryContextReset(batchcxt);
@@ -1293,9 +1298,13 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 			/* the network and the database overlap: see push_pipelined */
 			old = MemoryContextSwitchTo(batchcxt);
 			total += push_pipelined(mirror_id, own, work, conn, conn_push_pipe(conn),
-									m, b, limit, nok, nrejected, nretry);
+									m, b, limit, nok, nrejected, nretry, &more);
 			MemoryContextSwitchTo(old);
-			break;
+			if (!more)
+				break;
+			/* a new pipeline, with the connection reloaded */
+			CHECK_FOR_INTERRUPTS();
+			continue;
 		}
 
 		/*
