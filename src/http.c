@@ -32,6 +32,17 @@
  *   interrupted by FATAL (die()) goes straight to proc_exit, where the exit
  *   callback releases it.
  *
+ * Asynchronous runs (http_async_start / http_async_finish, for pipelined
+ *   pushes): the same transfers, but the run is listed (async_runs, in
+ *   TopMemoryContext) and the call returns once what can be sent at once is
+ *   sent; nothing drives them until the next http_async_* call, which drives
+ *   every listed run: transfers start oldest run first while the runs' shared
+ *   in-flight count (async_inflight) is under the limit, so a later run's
+ *   requests take an earlier run's slots as they free.  A synchronous run
+ *   first completes the asynchronous ones (one in-flight limit for all), and
+ *   an ERROR anywhere in here, or the caller's http_async_cancel_all(), or
+ *   process exit releases every listed run.
+ *
  * Transport policy (see http.h): https, or plain http to loopback only
  *   (checked with curl's own URL parser before any handle exists, and the
  *   handle then limited to that one scheme); TLS verification always on; no
@@ -1398,6 +1409,14 @@ async_drive(Run *target)
 		drain_messages();
 	}
 	MemoryContextSwitchTo(old);
+
+	/*
+	 * The wait set does not outlive the call: a synchronous run in between
+	 * may change curl's sockets and reset the flags that say so.
+	 */
+	if (async_waiter.wes)
+		FreeWaitEventSet(async_waiter.wes);
+	async_waiter.wes = NULL;
 	if (latch_seen)
 		SetLatch(MyLatch);
 }
