@@ -475,12 +475,14 @@ conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 	conn_send_limited(conn, &conn->limit, reqs, nreqs);
 }
 
+static void note_answers(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int nreqs);
+static void reauthenticate_401(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int nreqs);
+
 void
 conn_send_limited(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int nreqs)
 {
 	int			i;
 	int			start;
-	bool		retried_auth = false;
 
 	conn_ensure_auth(conn);
 	for (i = 0; i < nreqs; i++)
@@ -506,17 +508,34 @@ conn_send_limited(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, 
 		for (i = start; i < start + n; i++)
 			conn->provider->sign(conn, reqs[i]);
 		http_run(reqs + start, n, conn->max_in_flight);
-		for (i = start; i < start + n; i++)
-		{
-			if (reqs[i]->outcome == HTTP_DONE && reqs[i]->status == 429)
-				note_throttled(conn, lim, reqs[i]);
-			else if (lim->rate < lim->rate_max)
-				lim->rate = Min(lim->rate_max, lim->rate * 1.1);
-		}
+		note_answers(conn, lim, reqs + start, n);
 		start += n;
 	}
+	reauthenticate_401(conn, lim, reqs, nreqs);
+}
 
-	/* one re-authentication for requests refused with 401 */
+/* The rate limiter learns from answers: a 429 holds and halves, others recover. */
+static void
+note_answers(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int nreqs)
+{
+	int			i;
+
+	for (i = 0; i < nreqs; i++)
+	{
+		if (reqs[i]->outcome == HTTP_DONE && reqs[i]->status == 429)
+			note_throttled(conn, lim, reqs[i]);
+		else if (lim->rate < lim->rate_max)
+			lim->rate = Min(lim->rate_max, lim->rate * 1.1);
+	}
+}
+
+/* One re-authentication for requests refused with 401, which are sent again. */
+static void
+reauthenticate_401(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int nreqs)
+{
+	bool		retried_auth = false;
+	int			i;
+
 	for (i = 0; i < nreqs; i++)
 	{
 		if (reqs[i]->outcome != HTTP_DONE || reqs[i]->status != 401)
@@ -535,6 +554,47 @@ conn_send_limited(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, 
 		conn->provider->sign(conn, reqs[i]);
 		http_run(&reqs[i], 1, 1);
 	}
+}
+
+/*
+ * conn_send, split in two for pipelines: the requests the rate limiter lets
+ * go before the deadline are started (the rest stay HTTP_PENDING: not
+ * sent), and the call returns while they are on the network.
+ */
+ConnSend *
+conn_send_start(SyncConnection *conn, HttpRequest **reqs, int nreqs)
+{
+	ConnSend   *cs = palloc0(sizeof(ConnSend));
+	int			i;
+
+	cs->reqs = reqs;
+	cs->nreqs = nreqs;
+	conn_ensure_auth(conn);
+	for (i = 0; i < nreqs; i++)
+	{
+		if (conn->ca_file && reqs[i]->ca_file == NULL)
+			reqs[i]->ca_file = conn->ca_file;
+	}
+	/* one token a request, as conn_send takes them */
+	for (cs->nstarted = 0; cs->nstarted < nreqs; cs->nstarted++)
+	{
+		if (!rate_wait(&conn->limit))
+			break;
+		conn->provider->sign(conn, reqs[cs->nstarted]);
+	}
+	/* queued behind other runs, they start only before the deadline too */
+	cs->run = http_async_start(reqs, cs->nstarted, conn->max_in_flight, send_deadline);
+	return cs;
+}
+
+/* Wait for the requests of conn_send_start; then as conn_send (429, 401). */
+void
+conn_send_finish(SyncConnection *conn, ConnSend *cs)
+{
+	http_async_finish(cs->run);
+	cs->run = NULL;
+	note_answers(conn, &conn->limit, cs->reqs, cs->nstarted);
+	reauthenticate_401(conn, &conn->limit, cs->reqs, cs->nstarted);
 }
 
 void
@@ -604,4 +664,16 @@ conn_error_from_response(SyncConnection *conn, const char *what,
 			 errmsg("connection \"%s\": %s failed with HTTP %ld: %s",
 					conn->name, what, req->status,
 					remote_msg ? remote_msg : "(no message from the remote)")));
+}
+
+/*
+ * The pipelined push of the connection's provider, if it has one.  (Only
+ * Salesforce's so far; HubSpot and NetSuite push one batch at a time.)
+ */
+const SyncPushPipe *
+conn_push_pipe(SyncConnection *conn)
+{
+	if (conn->provider == &salesforce_provider)
+		return &salesforce_push_pipe;
+	return NULL;
 }

@@ -24,6 +24,37 @@ extern void conn_invalidate_token(SyncConnection *conn);
  */
 extern void conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs);
 
+/*
+ * conn_send in two halves, for pipelined pushes: start the requests (those
+ * the rate limiter lets go before the deadline; the rest stay HTTP_PENDING,
+ * not sent) and return while they are on the network; finish waits for
+ * them and does what conn_send does after (429s, one re-authentication
+ * after a 401).  See http_async_start for the in-flight limit and errors.
+ */
+typedef struct ConnSend
+{
+	HttpRequest **reqs;
+	int			nreqs;
+	int			nstarted;
+	HttpAsync  *run;
+} ConnSend;
+extern ConnSend *conn_send_start(SyncConnection *conn, HttpRequest **reqs, int nreqs);
+extern void conn_send_finish(SyncConnection *conn, ConnSend *cs);
+
+/*
+ * Providers whose push can be pipelined (push.c): begin builds and starts
+ * the requests of a group of items (as provider->push would) and returns
+ * while they are on the network; end waits for them and fills in the
+ * items' results.  NULL for a provider that does not opt in.
+ */
+typedef struct SyncPushPipe
+{
+	void	   *(*begin) (SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n);
+	void		(*end) (SyncConnection *conn, void *call);
+} SyncPushPipe;
+extern const SyncPushPipe *conn_push_pipe(SyncConnection *conn);
+extern const SyncPushPipe salesforce_push_pipe;
+
 /* The same through another token bucket (an endpoint limited separately). */
 extern void conn_send_limited(SyncConnection *conn, SyncRateLimit *limit,
 							  HttpRequest **reqs, int nreqs);

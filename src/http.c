@@ -32,6 +32,17 @@
  *   interrupted by FATAL (die()) goes straight to proc_exit, where the exit
  *   callback releases it.
  *
+ * Asynchronous runs (http_async_start / http_async_finish, for pipelined
+ *   pushes): the same transfers, but the run is listed (async_runs, in
+ *   TopMemoryContext) and the call returns once what can be sent at once is
+ *   sent; nothing drives them until the next http_async_* call, which drives
+ *   every listed run: transfers start oldest run first while the runs' shared
+ *   in-flight count (async_inflight) is under the limit, so a later run's
+ *   requests take an earlier run's slots as they free.  A synchronous run
+ *   first completes the asynchronous ones (one in-flight limit for all), and
+ *   an ERROR anywhere in here, or the caller's http_async_cancel_all(), or
+ *   process exit releases every listed run.
+ *
  * Transport policy (see http.h): https, or plain http to loopback only
  *   (checked with curl's own URL parser before any handle exists, and the
  *   handle then limited to that one scheme); TLS verification always on; no
@@ -108,6 +119,7 @@ static struct Run *current_run = NULL;
 
 typedef struct Transfer
 {
+	struct Run *run;			/* the run it belongs to */
 	HttpRequest *req;
 	CURL	   *easy;			/* malloc'd by curl; NULL once cleaned up */
 	struct curl_slist *headers; /* malloc'd by curl */
@@ -128,6 +140,10 @@ typedef struct Transfer
 typedef struct Run
 {
 	MemoryContext cxt;			/* holds this struct and the transfers */
+	MemoryContext caller;		/* where outcomes and errors go */
+	bool		async;			/* started by http_async_start */
+	TimestampTz start_by;		/* async: start nothing after this (0: none) */
+	struct Run *next_async;		/* the next (younger) asynchronous run */
 	Transfer   *t;
 	int			n;
 	int			next;			/* the next transfer to start */
@@ -139,6 +155,15 @@ typedef struct Run
 } Run;
 
 static void release_run(Run *run);
+
+/*
+ * Asynchronous runs (http_async_start), oldest first.  They share one
+ * in-flight budget: async_inflight counts the transfers of all of them.
+ * async_waiter only holds the wait set used while they are driven.
+ */
+static Run *async_runs = NULL;
+static int	async_inflight = 0;
+static Run	async_waiter;
 
 /* ---------------------------------------------------------------------
  * libcurl callbacks: none of them may throw
@@ -381,6 +406,7 @@ http_at_exit(int code, Datum arg)
 {
 	if (current_run)
 		release_run(current_run);
+	http_async_cancel_all();
 	if (multi)
 		curl_multi_cleanup(multi);
 	multi = NULL;
@@ -1012,6 +1038,8 @@ release_run(Run *run)
 
 		if (t->easy)
 		{
+			if (t->active && run->async)
+				async_inflight--;
 			if (t->active && multi)
 				curl_multi_remove_handle(multi, t->easy);
 			curl_easy_cleanup(t->easy);
@@ -1109,9 +1137,9 @@ run_timer_if_due(void)
 	}
 }
 
-/* finish the transfers curl reports done */
+/* finish the transfers curl reports done (of whichever run they belong to) */
 static void
-drain_messages(Run *run, MemoryContext caller)
+drain_messages(void)
 {
 	CURLMsg    *msg;
 	int			left;
@@ -1127,8 +1155,10 @@ drain_messages(Run *run, MemoryContext caller)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
 		if (t == NULL)
 			continue;
-		run->inflight--;
-		finish_transfer(t, result, caller);
+		t->run->inflight--;
+		if (t->run->async)
+			async_inflight--;
+		finish_transfer(t, result, t->run->caller);
 	}
 }
 
@@ -1158,15 +1188,17 @@ cancel_run(Run *run, MemoryContext caller)
  * response (kept in the caller's context).
  */
 static Run *
-new_run(HttpRequest **reqs, int nreqs, int max_in_flight, MemoryContext caller)
+new_run(HttpRequest **reqs, int nreqs, int max_in_flight, MemoryContext caller,
+		MemoryContext parent)
 {
 	MemoryContext runcxt;
 	Run		   *run;
 	int			i;
 
-	runcxt = AllocSetContextCreate(caller, "sync http run", ALLOCSET_SMALL_SIZES);
+	runcxt = AllocSetContextCreate(parent, "sync http run", ALLOCSET_SMALL_SIZES);
 	run = MemoryContextAllocZero(runcxt, sizeof(Run));
 	run->cxt = runcxt;
+	run->caller = caller;
 	run->n = nreqs;
 	run->max_in_flight = max_in_flight;
 	run->verbose = message_level_is_interesting(DEBUG5);
@@ -1175,6 +1207,7 @@ new_run(HttpRequest **reqs, int nreqs, int max_in_flight, MemoryContext caller)
 	{
 		HttpRequest *req = reqs[i];
 
+		run->t[i].run = run;
 		run->t[i].req = req;
 		run->t[i].cxt = runcxt;
 		req->outcome = HTTP_PENDING;
@@ -1202,11 +1235,23 @@ start_transfers(Run *run, MemoryContext caller)
 {
 	bool		started = false;
 
-	while (run->next < run->n && run->inflight < run->max_in_flight)
+	while (run->next < run->n &&
+		   (run->async ? async_inflight : run->inflight) < run->max_in_flight)
 	{
-		Transfer   *t = &run->t[run->next++];
-		HttpRequest *req = t->req;
+		Transfer   *t;
+		HttpRequest *req;
 		char	   *why;
+
+		if (run->start_by != 0 && GetCurrentTimestamp() > run->start_by)
+		{
+			/* too late: the rest stay HTTP_PENDING, never sent */
+			for (; run->next < run->n; run->next++)
+				run->t[run->next].req->error =
+					MemoryContextStrdup(caller, "not sent: its start deadline passed while it was queued");
+			break;
+		}
+		t = &run->t[run->next++];
+		req = t->req;
 
 		MemoryContextSwitchTo(caller);
 		why = url_refusal(req->url, &t->https);
@@ -1227,6 +1272,8 @@ start_transfers(Run *run, MemoryContext caller)
 					 errmsg("curl_multi_add_handle failed")));
 		t->active = true;
 		run->inflight++;
+		if (run->async)
+			async_inflight++;
 		started = true;
 	}
 	MemoryContextSwitchTo(run->cxt);
@@ -1240,7 +1287,7 @@ start_transfers(Run *run, MemoryContext caller)
  * without waiting, when curl's timer is due already.
  */
 static bool
-wait_for_curl(Run *run, bool *latch_seen)
+wait_for_curl(Run *run, long max_wait_ms, bool *latch_seen)
 {
 	WaitEvent	events[64];
 	int			nev,
@@ -1248,7 +1295,7 @@ wait_for_curl(Run *run, bool *latch_seen)
 	long		timeout;
 
 	prepare_wait_set(run);
-	timeout = MAX_WAIT_MS;
+	timeout = max_wait_ms;
 	if (timer_armed)
 	{
 		long		secs;
@@ -1257,8 +1304,9 @@ wait_for_curl(Run *run, bool *latch_seen)
 		TimestampDifference(GetCurrentTimestamp(), timer_deadline, &secs, &usecs);
 		timeout = Min(timeout, secs * 1000 + (usecs + 999) / 1000);
 	}
-	if (timeout <= 0 && timer_armed)
+	if (timeout <= 0 && timer_armed && max_wait_ms > 0)
 		return false;
+	timeout = Max(timeout, 0);
 
 	nev = WaitEventSetWait(run->wes, timeout, events, lengthof(events),
 						   PG_WAIT_EXTENSION);
@@ -1283,6 +1331,185 @@ wait_for_curl(Run *run, bool *latch_seen)
 	return true;
 }
 
+/* ---------------------------------------------------------------------
+ * asynchronous runs
+ * --------------------------------------------------------------------- */
+
+static bool
+run_done(Run *run)
+{
+	return run->inflight == 0 && run->next >= run->n;
+}
+
+/* Takes an asynchronous run out of the list and releases it. */
+static void
+async_forget(Run *run)
+{
+	Run		  **p;
+
+	for (p = &async_runs; *p; p = &(*p)->next_async)
+		if (*p == run)
+		{
+			*p = run->next_async;
+			break;
+		}
+	release_run(run);
+	MemoryContextDelete(run->cxt);
+	if (async_runs == NULL)
+	{
+		async_inflight = 0;
+		if (async_waiter.wes)
+			FreeWaitEventSet(async_waiter.wes);
+		async_waiter.wes = NULL;
+	}
+}
+
+/*
+ * Drive every asynchronous run: start their queued transfers, oldest run
+ * first, as the shared budget allows, and hand curl what is ready.  With a
+ * target, until the target's transfers are all done; without, a few passes
+ * that never wait (what is ready now is sent or read, then it returns).
+ */
+static void
+async_drive(Run *target)
+{
+	bool		latch_seen = false;
+	int			passes = 0;
+	MemoryContext old = CurrentMemoryContext;
+
+	async_waiter.cxt = TopMemoryContext;
+	for (;;)
+	{
+		Run		   *r;
+		bool		more = false;
+
+		CHECK_FOR_INTERRUPTS();
+		for (r = async_runs; r; r = r->next_async)
+			if (start_transfers(r, r->caller))
+			{
+				/* kick the new transfers off now */
+				timer_armed = true;
+				timer_deadline = 0;
+			}
+		MemoryContextSwitchTo(old);
+		run_timer_if_due();
+		drain_messages();
+		if (target != NULL && run_done(target))
+			break;
+		for (r = async_runs; r; r = r->next_async)
+			if (r->next < r->n && async_inflight < r->max_in_flight)
+				more = true;
+		if (more)
+			continue;			/* slots freed: start more first */
+		if (target == NULL && ++passes > 3)
+			break;
+		if (!wait_for_curl(&async_waiter, target ? MAX_WAIT_MS : 0, &latch_seen))
+			continue;
+		run_timer_if_due();
+		drain_messages();
+	}
+	MemoryContextSwitchTo(old);
+
+	/*
+	 * The wait set does not outlive the call: a synchronous run in between
+	 * may change curl's sockets and reset the flags that say so.
+	 */
+	if (async_waiter.wes)
+		FreeWaitEventSet(async_waiter.wes);
+	async_waiter.wes = NULL;
+	if (latch_seen)
+		SetLatch(MyLatch);
+}
+
+/* Every asynchronous run to its end (they stay listed for http_async_finish). */
+static void
+async_complete_all(void)
+{
+	Run		   *r;
+
+	PG_TRY();
+	{
+		for (r = async_runs; r; r = r->next_async)
+			async_drive(r);
+	}
+	PG_CATCH();
+	{
+		http_async_cancel_all();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+HttpAsync *
+http_async_start(HttpRequest **reqs, int nreqs, int max_in_flight, TimestampTz start_by)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Run		   *run,
+			  **p;
+
+	if (nreqs <= 0)
+		return NULL;
+	if (max_in_flight <= 0)
+		max_in_flight = sync_http_max_in_flight;
+	if (current_run)
+		release_run(current_run);
+	ensure_multi();
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(max_in_flight, 16));
+
+	/* its transfers outlive this call: the run's memory is not the caller's */
+	run = new_run(reqs, nreqs, max_in_flight, caller, TopMemoryContext);
+	run->async = true;
+	run->start_by = start_by;
+	for (p = &async_runs; *p; p = &(*p)->next_async)
+		;
+	*p = run;
+	PG_TRY();
+	{
+		async_drive(NULL);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		http_async_cancel_all();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	return run;
+}
+
+void
+http_async_finish(HttpAsync *run)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	if (run == NULL)
+		return;
+	PG_TRY();
+	{
+		async_drive(run);
+		async_forget(run);
+		/* the freed slots go to the next runs' requests before returning */
+		if (async_runs)
+			async_drive(NULL);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		http_async_cancel_all();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+}
+
+void
+http_async_cancel_all(void)
+{
+	while (async_runs)
+		async_forget(async_runs);
+}
+
 void
 http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
 			 HttpStopCheck should_stop, void *arg)
@@ -1300,12 +1527,15 @@ http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
 	/* a run cut short in a way that skipped its cleanup: release it now */
 	if (current_run)
 		release_run(current_run);
+	/* never more in flight than one run allows: asynchronous runs end first */
+	if (async_runs)
+		async_complete_all();
 
 	ensure_multi();
 	/* keep enough idle connections for the next batch at this concurrency */
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(max_in_flight, 16));
 
-	run = new_run(reqs, nreqs, max_in_flight, caller);
+	run = new_run(reqs, nreqs, max_in_flight, caller, caller);
 	runcxt = run->cxt;
 	current_run = run;
 
@@ -1328,17 +1558,17 @@ http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
 			}
 
 			run_timer_if_due();
-			drain_messages(run, caller);
+			drain_messages();
 			if (run->inflight == 0 && run->next >= run->n)
 				break;
 			if (run->inflight < run->max_in_flight && run->next < run->n)
 				continue;		/* slots freed: start more first */
 
-			if (!wait_for_curl(run, &latch_seen))
+			if (!wait_for_curl(run, MAX_WAIT_MS, &latch_seen))
 				continue;		/* curl's timer is due now */
 			/* interrupts first: CHECK_FOR_INTERRUPTS at the top of the loop */
 			run_timer_if_due();
-			drain_messages(run, caller);
+			drain_messages();
 		}
 	}
 	PG_CATCH();

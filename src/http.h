@@ -41,6 +41,7 @@
 #define SYNC_HTTP_H
 
 #include "postgres.h"
+#include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 
@@ -120,6 +121,32 @@ extern void http_run(HttpRequest **reqs, int nreqs, int max_in_flight);
 typedef bool (*HttpStopCheck) (void *arg);
 extern void http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
 						 HttpStopCheck should_stop, void *arg);
+
+/*
+ * Asynchronous runs, for pipelines (a push that claims and records one
+ * batch while the requests of another are on the network).
+ * http_async_start() starts the requests (as many as the in-flight limit
+ * allows), hands curl what can be sent at once, and returns a handle;
+ * http_async_finish() drives until that run's requests are all done (their
+ * outcomes as with http_run) and releases it.  Several runs may be
+ * started: they share one in-flight budget (each run's limit counts the
+ * transfers of all of them), and their requests start in order, oldest run
+ * first, as slots free up, so no more than max_in_flight requests are in
+ * flight at any moment.  Between the calls nothing drives the transfers
+ * (responses wait in the socket buffers): the caller is free to run
+ * transactions.  A synchronous http_run meanwhile first completes every
+ * asynchronous run (so the limit holds across both).  After an ERROR, call
+ * http_async_cancel_all() before the requests' memory goes (their
+ * responses are written into it): a caller's PG_CATCH.  The handle is
+ * freed by http_async_finish or http_async_cancel_all.  start_by (0: none):
+ * a request still queued then is not started at all (it stays HTTP_PENDING,
+ * certainly not sent), e.g. when the lease of what it carries could end.
+ */
+typedef struct Run HttpAsync;
+extern HttpAsync *http_async_start(HttpRequest **reqs, int nreqs, int max_in_flight,
+								   TimestampTz start_by);
+extern void http_async_finish(HttpAsync *run);
+extern void http_async_cancel_all(void);
 
 /* Convenience: one request, synchronously. */
 extern void http_run_one(HttpRequest *req);

@@ -978,6 +978,263 @@ push_send(SyncConnection *conn, SyncMirror *m, PushBatch *b)
 	}
 }
 
+/* ---------------------------------------------------------------------
+ * pipelined push
+ * --------------------------------------------------------------------- */
+
+/*
+ * For providers that opt in (conn_push_pipe: Salesforce), the network and
+ * the database overlap.  A batch is one wave (batch maximum x requests in
+ * flight); while one batch's requests are on the network the next one is
+ * claimed, and while that one's are, the first one's results are recorded,
+ * each step in a transaction of its own:
+ *
+ *   claim k+1 | start k+1 | finish k | record k | claim k+2 | start k+2 | ...
+ *   [ k on the network  ][k+1 takes k's slots as they free][k+1 on the network]
+ *
+ * The requests of batch k+1 are queued behind those of batch k and take
+ * their slots one by one as they free up (http_async_start), so never more
+ * than the connection's max_in_flight are in flight.  What holds as in the
+ * serial push:
+ *  - order: sync._claim gives only the oldest entry of each row, and a
+ *    batch's entries stay in the outbox until it is recorded: a later
+ *    entry of a row in flight (a delete after its create) waits for the
+ *    next claim after the recording;
+ *  - "@key" references to a parent in flight find no remote ID yet and
+ *    wait (WAITING_FOR_PARENT), as within one batch;
+ *  - leases: each batch sends only before its own deadline (claim + 90% of
+ *    sync.lease_seconds) and is recorded right after its requests end;
+ *  - exactly-once recording: each batch is recorded once, in one
+ *    transaction; after an error or a crash the batches claimed and not
+ *    recorded (at most two) come back when their leases end and are sent
+ *    again, creates with their idempotency keys, as after a crash of the
+ *    serial push;
+ *  - no new claims once a recorded batch had retries, the connection is
+ *    held after a 429, the mirror is paused, or the queue runs short.
+ * The connection loaded when the push began serves the whole pipeline (it
+ * may not be reloaded while requests that use it are in flight): a
+ * pipeline ends after PIPELINE_MS, and push_mirror begins another with the
+ * connection reloaded.
+ */
+#define PIPELINE_MS		10000
+
+typedef struct PipeBatch
+{
+	MemoryContext cxt;			/* the batch's; NULL: the caller's */
+	SyncMirror *m;
+	PushBatch  *b;
+	int			limit;			/* entries asked for */
+	int			ncalls;
+	void	   *calls[3 * 64];	/* the provider's, in flight */
+	int			ngroup[3];		/* per operation: the items sent, */
+	SyncPushItem *group[3];
+	int		   *index[3];		/* ... and where they are in b->items */
+} PipeBatch;
+
+/* Claim the next batch (one wave), or NULL when there is nothing to do. */
+static PipeBatch *
+pipe_claim(int mirror_id, bool own, SyncConnection *conn, MemoryContext work)
+{
+	MemoryContext cxt = AllocSetContextCreate(work, "sync pipelined batch", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = CurrentMemoryContext;
+	PipeBatch  *pb = MemoryContextAllocZero(cxt, sizeof(PipeBatch));
+	char	   *connection;
+
+	pb->cxt = cxt;
+	xact_begin(own);
+	pb->m = mirror_load(mirror_id, cxt, &connection);
+	if (pb->m->direction == 'l' || pause_mirror_paused(mirror_id) ||
+		strcmp(connection, conn->name) != 0)
+	{
+		xact_end(own);
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(cxt);
+		return NULL;
+	}
+	pb->limit = conn->provider->batch_max(conn, pb->m, 'U') * in_flight(conn);
+	pb->b = push_claim(pb->m, conn->provider, pb->limit, cxt);
+	resolve_references(pb->m, connection, pb->b, cxt);
+	xact_end(own);
+	MemoryContextSwitchTo(old);
+	if (pb->b->nitems == 0)
+	{
+		MemoryContextDelete(cxt);
+		return NULL;
+	}
+	return pb;
+}
+
+/* Start a batch's requests (push_send's grouping, through the pipe). */
+static void
+pipe_start(SyncConnection *conn, const SyncPushPipe *pipe, PipeBatch *pb)
+{
+	static const char ops[3] = {'I', 'U', 'D'};
+	PushBatch  *b = pb->b;
+	int			o;
+
+	conn_set_deadline(TimestampTzPlusMilliseconds(b->claimed_at, sync_lease_seconds * 900L));
+	PG_TRY();
+	{
+		for (o = 0; o < 3; o++)
+		{
+			SyncPushItem *group = palloc(sizeof(SyncPushItem) * Max(1, b->nitems));
+			int		   *index = palloc(sizeof(int) * Max(1, b->nitems));
+			int			n = 0,
+						i,
+						max,
+						start;
+
+			for (i = 0; i < b->nitems; i++)
+			{
+				SyncPushItem *it = &b->items[i];
+
+				if (it->op != ops[o] || it->result != PUSH_PENDING)
+					continue;
+				if (it->op == 'D' && it->remote_id == NULL)
+				{
+					/* never reached the remote: nothing to delete */
+					it->result = PUSH_OK;
+					it->error_message = "skipped: the row never reached the remote";
+					continue;
+				}
+				group[n] = *it;
+				index[n++] = i;
+			}
+			pb->group[o] = group;
+			pb->index[o] = index;
+			pb->ngroup[o] = n;
+			max = conn->provider->batch_max(conn, pb->m, ops[o]) * in_flight(conn);
+			for (start = 0; start < n && pb->ncalls < lengthof(pb->calls); start += max)
+				pb->calls[pb->ncalls++] = pipe->begin(conn, pb->m, group + start,
+													  Min(n - start, max));
+			/* (a batch is one wave: more calls than that never happen) */
+			for (; start < n; start += max)
+				conn->provider->push(conn, pb->m, group + start, Min(n - start, max));
+		}
+	}
+	PG_FINALLY();
+	{
+		conn_set_deadline(0);
+	}
+	PG_END_TRY();
+}
+
+/* Wait for a batch's requests; their results into its items. */
+static void
+pipe_finish(SyncConnection *conn, const SyncPushPipe *pipe, PipeBatch *pb)
+{
+	int			c,
+				o,
+				i;
+
+	conn_set_deadline(TimestampTzPlusMilliseconds(pb->b->claimed_at, sync_lease_seconds * 900L));
+	PG_TRY();
+	{
+		for (c = 0; c < pb->ncalls; c++)
+			pipe->end(conn, pb->calls[c]);
+	}
+	PG_FINALLY();
+	{
+		conn_set_deadline(0);
+	}
+	PG_END_TRY();
+	for (o = 0; o < 3; o++)
+		for (i = 0; i < pb->ngroup[o]; i++)
+			pb->b->items[pb->index[o][i]] = pb->group[o][i];
+}
+
+static void
+pipe_record(int mirror_id, bool own, SyncConnection *conn, PipeBatch *pb,
+			int *nok, int *nrejected, int *nretry)
+{
+	MemoryContext old = CurrentMemoryContext;
+	MemoryContext cxt = pb->cxt ? pb->cxt : old;
+
+	xact_begin(own);
+	push_record(pb->m, pb->b, conn_blocked_ms(conn), cxt, nok, nrejected, nretry);
+	drift_note_push(pb->m, pb->b->items, pb->b->nitems);
+	save_usage(conn);
+	note_push_done(mirror_id);
+	xact_end(own);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The pipeline, from a first batch claimed by push_mirror (in its context,
+ * CurrentMemoryContext); returns the number of entries handled, and in
+ * *more whether it ended only because its time was up (more is queued).
+ */
+static int64
+push_pipelined(int mirror_id, bool own, MemoryContext work, SyncConnection *conn,
+			   const SyncPushPipe *pipe, SyncMirror *m, PushBatch *b, int limit,
+			   int *nok, int *nrejected, int *nretry, bool *more)
+{
+	MemoryContext batchcxt = CurrentMemoryContext;
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PIPELINE_MS);
+	PipeBatch  *cur = palloc0(sizeof(PipeBatch));
+	PipeBatch  *next = NULL;
+	int64		total = 0;
+
+	cur->m = m;
+	cur->b = b;
+	cur->limit = limit;
+	PG_TRY();
+	{
+		pipe_start(conn, pipe, cur);
+		for (;;)
+		{
+			TimestampTz t0 = GetCurrentTimestamp(),
+						t1,
+						t2;
+			bool		full = cur->b->nitems >= cur->limit && *nretry == 0 &&
+				conn_blocked_ms(conn) == 0;
+
+			/* [cur on the network] the next batch, if the queue is still full */
+			next = NULL;
+			*more = full && GetCurrentTimestamp() >= until;
+			if (full && !*more)
+			{
+				next = pipe_claim(mirror_id, own, conn, work);
+				if (next)
+				{
+					MemoryContextSwitchTo(next->cxt);
+					pipe_start(conn, pipe, next);
+				}
+			}
+			/* cur's results; next's requests take cur's slots as they free */
+			MemoryContextSwitchTo(cur->cxt ? cur->cxt : batchcxt);
+			t1 = GetCurrentTimestamp();
+			pipe_finish(conn, pipe, cur);
+			t2 = GetCurrentTimestamp();
+			/* [next on the network] */
+			pipe_record(mirror_id, own, conn, cur, nok, nrejected, nretry);
+			total += cur->b->nitems;
+			/* where the time goes: the database's part is what overlaps */
+			elog(DEBUG1, "sync: mirror %d: pipelined batch of %d: claim of the next (%d) %ld ms, wait for the network %ld ms, record %ld ms",
+				 mirror_id, cur->b->nitems, next ? next->b->nitems : 0,
+				 (long) ((t1 - t0) / 1000), (long) ((t2 - t1) / 1000),
+				 (long) ((GetCurrentTimestamp() - t2) / 1000));
+			MemoryContextSwitchTo(batchcxt);
+			if (cur->cxt)
+				MemoryContextDelete(cur->cxt);
+			cur = next;
+			if (cur == NULL)
+				break;
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_CATCH();
+	{
+		/* the batches not recorded come back when their leases end */
+		http_async_cancel_all();
+		conn_set_deadline(0);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(batchcxt);
+	return total;
+}
+
 /* Push one mirror's ready entries; returns the number of entries handled. */
 int64
 push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejected, int *nretry)
@@ -995,6 +1252,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		int			limit,
 					wave;
 		MemoryContext old;
+		bool		more;
 
 		/* one batch at a time in memory, however long the queue */
 		MemoryContextReset(batchcxt);
@@ -1035,6 +1293,19 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 
 		if (b->nitems == 0)
 			break;
+		if (conn_push_pipe(conn) != NULL)
+		{
+			/* the network and the database overlap: see push_pipelined */
+			old = MemoryContextSwitchTo(batchcxt);
+			total += push_pipelined(mirror_id, own, work, conn, conn_push_pipe(conn),
+									m, b, limit, nok, nrejected, nretry, &more);
+			MemoryContextSwitchTo(old);
+			if (!more)
+				break;
+			/* a new pipeline, with the connection reloaded */
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
 
 		/*
 		 * The network, outside any transaction (in the worker).  After the

@@ -987,21 +987,38 @@ parse_results(SyncConnection *conn, HttpRequest *req, SyncPushItem *items, int n
 	}
 }
 
-static void sf_push_valid(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n);
+/*
+ * One push call: the items with valid IDs (sent), where they came from,
+ * and their requests (sObject Collections, 200 records each).
+ */
+typedef struct SfPushCall
+{
+	SyncPushItem *items;		/* the caller's */
+	SyncPushItem *ok;			/* the ones sent */
+	int		   *map;			/* ok[i] is items[map[i]] */
+	int			nok;
+	char		op;
+	HttpRequest **reqs;
+	int			nreq;
+	ConnSend   *send;			/* pipelined: the requests on the network */
+} SfPushCall;
+
+static void sf_push_requests(SyncConnection *conn, SyncMirror *m, SfPushCall *call);
 
 /*
  * Updates and deletes name their record by the remote ID from the user's
  * table: one that is not a Salesforce ID is rejected on its own here, so a
  * comma or a slash in it can never widen a request.
  */
-static void
-sf_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
+static SfPushCall *
+sf_push_prepare(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 {
-	SyncPushItem *ok = palloc(sizeof(SyncPushItem) * Max(1, n));
-	int		   *map = palloc(sizeof(int) * Max(1, n));
-	int			nok = 0,
-				i;
+	SfPushCall *call = palloc0(sizeof(SfPushCall));
+	int			i;
 
+	call->items = items;
+	call->ok = palloc(sizeof(SyncPushItem) * Max(1, n));
+	call->map = palloc(sizeof(int) * Max(1, n));
 	for (i = 0; i < n; i++)
 	{
 		SyncPushItem *it = &items[i];
@@ -1014,20 +1031,80 @@ sf_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 										 provider_quote_value(it->remote_id));
 			continue;
 		}
-		map[nok] = i;
-		ok[nok++] = *it;
+		call->map[call->nok] = i;
+		call->ok[call->nok++] = *it;
 	}
-	if (nok == 0)
-		return;
-	sf_push_valid(conn, m, ok, nok);
-	for (i = 0; i < nok; i++)
-		items[map[i]] = ok[i];
+	if (call->nok > 0)
+		sf_push_requests(conn, m, call);
+	return call;
+}
+
+/* The answers of a call's requests, into the caller's items. */
+static void
+sf_push_results(SyncConnection *conn, SfPushCall *call)
+{
+	int			r,
+				i;
+
+	for (r = 0; r < call->nreq; r++)
+	{
+		int			start = r * SF_BATCH_MAX;
+		int			cnt = Min(SF_BATCH_MAX, call->nok - start);
+
+		note_limits(conn, call->reqs[r]);
+		parse_results(conn, call->reqs[r], call->ok + start, cnt, call->op);
+	}
+	for (i = 0; i < call->nok; i++)
+		call->items[call->map[i]] = call->ok[i];
 }
 
 static void
-sf_push_valid(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
+sf_push(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
+{
+	SfPushCall *call = sf_push_prepare(conn, m, items, n);
+
+	if (call->nok == 0)
+		return;
+	conn_send(conn, call->reqs, call->nreq);
+	sf_push_results(conn, call);
+}
+
+/*
+ * The pipelined push (push.c, conn.h): the same requests, started here and
+ * finished later, while the engine claims and records other batches.
+ */
+static void *
+sf_pipe_begin(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
+{
+	SfPushCall *call = sf_push_prepare(conn, m, items, n);
+
+	if (call->nok > 0)
+		call->send = conn_send_start(conn, call->reqs, call->nreq);
+	return call;
+}
+
+static void
+sf_pipe_end(SyncConnection *conn, void *arg)
+{
+	SfPushCall *call = (SfPushCall *) arg;
+
+	if (call->nok == 0)
+		return;
+	conn_send_finish(conn, call->send);
+	sf_push_results(conn, call);
+}
+
+const SyncPushPipe salesforce_push_pipe = {
+	.begin = sf_pipe_begin,
+	.end = sf_pipe_end,
+};
+
+static void
+sf_push_requests(SyncConnection *conn, SyncMirror *m, SfPushCall *call)
 {
 	const char *idem = sjson_get_string(m->options, "idempotency_field");
+	SyncPushItem *items = call->ok;
+	int			n = call->nok;
 	char		op = items[0].op;
 	int			nreq = (n + SF_BATCH_MAX - 1) / SF_BATCH_MAX;
 	HttpRequest **reqs = palloc(sizeof(HttpRequest *) * nreq);
@@ -1092,16 +1169,9 @@ sf_push_valid(SyncConnection *conn, SyncMirror *m, SyncPushItem *items, int n)
 		}
 	}
 
-	conn_send(conn, reqs, nreq);
-
-	for (r = 0; r < nreq; r++)
-	{
-		int			start = r * SF_BATCH_MAX;
-		int			cnt = Min(SF_BATCH_MAX, n - start);
-
-		note_limits(conn, reqs[r]);
-		parse_results(conn, reqs[r], items + start, cnt, op);
-	}
+	call->op = op;
+	call->reqs = reqs;
+	call->nreq = nreq;
 }
 
 /* ---------------------------------------------------------------------
