@@ -32,7 +32,7 @@ K=${2:-100}
 IDLE=${3:-60}
 NDB=9
 STEPS=""
-for s in 1 10 50 "$M"; do [ "$s" -le "$M" ] && case " $STEPS " in *" $s "*) ;; *) STEPS="$STEPS $s";; esac; done
+for s in ${ROUND_STEPS:-1 10 50 $M}; do [ "$s" -le "$M" ] && case " $STEPS " in *" $s "*) ;; *) STEPS="$STEPS $s";; esac; done
 
 sync_bench_start "sync.poll_interval = '10s'" "sync.http_timeout = '30s'" "sync.pull_interval = '1h'" \
   "max_worker_processes = 24" "sync.max_workers = 16" \
@@ -119,6 +119,7 @@ print("  %8d %8d %14.2f %16.1f %10.2f" % (n, c, t * 1000.0 / hz / max(c, 1), s /
       AND s.query NOT LIKE '%pg_stat_activity%' ORDER BY calls DESC LIMIT 12"
 done
 [ -n "${ROUNDS_ONLY:-}" ] && exit 0
+[ -n "${COMMITS_ONLY:-}" ] && IDLE=1
 
 # --- five realtime mirrors ---
 for i in $(seq $((M > 4 ? M - 4 : 1)) "$M"); do
@@ -178,7 +179,8 @@ for line in open(sys.argv[1]):
     v, t = line.split()
     commits[v] = float(t)
 arrived = {}
-for r in json.load(sys.stdin):
+reqs = json.load(sys.stdin)
+for r in reqs:
     body = r["body"] if isinstance(r["body"], dict) else {}
     if r["method"] != "PATCH" or not r["path"].endswith("/composite/sobjects"):
         continue
@@ -189,11 +191,20 @@ for r in json.load(sys.stdin):
 lat = sorted((arrived[v] - commits[v]) * 1000 for v in commits if v in arrived)
 if not lat:
     sys.exit("no write arrived")
+if sys.argv[2]:
+    # SHOW_SLOW=ms: the requests the emulator saw between a slow commit and its write
+    for v in commits:
+        if v in arrived and (arrived[v] - commits[v]) * 1000 > float(sys.argv[2]):
+            print("  slow %s: %.0f ms" % (v, (arrived[v] - commits[v]) * 1000))
+            for r in reqs:
+                if commits[v] <= r["time"] <= arrived[v]:
+                    ch = r["body"][0].get("channel", "") if isinstance(r["body"], list) and r["body"] else ""
+                    print("    +%5.0f ms %s %s %s" % ((r["time"] - commits[v]) * 1000, r["method"], r["path"], ch))
 def pct(p):
     return lat[min(len(lat) - 1, int(round(p / 100.0 * (len(lat) - 1))))]
 print(f"  arrived: {len(lat)} of {len(commits)}")
 print(f"  p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms, max {lat[-1]:.0f} ms")
-' "$COMMITS"
+' "$COMMITS" "${SHOW_SLOW:-}"
 
 # --- (1) again, each non-realtime mirror polling every 30 s ---
 set_guc sync.pull_interval 30s
@@ -204,3 +215,4 @@ for d in $(seq 1 $NDB); do
 done
 sleep 35
 idle "sync.pull_interval = 30s (non-realtime mirrors poll)"
+[ -n "${KEEP_LOG:-}" ] && cp "$DIR/server.log" "$KEEP_LOG"

@@ -162,6 +162,16 @@ release_orphaned_claims(void)
 }
 
 /*
+ * PAUSE_MIRROR_ACTIVE_SQL for the round's query: the same test, with the
+ * paused mirrors and connections read once per statement rather than
+ * looked up for every mirror.
+ */
+#define ROUND_ACTIVE_SQL \
+	"NOT (m.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pz.mirror FROM sync.paused pz WHERE pz.mirror IS NOT NULL)) " \
+	"     OR m.connection OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pz.connection FROM sync.paused pz " \
+	"                                                        WHERE pz.connection IS NOT NULL)))"
+
+/*
  * What the round has to do, in one statement (its plan kept for the
  * process): whether a push or a pull is due, a fill, a schema check, and
  * whether any mirror streams; when no push or pull is due, also how long
@@ -203,24 +213,24 @@ round_due(RoundDue *due)
 						   "                 (pg_catalog.now() OPERATOR(pg_catalog.-) '10 seconds'::pg_catalog.interval))) "
 						   "        OR (($1 OPERATOR(pg_catalog.>) 0) AND ((COALESCE(d.checked_at, m.created_at) OPERATOR(pg_catalog.+) "
 						   "            pg_catalog.make_interval(secs => ($1 OPERATOR(pg_catalog./) 1000.0))) OPERATOR(pg_catalog.<=) pg_catalog.now()))) "
-						   "      AND " PAUSE_MIRROR_ACTIVE_SQL "), "
+						   "      AND " ROUND_ACTIVE_SQL "), "
 		/* cdc_stream_round() */
 						   "  EXISTS (SELECT 1 FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
 						   "    JOIN sync.connection c ON c.name OPERATOR(pg_catalog.=) m.connection "
 						   "    WHERE c.provider OPERATOR(pg_catalog.=) 'salesforce' AND m.direction OPERATOR(pg_catalog.<>) 'push' "
 						   "      AND s.phase OPERATOR(pg_catalog.=) 'incremental' "
 						   "      AND (m.options OPERATOR(pg_catalog.->) 'realtime') OPERATOR(pg_catalog.=) 'true'::pg_catalog.jsonb "
-						   "      AND " PAUSE_MIRROR_ACTIVE_SQL "), "
+						   "      AND " ROUND_ACTIVE_SQL "), "
 		/* nothing due: the next pull of a mirror that pulls, the next push (not while a backlog drains) */
 						   "  CASE WHEN NOT w.work THEN (pg_catalog.date_part('epoch', LEAST("
 						   "    (SELECT pg_catalog.min(s.next_pull_at) FROM sync.mirror m "
 						   "       JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
 						   "       WHERE m.direction OPERATOR(pg_catalog.<>) 'push' AND s.phase OPERATOR(pg_catalog.<>) 'paused' "
-						   "         AND " PAUSE_MIRROR_ACTIVE_SQL "), "
+						   "         AND " ROUND_ACTIVE_SQL "), "
 						   "    (SELECT pg_catalog.min(GREATEST(o.next_attempt_at, COALESCE(o.claimed_until, o.next_attempt_at))) "
 						   "       FROM sync.outbox o JOIN sync.mirror m ON m.id OPERATOR(pg_catalog.=) o.mirror "
 						   "       WHERE o.state OPERATOR(pg_catalog.=) 'pending' AND m.direction OPERATOR(pg_catalog.<>) 'pull' "
-						   "         AND " PAUSE_MIRROR_ACTIVE_SQL ")) "
+						   "         AND " ROUND_ACTIVE_SQL ")) "
 						   "    OPERATOR(pg_catalog.-) pg_catalog.now()) "
 						   "    OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 END "
 		/* mirrors_due() */
@@ -232,7 +242,7 @@ round_due(RoundDue *due)
 						   "            WHERE o.mirror OPERATOR(pg_catalog.=) m.id AND o.state OPERATOR(pg_catalog.=) 'pending' "
 						   "              AND o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
 						   "              AND (o.claimed_until IS NULL OR o.claimed_until OPERATOR(pg_catalog.<) pg_catalog.now())))) "
-						   "      AND " PAUSE_MIRROR_ACTIVE_SQL ") AS work) w",
+						   "      AND " ROUND_ACTIVE_SQL ") AS work) w",
 						   1, t);
 		if (plan == NULL)
 			elog(ERROR, "sync: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

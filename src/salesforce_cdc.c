@@ -1249,11 +1249,12 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	/*
 	 * A wake-up since the round began (a commit, the worker's own apply
 	 * firing a trigger that wrote to another mirror, SIGHUP): the round
-	 * first.  The count is read before the latch, and counted after it is
-	 * set, so a wake-up is seen by one or the other.
+	 * first.  A wake-up is counted before the latch is set, and the count
+	 * is compared with the one of the round's start: one that comes during
+	 * the poll stops it as soon as the latch wakes it.
 	 */
-	sc.wakes = sync_worker_wakes();
-	if (MyLatch->is_set)
+	sc.wakes = sync_worker_round_wakes();
+	if (MyLatch->is_set || sync_worker_wakes() != sc.wakes)
 	{
 		ResetLatch(MyLatch);
 		return 0;
