@@ -25,6 +25,13 @@
 #  (2) commit -> remote: K commits, each to another mirror among them, one
 #      at a time; latency = the emulator's arrival time of the PATCH minus
 #      the time the commit returned.  p50 / p99 / max.
+#
+# Environment: ROUND_STEPS="1 10 50 200" (the mirror counts of (3)),
+# SHOW_STATEMENTS=1 (the worker's statements of each (3) window),
+# ROUNDS_ONLY=1 (stop after (3)), SHOW_SLOW=ms (the emulator's requests
+# between a slower commit and its write), KEEP_LOG=file (the server log).
+# Each step of (3) waits until the worker has nothing due; a reading of
+# /proc has a resolution of 10 ms (1/CLK_TCK), hence the 20 s windows.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 M=${1:-200}
@@ -119,7 +126,6 @@ print("  %8d %8d %14.2f %16.1f %10.2f" % (n, c, t * 1000.0 / hz / max(c, 1), s /
       AND s.query NOT LIKE '%pg_stat_activity%' ORDER BY calls DESC LIMIT 12"
 done
 [ -n "${ROUNDS_ONLY:-}" ] && exit 0
-[ -n "${COMMITS_ONLY:-}" ] && IDLE=1
 
 # --- five realtime mirrors ---
 for i in $(seq $((M > 4 ? M - 4 : 1)) "$M"); do
