@@ -36,6 +36,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -70,6 +71,16 @@ typedef struct MirrorRef
 	bool		push_due;
 	bool		pull_due;
 } MirrorRef;
+
+/* what a round has to do (round_due): an idle round stops there */
+typedef struct RoundDue
+{
+	bool		work;			/* a mirror's push or pull is due now */
+	bool		fill;			/* a fill of added fields (fill_round) */
+	bool		drift;			/* a schema check (drift_round) */
+	bool		realtime;		/* a realtime mirror streams (cdc_stream_round) */
+	long		next_ms;		/* when nothing is due: the next push or pull (-1: none) */
+} RoundDue;
 
 void
 engine_define_gucs(void)
@@ -151,6 +162,104 @@ release_orphaned_claims(void)
 }
 
 /*
+ * PAUSE_MIRROR_ACTIVE_SQL for the round's query: the same test, with the
+ * paused mirrors and connections read once per statement rather than
+ * looked up for every mirror.
+ */
+#define ROUND_ACTIVE_SQL \
+	"NOT (m.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pz.mirror FROM sync.paused pz WHERE pz.mirror IS NOT NULL)) " \
+	"     OR m.connection OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pz.connection FROM sync.paused pz " \
+	"                                                        WHERE pz.connection IS NOT NULL)))"
+
+/*
+ * What the round has to do, in one statement (its plan kept for the
+ * process): whether a push or a pull is due, a fill, a schema check, and
+ * whether any mirror streams; when no push or pull is due, also how long
+ * until the next one.  An idle round runs this statement instead of the
+ * queries of mirrors_due(), fill_round(), drift_round() and, without a
+ * realtime mirror, cdc_stream_round() (issue #13: an idle round's cost
+ * must not grow with the number of mirrors — those queries evaluate a sort
+ * key, a next-due time or an SQL function for every mirror, which only a
+ * round with work needs).  Its tests are theirs (drift.c's and
+ * salesforce_cdc.c's too): a change there must be made here as well.
+ */
+static void
+round_due(RoundDue *due)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			t[1] = {INT4OID};
+	Datum		a[1] = {Int32GetDatum(sync_drift_check_interval_ms)};
+	bool		isnull;
+	Datum		v;
+
+	xact_begin(true);
+	release_orphaned_claims();
+	if (plan == NULL)
+	{
+		/* (OPERATOR() binds tighter than AND/OR and takes no precedence of its own) */
+		plan = SPI_prepare("SELECT w.work, "
+		/* fill_round() */
+						   "  EXISTS (SELECT 1 FROM sync.fill f JOIN sync.mirror m ON m.id OPERATOR(pg_catalog.=) f.mirror "
+						   "    WHERE m.direction OPERATOR(pg_catalog.<>) 'push' "
+						   "      AND f.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()), "
+		/* drift_round(): sync._unknown_field_error() only for a mirror with a new error */
+						   "  EXISTS (SELECT 1 FROM sync.mirror m "
+						   "    LEFT JOIN sync.drift_state d ON d.mirror OPERATOR(pg_catalog.=) m.id "
+						   "    LEFT JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
+						   "    WHERE (((d.requested_at IS NOT NULL "
+						   "             OR CASE WHEN s.last_error_at OPERATOR(pg_catalog.>) COALESCE(d.checked_at, '-infinity') "
+						   "                THEN sync._unknown_field_error(NULL, s.last_error) ELSE false END) "
+						   "            AND (COALESCE(d.checked_at, '-infinity') OPERATOR(pg_catalog.<) "
+						   "                 (pg_catalog.now() OPERATOR(pg_catalog.-) '10 seconds'::pg_catalog.interval))) "
+						   "        OR (($1 OPERATOR(pg_catalog.>) 0) AND ((COALESCE(d.checked_at, m.created_at) OPERATOR(pg_catalog.+) "
+						   "            pg_catalog.make_interval(secs => ($1 OPERATOR(pg_catalog./) 1000.0))) OPERATOR(pg_catalog.<=) pg_catalog.now()))) "
+						   "      AND " ROUND_ACTIVE_SQL "), "
+		/* cdc_stream_round() */
+						   "  EXISTS (SELECT 1 FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
+						   "    JOIN sync.connection c ON c.name OPERATOR(pg_catalog.=) m.connection "
+						   "    WHERE c.provider OPERATOR(pg_catalog.=) 'salesforce' AND m.direction OPERATOR(pg_catalog.<>) 'push' "
+						   "      AND s.phase OPERATOR(pg_catalog.=) 'incremental' "
+						   "      AND (m.options OPERATOR(pg_catalog.->) 'realtime') OPERATOR(pg_catalog.=) 'true'::pg_catalog.jsonb "
+						   "      AND " ROUND_ACTIVE_SQL "), "
+		/* nothing due: the next pull of a mirror that pulls, the next push (not while a backlog drains) */
+						   "  CASE WHEN NOT w.work THEN (pg_catalog.date_part('epoch', LEAST("
+						   "    (SELECT pg_catalog.min(s.next_pull_at) FROM sync.mirror m "
+						   "       JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
+						   "       WHERE m.direction OPERATOR(pg_catalog.<>) 'push' AND s.phase OPERATOR(pg_catalog.<>) 'paused' "
+						   "         AND " ROUND_ACTIVE_SQL "), "
+						   "    (SELECT pg_catalog.min(GREATEST(o.next_attempt_at, COALESCE(o.claimed_until, o.next_attempt_at))) "
+						   "       FROM sync.outbox o JOIN sync.mirror m ON m.id OPERATOR(pg_catalog.=) o.mirror "
+						   "       WHERE o.state OPERATOR(pg_catalog.=) 'pending' AND m.direction OPERATOR(pg_catalog.<>) 'pull' "
+						   "         AND " ROUND_ACTIVE_SQL ")) "
+						   "    OPERATOR(pg_catalog.-) pg_catalog.now()) "
+						   "    OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 END "
+		/* mirrors_due() */
+						   "FROM (SELECT EXISTS (SELECT 1 FROM sync.mirror m "
+						   "    JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
+						   "    WHERE ((m.direction OPERATOR(pg_catalog.<>) 'push' AND s.phase OPERATOR(pg_catalog.<>) 'paused' "
+						   "            AND s.next_pull_at OPERATOR(pg_catalog.<=) pg_catalog.now()) "
+						   "        OR (m.direction OPERATOR(pg_catalog.<>) 'pull' AND EXISTS (SELECT 1 FROM sync.outbox o "
+						   "            WHERE o.mirror OPERATOR(pg_catalog.=) m.id AND o.state OPERATOR(pg_catalog.=) 'pending' "
+						   "              AND o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
+						   "              AND (o.claimed_until IS NULL OR o.claimed_until OPERATOR(pg_catalog.<) pg_catalog.now())))) "
+						   "      AND " ROUND_ACTIVE_SQL ") AS work) w",
+						   1, t);
+		if (plan == NULL)
+			elog(ERROR, "sync: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	if (SPI_execute_plan(plan, a, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "sync: the round's query failed");
+	due->work = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	due->fill = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	due->drift = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	due->realtime = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+	due->next_ms = isnull ? -1 : (long) Max(1, DatumGetInt64(v));
+	xact_end(true);
+}
+
+/*
  * The mirrors with work due now, parents first; *next_ms: when the next
  * thing not yet due will be (-1: nothing).  Allocated in `work`.
  */
@@ -170,7 +279,7 @@ mirrors_due(MemoryContext work, int *nrefs, long *next_ms)
 	 */
 	spi_exec("SELECT m.id, d.push, d.pull, "
 			 "  CASE WHEN NOT (d.push OR d.pull) THEN "
-			 "  (extract(epoch FROM least(s.next_pull_at, "
+			 "  (extract(epoch FROM least(CASE WHEN m.direction <> 'push' AND s.phase <> 'paused' THEN s.next_pull_at END, "
 			 "     (SELECT min(greatest(o.next_attempt_at, coalesce(o.claimed_until, o.next_attempt_at))) "
 			 "        FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'pending')) - now()) * 1000)::bigint END "
 			 "FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror = m.id "
@@ -182,8 +291,10 @@ mirrors_due(MemoryContext work, int *nrefs, long *next_ms)
 			 "  OFFSET 0) d "		/* not flattened: each test runs once */
 			 "WHERE " PAUSE_MIRROR_ACTIVE_SQL " "
 			 /* parents first: objects other mirrors' reference fields point at */
-			 "ORDER BY (SELECT count(*) FROM sync.field f JOIN sync.mirror c ON c.id = f.mirror "
-			 "          WHERE f.reference_to = m.remote_object AND c.connection = m.connection) DESC, m.id",
+			 /* (counted for the due mirrors only: it reads sync.field) */
+			 "ORDER BY CASE WHEN d.push OR d.pull THEN "
+			 "  (SELECT count(*) FROM sync.field f JOIN sync.mirror c ON c.id = f.mirror "
+			 "   WHERE f.reference_to = m.remote_object AND c.connection = m.connection) END DESC NULLS LAST, m.id",
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	MemoryContextSwitchTo(work);
 	*nrefs = (int) SPI_processed;
@@ -252,9 +363,10 @@ sync_engine_cycle(void)
 											   ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(work);
 	MirrorRef  *refs;
+	RoundDue	due;
 	int			nrefs = 0,
 				i;
-	long		next_ms = -1;
+	long		next_ms;
 	static TimestampTz last_cleanup = 0;
 	static bool retention_more = false;
 
@@ -266,15 +378,20 @@ sync_engine_cycle(void)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* what is due, and when the next thing will be */
-	refs = mirrors_due(work, &nrefs, &next_ms);
-	for (i = 0; i < nrefs; i++)
-		if (mirror_round(&refs[i], work))
-			next_ms = 0;
+	round_due(&due);
+	next_ms = due.next_ms;
+	if (due.work)
+	{
+		refs = mirrors_due(work, &nrefs, &next_ms);
+		for (i = 0; i < nrefs; i++)
+			if (mirror_round(&refs[i], work))
+				next_ms = 0;
+	}
 
 	/* fills of added fields, then one schema check (drift.h): after the rest */
-	if (fill_round(work))
+	if (due.fill && fill_round(work))
 		next_ms = 0;
-	if (drift_round(work))
+	if (due.drift && drift_round(work))
 		next_ms = 0;
 
 	/*
@@ -299,7 +416,7 @@ sync_engine_cycle(void)
 	 * left CurrentMemoryContext at TopMemoryContext).
 	 */
 	MemoryContextSwitchTo(work);
-	next_ms = cdc_stream_round(next_ms);
+	next_ms = cdc_stream_round(next_ms, due.realtime);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(work);

@@ -64,6 +64,7 @@
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -1031,13 +1032,14 @@ stream_open(CdcStream *s, SyncConnection *conn, int64 stored)
 }
 
 long
-cdc_stream_round(long next_ms)
+cdc_stream_round(long next_ms, bool any_realtime)
 {
 	MemoryContext work = CurrentMemoryContext;
 	int			n,
 				i,
 				nreq = 0;
 	int64	   *stored;
+	bool	   *net;
 	CdcStream **open;
 	HttpRequest **reqs;
 	SyncConnection **conns;
@@ -1049,13 +1051,19 @@ cdc_stream_round(long next_ms)
 
 	if (next_ms == 0)
 		return 0;
+	/* no realtime mirror (the round's query says), none to close: no query */
+	if (!any_realtime && streams == NIL)
+		return next_ms;
 	if (stream_cxt == NULL)
 		stream_cxt = AllocSetContextCreate(TopMemoryContext, "sync change streams", ALLOCSET_SMALL_SIZES);
 
 	/* the realtime mirrors (past their backfill), and their stored replay IDs */
 	xact_begin(true);
 	spi_exec("SELECT m.id, m.connection, m.remote_object, "
-			 "  (s.cursor OPERATOR(pg_catalog.->>) 'cdc_replay')::pg_catalog.int8 "
+			 "  (s.cursor OPERATOR(pg_catalog.->>) 'cdc_replay')::pg_catalog.int8, "
+	/* whether the safety net below would move its next pull */
+			 "  (s.next_pull_at OPERATOR(pg_catalog.>) pg_catalog.now()) "
+			 "  AND (s.next_pull_at OPERATOR(pg_catalog.<) (s.last_pull_at OPERATOR(pg_catalog.+) '" CDC_SAFETY_NET "'::pg_catalog.interval)) "
 			 "FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
 			 "JOIN sync.connection c ON c.name OPERATOR(pg_catalog.=) m.connection "
 			 "WHERE c.provider OPERATOR(pg_catalog.=) 'salesforce' AND m.direction OPERATOR(pg_catalog.<>) 'push' "
@@ -1069,6 +1077,7 @@ cdc_stream_round(long next_ms)
 		((CdcStream *) lfirst(lc))->seen = false;
 	stored = palloc(sizeof(int64) * Max(1, n));
 	open = palloc(sizeof(CdcStream *) * Max(1, n));
+	net = palloc0(sizeof(bool) * Max(1, n));
 	for (i = 0; i < n; i++)
 	{
 		CdcStream  *s = stream_for(atoi(getv(i, 1)));
@@ -1087,6 +1096,7 @@ cdc_stream_round(long next_ms)
 		}
 		s->seen = true;
 		stored[i] = replay ? strtoi64(replay, NULL, 10) : -1;
+		net[i] = getv(i, 5) != NULL && strcmp(getv(i, 5), "t") == 0;
 		open[i] = s;
 	}
 	{
@@ -1112,21 +1122,31 @@ cdc_stream_round(long next_ms)
 
 	/*
 	 * The safety net: while a stream is healthy its pull runs every ten
-	 * minutes at most often; a pull due now (asked for) stays due.
+	 * minutes at most often; a pull due now (asked for) stays due.  One
+	 * statement for the healthy streams whose next pull is sooner (after a
+	 * pull), none in a round where there are none.
 	 */
-	for (i = 0; i < n; i++)
-		if (open[i]->healthy)
+	{
+		Datum	   *ids = palloc(sizeof(Datum) * Max(1, n));
+		int			nhealthy = 0;
+
+		for (i = 0; i < n; i++)
+			if (open[i]->healthy && net[i])
+				ids[nhealthy++] = Int32GetDatum(open[i]->mirror);
+		if (nhealthy > 0)
 		{
-			Oid			t[1] = {INT4OID};
-			Datum		a[1] = {Int32GetDatum(open[i]->mirror)};
+			Oid			t[1] = {INT4ARRAYOID};
+			Datum		a[1] = {PointerGetDatum(construct_array(ids, nhealthy, INT4OID, sizeof(int32),
+																true, TYPALIGN_INT))};
 
 			spi_exec("UPDATE sync.mirror_state SET next_pull_at = last_pull_at OPERATOR(pg_catalog.+) "
 					 "  '" CDC_SAFETY_NET "'::pg_catalog.interval "
-					 "WHERE mirror OPERATOR(pg_catalog.=) $1 AND (next_pull_at OPERATOR(pg_catalog.>) pg_catalog.now()) "
+					 "WHERE mirror OPERATOR(pg_catalog.=) ANY ($1) AND (next_pull_at OPERATOR(pg_catalog.>) pg_catalog.now()) "
 					 "  AND (next_pull_at OPERATOR(pg_catalog.<) (last_pull_at OPERATOR(pg_catalog.+) '" CDC_SAFETY_NET "'::pg_catalog.interval))",
 					 1, t, a, NULL, SPI_OK_UPDATE);
-			extended |= SPI_processed > 0;
+			extended = SPI_processed > 0;
 		}
+	}
 	xact_end(true);
 	MemoryContextSwitchTo(work);
 	if (n == 0)
@@ -1148,9 +1168,20 @@ cdc_stream_round(long next_ms)
 		}
 		PG_TRY();
 		{
-			xact_begin(true);
-			conns[i] = conn_get(s->connection);
-			xact_end(true);
+			int			j;
+
+			/* once per connection in a round, not once per stream */
+			for (j = 0; j < i; j++)
+				if (conns[j] != NULL && strcmp(conns[j]->name, s->connection) == 0)
+					break;
+			if (j < i)
+				conns[i] = conns[j];
+			else
+			{
+				xact_begin(true);
+				conns[i] = conn_get(s->connection);
+				xact_end(true);
+			}
 			MemoryContextSwitchTo(work);
 			if (s->channel == NULL)
 				s->channel = MemoryContextStrdup(stream_cxt, channel_for(s->object));
@@ -1218,11 +1249,12 @@ cdc_stream_round(long next_ms)
 	/*
 	 * A wake-up since the round began (a commit, the worker's own apply
 	 * firing a trigger that wrote to another mirror, SIGHUP): the round
-	 * first.  The count is read before the latch, and counted after it is
-	 * set, so a wake-up is seen by one or the other.
+	 * first.  A wake-up is counted before the latch is set, and the count
+	 * is compared with the one of the round's start: one that comes during
+	 * the poll stops it as soon as the latch wakes it.
 	 */
-	sc.wakes = sync_worker_wakes();
-	if (MyLatch->is_set)
+	sc.wakes = sync_worker_round_wakes();
+	if (MyLatch->is_set || sync_worker_wakes() != sc.wakes)
 	{
 		ResetLatch(MyLatch);
 		return 0;

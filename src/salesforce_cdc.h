@@ -12,9 +12,11 @@
  * The worker's round, when nothing else is due now (next_ms != 0): open the
  * streams of the realtime mirrors, long-poll them until a change arrives,
  * the worker is woken (a commit to push), or next_ms passes, and apply what
- * arrived.  Returns the new next_ms (0: run a round now).
+ * arrived.  Returns the new next_ms (0: run a round now).  any_realtime:
+ * whether the round's query saw a realtime mirror (false: no query here
+ * unless streams are open, to close them).
  */
-extern long cdc_stream_round(long next_ms);
+extern long cdc_stream_round(long next_ms, bool any_realtime);
 
 /*
  * The Sforce-Call-Options header value sent with every write

@@ -321,10 +321,22 @@ sync_worker_wake(Oid dboid)
 
 	if (shm == NULL)
 		return;
+
+	/*
+	 * Counted before the latch is set: a worker woken by the latch sees the
+	 * count changed (sync_worker_wakes).  The other order let a worker
+	 * waiting on a change stream wake, find the count unchanged and wait
+	 * on until its next HTTP event — about a second.  A wake-up counted
+	 * since the worker's round began (sync_worker_round_wakes) may be a
+	 * commit that round did not see.
+	 */
 	SpinLockAcquire(&shm->mutex);
 	i = find_slot(dboid);
 	if (i >= 0)
+	{
 		latch = shm->slots[i].latch;
+		shm->slots[i].wakes++;
+	}
 	SpinLockRelease(&shm->mutex);
 	/*
 	 * Outside the spinlock (SetLatch may signal).  A latch is a PGPROC's: if
@@ -332,18 +344,6 @@ sync_worker_wake(Oid dboid)
 	 */
 	if (latch)
 		SetLatch(latch);
-
-	/*
-	 * Counted after the latch is set: a worker that reads the count and then
-	 * finds its latch unset will see the count change (sync_worker_wakes).
-	 */
-	if (i >= 0)
-	{
-		SpinLockAcquire(&shm->mutex);
-		if (shm->slots[i].dboid == dboid)
-			shm->slots[i].wakes++;
-		SpinLockRelease(&shm->mutex);
-	}
 }
 
 static void
@@ -1121,6 +1121,15 @@ static int	my_slot = -1;
 static uint32 my_generation = 0;
 static volatile sig_atomic_t got_sigterm = false;
 
+/* the wake-up count when the current round began (hold_or_sync) */
+static uint64 round_wakes = 0;
+
+uint64
+sync_worker_round_wakes(void)
+{
+	return round_wakes;
+}
+
 /* How often this worker was woken so far (a change ends a stream's long poll). */
 uint64
 sync_worker_wakes(void)
@@ -1430,6 +1439,8 @@ hold_or_sync(void)
 		note_error("");
 	}
 	pgstat_report_activity(STATE_RUNNING, "sync: engine round");
+	/* before the round looks at anything: a wake-up after this may be news */
+	round_wakes = sync_worker_wakes();
 	return sync_engine_cycle();
 }
 

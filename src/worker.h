@@ -18,6 +18,9 @@ extern void sync_worker_wake(Oid dboid);
 /* Wake-ups of this database's worker so far (in the worker; 0 elsewhere). */
 extern uint64 sync_worker_wakes(void);
 
+/* The count above when the worker's current round began. */
+extern uint64 sync_worker_round_wakes(void);
+
 /* Arrange for this database's worker to be woken when the current
  * transaction commits (at most once per transaction; nothing on abort). */
 extern void sync_wake_at_commit(void);
