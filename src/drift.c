@@ -173,14 +173,18 @@ drift_round(MemoryContext work)
 	bool		more = false;
 
 	xact_begin(true);
-	/* (explicit OPERATOR() binds tighter than AND/OR and takes no precedence of its own) */
+	/*
+	 * (explicit OPERATOR() binds tighter than AND/OR and takes no precedence
+	 * of its own.)  The CASE: "NULL AND f()" still calls f, so the error text
+	 * is only read for a mirror whose last error came after its last check.
+	 */
 	spi_exec("SELECT m.id, r.requested FROM sync.mirror m "
 			 "LEFT JOIN sync.drift_state d ON d.mirror OPERATOR(pg_catalog.=) m.id "
 			 "LEFT JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
 			 "CROSS JOIN LATERAL (SELECT "
 			 "  (d.requested_at IS NOT NULL "
-			 "   OR ((s.last_error_at OPERATOR(pg_catalog.>) COALESCE(d.checked_at, '-infinity')) "
-			 "       AND sync._unknown_field_error(NULL, s.last_error))) "
+			 "   OR CASE WHEN s.last_error_at OPERATOR(pg_catalog.>) COALESCE(d.checked_at, '-infinity') "
+			 "      THEN sync._unknown_field_error(NULL, s.last_error) ELSE false END) "
 			 "  AND (COALESCE(d.checked_at, '-infinity') OPERATOR(pg_catalog.<) "
 			 "       (pg_catalog.now() OPERATOR(pg_catalog.-) '10 seconds'::pg_catalog.interval)) AS requested, "
 			 "  ($1 OPERATOR(pg_catalog.>) 0) AND ((COALESCE(d.checked_at, m.created_at) OPERATOR(pg_catalog.+) "

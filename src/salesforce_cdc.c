@@ -79,6 +79,13 @@
 #define CDC_CONNECT_TIMEOUT_MS	130000	/* Salesforce holds a connect up to 110 s */
 #define CDC_SAFETY_NET			"10 minutes"	/* the pull's interval while streaming */
 #define CDC_FETCH_MAX			2000
+/*
+ * While a stream is busy (its last connect brought events) the worker's
+ * push rounds do not starve it: a round with other work still connects,
+ * and a wake-up stops that connect only after this grace (an answer with
+ * queued events comes at once; one that holds has found the remote quiet).
+ */
+#define CDC_BUSY_GRACE_MS		100
 
 /* One mirror's stream (kept across rounds in stream_cxt). */
 typedef struct CdcStream
@@ -91,6 +98,7 @@ typedef struct CdcStream
 	char	   *abandoned;		/* a client whose connect we cut short */
 	List	   *cookies;		/* of "name=value" */
 	bool		healthy;		/* subscribed, last connect answered */
+	bool		busy;			/* its last connect brought events */
 	bool		seen;			/* still a realtime mirror this round */
 	int			failures;
 	TimestampTz retry_at;		/* nothing before this */
@@ -951,15 +959,33 @@ typedef struct StopCheck
 {
 	uint64		wakes;
 	TimestampTz deadline;		/* 0: none */
+	TimestampTz grace_until;	/* a wake-up before this does not stop the poll */
 } StopCheck;
 
 static bool
 stop_polling(void *arg)
 {
 	StopCheck  *sc = (StopCheck *) arg;
+	TimestampTz now = GetCurrentTimestamp();
 
-	return sync_worker_wakes() != sc->wakes || ConfigReloadPending ||
-		(sc->deadline != 0 && GetCurrentTimestamp() >= sc->deadline);
+	return ((sync_worker_wakes() != sc->wakes || ConfigReloadPending) && now >= sc->grace_until) ||
+		(sc->deadline != 0 && now >= sc->deadline);
+}
+
+/* Whether a subscribed stream's last connect brought events. */
+static bool
+any_stream_busy(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, streams)
+	{
+		CdcStream  *s = (CdcStream *) lfirst(lc);
+
+		if (s->busy && s->client_id != NULL)
+			return true;
+	}
+	return false;
 }
 
 static CdcStream *
@@ -1048,8 +1074,10 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz soonest = 0;
 	bool		extended = false;
+	bool		busy = any_stream_busy();
 
-	if (next_ms == 0)
+	/* other work first, unless a busy stream would starve behind it */
+	if (next_ms == 0 && !busy)
 		return 0;
 	/* no realtime mirror (the round's query says), none to close: no query */
 	if (!any_realtime && streams == NIL)
@@ -1254,12 +1282,16 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	 * the poll stops it as soon as the latch wakes it.
 	 */
 	sc.wakes = sync_worker_round_wakes();
-	if (MyLatch->is_set || sync_worker_wakes() != sc.wakes)
+	sc.grace_until = 0;
+	if (MyLatch->is_set || sync_worker_wakes() != sc.wakes || next_ms == 0)
 	{
 		ResetLatch(MyLatch);
-		return 0;
+		if (!busy)
+			return 0;
+		/* a busy stream connects anyway, for its queued events */
+		sc.grace_until = GetCurrentTimestamp() + CDC_BUSY_GRACE_MS * (int64) 1000;
 	}
-	sc.deadline = next_ms > 0 ? GetCurrentTimestamp() + next_ms * (int64) 1000 : 0;
+	sc.deadline = next_ms > 0 ? GetCurrentTimestamp() + next_ms * (int64) 1000 : sc.grace_until;
 	if (soonest != 0 && (sc.deadline == 0 || soonest < sc.deadline))
 		sc.deadline = soonest;
 	pgstat_report_activity(STATE_IDLE, "sync: waiting for change events");
@@ -1272,6 +1304,7 @@ cdc_stream_round(long next_ms, bool any_realtime)
 		CdcStream  *s = open[k];
 
 		keep_cookies(s, req);
+		s->busy = false;
 		if (req->outcome == HTTP_PENDING)
 			continue;			/* never sent: the client connects again next round */
 		if (req->outcome == HTTP_CANCELLED)
@@ -1309,6 +1342,7 @@ cdc_stream_round(long next_ms, bool any_realtime)
 				/* events first: they are applied even if the connect reply says re-handshake */
 				apply_events(s, conns[k], req, arr, work);
 				MemoryContextSwitchTo(work);
+				s->busy = sjson_array_length(arr) > 1;	/* more than the connect's own reply */
 				reply = meta_reply(arr, "/meta/connect");
 				err = sjson_get_string(reply, "error");
 				reconnect = sjson_get_string(sjson_get(reply, "advice"), "reconnect");
