@@ -34,14 +34,19 @@
  * it, with another mirror's id, to a table of its own and queue deletes of
  * any remote ID.
  *
- * Inserts and updates take a fast path that does not go through SQL: an
- * index probe for the row's open entry (the way logical replication's apply
- * finds rows), then a heap insert or update.  An executor start per captured
- * row would cost more than the user's UPDATE itself.  The probe locks the
- * open entry it finds (KEY SHARE), so a claimer cannot seal it before this
- * transaction commits: a change already covered by the entry needs no write
- * at all, and is still sent, because the claim that takes the entry comes
- * after the commit and reads the row then.
+ * Inserts and updates take a fast path that does not go through SQL: a
+ * heap insert of a new open entry with its index entries, or an index probe
+ * for the row's open entry (the way logical replication's apply finds rows)
+ * and a heap update.  An executor start per captured row would cost more
+ * than the user's UPDATE itself.  Most captured rows have no open entry, so
+ * the new entry is usually inserted first, speculatively as INSERT ... ON
+ * CONFLICT does: one descent of the outbox_row index instead of a probe and
+ * an insert; the probe follows only when the row has an entry after all
+ * (recent_rows below: the guesses that choose the order).  The probe
+ * locks the open entry it finds (KEY SHARE), so a claimer cannot seal it
+ * before this transaction commits: a change already covered by the entry
+ * needs no write at all, and is still sent, because the claim that takes
+ * the entry comes after the commit and reads the row then.
  */
 #include "postgres.h"
 
