@@ -34,33 +34,46 @@
  * it, with another mirror's id, to a table of its own and queue deletes of
  * any remote ID.
  *
- * Inserts and updates take a fast path that does not go through SQL: an
- * index probe for the row's open entry (the way logical replication's apply
- * finds rows), then a heap insert or update.  An executor start per captured
- * row would cost more than the user's UPDATE itself.  The probe locks the
- * open entry it finds (KEY SHARE), so a claimer cannot seal it before this
- * transaction commits: a change already covered by the entry needs no write
- * at all, and is still sent, because the claim that takes the entry comes
- * after the commit and reads the row then.
+ * Inserts and updates take a fast path that does not go through SQL: a
+ * heap insert of a new open entry with its index entries, or an index probe
+ * for the row's open entry (the way logical replication's apply finds rows)
+ * and a heap update.  An executor start per captured row would cost more
+ * than the user's UPDATE itself.  Most captured rows have no open entry, so
+ * the new entry is usually inserted first, speculatively as INSERT ... ON
+ * CONFLICT does: one descent of the outbox_row index instead of a probe and
+ * an insert; the probe follows only when the row has an entry after all
+ * (recent_rows below: the guesses that choose the order).  The probe
+ * locks the open entry it finds (KEY SHARE), so a claimer cannot seal it
+ * before this transaction commits: a change already covered by the entry
+ * needs no write at all, and is still sent, because the claim that takes
+ * the entry comes after the commit and reads the row then.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_am.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
+#include "storage/smgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/catcache.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -416,6 +429,26 @@ mirror_catalog_open(void)
 }
 
 /*
+ * Is block blk within rel (locked)?  The size this backend last saw is
+ * kept by smgr (smgr_cached_nblocks) and is a lower bound: a relation
+ * grows without telling other backends, but shrinks only by truncation,
+ * which needs AccessExclusiveLock and sends every backend an smgr
+ * invalidation that forgets the size (before it truncates).  The caller's
+ * lock was taken after any truncation finished, and taking it processed
+ * that invalidation.  So a block below the kept size exists; only above
+ * it is the size asked of the kernel (an lseek), which keeps it again.
+ */
+static bool
+block_exists(Relation rel, BlockNumber blk)
+{
+	BlockNumber known = RelationGetSmgr(rel)->smgr_cached_nblocks[MAIN_FORKNUM];
+
+	if (known != InvalidBlockNumber && blk < known)
+		return true;
+	return blk < RelationGetNumberOfBlocks(rel);
+}
+
+/*
  * Does the sync.mirror row version that proved info's mirror to be of its
  * table still say so, under the statement's snapshot?  (See the head of
  * the cache.)  The block is checked against the relation's size: VACUUM
@@ -432,7 +465,7 @@ mirror_proof_holds(CaptureInfo *info)
 	if (!info->proved || !ActiveSnapshotSet() || (rel = mirror_catalog_open()) == NULL)
 		return false;
 	tuple.t_self = info->proof_tid;
-	if (ItemPointerGetBlockNumber(&info->proof_tid) < RelationGetNumberOfBlocks(rel) &&
+	if (block_exists(rel, ItemPointerGetBlockNumber(&info->proof_tid)) &&
 		heap_fetch(rel, GetActiveSnapshot(), &tuple, &buf, false))
 	{
 		bool		idnull,
@@ -804,15 +837,19 @@ typedef struct CapturedWrite
 	bool		is_delete;
 } CapturedWrite;
 
-/* Did the column's value change?  Compares the stored images, detoasted. */
+/*
+ * Did the column's value change?  Compares the stored images, detoasted.
+ * The row versions are read through the trigger's slots, which deform each
+ * row once for all its columns.
+ */
 static bool
-column_changed(HeapTuple oldtup, HeapTuple newtup, TupleDesc desc, AttrNumber att)
+column_changed(TupleTableSlot *oldslot, TupleTableSlot *newslot, AttrNumber att)
 {
-	Form_pg_attribute a = TupleDescAttr(desc, att - 1);
+	Form_pg_attribute a = TupleDescAttr(oldslot->tts_tupleDescriptor, att - 1);
 	bool		oldnull,
 				newnull;
-	Datum		oldd = heap_getattr(oldtup, att, desc, &oldnull);
-	Datum		newd = heap_getattr(newtup, att, desc, &newnull);
+	Datum		oldd = slot_getattr(oldslot, att, &oldnull);
+	Datum		newd = slot_getattr(newslot, att, &newnull);
 
 	if (oldnull || newnull)
 		return oldnull != newnull;
@@ -820,10 +857,10 @@ column_changed(HeapTuple oldtup, HeapTuple newtup, TupleDesc desc, AttrNumber at
 }
 
 static char *
-column_text(HeapTuple tuple, TupleDesc desc, AttrNumber att, FmgrInfo *out)
+column_text(TupleTableSlot *slot, AttrNumber att, FmgrInfo *out)
 {
 	bool		isnull;
-	Datum		d = heap_getattr(tuple, att, desc, &isnull);
+	Datum		d = slot_getattr(slot, att, &isnull);
 
 	return isnull ? NULL : OutputFunctionCall(out, d);
 }
@@ -841,15 +878,15 @@ describe_update(CaptureInfo *info, TriggerData *td, CapturedWrite *w)
 	Datum	   *changed = palloc(sizeof(Datum) * Max(1, info->ncols));
 	int			nchanged = 0;
 	int			i;
-	char	   *key = column_text(td->tg_newtuple, desc, info->key_att, &info->key_out);
+	char	   *key = column_text(td->tg_newslot, info->key_att, &info->key_out);
 
 	for (i = 0; i < info->ncols; i++)
-		if (column_changed(td->tg_trigtuple, td->tg_newtuple, desc, info->atts[i]))
+		if (column_changed(td->tg_trigslot, td->tg_newslot, info->atts[i]))
 			changed[nchanged++] = info->names[i];
 
-	if (column_changed(td->tg_trigtuple, td->tg_newtuple, desc, info->key_att) || key == NULL)
+	if (column_changed(td->tg_trigslot, td->tg_newslot, info->key_att) || key == NULL)
 	{
-		char	   *oldkey = column_text(td->tg_trigtuple, desc, info->key_att, &info->key_out);
+		char	   *oldkey = column_text(td->tg_trigslot, info->key_att, &info->key_out);
 
 		if (key == NULL || oldkey == NULL || strcmp(key, oldkey) != 0)
 			ereport(ERROR,
@@ -876,8 +913,7 @@ describe_update(CaptureInfo *info, TriggerData *td, CapturedWrite *w)
 static bool
 describe_write(CaptureInfo *info, TriggerData *td, CapturedWrite *w)
 {
-	TupleDesc	desc = RelationGetDescr(td->tg_relation);
-	HeapTuple	row = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	TupleTableSlot *row = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newslot : td->tg_trigslot;
 	char	   *rid;
 
 	memset(w->args, 0, sizeof(w->args));
@@ -892,7 +928,7 @@ describe_write(CaptureInfo *info, TriggerData *td, CapturedWrite *w)
 	}
 	else
 	{
-		char	   *key = column_text(row, desc, info->key_att, &info->key_out);
+		char	   *key = column_text(row, info->key_att, &info->key_out);
 
 		if (key == NULL)
 			return false;		/* cannot happen for a primary key */
@@ -901,7 +937,7 @@ describe_write(CaptureInfo *info, TriggerData *td, CapturedWrite *w)
 		w->nulls[3] = 'n';
 	}
 
-	rid = column_text(row, desc, info->remote_id_att, &info->remote_id_out);
+	rid = column_text(row, info->remote_id_att, &info->remote_id_out);
 	if (rid != NULL)
 		w->args[4] = CStringGetTextDatum(rid);
 	else
@@ -956,6 +992,7 @@ union_columns(Datum old, bool oldnull, Datum changed, bool changednull, bool *sa
 typedef struct OutboxWrite
 {
 	Relation	rel;
+	Relation	idxrel;			/* outbox_row, opened with the others */
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *found;		/* the row's open entry */
@@ -968,6 +1005,7 @@ outbox_write_begin(OutboxWrite *ow, Relation rel)
 {
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
 
 	ow->rel = rel;
 	ow->now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
@@ -982,6 +1020,20 @@ outbox_write_begin(OutboxWrite *ow, Relation rel)
 	ow->estate->es_output_cid = GetCurrentCommandId(true);
 	ow->estate->es_snapshot = GetActiveSnapshot();
 	ExecOpenIndices(ow->rri, false);
+	ow->idxrel = NULL;
+	for (i = 0; i < ow->rri->ri_NumIndices; i++)
+		if (RelationGetRelid(ow->rri->ri_IndexRelationDescs[i]) == outbox.idxid)
+			ow->idxrel = ow->rri->ri_IndexRelationDescs[i];
+
+	/* the probe's scan keys assume the index of 40_catalog.sql */
+	if (ow->idxrel == NULL ||
+		IndexRelationGetNumberOfKeyAttributes(ow->idxrel) != 3 ||
+		ow->idxrel->rd_index->indkey.values[0] != outbox.a_mirror ||
+		ow->idxrel->rd_index->indkey.values[1] != outbox.a_key ||
+		ow->idxrel->rd_index->indkey.values[2] != outbox.a_slot ||
+		!ow->idxrel->rd_index->indisunique ||
+		ow->idxrel->rd_rel->relam != BTREE_AM_OID)
+		elog(ERROR, "sync: index sync.outbox_row is not the unique (mirror, local_key, slot) index it should be; reinstall the extension");
 	ow->found = table_slot_create(rel, &ow->estate->es_tupleTable);
 	ow->slot = ExecInitExtraTupleSlot(ow->estate, desc, &TTSOpsVirtual);
 }
@@ -997,24 +1049,64 @@ outbox_write_end(OutboxWrite *ow)
 
 /*
  * Probe for the row's open entry (slot 0) by the outbox_row index, locking
- * it KEY SHARE (see the head of this file); into ow->found.
+ * it KEY SHARE (see the head of this file); into ow->found.  As logical
+ * replication's RelationFindReplTupleByIndex, with a dirty snapshot, but
+ * an entry still being inserted speculatively (by another capture, see
+ * insert_entry) is waited for by its token, not its transaction, as
+ * ON CONFLICT does.
  */
 static bool
 find_open_entry(OutboxWrite *ow, CapturedWrite *w)
 {
-	TupleDesc	desc = RelationGetDescr(ow->rel);
-	TupleTableSlot *search = ExecInitExtraTupleSlot(ow->estate, desc, &TTSOpsVirtual);
+	ScanKeyData skey[3];
+	SnapshotData snap;
+	IndexScanDesc scan;
+	bool		found;
 
-	ExecClearTuple(search);
-	memset(search->tts_isnull, true, sizeof(bool) * desc->natts);
-	search->tts_values[outbox.a_mirror - 1] = w->args[0];
-	search->tts_isnull[outbox.a_mirror - 1] = false;
-	search->tts_values[outbox.a_key - 1] = w->args[1];
-	search->tts_isnull[outbox.a_key - 1] = false;
-	search->tts_values[outbox.a_slot - 1] = Int64GetDatum(0);
-	search->tts_isnull[outbox.a_slot - 1] = false;
-	ExecStoreVirtualTuple(search);
-	return RelationFindReplTupleByIndex(ow->rel, outbox.idxid, LockTupleKeyShare, search, ow->found);
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_INT4EQ, w->args[0]);
+	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ, w->args[1]);
+	skey[1].sk_collation = ow->idxrel->rd_indcollation[1];
+	ScanKeyInit(&skey[2], 3, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(0));
+
+	InitDirtySnapshot(snap);
+	scan = index_beginscan(ow->rel, ow->idxrel, &snap, 3, 0);
+	for (;;)
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+		TransactionId xwait;
+
+		CHECK_FOR_INTERRUPTS();
+		index_rescan(scan, skey, 3, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, ow->found);
+		if (!found)
+			break;
+		ExecMaterializeSlot(ow->found);
+
+		/* an insert or update in progress: wait for it, look again */
+		xwait = TransactionIdIsValid(snap.xmin) ? snap.xmin : snap.xmax;
+		if (TransactionIdIsValid(xwait))
+		{
+			if (snap.speculativeToken != 0)
+				SpeculativeInsertionWait(snap.xmin, snap.speculativeToken);
+			else
+				XactLockTableWait(xwait, ow->rel, &ow->found->tts_tid, XLTW_None);
+			continue;
+		}
+
+		PushActiveSnapshot(GetLatestSnapshot());
+		res = table_tuple_lock(ow->rel, &ow->found->tts_tid, GetLatestSnapshot(),
+							   ow->found, GetCurrentCommandId(false),
+							   LockTupleKeyShare, LockWaitBlock, 0, &tmfd);
+		PopActiveSnapshot();
+		if (res == TM_Ok)
+			break;
+		if (res != TM_Updated && res != TM_Deleted)
+			elog(ERROR, "sync: unexpected result %d locking an outbox entry", (int) res);
+		/* sealed or removed meanwhile: look again */
+	}
+	index_endscan(scan);
+	return found;
 }
 
 /*
@@ -1064,14 +1156,27 @@ coalesce_entry(OutboxWrite *ow, CapturedWrite *w)
 	ExecSimpleRelationUpdate(ow->rri, ow->estate, NULL, found, slot);
 }
 
-/* A new open entry for the row. */
-static void
+/*
+ * A new open entry for the row, inserted speculatively, the way INSERT ...
+ * ON CONFLICT does: the heap tuple carries a token that others wait for
+ * instead of this transaction, and the outbox_row index entry is made with
+ * a partial uniqueness check.  Returns false when the row turned out to
+ * have an open entry already (committed or not): then the tuple is killed
+ * at once (its index entries stay, pointing at nothing, until vacuum), and
+ * the caller probes.  One index descent instead of a probe and an insert.
+ */
+static bool
 insert_entry(OutboxWrite *ow, CapturedWrite *w)
 {
 	TupleTableSlot *slot = ow->slot;
+	Relation	rel = ow->rel;
+	TransactionId xid;
+	uint32		token;
+	bool		conflict = false;
+	List	   *recheck;
 
 	ExecClearTuple(slot);
-	memset(slot->tts_isnull, true, sizeof(bool) * RelationGetDescr(ow->rel)->natts);
+	memset(slot->tts_isnull, true, sizeof(bool) * RelationGetDescr(rel)->natts);
 #define SET(att, v) \
 	do { slot->tts_values[(att) - 1] = (v); slot->tts_isnull[(att) - 1] = false; } while (0)
 	SET(outbox.a_id, Int64GetDatum(nextval_internal(outbox.seqid, false)));
@@ -1090,7 +1195,48 @@ insert_entry(OutboxWrite *ow, CapturedWrite *w)
 	SET(outbox.a_updated, ow->now);
 #undef SET
 	ExecStoreVirtualTuple(slot);
-	ExecSimpleRelationInsert(ow->rri, ow->estate, slot);
+	if (rel->rd_att->constr)
+		ExecConstraints(ow->rri, slot, ow->estate);
+
+	xid = GetCurrentTransactionId();
+	token = SpeculativeInsertionLockAcquire(xid);
+	table_tuple_insert_speculative(rel, slot, ow->estate->es_output_cid, 0, NULL, token);
+	recheck = ExecInsertIndexTuples(ow->rri, slot, ow->estate, false, true, &conflict,
+									list_make1_oid(outbox.idxid));
+	table_tuple_complete_speculative(rel, slot, token, !conflict);
+	SpeculativeInsertionLockRelease(xid);
+	list_free(recheck);
+	return !conflict;
+}
+
+/*
+ * Probe first, or insert first?  Inserting first costs one index descent
+ * when the row has no open entry, but a wasted insert (and dead index
+ * entries for vacuum) when it has one; probing first costs a descent more
+ * when it has none.  Two per-backend guesses choose; either order gives
+ * the same outbox:
+ *
+ * - recent_rows: hashes of (mirror, key) of the rows this backend queued
+ *   lately.  A row found here likely has its entry still open (a row
+ *   written again, in one transaction or the next), so it is probed first.
+ * - open_rate: how many of the latest captured rows had an open entry
+ *   already, out of 1024 (a moving average over about 16 rows).  Above a
+ *   third, probing first is the cheaper bet (a few hot rows written by many
+ *   sessions); below, inserting first (new rows, rows written once between
+ *   pushes, a bulk update).
+ */
+#define RECENT_SLOTS 1024
+#define OPEN_RATE_PROBE_FIRST 341
+static uint32 recent_rows[RECENT_SLOTS];
+static int	open_rate = 0;
+
+static uint32
+row_hash(CapturedWrite *w)
+{
+	text	   *key = DatumGetTextPP(w->args[1]);
+	uint32		h = hash_bytes((const unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+
+	return hash_combine(h, (uint32) DatumGetInt32(w->args[0])) | 1;	/* never 0 */
 }
 
 /*
@@ -1103,6 +1249,9 @@ queue_upsert(CapturedWrite *w)
 {
 	Relation	rel = outbox_open();
 	OutboxWrite ow;
+	uint32		h;
+	bool		probe;
+	bool		had_entry = false;
 
 	if (rel->trigdesc != NULL)
 	{
@@ -1114,11 +1263,26 @@ queue_upsert(CapturedWrite *w)
 	CommandCounterIncrement();
 
 	outbox_write_begin(&ow, rel);
-	if (find_open_entry(&ow, w))
-		coalesce_entry(&ow, w);
-	else
-		insert_entry(&ow, w);
+	h = row_hash(w);
+	probe = (recent_rows[h % RECENT_SLOTS] == h || open_rate > OPEN_RATE_PROBE_FIRST);
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (probe && find_open_entry(&ow, w))
+		{
+			coalesce_entry(&ow, w);
+			had_entry = true;
+			break;
+		}
+		if (insert_entry(&ow, w))
+			break;
+		/* it has an open entry after all (or had, if that one goes away) */
+		probe = true;
+		had_entry = true;
+	}
 	outbox_write_end(&ow);
+	recent_rows[h % RECENT_SLOTS] = h;
+	open_rate += ((had_entry ? 1024 : 0) - open_rate) / 16;
 	return true;
 }
 
