@@ -31,31 +31,10 @@ set -u; [ -n "${BENCH_TRACE:-}" ] && set -x
 N=${1:-20000}
 ROUNDS=${2:-5}
 
-sync_install_deps
-sync_ensure_user
-sync_build
-DIR=$(mktemp -d /tmp/sync-bench.XXXXXX); chmod 755 "$DIR"
-mkdir -p "$DIR/tree" && (cd "$SYNC_ROOT" && tar --exclude=.git -cf - test) | tar -C "$DIR/tree" -xf -
-chown -R "$SYNC_USER" "$DIR"
-SYNC_TREE=$DIR/tree
-trap 'sync_stop_emulator; sync_stop_cluster "$DIR"; rm -rf "$DIR"' EXIT
-sync_start_emulator "$DIR"
-PORT=$(free_port)
-# no shared_preload_libraries: no worker, sync.pull() does the pulling
-sync_start_cluster "$DIR" "$PORT" "synchronous_commit = off" "shared_buffers = 256MB"
-psql_() { as_user psql -X -q -h "$DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
+# no worker: sync.pull() does the pulling
+sync_bench_start --no-worker "synchronous_commit = off" "shared_buffers = 256MB"
 
-echo "seeding $N Contacts in the emulator"
-python3 - "$EMULATOR_URL" "$N" <<'PY'
-import json, sys, urllib.request
-url, n = sys.argv[1], int(sys.argv[2])
-for start in range(0, n, 20000):
-    recs = [{"FirstName": "F%d" % i, "LastName": "L%d" % i, "Email": "c%d@example.com" % i,
-             "Title": "T%d" % (i % 97)} for i in range(start, min(n, start + 20000))]
-    req = urllib.request.Request(url + "/__emulator/records/salesforce/Contact", json.dumps(recs).encode(),
-                                 {"Content-Type": "application/json"}, method="POST")
-    urllib.request.urlopen(req).read()
-PY
+sync_bench_seed_contacts "$N"
 
 psql_ <<SQL >/dev/null
 CREATE EXTENSION sync; CREATE SCHEMA crm;

@@ -20,17 +20,7 @@ N=${1:-200000}
 sync_bench_start "sync.poll_interval = '1s'" \
   "synchronous_commit = off" "sync.worker_log_level = debug1"
 
-echo "seeding $N Contacts in the emulator"
-python3 - "$EMULATOR_URL" "$N" <<'PY'
-import json, sys, urllib.request
-url, n = sys.argv[1], int(sys.argv[2])
-for start in range(0, n, 20000):
-    recs = [{"FirstName": "F%d" % i, "LastName": "L%d" % i, "Email": "c%d@example.com" % i,
-             "Title": "T%d" % (i % 97)} for i in range(start, min(n, start + 20000))]
-    req = urllib.request.Request(url + "/__emulator/records/salesforce/Contact", json.dumps(recs).encode(),
-                                 {"Content-Type": "application/json"}, method="POST")
-    urllib.request.urlopen(req).read()
-PY
+sync_bench_seed_contacts "$N"
 
 psql_ <<SQL >/dev/null
 CREATE EXTENSION sync; CREATE SCHEMA crm;

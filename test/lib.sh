@@ -114,11 +114,14 @@ sync_stop_emulator() {
   return 0
 }
 
-# sync_bench_start [postgresql.conf lines...]: what every benchmark needs —
-# dependencies, a build, a private copy of the test tree, the emulator and a
-# throwaway cluster with sync preloaded plus the given settings; all removed
-# on exit.  Sets DIR, PORT, EMULATOR_URL; defines psql_ and ctl.
+# sync_bench_start [--no-worker] [postgresql.conf lines...]: what every
+# benchmark needs — dependencies, a build, a private copy of the test tree,
+# the emulator and a throwaway cluster with sync preloaded (not with
+# --no-worker: sync.push()/sync.pull() do the work) plus the given settings;
+# all removed on exit.  Sets DIR, PORT, EMULATOR_URL; defines psql_ and ctl.
 sync_bench_start() {
+  local preload="shared_preload_libraries = 'sync'"
+  if [ "${1:-}" = --no-worker ]; then preload="# no worker"; shift; fi
   sync_install_deps
   sync_ensure_user
   sync_build
@@ -129,7 +132,24 @@ sync_bench_start() {
   trap 'sync_stop_emulator; sync_stop_cluster "$DIR"; rm -rf "$DIR"' EXIT
   sync_start_emulator "$DIR"
   PORT=$(free_port)
-  sync_start_cluster "$DIR" "$PORT" "shared_preload_libraries = 'sync'" "$@"
+  sync_start_cluster "$DIR" "$PORT" "$preload" "$@"
   psql_() { as_user psql -X -q -h "$DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
   ctl() { curl -s -X "$1" "$EMULATOR_URL$2" ${3:+-H 'Content-Type: application/json' -d "$3"}; }
+}
+
+# sync_bench_seed_contacts N: N Salesforce Contacts in the emulator (FirstName
+# F<i>, LastName L<i>, Email c<i>@example.com, Title T<i mod 97>), in posts of
+# 20,000, as a remote user would create them.
+sync_bench_seed_contacts() {
+  echo "seeding $1 Contacts in the emulator"
+  python3 - "$EMULATOR_URL" "$1" <<'PY'
+import json, sys, urllib.request
+url, n = sys.argv[1], int(sys.argv[2])
+for start in range(0, n, 20000):
+    recs = [{"FirstName": "F%d" % i, "LastName": "L%d" % i, "Email": "c%d@example.com" % i,
+             "Title": "T%d" % (i % 97)} for i in range(start, min(n, start + 20000))]
+    req = urllib.request.Request(url + "/__emulator/records/salesforce/Contact", json.dumps(recs).encode(),
+                                 {"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(req).read()
+PY
 }
