@@ -1290,6 +1290,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 					wave;
 		MemoryContext old;
 		bool		more;
+		TimestampTz claim_start;
 
 		/* one batch at a time in memory, however long the queue */
 		MemoryContextReset(batchcxt);
@@ -1308,7 +1309,11 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		 */
 		wave = conn->provider->batch_max(conn, m, 'U') * in_flight(conn);
 		limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
+		claim_start = GetCurrentTimestamp();
 		b = push_claim(m, conn->provider, limit, batchcxt);
+		if (b->nitems > 0)
+			elog(DEBUG1, "sync: mirror %d: first claim of a push: %d entries in %ld ms",
+				 mirror_id, b->nitems, (long) ((GetCurrentTimestamp() - claim_start) / 1000));
 		if (b->nitems == limit && !analyzed)
 		{
 			/*
