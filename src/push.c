@@ -233,9 +233,10 @@ resolve_references(SyncMirror *m, const char *connection, PushBatch *b, MemoryCo
  * and hash the whole table: a batch then costs in proportion to the table,
  * not to the batch (with 50,000 rows, such scans were half the push's
  * database time: issue #13).  Through the indexes it costs the batch's
- * rows only, and scans remain where no index serves.  Set for the claim
- * and the recording only; an error needs no cleanup ((sub)transaction
- * abort restores the settings).
+ * rows only, and scans remain where no index serves (their cost then
+ * includes disable_cost, which would set off JIT compilation: off too).
+ * Set for the claim and the recording only; an error needs no cleanup
+ * ((sub)transaction abort restores the settings).
  */
 static int
 push_plans_begin(void)
@@ -247,6 +248,9 @@ push_plans_begin(void)
 	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* a scan that remains (no index) costs disable_cost: no JIT for that */
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	return level;
 }
