@@ -18,6 +18,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -225,6 +226,42 @@ resolve_references(SyncMirror *m, const char *connection, PushBatch *b, MemoryCo
 }
 
 /*
+ * The plans of the push's statements.  Each touches one batch of rows by
+ * key (the outbox by id and by row, the user's table by primary key and by
+ * remote ID) out of tables of any size.  With random_page_cost's default,
+ * and statistics that predate a bulk write, the planner prefers to scan
+ * and hash the whole table: a batch then costs in proportion to the table,
+ * not to the batch (with 50,000 rows, such scans were half the push's
+ * database time: issue #13).  Through the indexes it costs the batch's
+ * rows only, and scans remain where no index serves (their cost then
+ * includes disable_cost, which would set off JIT compilation: off too).
+ * Set for the claim and the recording only; an error needs no cleanup
+ * ((sub)transaction abort restores the settings).
+ */
+static int
+push_plans_begin(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* a scan that remains (no index) costs disable_cost: no JIT for that */
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+static void
+push_plans_end(int level)
+{
+	AtEOXact_GUC(true, level);
+}
+
+/*
  * The claim itself (sync._claim): the batch's items, the columns each
  * sends; keys[]: the rows whose values are to be read.
  */
@@ -425,6 +462,7 @@ push_claim(SyncMirror *m, const SyncProvider *prov, int limit, MemoryContext wor
 {
 	char	  **keys;
 	int			nkeys = 0;
+	int			plans = push_plans_begin();
 	PushBatch  *b = claim_entries(m, limit, work, &keys, &nkeys);
 	bool	   *found = MemoryContextAllocZero(work, sizeof(bool) * Max(1, b->nitems));
 
@@ -432,6 +470,7 @@ push_claim(SyncMirror *m, const SyncProvider *prov, int limit, MemoryContext wor
 	claim_check(m, prov, b, found, work);
 	/* rows flagged remote_deleted_at ("delete": "flag") send nothing */
 	deletes_skip_flagged(m, b->items, b->nitems, work);
+	push_plans_end(plans);
 	return b;
 }
 
@@ -887,6 +926,7 @@ push_record(SyncMirror *m, PushBatch *b, long blocked_ms, MemoryContext work,
 {
 	PushOutcome *out = palloc0(sizeof(PushOutcome) * Max(1, b->nitems));
 	char	  **vals = palloc(sizeof(char *) * Max(1, m->nfields));
+	int			plans = push_plans_begin();
 	int			i;
 
 	push_write_backs(m, b, out, work);
@@ -922,6 +962,7 @@ push_record(SyncMirror *m, PushBatch *b, long blocked_ms, MemoryContext work,
 		outcome_journal(m, it, &out[i], vals);
 	}
 	push_record_batch(m, b, out);
+	push_plans_end(plans);
 }
 
 /* Requests a connection may have in flight: its option, else sync.http_max_in_flight. */
@@ -1253,6 +1294,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 					wave;
 		MemoryContext old;
 		bool		more;
+		TimestampTz claim_start;
 
 		/* one batch at a time in memory, however long the queue */
 		MemoryContextReset(batchcxt);
@@ -1271,7 +1313,11 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		 */
 		wave = conn->provider->batch_max(conn, m, 'U') * in_flight(conn);
 		limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
+		claim_start = GetCurrentTimestamp();
 		b = push_claim(m, conn->provider, limit, batchcxt);
+		if (b->nitems > 0)
+			elog(DEBUG1, "sync: mirror %d: first claim of a push: %d entries in %ld ms",
+				 mirror_id, b->nitems, (long) ((GetCurrentTimestamp() - claim_start) / 1000));
 		if (b->nitems == limit && !analyzed)
 		{
 			/*
