@@ -330,6 +330,8 @@ INSERT INTO hostile.cases (who, expect_ok, sql) VALUES
 ('reader', true, $$SELECT sync.create_connection('readers', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_secret"}}')$$),
 ('reader', true, $$SELECT sync.alter_connection('readers', '{"auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_secret2"}}')$$);
 
+-- a claim of no entries (max_entries <= 0) claims nothing: no error
+UPDATE hostile.cases SET expect_ok = true WHERE sql = $$SELECT * FROM sync._claim(-1, -1, -1)$$;
 INSERT INTO hostile.results SELECT n, who, expect_ok, hostile.try(sql, expect_ok) FROM hostile.cases WHERE who = 'owner' ORDER BY n;
 SET ROLE hostile_user;
 INSERT INTO hostile.results SELECT n, who, expect_ok, hostile.try(sql, expect_ok) FROM hostile.cases WHERE who = 'user' ORDER BY n;

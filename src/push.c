@@ -236,7 +236,10 @@ resolve_references(SyncMirror *m, const char *connection, PushBatch *b, MemoryCo
  * rows only, and scans remain where no index serves (their cost then
  * includes disable_cost, which would set off JIT compilation: off too).
  * Set for the claim and the recording only; an error needs no cleanup
- * ((sub)transaction abort restores the settings).
+ * ((sub)transaction abort restores the settings).  The recording's
+ * write-backs fire the table's own triggers, which run under these
+ * settings too (docs/worker.md, "Pushing", says so): a plan without a
+ * usable index still scans, only its cost estimate is inflated.
  */
 static int
 push_plans_begin(void)

@@ -560,6 +560,9 @@ END $$;
 -- the database, when syncing was enabled), the mirror and the entry, so no
 -- other database, nor this one after the extension was re-created, can
 -- produce the same key and upsert into a record that is not its own.
+-- The entries are updated by id from an array, not by a join to `ready`:
+-- with statistics from before a bulk write (an outbox analyzed while
+-- empty) the join could rescan `ready` for every entry of the outbox.
 CREATE FUNCTION sync._claim(mirror int, max_entries int, lease_seconds int)
 RETURNS SETOF sync.outbox LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WITH ready AS (
@@ -568,7 +571,7 @@ RETURNS SETOF sync.outbox LANGUAGE sql SET search_path = pg_catalog, pg_temp AS 
            AND (o.claimed_until IS NULL OR o.claimed_until < now())
            AND NOT EXISTS (SELECT 1 FROM sync.outbox p
                             WHERE p.mirror = o.mirror AND p.local_key = o.local_key AND p.id < o.id)
-         ORDER BY o.id LIMIT max_entries
+         ORDER BY o.id LIMIT greatest(max_entries, 0)
            FOR UPDATE SKIP LOCKED)
     UPDATE sync.outbox o
        SET claimed_until = now() + make_interval(secs => lease_seconds),
@@ -578,7 +581,7 @@ RETURNS SETOF sync.outbox LANGUAGE sql SET search_path = pg_catalog, pg_temp AS 
                                       FROM sync.instance i ORDER BY i.enabled_at DESC LIMIT 1),
                                    to_hex(hashtext(current_database())))
                        || '-' || o.mirror || '-' || o.id) END
-      FROM ready WHERE o.id = ready.id
+     WHERE o.id = ANY (ARRAY(SELECT ready.id FROM ready))
     RETURNING o.*
 $$;
 
