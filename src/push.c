@@ -975,6 +975,38 @@ in_flight(SyncConnection *conn)
 	return conn->max_in_flight > 0 ? conn->max_in_flight : Max(1, sync_http_max_in_flight);
 }
 
+/*
+ * The batch's pending items of one operation, copied into *group (their
+ * places in b->items in *index); returns how many.  A delete of a row that
+ * never reached the remote is done without sending anything.
+ */
+static int
+group_items(PushBatch *b, char op, SyncPushItem **group, int **index)
+{
+	int			n = 0,
+				i;
+
+	*group = palloc(sizeof(SyncPushItem) * Max(1, b->nitems));
+	*index = palloc(sizeof(int) * Max(1, b->nitems));
+	for (i = 0; i < b->nitems; i++)
+	{
+		SyncPushItem *it = &b->items[i];
+
+		if (it->op != op || it->result != PUSH_PENDING)
+			continue;
+		if (it->op == 'D' && it->remote_id == NULL)
+		{
+			/* never reached the remote: nothing to delete */
+			it->result = PUSH_OK;
+			it->error_message = "skipped: the row never reached the remote";
+			continue;
+		}
+		(*group)[n] = *it;
+		(*index)[n++] = i;
+	}
+	return n;
+}
+
 /* Hand the claimed items to the provider, one operation at a time. */
 static void
 push_send(SyncConnection *conn, SyncMirror *m, PushBatch *b)
@@ -984,27 +1016,11 @@ push_send(SyncConnection *conn, SyncMirror *m, PushBatch *b)
 
 	for (o = 0; o < 3; o++)
 	{
-		SyncPushItem *group = palloc(sizeof(SyncPushItem) * Max(1, b->nitems));
-		int		   *index = palloc(sizeof(int) * Max(1, b->nitems));
-		int			n = 0,
+		SyncPushItem *group;
+		int		   *index;
+		int			n = group_items(b, ops[o], &group, &index),
 					i;
 
-		for (i = 0; i < b->nitems; i++)
-		{
-			SyncPushItem *it = &b->items[i];
-
-			if (it->op != ops[o] || it->result != PUSH_PENDING)
-				continue;
-			if (it->op == 'D' && it->remote_id == NULL)
-			{
-				/* never reached the remote: nothing to delete */
-				it->result = PUSH_OK;
-				it->error_message = "skipped: the row never reached the remote";
-				continue;
-			}
-			group[n] = *it;
-			index[n++] = i;
-		}
 		if (n > 0)
 		{
 			int			max = conn->provider->batch_max(conn, m, ops[o]);
@@ -1121,29 +1137,12 @@ pipe_start(SyncConnection *conn, const SyncPushPipe *pipe, PipeBatch *pb)
 	{
 		for (o = 0; o < 3; o++)
 		{
-			SyncPushItem *group = palloc(sizeof(SyncPushItem) * Max(1, b->nitems));
-			int		   *index = palloc(sizeof(int) * Max(1, b->nitems));
-			int			n = 0,
-						i,
+			SyncPushItem *group;
+			int		   *index;
+			int			n = group_items(b, ops[o], &group, &index),
 						max,
 						start;
 
-			for (i = 0; i < b->nitems; i++)
-			{
-				SyncPushItem *it = &b->items[i];
-
-				if (it->op != ops[o] || it->result != PUSH_PENDING)
-					continue;
-				if (it->op == 'D' && it->remote_id == NULL)
-				{
-					/* never reached the remote: nothing to delete */
-					it->result = PUSH_OK;
-					it->error_message = "skipped: the row never reached the remote";
-					continue;
-				}
-				group[n] = *it;
-				index[n++] = i;
-			}
 			pb->group[o] = group;
 			pb->index[o] = index;
 			pb->ngroup[o] = n;
