@@ -755,6 +755,122 @@ set_aside_retry(SyncMirror *m, char **rids, int n)
 }
 
 /*
+ * Each record an event names gets a slot: 'f' re-read (undeletes, gaps:
+ * into fetch[]), 'b' an update whose base is the local row (into base[]),
+ * 'c' created or deleted by the events themselves.
+ */
+static void
+classify_events(CdcEvent *evs, int nev, CdcSlot *slots, int *nslots,
+				char **fetch, int *nfetch, char **base, int *nbase)
+{
+	int			i,
+				j;
+
+	for (i = 0; i < nev; i++)
+		for (j = 0; j < evs[i].nrids; j++)
+		{
+			CdcSlot    *sl = slot_for(slots, nslots, evs[i].rids[j]);
+
+			if (evs[i].kind == 'E' || evs[i].kind == 'G')
+			{
+				if (sl->state != 'f')
+					fetch[(*nfetch)++] = sl->rid;
+				sl->state = 'f';
+			}
+			else if (evs[i].kind == 'U' && sl->state == 'n')
+			{
+				base[(*nbase)++] = sl->rid;
+				sl->state = 'b';
+			}
+			else if ((evs[i].kind == 'C' || evs[i].kind == 'D') && sl->state == 'n')
+				sl->state = 'c';
+		}
+}
+
+/*
+ * The slots of updates ('b'): the local rows, read locked in the batch's
+ * transaction, as the records their events change ('r'); a row gone
+ * meanwhile sets the record aside for a retry (retry[]; returns how many).
+ */
+static int
+base_records(SyncMirror *m, CdcSlot *slots, int nslots, char **base, char **retry)
+{
+	char	  **rr = NULL;
+	char	 ***vv = NULL;
+	int			nr = 0,
+				nbase = 0,
+				nretry = 0,
+				i,
+				j;
+
+	for (i = 0; i < nslots; i++)
+		if (slots[i].state == 'b')
+			base[nbase++] = slots[i].rid;
+	if (nbase > 0)
+		nr = read_rows(m, base, nbase, true, &rr, &vv);
+	for (i = 0; i < nslots; i++)
+	{
+		if (slots[i].state != 'b')
+			continue;
+		slots[i].state = 'x';
+		for (j = 0; j < nr; j++)
+			if (strcmp(rr[j], slots[i].rid) == 0)
+			{
+				int			k;
+
+				slots[i].rec.remote_id = slots[i].rid;
+				slots[i].rec.values = palloc0(sizeof(char *) * Max(1, m->nfields));
+				for (k = 0; k < m->nfields; k++)
+				{
+					slots[i].rec.values[k] = vv[j][k];
+					if (m->fields[k].role == FIELD_STAMP)
+						slots[i].rec.stamp = vv[j][k];
+				}
+				slots[i].state = 'r';
+			}
+		if (slots[i].state == 'x')
+			retry[nretry++] = slots[i].rid;
+	}
+	return nretry;
+}
+
+/* The events in order, onto their records' slots. */
+static void
+events_onto_records(SyncMirror *m, CdcEvent *evs, int nev, CdcSlot *slots, int *nslots)
+{
+	int			i,
+				j;
+
+	for (i = 0; i < nev; i++)
+		for (j = 0; j < evs[i].nrids; j++)
+		{
+			CdcSlot    *sl = slot_for(slots, nslots, evs[i].rids[j]);
+
+			if (sl->state == 'f' || sl->state == 'x')
+				continue;		/* re-read, or set aside */
+			switch (evs[i].kind)
+			{
+				case 'C':
+					memset(&sl->rec, 0, sizeof(SyncRecord));
+					sl->rec.remote_id = sl->rid;
+					sl->rec.values = palloc0(sizeof(char *) * Max(1, m->nfields));
+					apply_event_fields(m, &evs[i], &sl->rec, true);
+					sl->state = 'r';
+					break;
+				case 'U':
+					if (sl->state == 'r')
+						apply_event_fields(m, &evs[i], &sl->rec, false);
+					break;
+				case 'D':
+					sl->state = 'd';
+					break;
+				default:
+					break;		/* ours, or an overflow */
+			}
+		}
+}
+
+/*
  * One connect's events, applied in one transaction with the replay ID of
  * the last.  Re-reads (fetch) happen before it, outside any transaction.
  */
@@ -796,25 +912,7 @@ apply_events(CdcStream *s, SyncConnection *conn, const HttpRequest *req, SJson *
 	retry = palloc(sizeof(char *) * Max(1, total));
 
 	/* what must be re-read: undeletes, gaps, updates of records not here */
-	for (i = 0; i < nev; i++)
-		for (j = 0; j < evs[i].nrids; j++)
-		{
-			CdcSlot    *sl = slot_for(slots, &nslots, evs[i].rids[j]);
-
-			if (evs[i].kind == 'E' || evs[i].kind == 'G')
-			{
-				if (sl->state != 'f')
-					fetch[nfetch++] = sl->rid;
-				sl->state = 'f';
-			}
-			else if (evs[i].kind == 'U' && sl->state == 'n')
-			{
-				base[nbase++] = sl->rid;
-				sl->state = 'b';
-			}
-			else if ((evs[i].kind == 'C' || evs[i].kind == 'D') && sl->state == 'n')
-				sl->state = 'c';
-		}
+	classify_events(evs, nev, slots, &nslots, fetch, &nfetch, base, &nbase);
 	for (i = 0; i < nev; i++)
 		overflow |= evs[i].kind == 'O';
 
@@ -855,70 +953,10 @@ apply_events(CdcStream *s, SyncConnection *conn, const HttpRequest *req, SJson *
 	page->total = -1;
 	page->records = palloc0(sizeof(SyncRecord) * Max(1, nslots + (fpage ? fpage->nrecords : 0)));
 	page->deleted_ids = palloc(sizeof(char *) * Max(1, nslots + (fpage ? fpage->ndeleted_ids : 0)));
-	{
-		char	  **rr = NULL;
-		char	 ***vv = NULL;
-		int			nr = 0;
-
-		nbase = 0;
-		for (i = 0; i < nslots; i++)
-			if (slots[i].state == 'b')
-				base[nbase++] = slots[i].rid;
-		if (nbase > 0)
-			nr = read_rows(m, base, nbase, true, &rr, &vv);
-		for (i = 0; i < nslots; i++)
-		{
-			if (slots[i].state != 'b')
-				continue;
-			slots[i].state = 'x';
-			for (j = 0; j < nr; j++)
-				if (strcmp(rr[j], slots[i].rid) == 0)
-				{
-					int			k;
-
-					slots[i].rec.remote_id = slots[i].rid;
-					slots[i].rec.values = palloc0(sizeof(char *) * Max(1, m->nfields));
-					for (k = 0; k < m->nfields; k++)
-					{
-						slots[i].rec.values[k] = vv[j][k];
-						if (m->fields[k].role == FIELD_STAMP)
-							slots[i].rec.stamp = vv[j][k];
-					}
-					slots[i].state = 'r';
-				}
-			if (slots[i].state == 'x')
-				retry[nretry++] = slots[i].rid;
-		}
-	}
+	nretry = base_records(m, slots, nslots, base, retry);
 
 	/* the events in order, onto their records */
-	for (i = 0; i < nev; i++)
-		for (j = 0; j < evs[i].nrids; j++)
-		{
-			CdcSlot    *sl = slot_for(slots, &nslots, evs[i].rids[j]);
-
-			if (sl->state == 'f' || sl->state == 'x')
-				continue;		/* re-read, or set aside */
-			switch (evs[i].kind)
-			{
-				case 'C':
-					memset(&sl->rec, 0, sizeof(SyncRecord));
-					sl->rec.remote_id = sl->rid;
-					sl->rec.values = palloc0(sizeof(char *) * Max(1, m->nfields));
-					apply_event_fields(m, &evs[i], &sl->rec, true);
-					sl->state = 'r';
-					break;
-				case 'U':
-					if (sl->state == 'r')
-						apply_event_fields(m, &evs[i], &sl->rec, false);
-					break;
-				case 'D':
-					sl->state = 'd';
-					break;
-				default:
-					break;		/* ours, or an overflow */
-			}
-		}
+	events_onto_records(m, evs, nev, slots, &nslots);
 	for (i = 0; i < nslots; i++)
 	{
 		if (slots[i].state == 'r')
@@ -1057,33 +1095,21 @@ stream_open(CdcStream *s, SyncConnection *conn, int64 stored)
 					(long long) replay)));
 }
 
-long
-cdc_stream_round(long next_ms, bool any_realtime)
+/*
+ * The realtime mirrors (past their backfill), their streams (new ones made,
+ * gone ones freed) and stored replay IDs; the safety net's schedule moved
+ * for the healthy ones.  Returns whether that moved any mirror's next pull.
+ */
+static bool
+load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 {
-	MemoryContext work = CurrentMemoryContext;
 	int			n,
-				i,
-				nreq = 0;
+				i;
 	int64	   *stored;
 	bool	   *net;
 	CdcStream **open;
-	HttpRequest **reqs;
-	SyncConnection **conns;
 	ListCell   *lc;
-	StopCheck	sc;
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz soonest = 0;
 	bool		extended = false;
-	bool		busy = any_stream_busy();
-
-	/* other work first, unless a busy stream would starve behind it */
-	if (next_ms == 0 && !busy)
-		return 0;
-	/* no realtime mirror (the round's query says), none to close: no query */
-	if (!any_realtime && streams == NIL)
-		return next_ms;
-	if (stream_cxt == NULL)
-		stream_cxt = AllocSetContextCreate(TopMemoryContext, "sync change streams", ALLOCSET_SMALL_SIZES);
 
 	/* the realtime mirrors (past their backfill), and their stored replay IDs */
 	xact_begin(true);
@@ -1177,20 +1203,115 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	}
 	xact_end(true);
 	MemoryContextSwitchTo(work);
-	if (n == 0)
-		return next_ms;
-	if (extended)
-		return 0;				/* the round's schedule changed: compute it again */
+	*np = n;
+	*storedp = stored;
+	*openp = open;
+	return extended;
+}
 
-	/* open what is closed (and due) */
-	conns = palloc0(sizeof(SyncConnection *) * n);
+/* The answer to a stream's long poll: its events applied, its advice followed. */
+static void
+connect_done(CdcStream *s, SyncConnection *conn, HttpRequest *req, MemoryContext work)
+{
+	keep_cookies(s, req);
+	s->busy = false;
+	if (req->outcome == HTTP_PENDING)
+		return;				/* never sent: the client connects again next round */
+	if (req->outcome == HTTP_CANCELLED)
+	{
+		/*
+		 * Woken mid-poll.  The server still holds that connect and would
+		 * hand the next events to it, into a closed socket: the client is
+		 * given up (disconnected when the next opens) and a new one
+		 * resumes from the replay ID stored with the last batch applied.
+		 */
+		s->abandoned = s->client_id;
+		s->client_id = NULL;
+		return;
+	}
+	PG_TRY();
+	{
+		SJson	   *arr = provider_response_json(req);
+		SJson	   *reply;
+		const char *err;
+		const char *reconnect;
+
+		if (req->outcome == HTTP_DONE && req->status == 401)
+		{
+			conn_invalidate_token(conn);
+			stream_reset(s);
+		}
+		else
+		{
+			if (req->outcome != HTTP_DONE || req->status != 200)
+				conn_error_from_response(conn, psprintf("waiting for change events of %s", s->object),
+										 req, provider_body_excerpt(req, 300));
+			if (sjson_type(arr) != SJSON_ARRAY)
+				provider_bad_response(conn, "Salesforce", psprintf("waiting for change events of %s", s->object),
+									  req, "not a JSON array of Bayeux messages");
+			/* events first: they are applied even if the connect reply says re-handshake */
+			apply_events(s, conn, req, arr, work);
+			MemoryContextSwitchTo(work);
+			s->busy = sjson_array_length(arr) > 1;	/* more than the connect's own reply */
+			reply = meta_reply(arr, "/meta/connect");
+			err = sjson_get_string(reply, "error");
+			reconnect = sjson_get_string(sjson_get(reply, "advice"), "reconnect");
+			if (reply != NULL && !sjson_bool(sjson_get(reply, "successful"), false))
+			{
+				if (err && strncmp(err, "400::", 5) == 0 && strstr(err, "replayId"))
+					stream_reset(s);	/* resubscribes; subscribe tells */
+				else if ((reconnect && strcmp(reconnect, "handshake") == 0) ||
+						 (err && strstr(err, "Unknown client")))
+					stream_reset(s);	/* expired client: the stored replay ID resumes */
+				else
+					ereport(ERROR,
+							(errcode(ERRCODE_CONNECTION_FAILURE),
+							 errmsg("connection \"%s\": Salesforce ended the change event stream of %s",
+									conn->name, s->object),
+							 errdetail("Salesforce said: %s", err ? err : "(no error given)")));
+			}
+			else if (reconnect && strcmp(reconnect, "none") == 0)
+				stream_reset(s);
+			else
+			{
+				int64		interval = sjson_int(sjson_get(sjson_get(reply, "advice"), "interval"), 0);
+
+				s->healthy = true;
+				s->failures = 0;
+				if (interval > 0)
+					s->retry_at = GetCurrentTimestamp() + Min(interval, 60000) * 1000;
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(work);
+		stream_failed(s, work);
+		MemoryContextSwitchTo(work);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Handshake and subscribe the streams that need it (and are due), their
+ * connections loaded once per connection; a stream that fails or is not
+ * due leaves open[] (NULL), its retry time in *soonest.  Returns the
+ * streams' connections, by index.
+ */
+static SyncConnection **
+open_streams(int n, CdcStream **open, int64 *stored, TimestampTz *soonest, MemoryContext work)
+{
+	SyncConnection **conns = palloc0(sizeof(SyncConnection *) * n);
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
 	for (i = 0; i < n; i++)
 	{
 		CdcStream  *s = open[i];
 
 		if (s->retry_at > now)
 		{
-			soonest = soonest == 0 ? s->retry_at : Min(soonest, s->retry_at);
+			*soonest = *soonest == 0 ? s->retry_at : Min(*soonest, s->retry_at);
 			open[i] = NULL;
 			continue;
 		}
@@ -1222,11 +1343,47 @@ cdc_stream_round(long next_ms, bool any_realtime)
 			MemoryContextSwitchTo(work);
 			stream_failed(s, work);
 			MemoryContextSwitchTo(work);
-			soonest = soonest == 0 ? s->retry_at : Min(soonest, s->retry_at);
+			*soonest = *soonest == 0 ? s->retry_at : Min(*soonest, s->retry_at);
 			open[i] = NULL;
 		}
 		PG_END_TRY();
 	}
+	return conns;
+}
+
+long
+cdc_stream_round(long next_ms, bool any_realtime)
+{
+	MemoryContext work = CurrentMemoryContext;
+	int			n,
+				i,
+				nreq = 0;
+	int64	   *stored;
+	CdcStream **open;
+	HttpRequest **reqs;
+	SyncConnection **conns;
+	StopCheck	sc;
+	TimestampTz soonest = 0;
+	bool		extended = false;
+	bool		busy = any_stream_busy();
+
+	/* other work first, unless a busy stream would starve behind it */
+	if (next_ms == 0 && !busy)
+		return 0;
+	/* no realtime mirror (the round's query says), none to close: no query */
+	if (!any_realtime && streams == NIL)
+		return next_ms;
+	if (stream_cxt == NULL)
+		stream_cxt = AllocSetContextCreate(TopMemoryContext, "sync change streams", ALLOCSET_SMALL_SIZES);
+
+	extended = load_streams(&n, &stored, &open, work);
+	if (n == 0)
+		return next_ms;
+	if (extended)
+		return 0;				/* the round's schedule changed: compute it again */
+
+	/* open what is closed (and due) */
+	conns = open_streams(n, open, stored, &soonest, work);
 	if (pull_requested)
 	{
 		pull_requested = false;
@@ -1303,83 +1460,7 @@ cdc_stream_round(long next_ms, bool any_realtime)
 		int			k = (int) (intptr_t) req->user_data;
 		CdcStream  *s = open[k];
 
-		keep_cookies(s, req);
-		s->busy = false;
-		if (req->outcome == HTTP_PENDING)
-			continue;			/* never sent: the client connects again next round */
-		if (req->outcome == HTTP_CANCELLED)
-		{
-			/*
-			 * Woken mid-poll.  The server still holds that connect and would
-			 * hand the next events to it, into a closed socket: the client is
-			 * given up (disconnected when the next opens) and a new one
-			 * resumes from the replay ID stored with the last batch applied.
-			 */
-			s->abandoned = s->client_id;
-			s->client_id = NULL;
-			continue;
-		}
-		PG_TRY();
-		{
-			SJson	   *arr = provider_response_json(req);
-			SJson	   *reply;
-			const char *err;
-			const char *reconnect;
-
-			if (req->outcome == HTTP_DONE && req->status == 401)
-			{
-				conn_invalidate_token(conns[k]);
-				stream_reset(s);
-			}
-			else
-			{
-				if (req->outcome != HTTP_DONE || req->status != 200)
-					conn_error_from_response(conns[k], psprintf("waiting for change events of %s", s->object),
-											 req, provider_body_excerpt(req, 300));
-				if (sjson_type(arr) != SJSON_ARRAY)
-					provider_bad_response(conns[k], "Salesforce", psprintf("waiting for change events of %s", s->object),
-										  req, "not a JSON array of Bayeux messages");
-				/* events first: they are applied even if the connect reply says re-handshake */
-				apply_events(s, conns[k], req, arr, work);
-				MemoryContextSwitchTo(work);
-				s->busy = sjson_array_length(arr) > 1;	/* more than the connect's own reply */
-				reply = meta_reply(arr, "/meta/connect");
-				err = sjson_get_string(reply, "error");
-				reconnect = sjson_get_string(sjson_get(reply, "advice"), "reconnect");
-				if (reply != NULL && !sjson_bool(sjson_get(reply, "successful"), false))
-				{
-					if (err && strncmp(err, "400::", 5) == 0 && strstr(err, "replayId"))
-						stream_reset(s);	/* resubscribes; subscribe tells */
-					else if ((reconnect && strcmp(reconnect, "handshake") == 0) ||
-							 (err && strstr(err, "Unknown client")))
-						stream_reset(s);	/* expired client: the stored replay ID resumes */
-					else
-						ereport(ERROR,
-								(errcode(ERRCODE_CONNECTION_FAILURE),
-								 errmsg("connection \"%s\": Salesforce ended the change event stream of %s",
-										conns[k]->name, s->object),
-								 errdetail("Salesforce said: %s", err ? err : "(no error given)")));
-				}
-				else if (reconnect && strcmp(reconnect, "none") == 0)
-					stream_reset(s);
-				else
-				{
-					int64		interval = sjson_int(sjson_get(sjson_get(reply, "advice"), "interval"), 0);
-
-					s->healthy = true;
-					s->failures = 0;
-					if (interval > 0)
-						s->retry_at = GetCurrentTimestamp() + Min(interval, 60000) * 1000;
-				}
-			}
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(work);
-			stream_failed(s, work);
-			MemoryContextSwitchTo(work);
-		}
-		PG_END_TRY();
+		connect_done(s, conns[k], req, work);
 	}
 	pull_requested = false;
 	return 0;
