@@ -60,10 +60,8 @@ for r in json.load(sys.stdin):
 lat = sorted((arrived[v] - commits[v]) * 1000 for v in commits if v in arrived)
 if not lat:
     sys.exit("no write arrived")
-def pct(p):
-    return lat[min(len(lat) - 1, int(round(p / 100.0 * (len(lat) - 1))))]
-print(f"  arrived: {len(lat)} of {len(commits)}")
-print(f"  p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms, max {lat[-1]:.0f} ms  (target p50 < 100 ms, p99 < 1 s)")
+from benchlib import summary
+print(summary(lat, len(commits), "target p50 < 100 ms, p99 < 1 s"))
 ' "$COMMITS"
 
 echo "pg_cancel_backend -> the worker gives up a hanging request (remote delays 20 s)"

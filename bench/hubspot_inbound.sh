@@ -49,25 +49,12 @@ echo "remote change -> local row: $RATE changes/s for $SECS s, starting from an 
 ctl DELETE /__emulator/requests >/dev/null
 SENT=$DIR/sent
 python3 - "$EMULATOR_URL" "$IDS" "$RATE" "$SECS" "$SENT" <<'PY'
-import http.client, json, sys, time, urllib.parse
+import sys, time
+from benchlib import drive_remote
 url, ids_file, rate, secs, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-ids = [l.strip() for l in open(ids_file) if l.strip()]
-u = urllib.parse.urlparse(url)
-conn = http.client.HTTPConnection(u.hostname, u.port)
-n = int(rate * secs)
-start = time.time()
-with open(out, "w") as f:
-    for i in range(n):
-        due = start + i / rate
-        d = due - time.time()
-        if d > 0:
-            time.sleep(d)
-        v = "V%d" % i
-        conn.request("PATCH", "/__emulator/records/hubspot/contacts/" + ids[i % len(ids)],
-                     json.dumps({"firstname": v}), {"Content-Type": "application/json"})
-        r = conn.getresponse(); r.read()
-        f.write("%s %.6f\n" % (v, time.time()))
-took = time.time() - start
+t0 = time.time()
+n = drive_remote(url, "hubspot", "contacts", "firstname", [l.strip() for l in open(ids_file) if l.strip()], rate, secs, out)
+took = time.time() - t0
 print("  sent %d changes in %.1f s (%.1f/s)" % (n, took, n / took))
 PY
 ctl GET '/__emulator/requests?api=hubspot' | python3 -c '
@@ -83,15 +70,9 @@ for _ in $(seq 1 300); do
 done
 psql_ -At -F ' ' -c "SELECT v, extract(epoch FROM min(at)) FROM public.arrival WHERE v LIKE 'V%' GROUP BY v" | python3 -c '
 import sys
-sent = dict((v, float(t)) for v, t in (l.split() for l in open(sys.argv[1])))
-arr = dict((v, float(t)) for v, t in (l.split() for l in sys.stdin if l.strip()))
-lat = sorted((arr[v] - sent[v]) * 1000 for v in sent if v in arr)
-if not lat:
-    sys.exit("nothing arrived")
-def pct(p):
-    return lat[min(len(lat) - 1, int(round(p / 100.0 * (len(lat) - 1))))]
-print(f"  arrived: {len(lat)} of {len(sent)}")
-print(f"  p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms, max {lat[-1]:.0f} ms  (target p50 < 10 s while active)")
+from benchlib import arrivals, summary
+sent, lat = arrivals(sys.argv[1], sys.stdin)
+print(summary(lat, len(sent), "target p50 < 10 s while active"))
 ' "$SENT"
 
 echo "idle for $IDLE s: requests to HubSpot"

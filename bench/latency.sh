@@ -124,20 +124,6 @@ for k, n in sorted(kinds.items(), key=lambda x: -x[1])[:4]:
 ' "$1" "$2"
 }
 
-# pct: reads "latency_ms" lines, prints p50/p99/max
-pct() {
-  python3 -c '
-import sys
-label, target = sys.argv[1], sys.argv[2]
-lat = sorted(float(l) for l in sys.stdin if l.strip())
-expected = int(sys.argv[3])
-if not lat:
-    print(f"  {label}: nothing arrived"); sys.exit(0)
-p = lambda q: lat[min(len(lat) - 1, int(round(q / 100.0 * (len(lat) - 1))))]
-print(f"  {label}: {len(lat)}/{expected} arrived, p50 {p(50):.0f} ms, p99 {p(99):.0f} ms, max {lat[-1]:.0f} ms  ({target})")
-' "$@"
-}
-
 run_provider() {
   local prov=$1 tag
   tag=$(echo "$prov" | cut -c1-2)
@@ -154,7 +140,8 @@ run_provider() {
   ctl DELETE /__emulator/requests >/dev/null
   python3 - "$EMULATOR_URL" "$DIR/rows.$prov" "$RATE" "$SECS" "$DIR" "$tag" "$API" "$OBJ" "$IN_FIELD" \
             "$TABLE" "$OUT_COL" "$PG_BINDIR/psql" "$SYNC_USER" "$PORT" <<'PY'
-import http.client, json, os, subprocess, sys, threading, time, urllib.parse
+import os, subprocess, sys, threading, time
+from benchlib import drive_remote
 (url, rows_file, rate, secs, d, tag, api, obj, in_field, table, out_col, psql, user, port) = sys.argv[1:15]
 rate, secs = float(rate), float(secs)
 rows = [l.split() for l in open(rows_file) if l.strip()]
@@ -167,16 +154,7 @@ def pace(i, start):
         time.sleep(delay)
 
 def inbound(start):
-    u = urllib.parse.urlparse(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port)
-    with open(d + "/sent_in", "w") as f:
-        for i in range(n):
-            pace(i, start)
-            v = "%sI%06d" % (tag, i)
-            conn.request("PATCH", "/__emulator/records/%s/%s/%s" % (api, obj, rows[half + i][1]),
-                         json.dumps({in_field: v}), {"Content-Type": "application/json"})
-            r = conn.getresponse(); r.read()
-            f.write("%s %.6f\n" % (v, time.time()))
+    drive_remote(url, api, obj, in_field, [r[1] for r in rows[half:]], rate, secs, d + "/sent_in", tag + "I", start)
 
 def outbound(start):
     cmd = (["runuser", "-u", user, "--"] if os.getuid() == 0 else []) + [psql, "-X", "-q", "-At", "-h", d, "-p", port, "-d", "postgres",
@@ -209,28 +187,23 @@ PY
   done
   psql_ -At -c "SELECT '  parked by the remote: ' || count(*) || coalesce(' (' || min(error_code) || ': ' || min(error_message) || ')', '')
                 FROM sync.outbox WHERE state = 'parked'"
+  # outbound: the emulator's arrival of each value; inbound: the trigger's
   ctl GET "/__emulator/requests?api=$API" | python3 -c '
-import json, re, sys
-sent = dict((v, float(t)) for v, t in (l.replace("|", " ").split() for l in open(sys.argv[1]) if l.strip()))
-seen = {}
-for r in json.load(sys.stdin):
-    if r["method"] not in ("POST", "PATCH", "PUT") or r["path"].startswith("/cometd/"):
-        continue
-    for v in re.findall(sys.argv[2] + "O[0-9]{6}", json.dumps(r["body"])):
-        seen.setdefault(v, r["time"])
-for v in sent:
-    if v in seen:
-        print((seen[v] - sent[v]) * 1000)
-' "$DIR/sent_out" "$tag" | pct "outbound (commit -> remote)" "target p50 < 100 ms, p99 < 1 s" "$(wc -l <"$DIR/sent_out")"
+import json, re, sys, textwrap
+from benchlib import arrivals, summary
+seen = ["%s %f" % (v, r["time"]) for r in json.load(sys.stdin)
+        if r["method"] in ("POST", "PATCH", "PUT") and not r["path"].startswith("/cometd/")
+        for v in re.findall(sys.argv[2] + "O[0-9]{6}", json.dumps(r["body"]))]
+sent, lat = arrivals(sys.argv[1], seen)
+print("  outbound (commit -> remote):"); print(textwrap.indent(summary(lat, len(sent), "target p50 < 100 ms, p99 < 1 s"), "  "))
+' "$DIR/sent_out" "$tag"
   psql_ -At -F ' ' -c "SELECT v, extract(epoch FROM min(at)) FROM public.arrival WHERE v LIKE '${tag}I%' GROUP BY v" |
     python3 -c '
-import sys
-sent = dict((v, float(t)) for v, t in (l.split() for l in open(sys.argv[1])))
-for v, t in (l.split() for l in sys.stdin if l.strip()):
-    if v in sent:
-        print((float(t) - sent[v]) * 1000)
-' "$DIR/sent_in" | pct "inbound (remote -> row)" \
-      "$([ "$prov" = salesforce ] && echo 'target p50 < 1 s, p99 < 3 s' || echo 'target p50 < 10 s while active')" "$total"
+import sys, textwrap
+from benchlib import arrivals, summary
+sent, lat = arrivals(sys.argv[1], sys.stdin)
+print("  inbound (remote -> row):"); print(textwrap.indent(summary(lat, len(sent), sys.argv[2]), "  "))
+' "$DIR/sent_in" "$([ "$prov" = salesforce ] && echo 'target p50 < 1 s, p99 < 3 s' || echo 'target p50 < 10 s while active')"
 
   # idle: wait for the steady schedule, then count
   if [ "$prov" != salesforce ]; then

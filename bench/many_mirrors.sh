@@ -206,10 +206,8 @@ if sys.argv[2]:
                 if commits[v] <= r["time"] <= arrived[v]:
                     ch = r["body"][0].get("channel", "") if isinstance(r["body"], list) and r["body"] else ""
                     print("    +%5.0f ms %s %s %s" % ((r["time"] - commits[v]) * 1000, r["method"], r["path"], ch))
-def pct(p):
-    return lat[min(len(lat) - 1, int(round(p / 100.0 * (len(lat) - 1))))]
-print(f"  arrived: {len(lat)} of {len(commits)}")
-print(f"  p50 {pct(50):.0f} ms, p99 {pct(99):.0f} ms, max {lat[-1]:.0f} ms")
+from benchlib import summary
+print(summary(lat, len(commits), ""))
 ' "$COMMITS" "${SHOW_SLOW:-}"
 
 # --- (1) again, each non-realtime mirror polling every 30 s ---

@@ -129,6 +129,7 @@ sync_bench_start() {
   mkdir -p "$DIR/tree" && (cd "$SYNC_ROOT" && tar --exclude=.git -cf - test) | tar -C "$DIR/tree" -xf -
   chown -R "$SYNC_USER" "$DIR"
   SYNC_TREE=$DIR/tree
+  export PYTHONPATH="$SYNC_ROOT/bench${PYTHONPATH:+:$PYTHONPATH}"   # benchlib.py
   trap 'sync_stop_emulator; sync_stop_cluster "$DIR"; rm -rf "$DIR"' EXIT
   sync_start_emulator "$DIR"
   PORT=$(free_port)
