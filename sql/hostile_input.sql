@@ -83,13 +83,17 @@ INSERT INTO sync.field (mirror, remote_name, local_column, remote_type, local_ty
     (:m, 'LastName', 'name', 'string', 'text', true, true);
 INSERT INTO sync.mirror_state (mirror) VALUES (:m);
 SELECT sync._install_triggers(:m);
-COPY (SELECT 'FILE-S3CRET') TO '/tmp/sync_hostile_secret';
-COPY (SELECT 'ANOTHER-S3CRET') TO '/tmp/sync_hostile_secret2';
-COPY (SELECT 1 WHERE false) TO '/tmp/sync_hostile_empty';
-COPY (SELECT repeat('x', 70000)) TO '/tmp/sync_hostile_large';
-COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; printf "\n\r\n\n" > /tmp/sync_hostile_newlines';
-COPY (SELECT 'not a key') TO '/tmp/sync_hostile_notpem';
-COPY (SELECT 'x') TO PROGRAM 'cat > /tmp/sync_hostile_noread && chmod 000 /tmp/sync_hostile_noread';
+-- (the secret files live in the server's working directory, its data
+-- directory, named through /proc/self/cwd: an absolute path of the same text
+-- in every run, yet each cluster's own, so that two runs on one machine do
+-- not share files; a relative one is refused, as a case below shows)
+COPY (SELECT 'FILE-S3CRET') TO '/proc/self/cwd/sync_hostile_secret';
+COPY (SELECT 'ANOTHER-S3CRET') TO '/proc/self/cwd/sync_hostile_secret2';
+COPY (SELECT 1 WHERE false) TO '/proc/self/cwd/sync_hostile_empty';
+COPY (SELECT repeat('x', 70000)) TO '/proc/self/cwd/sync_hostile_large';
+COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; printf "\n\r\n\n" > /proc/self/cwd/sync_hostile_newlines';
+COPY (SELECT 'not a key') TO '/proc/self/cwd/sync_hostile_notpem';
+COPY (SELECT 'x') TO PROGRAM 'cat > /proc/self/cwd/sync_hostile_noread && chmod 000 /proc/self/cwd/sync_hostile_noread';
 -- hostile_user was given the configuration functions and the tables behind
 -- them (as an owner delegating connections would), but not server files
 GRANT USAGE ON SCHEMA sync, hostile TO hostile_user, hostile_reader;
@@ -135,18 +139,18 @@ INSERT INTO hostile.cases (sql) VALUES
 ($$SELECT sync.create_connection('x', 'hubspot', '{"auth": {"type": "private_app", "token": "t"}, "archived_interval": "-5 minutes"}')$$),
 ($$SELECT sync.create_connection('x', 'hubspot', '{"auth": {"type": "oauth_refresh"}}')$$),
 -- secrets given as files
-($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/no_such_sync_secret"}}')$$),
-($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "tmp/sync_hostile_secret"}}')$$),
+($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/no_such_sync_secret"}}')$$),
+($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "sync_hostile_secret"}}')$$),
 ($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": ""}}')$$),
 ($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": 5}}')$$),
-($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp"}}')$$),
-($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_empty"}}')$$),
-($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_newlines"}}')$$),
-($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_large"}}')$$),
-($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_noread"}}')$$),
+($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd"}}')$$),
+($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_empty"}}')$$),
+($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_newlines"}}')$$),
+($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_large"}}')$$),
+($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_noread"}}')$$),
 ($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/dev/zero"}}')$$),
-($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret": "s", "client_secret_file": "/tmp/sync_hostile_secret"}}')$$),
-($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "jwt_bearer", "client_id": "x", "username": "u", "private_key_file": "/tmp/sync_hostile_notpem"}}')$$),
+($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret": "s", "client_secret_file": "/proc/self/cwd/sync_hostile_secret"}}')$$),
+($$SELECT sync.create_connection('x', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "jwt_bearer", "client_id": "x", "username": "u", "private_key_file": "/proc/self/cwd/sync_hostile_notpem"}}')$$),
 -- alter_connection
 ($$SELECT sync.alter_connection(NULL, '{}')$$),
 ($$SELECT sync.alter_connection('nope', '{}')$$),
@@ -158,8 +162,8 @@ INSERT INTO hostile.cases (sql) VALUES
 ($$SELECT sync.alter_connection('sf', '{"login_url": null}')$$),
 ($$SELECT sync.alter_connection('sf', '{"colour": "red"}')$$),
 ($$SELECT sync.alter_connection('sf', '{"auth": {"type": "client_credentials", "client_id": "x"}}')$$),
-($$SELECT sync.alter_connection('sf', '{"auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/no_such_sync_secret"}}')$$),
-($$SELECT sync.alter_connection('hs', '{"auth": {"type": "private_app", "token": "t", "token_file": "/tmp/sync_hostile_secret"}}')$$),
+($$SELECT sync.alter_connection('sf', '{"auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/no_such_sync_secret"}}')$$),
+($$SELECT sync.alter_connection('hs', '{"auth": {"type": "private_app", "token": "t", "token_file": "/proc/self/cwd/sync_hostile_secret"}}')$$),
 -- drop_connection
 ($$SELECT sync.drop_connection(NULL)$$),
 ($$SELECT sync.drop_connection('')$$),
@@ -301,15 +305,15 @@ INSERT INTO hostile.cases (expect_ok, sql) VALUES
 (true, $$SELECT count(*) FROM sync.worker_status()$$),
 (true, $$SELECT sync.version()$$),
 (true, $$SELECT * FROM sync.http_request('GET', 'http://127.0.0.1:1/')$$),
-(true, $$SELECT sync.create_connection('byfile', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_secret"}}')$$);
+(true, $$SELECT sync.create_connection('byfile', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_secret"}}')$$);
 
 -- as a role with the configuration functions but not server files
 INSERT INTO hostile.cases (who, sql) VALUES
-('user', $$SELECT sync.create_connection('mine', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_secret"}}')$$),
+('user', $$SELECT sync.create_connection('mine', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_secret"}}')$$),
 ('user', $$SELECT sync.create_connection('mine', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "jwt_bearer", "client_id": "x", "username": "u", "private_key_file": "/etc/ssl/private/ssl-cert-snakeoil.key"}}')$$),
-('user', $$SELECT sync.alter_connection('sf', '{"auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_secret"}}')$$),
-('user', $$SELECT sync.alter_connection('byfile', '{"auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_secret2"}}')$$),
-('user', $$SELECT sync._check_connection('salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_secret"}}')$$),
+('user', $$SELECT sync.alter_connection('sf', '{"auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_secret"}}')$$),
+('user', $$SELECT sync.alter_connection('byfile', '{"auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_secret2"}}')$$),
+('user', $$SELECT sync._check_connection('salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_secret"}}')$$),
 ('user', $$SELECT sync.mirror('sf', 'Contact', 'public.c')$$),
 ('user', $$SELECT sync.unmirror('other.t')$$),
 ('user', $$SELECT sync.drop_connection('sf')$$),
@@ -327,8 +331,8 @@ INSERT INTO hostile.cases (who, sql) VALUES
 -- a path already set may stay when someone without the privilege alters other keys
 INSERT INTO hostile.cases (who, expect_ok, sql) VALUES
 ('user', true, $$SELECT sync.alter_connection('byfile', '{"max_in_flight": 2}')$$),
-('reader', true, $$SELECT sync.create_connection('readers', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_secret"}}')$$),
-('reader', true, $$SELECT sync.alter_connection('readers', '{"auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/tmp/sync_hostile_secret2"}}')$$);
+('reader', true, $$SELECT sync.create_connection('readers', 'salesforce', '{"login_url": "https://127.0.0.1:1", "auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_secret"}}')$$),
+('reader', true, $$SELECT sync.alter_connection('readers', '{"auth": {"type": "client_credentials", "client_id": "x", "client_secret_file": "/proc/self/cwd/sync_hostile_secret2"}}')$$);
 
 -- a claim of no entries (max_entries <= 0) claims nothing: no error
 UPDATE hostile.cases SET expect_ok = true WHERE sql = $$SELECT * FROM sync._claim(-1, -1, -1)$$;
@@ -363,7 +367,7 @@ SELECT local_table FROM sync.mirror;
 -- clean up
 SELECT sync.unmirror('other.t');
 SELECT sync.drop_connection(name) FROM sync.connection ORDER BY name;
-COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; rm -f /tmp/sync_hostile_secret /tmp/sync_hostile_secret2 /tmp/sync_hostile_empty /tmp/sync_hostile_large /tmp/sync_hostile_newlines /tmp/sync_hostile_notpem /tmp/sync_hostile_noread';
+COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; rm -f /proc/self/cwd/sync_hostile_secret /proc/self/cwd/sync_hostile_secret2 /proc/self/cwd/sync_hostile_empty /proc/self/cwd/sync_hostile_large /proc/self/cwd/sync_hostile_newlines /proc/self/cwd/sync_hostile_notpem /proc/self/cwd/sync_hostile_noread';
 DROP SCHEMA other CASCADE;
 DROP TABLE public.plain;
 REVOKE ALL ON sync.connection, sync.connection_secret FROM hostile_user, hostile_reader;
