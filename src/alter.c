@@ -389,9 +389,7 @@ fill_round(MemoryContext work)
 	bool		more = false;
 
 	xact_begin(true);
-	spi_exec("SELECT f.mirror FROM sync.fill f JOIN sync.mirror m ON m.id OPERATOR(pg_catalog.=) f.mirror "
-			 "WHERE m.direction OPERATOR(pg_catalog.<>) 'push' "
-			 "  AND f.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now() ORDER BY f.mirror",
+	spi_exec("SELECT f.mirror FROM " DUE_FILL_SQL " ORDER BY f.mirror",
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	n = (int) SPI_processed;
 	ids = MemoryContextAlloc(cxt, sizeof(int) * Max(1, n));

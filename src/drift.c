@@ -173,23 +173,10 @@ drift_round(MemoryContext work)
 	bool		more = false;
 
 	xact_begin(true);
-	/*
-	 * (explicit OPERATOR() binds tighter than AND/OR and takes no precedence
-	 * of its own.)  The CASE: "NULL AND f()" still calls f, so the error text
-	 * is only read for a mirror whose last error came after its last check.
-	 */
-	spi_exec("SELECT m.id, r.requested FROM sync.mirror m "
-			 "LEFT JOIN sync.drift_state d ON d.mirror OPERATOR(pg_catalog.=) m.id "
-			 "LEFT JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
-			 "CROSS JOIN LATERAL (SELECT "
-			 "  (d.requested_at IS NOT NULL "
-			 "   OR CASE WHEN s.last_error_at OPERATOR(pg_catalog.>) COALESCE(d.checked_at, '-infinity') "
-			 "      THEN sync._unknown_field_error(NULL, s.last_error) ELSE false END) "
-			 "  AND (COALESCE(d.checked_at, '-infinity') OPERATOR(pg_catalog.<) "
-			 "       (pg_catalog.now() OPERATOR(pg_catalog.-) '10 seconds'::pg_catalog.interval)) AS requested, "
-			 "  ($1 OPERATOR(pg_catalog.>) 0) AND ((COALESCE(d.checked_at, m.created_at) OPERATOR(pg_catalog.+) "
-			 "    pg_catalog.make_interval(secs => ($1 OPERATOR(pg_catalog./) 1000.0))) OPERATOR(pg_catalog.<=) pg_catalog.now()) AS periodic "
-			 "  OFFSET 0) r "
+	/* the conditions: engine_int.h (the round's query tests them too) */
+	spi_exec("SELECT m.id, r.requested FROM " DUE_DRIFT_FROM_SQL " "
+			 "CROSS JOIN LATERAL (SELECT " DUE_DRIFT_REQUESTED_SQL " AS requested, "
+			 "  " DUE_DRIFT_PERIODIC_SQL " AS periodic OFFSET 0) r "
 			 "WHERE (r.requested OR r.periodic) AND " PAUSE_MIRROR_ACTIVE_SQL " "
 			 "ORDER BY r.requested DESC, COALESCE(d.checked_at, m.created_at), m.id LIMIT 2",
 			 1, t, a, NULL, SPI_OK_SELECT);

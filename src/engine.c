@@ -172,6 +172,21 @@ release_orphaned_claims(void)
 	"                                                        WHERE pz.connection IS NOT NULL)))"
 
 /*
+ * A mirror's push and its pull, due now: for m (sync.mirror) and s (its
+ * sync.mirror_state), mirrors_due()'s test of each mirror and round_due()'s
+ * of any.  A push: pending entries whose time has come and that no claim
+ * holds; a pull: its next_pull_at has passed.
+ */
+#define PUSH_DUE_SQL \
+	"(m.direction OPERATOR(pg_catalog.<>) 'pull' AND EXISTS (SELECT 1 FROM sync.outbox o " \
+	"   WHERE o.mirror OPERATOR(pg_catalog.=) m.id AND o.state OPERATOR(pg_catalog.=) 'pending' " \
+	"     AND o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now() " \
+	"     AND (o.claimed_until IS NULL OR o.claimed_until OPERATOR(pg_catalog.<) pg_catalog.now())))"
+#define PULL_DUE_SQL \
+	"(m.direction OPERATOR(pg_catalog.<>) 'push' AND s.phase OPERATOR(pg_catalog.<>) 'paused' " \
+	" AND s.next_pull_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
+
+/*
  * What the round has to do, in one statement (its plan kept for the
  * process): whether a push or a pull is due, a fill, a schema check, and
  * whether any mirror streams; when no push or pull is due, also how long
@@ -180,8 +195,8 @@ release_orphaned_claims(void)
  * realtime mirror, cdc_stream_round() (issue #13: an idle round's cost
  * must not grow with the number of mirrors — those queries evaluate a sort
  * key, a next-due time or an SQL function for every mirror, which only a
- * round with work needs).  Its tests are theirs (drift.c's and
- * salesforce_cdc.c's too): a change there must be made here as well.
+ * round with work needs).  Its tests are theirs: the same fragments
+ * (engine_int.h's DUE_*_SQL), each with the pause test of this query.
  */
 static void
 round_due(RoundDue *due)
@@ -198,29 +213,12 @@ round_due(RoundDue *due)
 	{
 		/* (OPERATOR() binds tighter than AND/OR and takes no precedence of its own) */
 		plan = SPI_prepare("SELECT w.work, "
-		/* fill_round() */
-						   "  EXISTS (SELECT 1 FROM sync.fill f JOIN sync.mirror m ON m.id OPERATOR(pg_catalog.=) f.mirror "
-						   "    WHERE m.direction OPERATOR(pg_catalog.<>) 'push' "
-						   "      AND f.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()), "
-		/* drift_round(): sync._unknown_field_error() only for a mirror with a new error */
-						   "  EXISTS (SELECT 1 FROM sync.mirror m "
-						   "    LEFT JOIN sync.drift_state d ON d.mirror OPERATOR(pg_catalog.=) m.id "
-						   "    LEFT JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
-						   "    WHERE (((d.requested_at IS NOT NULL "
-						   "             OR CASE WHEN s.last_error_at OPERATOR(pg_catalog.>) COALESCE(d.checked_at, '-infinity') "
-						   "                THEN sync._unknown_field_error(NULL, s.last_error) ELSE false END) "
-						   "            AND (COALESCE(d.checked_at, '-infinity') OPERATOR(pg_catalog.<) "
-						   "                 (pg_catalog.now() OPERATOR(pg_catalog.-) '10 seconds'::pg_catalog.interval))) "
-						   "        OR (($1 OPERATOR(pg_catalog.>) 0) AND ((COALESCE(d.checked_at, m.created_at) OPERATOR(pg_catalog.+) "
-						   "            pg_catalog.make_interval(secs => ($1 OPERATOR(pg_catalog./) 1000.0))) OPERATOR(pg_catalog.<=) pg_catalog.now()))) "
+		/* fill_round(), drift_round(), cdc_stream_round(): engine_int.h */
+						   "  EXISTS (SELECT 1 FROM " DUE_FILL_SQL "), "
+						   "  EXISTS (SELECT 1 FROM " DUE_DRIFT_FROM_SQL " "
+						   "    WHERE (" DUE_DRIFT_REQUESTED_SQL " OR " DUE_DRIFT_PERIODIC_SQL ") "
 						   "      AND " ROUND_ACTIVE_SQL "), "
-		/* cdc_stream_round() */
-						   "  EXISTS (SELECT 1 FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
-						   "    JOIN sync.connection c ON c.name OPERATOR(pg_catalog.=) m.connection "
-						   "    WHERE c.provider OPERATOR(pg_catalog.=) 'salesforce' AND m.direction OPERATOR(pg_catalog.<>) 'push' "
-						   "      AND s.phase OPERATOR(pg_catalog.=) 'incremental' "
-						   "      AND (m.options OPERATOR(pg_catalog.->) 'realtime') OPERATOR(pg_catalog.=) 'true'::pg_catalog.jsonb "
-						   "      AND " ROUND_ACTIVE_SQL "), "
+						   "  EXISTS (SELECT 1 FROM " DUE_CDC_STREAM_SQL " AND " ROUND_ACTIVE_SQL "), "
 		/* nothing due: the next pull of a mirror that pulls, the next push (not while a backlog drains) */
 						   "  CASE WHEN NOT w.work THEN (pg_catalog.date_part('epoch', LEAST("
 						   "    (SELECT pg_catalog.min(s.next_pull_at) FROM sync.mirror m "
@@ -236,12 +234,7 @@ round_due(RoundDue *due)
 		/* mirrors_due() */
 						   "FROM (SELECT EXISTS (SELECT 1 FROM sync.mirror m "
 						   "    JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
-						   "    WHERE ((m.direction OPERATOR(pg_catalog.<>) 'push' AND s.phase OPERATOR(pg_catalog.<>) 'paused' "
-						   "            AND s.next_pull_at OPERATOR(pg_catalog.<=) pg_catalog.now()) "
-						   "        OR (m.direction OPERATOR(pg_catalog.<>) 'pull' AND EXISTS (SELECT 1 FROM sync.outbox o "
-						   "            WHERE o.mirror OPERATOR(pg_catalog.=) m.id AND o.state OPERATOR(pg_catalog.=) 'pending' "
-						   "              AND o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
-						   "              AND (o.claimed_until IS NULL OR o.claimed_until OPERATOR(pg_catalog.<) pg_catalog.now())))) "
+						   "    WHERE (" PULL_DUE_SQL " OR " PUSH_DUE_SQL ") "
 						   "      AND " ROUND_ACTIVE_SQL ") AS work) w",
 						   1, t);
 		if (plan == NULL)
@@ -283,11 +276,7 @@ mirrors_due(MemoryContext work, int *nrefs, long *next_ms)
 			 "     (SELECT min(greatest(o.next_attempt_at, coalesce(o.claimed_until, o.next_attempt_at))) "
 			 "        FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'pending')) - now()) * 1000)::bigint END "
 			 "FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror = m.id "
-			 "CROSS JOIN LATERAL (SELECT "
-			 "  m.direction <> 'pull' AND EXISTS (SELECT 1 FROM sync.outbox o WHERE o.mirror = m.id "
-			 "     AND o.state = 'pending' AND o.next_attempt_at <= now() "
-			 "     AND (o.claimed_until IS NULL OR o.claimed_until < now())) AS push, "
-			 "  m.direction <> 'push' AND s.next_pull_at <= now() AND s.phase <> 'paused' AS pull "
+			 "CROSS JOIN LATERAL (SELECT " PUSH_DUE_SQL " AS push, " PULL_DUE_SQL " AS pull "
 			 "  OFFSET 0) d "		/* not flattened: each test runs once */
 			 "WHERE " PAUSE_MIRROR_ACTIVE_SQL " "
 			 /* parents first: objects other mirrors' reference fields point at */

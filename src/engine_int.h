@@ -166,4 +166,59 @@ extern void merge_apply(SyncMirror *m, SyncPage *page, MemoryContext work);
 extern void apply_records(SyncMirror *m, SyncPage *page, MemoryContext work,
 						  int64 *applied, int64 *deleted, int64 *failed);
 
+/* ---------------------------------------------------------------------
+ * what a round has due: the conditions of the worker's parts of a round,
+ * each written once, for their own queries and for the one query of an
+ * idle round (engine.c's round_due).  SQL fragments; each caller adds its
+ * own pause test (pause.h) with " AND ".
+ * --------------------------------------------------------------------- */
+
+/*
+ * fill_round() (alter.c): the fills of added fields due now, as
+ * "... FROM " DUE_FILL_SQL: rows f (sync.fill) and m (sync.mirror).
+ */
+#define DUE_FILL_SQL \
+	"sync.fill f JOIN sync.mirror m ON m.id OPERATOR(pg_catalog.=) f.mirror " \
+	"WHERE m.direction OPERATOR(pg_catalog.<>) 'push' " \
+	"  AND f.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+
+/*
+ * drift_round() (drift.c): a mirror's schema check, over the rows of
+ * "FROM " DUE_DRIFT_FROM_SQL: m (sync.mirror), d (sync.drift_state) and s
+ * (sync.mirror_state).  DUE_DRIFT_REQUESTED_SQL: a check was asked for or
+ * the remote refused a field as unknown since the last one, which was ten
+ * seconds ago or more (the CASE: "NULL AND f()" still calls f, so the error
+ * text is only read for a mirror whose last error came after its last
+ * check).  DUE_DRIFT_PERIODIC_SQL: sync.drift_check_interval, parameter $1
+ * (ms; 0: never), has passed since the last check (a new mirror: since it
+ * was made).  (An explicit OPERATOR() binds tighter than AND/OR and takes
+ * no precedence of its own.)
+ */
+#define DUE_DRIFT_FROM_SQL \
+	"sync.mirror m " \
+	"LEFT JOIN sync.drift_state d ON d.mirror OPERATOR(pg_catalog.=) m.id " \
+	"LEFT JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id"
+#define DUE_DRIFT_REQUESTED_SQL \
+	"((d.requested_at IS NOT NULL " \
+	"  OR CASE WHEN s.last_error_at OPERATOR(pg_catalog.>) COALESCE(d.checked_at, '-infinity') " \
+	"     THEN sync._unknown_field_error(NULL, s.last_error) ELSE false END) " \
+	" AND (COALESCE(d.checked_at, '-infinity') OPERATOR(pg_catalog.<) " \
+	"      (pg_catalog.now() OPERATOR(pg_catalog.-) '10 seconds'::pg_catalog.interval)))"
+#define DUE_DRIFT_PERIODIC_SQL \
+	"(($1 OPERATOR(pg_catalog.>) 0) AND ((COALESCE(d.checked_at, m.created_at) OPERATOR(pg_catalog.+) " \
+	"  pg_catalog.make_interval(secs => ($1 OPERATOR(pg_catalog./) 1000.0))) OPERATOR(pg_catalog.<=) pg_catalog.now()))"
+
+/*
+ * cdc_stream_round() (salesforce_cdc.c): the mirrors that stream changes
+ * (Salesforce, pulling, option "realtime", past their backfill), as
+ * "... FROM " DUE_CDC_STREAM_SQL: rows m (sync.mirror), s
+ * (sync.mirror_state) and c (sync.connection).
+ */
+#define DUE_CDC_STREAM_SQL \
+	"sync.mirror m JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id " \
+	"JOIN sync.connection c ON c.name OPERATOR(pg_catalog.=) m.connection " \
+	"WHERE c.provider OPERATOR(pg_catalog.=) 'salesforce' AND m.direction OPERATOR(pg_catalog.<>) 'push' " \
+	"  AND s.phase OPERATOR(pg_catalog.=) 'incremental' " \
+	"  AND (m.options OPERATOR(pg_catalog.->) 'realtime') OPERATOR(pg_catalog.=) 'true'::pg_catalog.jsonb"
+
 #endif							/* SYNC_ENGINE_INT_H */

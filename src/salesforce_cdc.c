@@ -1118,12 +1118,7 @@ load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 	/* whether the safety net below would move its next pull */
 			 "  (s.next_pull_at OPERATOR(pg_catalog.>) pg_catalog.now()) "
 			 "  AND (s.next_pull_at OPERATOR(pg_catalog.<) (s.last_pull_at OPERATOR(pg_catalog.+) '" CDC_SAFETY_NET "'::pg_catalog.interval)) "
-			 "FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
-			 "JOIN sync.connection c ON c.name OPERATOR(pg_catalog.=) m.connection "
-			 "WHERE c.provider OPERATOR(pg_catalog.=) 'salesforce' AND m.direction OPERATOR(pg_catalog.<>) 'push' "
-			 "  AND s.phase OPERATOR(pg_catalog.=) 'incremental' "
-			 "  AND (m.options OPERATOR(pg_catalog.->) 'realtime') OPERATOR(pg_catalog.=) 'true'::pg_catalog.jsonb "
-			 "  AND " PAUSE_MIRROR_ACTIVE_SQL " "
+			 "FROM " DUE_CDC_STREAM_SQL " AND " PAUSE_MIRROR_ACTIVE_SQL " "
 			 "ORDER BY m.id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	n = (int) SPI_processed;
 	MemoryContextSwitchTo(work);
