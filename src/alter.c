@@ -26,6 +26,7 @@
 #include "conn.h"
 #include "drift.h"
 #include "engine_int.h"
+#include "pause.h"
 
 /* pages of one mirror's fill per worker round: pulls and pushes come first */
 #define FILL_PAGES_PER_ROUND 10
@@ -270,7 +271,8 @@ fill_apply(SyncMirror *r, SyncPage *page, MemoryContext work, int64 *failed)
 
 /*
  * Fill one mirror's added fields, at most max_pages pages; *more: the fill
- * has pages left that are ready now.  Returns the rows updated.
+ * has pages left that are ready now.  A pause stops it before its next
+ * page, as it stops a pull.  Returns the rows updated.
  */
 int64
 fill_mirror(int mirror_id, bool own, MemoryContext work, int max_pages, bool *more)
@@ -299,6 +301,12 @@ fill_mirror(int mirror_id, bool own, MemoryContext work, int max_pages, bool *mo
 
 		MemoryContextReset(pagecxt);
 		xact_begin(own);
+		/* paused since the last page: stop before the next request (pause.h) */
+		if (pause_mirror_paused(mirror_id))
+		{
+			xact_end(own);
+			break;
+		}
 		a[0] = Int32GetDatum(mirror_id);
 		spi_exec("SELECT fields, cursor::pg_catalog.text FROM sync.fill WHERE mirror OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 				 1, t, a, NULL, SPI_OK_SELECT);
@@ -375,8 +383,9 @@ fill_mirror(int mirror_id, bool own, MemoryContext work, int max_pages, bool *mo
 
 /*
  * The worker's part of a round: every mirror with a fill, a few pages
- * each; an error is recorded against the mirror.  Returns whether more
- * pages are ready now.
+ * each; an error is recorded against the mirror.  A paused mirror's fill
+ * (pause.h) waits for its resume.  Returns whether more pages are ready
+ * now.
  */
 bool
 fill_round(MemoryContext work)
@@ -389,7 +398,7 @@ fill_round(MemoryContext work)
 	bool		more = false;
 
 	xact_begin(true);
-	spi_exec("SELECT f.mirror FROM " DUE_FILL_SQL " ORDER BY f.mirror",
+	spi_exec("SELECT f.mirror FROM " DUE_FILL_SQL " AND " PAUSE_MIRROR_ACTIVE_SQL " ORDER BY f.mirror",
 			 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	n = (int) SPI_processed;
 	ids = MemoryContextAlloc(cxt, sizeof(int) * Max(1, n));

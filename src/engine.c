@@ -214,7 +214,7 @@ round_due(RoundDue *due)
 		/* (OPERATOR() binds tighter than AND/OR and takes no precedence of its own) */
 		plan = SPI_prepare("SELECT w.work, "
 		/* fill_round(), drift_round(), cdc_stream_round(): engine_int.h */
-						   "  EXISTS (SELECT 1 FROM " DUE_FILL_SQL "), "
+						   "  EXISTS (SELECT 1 FROM " DUE_FILL_SQL " AND " ROUND_ACTIVE_SQL "), "
 						   "  EXISTS (SELECT 1 FROM " DUE_DRIFT_FROM_SQL " "
 						   "    WHERE (" DUE_DRIFT_REQUESTED_SQL " OR " DUE_DRIFT_PERIODIC_SQL ") "
 						   "      AND " ROUND_ACTIVE_SQL "), "

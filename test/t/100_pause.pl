@@ -5,9 +5,10 @@
 # changes made meanwhile arrive after resume (even with a long pull
 # interval); sync.push()/sync.pull() refuse it; the pause survives a server
 # restart.  sync.pause_connection() stops every mirror of the connection;
-# resuming one of them alone says the connection is still paused.  Resume
-# wakes the worker at once.  A backfill or a drain under way stops at its
-# next request.  sync.status shows a held copy of the database
+# resuming one of them alone says the connection is still paused.  The fill
+# of a field added to a paused mirror waits for the resume.  Resume
+# wakes the worker at once.  A backfill, a fill or a drain under way stops
+# at its next request.  sync.status shows a held copy of the database
 # and a server with sync.enabled = off as paused too.
 use strict;
 use warnings;
@@ -238,6 +239,37 @@ wait_emu(sub { grep { ($_->{FirstName} // '') eq 'Con' } @{ sf_records('Contact'
 wait_for("SELECT count(*) = 1 FROM crm.sf_account WHERE name = 'Remote Era Inc'", '... and the remote change arrives');
 is(sq("SELECT count(*) FROM sync.status WHERE paused"), '0', 'nothing is paused');
 
+# --- a field added to a paused mirror: its fill waits for the resume ---
+for my $acc (@{ sf_records('Account') })
+{
+	$emu->control('PATCH', "/__emulator/records/salesforce/Account/$acc->{Id}", { Phone => "555-$acc->{Name}" });
+}
+sq("SELECT sync.pause('crm.sf_account')");
+sq(q{SELECT sync.alter_mirror('crm.sf_account', add_fields => ARRAY['Phone'])});
+# (alter_mirror itself asked Salesforce to describe Account: a request of the caller's)
+$emu->control('DELETE', '/__emulator/requests');
+is(sq("SELECT count(*) FROM sync.fill f JOIN sync.mirror m ON m.id = f.mirror
+        WHERE m.local_table = 'crm.sf_account'::regclass AND f.next_attempt_at <= now()"), '1',
+	'a field added to a paused mirror: its fill is due');
+rounds(3, 'the worker goes round');
+is(sf_requests_about('Account'), 0, '... but no request of the paused mirror reached Salesforce')
+  or diag(join("\n", map { "$_->{time} $_->{method} $_->{path} $_->{query}" } SyncTest::request_mentions($emu, 'salesforce', 'Account')));
+is(sq("SELECT count(*) FROM crm.sf_account WHERE phone IS NOT NULL"), '0', '... and the added column is not filled');
+is(sq("SELECT count(*) FROM sync.fill f JOIN sync.mirror m ON m.id = f.mirror
+        WHERE m.local_table = 'crm.sf_account'::regclass"), '1', '... the fill waits');
+$emu->control('DELETE', '/__emulator/requests');
+sq("SELECT sync.resume('crm.sf_account')");
+wait_for("SELECT count(*) = 2 AND bool_and(phone = '555-' || name) FROM crm.sf_account",
+	'after resume the added column is filled');
+wait_for("SELECT NOT EXISTS (SELECT 1 FROM sync.fill)", '... the fill is done');
+is(sq("SELECT count(*) FROM sync.journal j JOIN sync.mirror m ON m.id = j.mirror
+        WHERE m.local_table = 'crm.sf_account'::regclass AND j.op = 'U' AND j.detail ~ '^filled added fields'"), '1',
+	'... by the fill, journaled');
+ok((grep { /q=SELECT (?:Id|SystemModstamp|Phone)(?:, (?:Id|SystemModstamp|Phone)){2} FROM Account / }
+	  map { (my $q = $_->{query} // '') =~ s/\+/ /g; $q =~ s/%([0-9A-Fa-f]{2})/chr(hex($1))/ge; $q }
+	  SyncTest::request_mentions($emu, 'salesforce', 'Phone')),
+	'... whose query for the new field went out after the resume');
+
 # --- resume wakes the worker at once (not at its next poll, an hour away) ---
 sq("SELECT sync.pause_connection('sf'); SELECT sync.pause_connection('hs');");
 sq(q{UPDATE crm.hs_contact SET lastname = 'Woken' WHERE email = 'h2@example.com'});
@@ -281,6 +313,48 @@ is(sq("SELECT phase FROM sync.status WHERE local_table = 'crm.sf_lead'::regclass
 $emu->control('DELETE', '/__emulator/faults');
 sq("SELECT sync.resume('crm.sf_lead')");
 wait_for("SELECT count(*) = 6000 FROM crm.sf_lead", 'after resume the backfill went on to the end');
+
+# a fill under way stops too (a field added to the leads: a fill of four
+# pages of up to 2,000, each answer 2.5 s late).  Its page requests: its
+# query, then next pages (/query/<locator>); the mirror's own pulls name
+# every field, LastName too.
+sub status_fills
+{
+	my $n = 0;
+	for my $r (@{ $emu->requests('salesforce') })
+	{
+		next unless $r->{path} =~ m{/query};
+		(my $q = $r->{query} // '') =~ s/\+/ /g;
+		$q =~ s/%([0-9A-Fa-f]{2})/chr(hex($1))/ge;
+		$n++ unless $q =~ /LastName/;
+	}
+	return $n;
+}
+# (an hour later another lead: the pulls' cursor passes the 6,000, which
+# they no longer read: a pull is one request, of one record)
+$emu->control('POST', '/__emulator/clock', { advance_s => 3600 });
+$emu->control('POST', '/__emulator/records/salesforce/Lead', [ { LastName => 'Later', Company => 'Co' } ]);
+wait_for("SELECT count(*) = 1 FROM crm.sf_lead WHERE last_name = 'Later'", 'a later lead arrived');
+rounds(2, 'the worker went round');
+$emu->control('POST', '/__emulator/faults', { api => 'salesforce', path => '/query', latency_ms => 2500 });
+$emu->control('DELETE', '/__emulator/requests');
+sq(q{SELECT sync.alter_mirror('crm.sf_lead', add_fields => ARRAY['Status'])});
+is(sq("SELECT count(*) FROM sync.fill"), '1', 'a field added to 6,001 leads: a fill is due');
+wait_emu(sub { status_fills() >= 1 }, '... the first page of the fill is on its way');
+sq("SELECT sync.pause('crm.sf_lead')");
+my $fills = status_fills();
+rounds(2, 'paused during the fill; the worker went round');
+is(status_fills(), $fills, "the fill stopped at the pause ($fills of 4 pages requested): no page after it");
+my $filled = sq("SELECT count(*) FROM crm.sf_lead WHERE status IS NOT NULL");
+ok($filled < 6001, "... $filled of 6001 leads filled (the page in flight was applied)");
+is(sq("SELECT count(*) FROM sync.fill"), '1', '... the rest of the fill waits');
+$emu->control('DELETE', '/__emulator/faults');
+sq("SELECT sync.resume('crm.sf_lead')");
+wait_for("SELECT count(*) = 6001 FROM crm.sf_lead WHERE status = 'Open - Not Contacted'",
+	'after resume the fill went on to the end');
+wait_for("SELECT NOT EXISTS (SELECT 1 FROM sync.fill)", '... and is done');
+# (the leads created below do not name a status)
+sq(q{SELECT sync.alter_mirror('crm.sf_lead', drop_fields => ARRAY['Status'])});
 
 $emu->control('DELETE', '/__emulator/requests');
 $emu->control('POST', '/__emulator/faults',
