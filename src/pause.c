@@ -4,8 +4,10 @@
  * A mirror is paused when sync.paused has a row for it or for its
  * connection (sync.pause(), sync.pause_connection(), src/sql/70_pause.sql).
  * Then nothing is pushed or pulled for it: the worker does not choose it for
- * a round (PAUSE_MIRROR_ACTIVE_SQL in engine.c), a round already under way
- * stops before its next request (push_mirror, pull_mirror and pull_retry ask
+ * a round (PAUSE_MIRROR_ACTIVE_SQL in engine.c, ROUND_ACTIVE_SQL in
+ * round_due; fill_round, drift_round and the change stream's query too), a
+ * round already under way stops before its next request (push_mirror,
+ * pull_mirror, pull_retry and fill_mirror in alter.c ask
  * pause_mirror_paused() before each claim or page), and sync.push() /
  * sync.pull() refuse it (pause_check_sql()).  Capture is not affected: local
  * writes queue and coalesce in sync.outbox and go out on resume.
