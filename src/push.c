@@ -22,6 +22,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "apply_bulk.h"
 #include "capture.h"
 #include "conn.h"
 #include "drift.h"
@@ -832,7 +833,12 @@ outcome_journal(SyncMirror *m, SyncPushItem *it, PushOutcome *o, char **vals)
 /*
  * The set-based part of recording: a delete queued while a create was in
  * flight takes the new remote ID, the entries that went through go, and
- * the journal rows of the whole batch are added, built from the outcomes.
+ * the journal rows of the whole batch are added, built from the outcomes
+ * (by COPY, as an apply's: journal_copy).  Such a delete is still its
+ * row's open delete (slot 1): it waits behind the create, so it cannot
+ * have been claimed.  Naming the slot lets outbox_row alone answer (no
+ * visit to the created records' own entries), by one probe per key or,
+ * while the queue is small, one pass over the mirror's part of it.
  */
 static void
 push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
@@ -874,10 +880,11 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 		Oid			dt[3] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID};
 		Datum		da[3] = {Int32GetDatum(m->id), text_array(new_key, nnew), text_array(new_rid, nnew)};
 
-		spi_exec("UPDATE sync.outbox o SET remote_id = u.rid "
-				 "FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[])) AS u(key, rid) "
-				 "WHERE o.mirror OPERATOR(pg_catalog.=) $1 AND o.local_key OPERATOR(pg_catalog.=) u.key "
-				 "  AND o.op OPERATOR(pg_catalog.=) 'D' AND o.remote_id IS NULL",
+		spi_exec("UPDATE sync.outbox o "
+				 "SET remote_id = ($3::pg_catalog.text[])[pg_catalog.array_position($2::pg_catalog.text[], o.local_key)] "
+				 "WHERE o.mirror OPERATOR(pg_catalog.=) $1 "
+				 "  AND o.local_key OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]) "
+				 "  AND o.slot OPERATOR(pg_catalog.=) 1 AND o.op OPERATOR(pg_catalog.=) 'D' AND o.remote_id IS NULL",
 				 3, dt, da, NULL, SPI_OK_UPDATE);
 	}
 
@@ -892,9 +899,15 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 
 	if (n > 0)
 	{
+		/* at: when the result came back, not when the caller's transaction began */
+		JournalRows j = {m->id, "out", n, pstrdup(timestamptz_to_str(GetCurrentTimestamp())),
+		col[0], col[1], col[2], col[3], col[4], col[5], col[6]};
 		Oid			t[8] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 		Datum		a[8];
+
+		if (journal_copy(&j))
+			return;
 
 		a[0] = Int32GetDatum(m->id);
 		for (c = 0; c < 7; c++)
