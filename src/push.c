@@ -981,6 +981,39 @@ push_record(SyncMirror *m, PushBatch *b, long blocked_ms, MemoryContext work,
 	push_plans_end(plans);
 }
 
+/*
+ * A bulk write can grow the outbox from nothing to millions of entries
+ * between two autovacuum rounds; the claim's plan is only good with
+ * statistics that know it.  So before a push's first claim: when the
+ * statistics count fewer entries than a claim takes and the table has
+ * grown fourfold since they were taken (its size is one lseek), analyze
+ * it, with a sample of 3,000 rows rather than 30,000: the plan needs the
+ * size and little else, and the full sample cost the first batch as much
+ * as its claim (autovacuum analyzes fully later).  Once analyzed, the
+ * table must grow fourfold again, so a steady queue does not pay this.
+ */
+static void
+analyze_outbox_if_grown(int limit)
+{
+	Oid			t[1] = {INT4OID};
+	Datum		a[1] = {Int32GetDatum(limit)};
+	int			level;
+
+	spi_exec("SELECT 1 FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) 'sync.outbox'::pg_catalog.regclass "
+			 "AND reltuples OPERATOR(pg_catalog.<) $1 "
+			 "AND pg_catalog.pg_relation_size(oid) OPERATOR(pg_catalog.>) "
+			 "    (GREATEST(relpages, 1)::pg_catalog.int8 OPERATOR(pg_catalog.*) 4 OPERATOR(pg_catalog.*) "
+			 "     pg_catalog.current_setting('block_size')::pg_catalog.int8)",
+			 1, t, a, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
+	level = NewGUCNestLevel();
+	(void) set_config_option("default_statistics_target", "10", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	spi_exec("ANALYZE sync.outbox", 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+	AtEOXact_GUC(true, level);
+}
+
 /* Requests a connection may have in flight: its option, else sync.http_max_in_flight. */
 static int
 in_flight(SyncConnection *conn)
@@ -1328,27 +1361,14 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		 */
 		wave = conn->provider->batch_max(conn, m, 'U') * in_flight(conn);
 		limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
+		if (!analyzed)
+			analyze_outbox_if_grown(limit);
+		analyzed = true;
 		claim_start = GetCurrentTimestamp();
 		b = push_claim(m, conn->provider, limit, batchcxt);
 		if (b->nitems > 0)
 			elog(DEBUG1, "sync: mirror %d: first claim of a push: %d entries in %ld ms",
 				 mirror_id, b->nitems, (long) ((GetCurrentTimestamp() - claim_start) / 1000));
-		if (b->nitems == limit && !analyzed)
-		{
-			/*
-			 * A bulk write can grow the outbox from nothing to millions of
-			 * entries between two autovacuum rounds; the claim's plan is only
-			 * good with statistics that know it.
-			 */
-			Oid			t[1] = {INT4OID};
-			Datum		a[1] = {Int32GetDatum(limit)};
-
-			spi_exec("SELECT 1 FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) 'sync.outbox'::pg_catalog.regclass "
-					 "AND reltuples OPERATOR(pg_catalog.<) $1", 1, t, a, NULL, SPI_OK_SELECT);
-			if (SPI_processed > 0)
-				spi_exec("ANALYZE sync.outbox", 0, NULL, NULL, NULL, SPI_OK_UTILITY);
-			analyzed = true;
-		}
 		resolve_references(m, connection, b, batchcxt);
 		xact_end(own);
 
