@@ -40,7 +40,8 @@
 #define HS_BATCH_MAX 100
 #define HS_LIST_LIMIT 100
 #define HS_SEARCH_LIMIT 200
-#define HS_OVERLAP_MS 30000		/* search index lag: re-read the last 30 s */
+#define HS_DEFAULT_SEARCH_LAG_S 30	/* search index lag: re-read the last 30 s */
+#define HS_MAX_SEARCH_LAG_S 86400
 #define HS_DEFAULT_PER_10S 100
 #define HS_DEFAULT_PER_DAY 250000
 #define HS_DEFAULT_SEARCH_PER_S 4.0
@@ -51,7 +52,7 @@
 static const char *const hs_option_keys[] = {
 	"base_url", "auth", "requests_per_10s", "requests_per_day",
 	"search_requests_per_second", "archived_interval", "reconcile_interval",
-	"ca_file", "max_in_flight", NULL
+	"ca_file", "max_in_flight", "search_lag", NULL
 };
 
 /* Association fields: from-object, to-object, HubSpot-defined default type. */
@@ -142,7 +143,7 @@ hs_check_options(SJson *o)
 					 errmsg("unknown HubSpot connection option \"%s\"", keys[i]),
 					 errhint("Known options: base_url, auth, requests_per_10s, requests_per_day, "
 							 "search_requests_per_second, archived_interval, reconcile_interval, "
-							 "ca_file, max_in_flight.")));
+							 "ca_file, max_in_flight, search_lag.")));
 	}
 	if (sjson_has_key(o, "base_url") && (base == NULL || !provider_url_ok(base)))
 		bad_option("base_url", "must be an https:// URL such as \"https://api.hubapi.com\"");
@@ -183,6 +184,8 @@ hs_check_options(SJson *o)
 		bad_option("archived_interval", "must be a number of seconds or e.g. \"5 minutes\"");
 	if (opt_interval(o, "reconcile_interval", 0) < 0)
 		bad_option("reconcile_interval", "must be a number of seconds or e.g. \"1 day\"");
+	if (!(opt_interval(o, "search_lag", 0) >= 0 && opt_interval(o, "search_lag", 0) <= HS_MAX_SEARCH_LAG_S))
+		bad_option("search_lag", "must be a number of seconds or e.g. \"30 seconds\", at most a day");
 	if (sjson_has_key(o, "max_in_flight") &&
 		(sjson_int(sjson_get(o, "max_in_flight"), 0) < 1 || sjson_int(sjson_get(o, "max_in_flight"), 0) > 64))
 		bad_option("max_in_flight", "must be an integer from 1 to 64");
@@ -1386,6 +1389,7 @@ typedef struct HsPull
 	int64		since;			/* since_ms, -1 if none yet */
 	int64		archived_at;
 	int64		reconciled_at;
+	int64		lag_ms;			/* search index lag (search_lag), ms */
 } HsPull;
 
 /*
@@ -1458,7 +1462,7 @@ pull_search_page(HsPull *s)
 	SJson	   *res;
 	HttpRequest *req;
 
-	res = search_page(conn, m, s->since >= 0 ? s->since - HS_OVERLAP_MS : -1, key_ms, key_id,
+	res = search_page(conn, m, s->since >= 0 ? s->since - s->lag_ms : -1, key_ms, key_id,
 					  HS_SEARCH_LIMIT, false, NULL, &more, &req);
 	records_to_page(conn, m, req, psprintf("searching %s", m->remote_object), res, page,
 					&last_ms, &last_id);
@@ -1574,6 +1578,7 @@ hs_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 	s.since = cursor_int(cursor, "since_ms", -1);
 	s.archived_at = cursor_int(cursor, "archived_at", 0);
 	s.reconciled_at = cursor_int(cursor, "reconciled_at", s.now_s);
+	s.lag_ms = (int64) (opt_interval(conn->options, "search_lag", HS_DEFAULT_SEARCH_LAG_S) * 1000);
 
 	conn_ensure_auth(conn);
 	page->cursor = s.cur;
