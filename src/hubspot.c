@@ -1437,7 +1437,7 @@ pull_backfill_page(HsPull *s)
 		SJson	   *props = sjson_get(sjson_array_get(top, 0), "properties");
 
 		s->since = stamp_ms(sjson_get_string(props, mirror_stamp(m)));
-		s->since_at = s->now_ms;
+		s->since_at = timestamptz_to_ms(GetCurrentTimestamp());	/* (its answer in) */
 		s->settled = false;
 		page->total = total;
 	}
@@ -1477,8 +1477,9 @@ end_search_run(HsPull *s, int64 run_ms, int64 run_at)
 {
 	if (run_ms > s->since)
 	{
+		/* now, the run's answers all in: every record it saw was written by then */
 		s->since = run_ms;
-		s->since_at = s->now_ms;	/* the run's last page: no earlier */
+		s->since_at = timestamptz_to_ms(GetCurrentTimestamp());
 		s->settled = false;
 	}
 	else if (s->since >= 0 && run_at - s->since_at >= 2 * s->lag_ms)
