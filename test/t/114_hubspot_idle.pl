@@ -12,6 +12,7 @@
 #   - a change after settling arrives, and the cursor moving on brings the
 #     overlap back (a late-indexed change stamped before the new cursor);
 #   - a cursor written before this fix (no since_at) is not settled.
+# The connection option search_lag (the overlap) is checked too.
 # Pulls are run with sync.pull() (the worker runs the same code); what the
 # idle searches match is found by sending each of them again to the
 # emulator.
@@ -117,12 +118,21 @@ sub settle
 }
 
 my ($url, $ca) = ($emu->{url}, $emu->{ca_file});
+sq('CREATE EXTENSION sync; CREATE SCHEMA crm;');
+
+# --- search_lag: a bad value is refused, naming the option ---
+for my $bad ('"soon"', '-1', '"NaN"', '"2 days"')
+{
+	my ($rc, $out, $err) = $node->psql($db, qq{SELECT sync.create_connection('x', 'hubspot',
+	  '{"auth": {"type": "private_app", "token": "t"}, "search_lag": $bad}')});
+	like($err, qr/invalid HubSpot connection option "search_lag": must be a number of seconds/,
+		"search_lag $bad is refused, naming the option");
+}
 $emu->control('POST', '/__emulator/config', { hubspot_search_lag_ms => $index_lag_ms });
 my $ids = $emu->control('POST', '/__emulator/records/hubspot/contacts',
 	[ map { { email => "c$_\@example.com", firstname => "C$_" } } 1 .. 3 ])->{ids};
 sleep($index_lag_ms / 1000 + 0.5);
-sq(qq{CREATE EXTENSION sync; CREATE SCHEMA crm;
-  SELECT sync.create_connection('hs', 'hubspot', '{"base_url": "$url", "ca_file": "$ca",
+sq(qq{SELECT sync.create_connection('hs', 'hubspot', '{"base_url": "$url", "ca_file": "$ca",
     "search_lag": $search_lag, "archived_interval": "1 hour",
     "auth": {"type": "private_app", "token": "pat-sync-test"}}');
   SELECT sync.mirror('hs', 'contacts', 'crm.contact', fields => ARRAY['email', 'firstname']);});
