@@ -40,7 +40,8 @@
 #define HS_BATCH_MAX 100
 #define HS_LIST_LIMIT 100
 #define HS_SEARCH_LIMIT 200
-#define HS_OVERLAP_MS 30000		/* search index lag: re-read the last 30 s */
+#define HS_DEFAULT_SEARCH_LAG_S 30	/* search index lag: re-read the last 30 s */
+#define HS_MAX_SEARCH_LAG_S 86400
 #define HS_DEFAULT_PER_10S 100
 #define HS_DEFAULT_PER_DAY 250000
 #define HS_DEFAULT_SEARCH_PER_S 4.0
@@ -51,7 +52,7 @@
 static const char *const hs_option_keys[] = {
 	"base_url", "auth", "requests_per_10s", "requests_per_day",
 	"search_requests_per_second", "archived_interval", "reconcile_interval",
-	"ca_file", "max_in_flight", NULL
+	"ca_file", "max_in_flight", "search_lag", NULL
 };
 
 /* Association fields: from-object, to-object, HubSpot-defined default type. */
@@ -142,7 +143,7 @@ hs_check_options(SJson *o)
 					 errmsg("unknown HubSpot connection option \"%s\"", keys[i]),
 					 errhint("Known options: base_url, auth, requests_per_10s, requests_per_day, "
 							 "search_requests_per_second, archived_interval, reconcile_interval, "
-							 "ca_file, max_in_flight.")));
+							 "ca_file, max_in_flight, search_lag.")));
 	}
 	if (sjson_has_key(o, "base_url") && (base == NULL || !provider_url_ok(base)))
 		bad_option("base_url", "must be an https:// URL such as \"https://api.hubapi.com\"");
@@ -183,6 +184,8 @@ hs_check_options(SJson *o)
 		bad_option("archived_interval", "must be a number of seconds or e.g. \"5 minutes\"");
 	if (opt_interval(o, "reconcile_interval", 0) < 0)
 		bad_option("reconcile_interval", "must be a number of seconds or e.g. \"1 day\"");
+	if (!(opt_interval(o, "search_lag", 0) >= 0 && opt_interval(o, "search_lag", 0) <= HS_MAX_SEARCH_LAG_S))
+		bad_option("search_lag", "must be a number of seconds or e.g. \"30 seconds\", at most a day");
 	if (sjson_has_key(o, "max_in_flight") &&
 		(sjson_int(sjson_get(o, "max_in_flight"), 0) < 1 || sjson_int(sjson_get(o, "max_in_flight"), 0) > 64))
 		bad_option("max_in_flight", "must be an integer from 1 to 64");
@@ -1386,7 +1389,26 @@ typedef struct HsPull
 	int64		since;			/* since_ms, -1 if none yet */
 	int64		archived_at;
 	int64		reconciled_at;
+	int64		lag_ms;			/* search index lag (search_lag), ms */
+	int64		now_ms;			/* our clock, unix ms */
+	int64		since_at;		/* our clock (unix ms) when since last moved */
+	bool		settled;		/* every record stamped <= since was read */
 } HsPull;
+
+/*
+ * since_ms and what is known of it, in every cursor written: since_at and
+ * settled (see pull_search_page).
+ */
+static void
+put_since(HsPull *s)
+{
+	if (s->since < 0)
+		return;
+	sjson_add_int(s->cur, "since_ms", s->since);
+	sjson_add_int(s->cur, "since_at", s->since_at);
+	if (s->settled)
+		sjson_add_bool(s->cur, "settled", true);
+}
 
 /*
  * A backfill page: the next page of the plain listing.  The first page also
@@ -1415,12 +1437,13 @@ pull_backfill_page(HsPull *s)
 		SJson	   *props = sjson_get(sjson_array_get(top, 0), "properties");
 
 		s->since = stamp_ms(sjson_get_string(props, mirror_stamp(m)));
+		s->since_at = timestamptz_to_ms(GetCurrentTimestamp());	/* (its answer in) */
+		s->settled = false;
 		page->total = total;
 	}
 	res = list_page(conn, m, after, false, false, &next, &req);
 	records_to_page(conn, m, req, psprintf("listing %s", m->remote_object), res, page, &last_ms, &last_id);
-	if (s->since >= 0)
-		sjson_add_int(s->cur, "since_ms", s->since);
+	put_since(s);
 	if (next)
 	{
 		sjson_add_string(s->cur, "mode", "backfill");
@@ -1438,10 +1461,37 @@ pull_backfill_page(HsPull *s)
 }
 
 /*
+ * A search run is over, having seen stamps up to run_ms; it started at
+ * run_at (our clock).  Newer stamps move since on (and unsettle it).  Else,
+ * if the run started 2 x search_lag after since last moved, the mirror is
+ * settled: every record stamped <= since was written before since_at (the
+ * record stamped since had been read by then), so the index held all of
+ * them search_lag later, and this run, which read the overlap, saw them.
+ * The second search_lag is a margin for HubSpot's servers' clocks (a
+ * record stamped a little before since may have been written a little
+ * after it).  A settled mirror's searches start after since: while nothing
+ * changes they match nothing, instead of the last burst's search_lag.
+ */
+static void
+end_search_run(HsPull *s, int64 run_ms, int64 run_at)
+{
+	if (run_ms > s->since)
+	{
+		/* now, the run's answers all in: every record it saw was written by then */
+		s->since = run_ms;
+		s->since_at = timestamptz_to_ms(GetCurrentTimestamp());
+		s->settled = false;
+	}
+	else if (s->since >= 0 && run_at - s->since_at >= 2 * s->lag_ms)
+		s->settled = true;
+}
+
+/*
  * The search phase: the next page of records changed since the window
- * start (since, less the search index lag), paged by keyset.  Returns true
- * when the run goes on (the cursor of its next page written); when it is
- * over, since moves to the newest stamp it saw.
+ * start (since, less the search index lag; just after since once settled),
+ * paged by keyset.  Returns true when the run goes on (the cursor of its
+ * next page written); when it is over, since moves to the newest stamp it
+ * saw.
  */
 static bool
 pull_search_page(HsPull *s)
@@ -1452,14 +1502,15 @@ pull_search_page(HsPull *s)
 	int64		key_ms = cursor_int(s->cursor, "key_ms", -1);
 	int64		key_id = cursor_int(s->cursor, "key_id", -1);
 	int64		run_ms = cursor_int(s->cursor, "run_ms", s->since);
+	int64		run_at = key_ms >= 0 ? cursor_int(s->cursor, "run_at", s->now_ms) : s->now_ms;
+	int64		from = s->since < 0 ? -1 : s->settled ? s->since + 1 : s->since - s->lag_ms;
 	int64		last_ms = -1,
 				last_id = -1;
 	bool		more = false;
 	SJson	   *res;
 	HttpRequest *req;
 
-	res = search_page(conn, m, s->since >= 0 ? s->since - HS_OVERLAP_MS : -1, key_ms, key_id,
-					  HS_SEARCH_LIMIT, false, NULL, &more, &req);
+	res = search_page(conn, m, from, key_ms, key_id, HS_SEARCH_LIMIT, false, NULL, &more, &req);
 	records_to_page(conn, m, req, psprintf("searching %s", m->remote_object), res, page,
 					&last_ms, &last_id);
 	read_associations(conn, m, page);
@@ -1468,18 +1519,18 @@ pull_search_page(HsPull *s)
 	if (more && page->nrecords > 0)
 	{
 		/* keyset paging: never an offset, so never the 10,000 cap */
-		if (s->since >= 0)
-			sjson_add_int(s->cur, "since_ms", s->since);
+		put_since(s);
 		sjson_add_int(s->cur, "key_ms", last_ms);
 		sjson_add_int(s->cur, "key_id", last_id);
 		sjson_add_int(s->cur, "run_ms", run_ms);
+		sjson_add_int(s->cur, "run_at", run_at);
 		sjson_add_string(s->cur, "phase", "search");
 		sjson_add_int(s->cur, "archived_at", s->archived_at);
 		sjson_add_int(s->cur, "reconciled_at", s->reconciled_at);
 		page->more = true;
 		return true;
 	}
-	s->since = Max(s->since, run_ms);
+	end_search_run(s, run_ms, run_at);
 	return false;
 }
 
@@ -1503,8 +1554,7 @@ pull_archived_page(HsPull *s)
 	for (i = 0; i < page->ndeleted_ids; i++)
 		page->deleted_ids[i] = listed_id(s->conn, req, psprintf("listing archived %s", s->m->remote_object),
 										 res, i);
-	if (s->since >= 0)
-		sjson_add_int(s->cur, "since_ms", s->since);
+	put_since(s);
 	sjson_add_int(s->cur, "reconciled_at", s->reconciled_at);
 	if (next)
 	{
@@ -1529,8 +1579,7 @@ pull_next_phase(HsPull *s, const char *phase, bool run_done)
 	double		archived_every = opt_interval(s->conn->options, "archived_interval", HS_DEFAULT_ARCHIVED_S);
 	double		reconcile_every = opt_interval(s->conn->options, "reconcile_interval", HS_DEFAULT_RECONCILE_S);
 
-	if (s->since >= 0)
-		sjson_add_int(s->cur, "since_ms", s->since);
+	put_since(s);
 	sjson_add_int(s->cur, "archived_at", s->archived_at);
 	sjson_add_int(s->cur, "reconciled_at", s->reconciled_at);
 	if (run_done && s->now_s - s->archived_at >= archived_every)
@@ -1550,10 +1599,13 @@ pull_next_phase(HsPull *s, const char *phase, bool run_done)
 
 /*
  * Cursor (ours, stored by the engine):
- *   {"mode": "backfill", "after": list token, "since_ms": newest stamp when the backfill began}
+ *   {"mode": "backfill", "after": list token, "since_ms": newest stamp when the backfill began,
+ *    "since_at"}
  *   {"mode": "incremental", "since_ms": newest stamp fully applied (absent: none yet),
+ *    "since_at": our clock (unix ms) when since_ms last moved,
+ *    "settled": true once every record stamped <= since_ms was read (searches then start after it),
  *    "key_ms", "key_id": keyset position while a search run is under way,
- *    "run_ms": newest stamp seen by the run,
+ *    "run_ms": newest stamp seen by the run, "run_at": when the run started (our clock, unix ms),
  *    "phase": "search" | "archived" | "reconcile", "archived_after": list token,
  *    "archived_at", "reconciled_at": when those last completed (unix seconds, our clock)}
  */
@@ -1574,6 +1626,16 @@ hs_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 	s.since = cursor_int(cursor, "since_ms", -1);
 	s.archived_at = cursor_int(cursor, "archived_at", 0);
 	s.reconciled_at = cursor_int(cursor, "reconciled_at", s.now_s);
+	s.lag_ms = (int64) (opt_interval(conn->options, "search_lag", HS_DEFAULT_SEARCH_LAG_S) * 1000);
+	s.now_ms = timestamptz_to_ms(GetCurrentTimestamp());
+
+	/*
+	 * A cursor without since_at (written before it existed) counts as moved
+	 * now: not settled.  Our clock set back must not delay settling for as
+	 * long: since_at is never later than now.
+	 */
+	s.since_at = Min(cursor_int(cursor, "since_at", s.now_ms), s.now_ms);
+	s.settled = sjson_has_key(cursor, "since_at") && sjson_bool(sjson_get(cursor, "settled"), false);
 
 	conn_ensure_auth(conn);
 	page->cursor = s.cur;
