@@ -687,8 +687,155 @@ sf_all_ids(SyncConnection *conn, SyncMirror *m, SyncPage *page)
 }
 
 /*
+ * The incremental window.  Increments read SystemModstamp >= since - 60 s
+ * (SF_OVERLAP_SECONDS): a record whose transaction committed late carries
+ * an older stamp than records read before it.  Re-read on every poll, that
+ * overlap makes an idle mirror read the last minute of its last burst again
+ * and again (thousands of records a poll), until the next remote change.
+ *
+ * The overlap is needed only until every record stamped up to since has
+ * committed.  Salesforce's answers carry no server time to tell when that
+ * is, so our own clock measures it: "since_at" is when since last advanced
+ * (the server's clock had reached since by then).  A run that started
+ * SF_SETTLE_SECONDS after that (twice the overlap: a margin for steps of
+ * our clock) and ended without anything newer than since read every record
+ * stamped up to since; the cursor is then "settled", and later runs read
+ * only newer stamps until since advances, which brings the overlap back.
+ * A cursor without since_at (from before it existed) takes the current
+ * time: later than the truth, so it never settles early.  queryAll's
+ * deletes (IsDeleted, stamped when deleted) are changes like any other:
+ * the same window serves them; getDeleted has its own ("deletes_checked").
+ */
+#define SF_SETTLE_SECONDS (2 * SF_OVERLAP_SECONDS)
+
+typedef struct SfWindow
+{
+	const char *since;			/* newest stamp applied; NULL: none yet */
+	pg_time_t	since_at;		/* our clock when since advanced; 0: unknown */
+	pg_time_t	run_at;			/* our clock when this run's query went out; 0:
+								 * unknown */
+	bool		settled;		/* every record stamped <= since was read */
+} SfWindow;
+
+/* A time of our clock, as the cursor keeps it. */
+static char *
+clock_text(pg_time_t t)
+{
+	char		buf[32];
+
+	pg_strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", pg_gmtime(&t));
+	return pstrdup(buf);
+}
+
+/* A time of our clock from the cursor; 0 when absent or unreadable (unknown). */
+static pg_time_t
+cursor_clock(SJson *cursor, const char *key)
+{
+	const char *s = sjson_get_string(cursor, key);
+
+	if (!provider_valid_stamp(s))
+		return 0;
+	return timestamptz_to_time_t(DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+																		 CStringGetDatum(s),
+																		 ObjectIdGetDatum(InvalidOid),
+																		 Int32GetDatum(-1))));
+}
+
+/* The window as the cursor left it; continued: a later page of a run. */
+static void
+window_read(SJson *cursor, bool continued, SfWindow *w)
+{
+	w->since = sjson_get_string(cursor, "since");
+	w->since_at = cursor_clock(cursor, "since_at");
+	w->settled = w->since != NULL && w->since_at != 0 && sjson_bool(sjson_get(cursor, "settled"), false);
+	/* a run's first page: now, before its query goes out; later pages: the run's */
+	w->run_at = continued ? cursor_clock(cursor, "run_at") : time(NULL);
+}
+
+/* The SOQL lower bound of a query (NULL: no stamp yet, everything). */
+static char *
+window_from(const SfWindow *w, bool backfill)
+{
+	if (w->since == NULL)
+		return NULL;
+	if (backfill)
+		return soql_datetime(w->since, 0);
+	/* Salesforce stamps are whole seconds: ">= the next second" is "> since" */
+	if (w->settled)
+		return soql_datetime(w->since, -1);
+	return soql_datetime(w->since, SF_OVERLAP_SECONDS);
+}
+
+/*
+ * The window's part of the new cursor, after a page that read up to
+ * max_stamp; run_ends: no page follows in this run.
+ */
+static void
+window_write(SyncMirror *m, SJson *cur, SfWindow *w, const char *max_stamp, bool incremental,
+			 bool run_ends)
+{
+	if (max_stamp == NULL)
+		return;					/* nothing read yet: no window */
+	if (w->since == NULL || strcmp(max_stamp, w->since) > 0 || w->since_at == 0)
+	{
+		/* since advances (or when it did is unknown): the overlap is needed again */
+		w->since_at = time(NULL);
+		w->settled = false;
+	}
+	else if (incremental && run_ends && !w->settled && w->run_at != 0 &&
+			 w->run_at >= w->since_at + SF_SETTLE_SECONDS)
+	{
+		w->settled = true;
+		elog(DEBUG1, "sync: %s: no Salesforce change after %s: increments no longer re-read the %d s before it",
+			 m->qualified_table, max_stamp, SF_OVERLAP_SECONDS);
+	}
+	sjson_add_string(cur, "since", max_stamp);
+	sjson_add_string(cur, "since_at", clock_text(w->since_at));
+	if (w->settled)
+		sjson_add_bool(cur, "settled", true);
+	if (incremental && !run_ends && w->run_at != 0)
+		sjson_add_string(cur, "run_at", clock_text(w->run_at));
+}
+
+/*
+ * The delete log as a safety net after the last page of a run, at most
+ * every ten minutes; records when it last ran in the new cursor.
+ */
+static void
+delete_log_check(SyncConnection *conn, SyncMirror *m, SyncPage *page, SJson *cur,
+				 const char *checked, bool check)
+{
+	char	   *now = clock_text(time(NULL));
+
+	if (check && checked)
+	{
+		TimestampTz last = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+																   CStringGetDatum(checked),
+																   ObjectIdGetDatum(InvalidOid),
+																   Int32GetDatum(-1)));
+
+		if (GetCurrentTimestamp() - last >= 10 * 60 * USECS_PER_SEC)
+		{
+			if (sf_deleted_since(conn, m, checked, page))
+			{
+				ereport(LOG,
+						(errmsg("sync: %s: the Salesforce delete log no longer reaches back to %s; reconciling all IDs",
+								m->qualified_table, checked)));
+				sf_all_ids(conn, m, page);
+			}
+			sjson_add_string(cur, "deletes_checked", now);
+		}
+		else
+			sjson_add_string(cur, "deletes_checked", checked);
+	}
+	else
+		sjson_add_string(cur, "deletes_checked", checked ? checked : now);
+}
+
+/*
  * Cursor: {"mode": "backfill"|"incremental", "next": locator path or
- * absent, "since": newest stamp fully applied, "deletes_checked": when
+ * absent, "since": newest stamp fully applied, "since_at", "settled",
+ * "run_at": the incremental window (above), "deletes_checked": when
  * getDeleted last ran}.
  */
 static void
@@ -696,25 +843,24 @@ sf_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 {
 	const char *mode = sjson_get_string(cursor, "mode");
 	const char *next = sjson_get_string(cursor, "next");
-	const char *since = sjson_get_string(cursor, "since");
 	const char *checked = sjson_get_string(cursor, "deletes_checked");
 	bool		backfill = (mode == NULL || strcmp(mode, "backfill") == 0);
+	SfWindow	w;
 	char	   *url;
 	HttpRequest *req;
 	SJson	   *j;
-	char	   *max_stamp = since ? pstrdup(since) : NULL;
+	char	   *max_stamp;
 	const char *newnext;
 	SJson	   *cur;
 
+	window_read(cursor, next != NULL, &w);
+	max_stamp = w.since ? pstrdup(w.since) : NULL;
 	if (next)
 		url = psprintf("%s%s", conn->api_base, next);
-	else if (backfill)
-		url = data_url(conn, "query?q=%s",
-					   http_url_encode(soql(m, since ? soql_datetime(since, 0) : NULL, false)));
 	else
-		/* no stamp yet (the object was empty): everything, deletes included */
-		url = data_url(conn, "queryAll?q=%s",
-					   http_url_encode(soql(m, since ? soql_datetime(since, SF_OVERLAP_SECONDS) : NULL, true)));
+		/* increments: no stamp yet (the object was empty): everything, deletes included */
+		url = data_url(conn, backfill ? "query?q=%s" : "queryAll?q=%s",
+					   http_url_encode(soql(m, window_from(&w, backfill), !backfill)));
 
 	req = sf_get(conn, url);
 	if (next && req->outcome == HTTP_DONE && req->status == 400)
@@ -727,10 +873,9 @@ sf_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 			/* the cursor expired: restart from the newest stamp applied, not from scratch */
 			ereport(LOG,
 					(errmsg("sync: %s: Salesforce query cursor expired; resuming from %s",
-							m->qualified_table, since ? since : "the beginning")));
+							m->qualified_table, w.since ? w.since : "the beginning")));
 			url = data_url(conn, backfill ? "query?q=%s" : "queryAll?q=%s",
-						   http_url_encode(soql(m, since ? soql_datetime(since, backfill ? 0 : SF_OVERLAP_SECONDS) : NULL,
-												!backfill)));
+						   http_url_encode(soql(m, window_from(&w, backfill), !backfill)));
 			req = sf_get(conn, url);
 		}
 	}
@@ -744,7 +889,7 @@ sf_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 
 	records_to_page(conn, m, req, psprintf("querying %s", m->remote_object),
 					sjson_get(j, "records"), page, &max_stamp);
-	if (backfill && next == NULL && since == NULL)
+	if (backfill && next == NULL && w.since == NULL)
 		page->total = sjson_int(sjson_get(j, "totalSize"), -1);
 	newnext = sjson_get_string(j, "nextRecordsUrl");
 	if (newnext && (newnext[0] != '/' || strstr(newnext, "..") != NULL))
@@ -757,42 +902,12 @@ sf_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 	sjson_add_string(cur, "mode", (backfill && newnext) ? "backfill" : "incremental");
 	if (newnext)
 		sjson_add_string(cur, "next", newnext);
-	if (max_stamp)
-		sjson_add_string(cur, "since", max_stamp);
+	window_write(m, cur, &w, max_stamp, !backfill, newnext == NULL);
 	page->more = newnext != NULL;
 	page->backfill_done = backfill && newnext == NULL;
 
-	/* the delete log as a safety net, at most every ten minutes */
 	if (!newnext)
-	{
-		pg_time_t	now = time(NULL);
-		char		nowbuf[32];
-
-		pg_strftime(nowbuf, sizeof(nowbuf), "%Y-%m-%dT%H:%M:%SZ", pg_gmtime(&now));
-		if (!backfill && checked && max_stamp)
-		{
-			TimestampTz last = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-																	   CStringGetDatum(checked),
-																	   ObjectIdGetDatum(InvalidOid),
-																	   Int32GetDatum(-1)));
-
-			if (GetCurrentTimestamp() - last >= 10 * 60 * USECS_PER_SEC)
-			{
-				if (sf_deleted_since(conn, m, checked, page))
-				{
-					ereport(LOG,
-							(errmsg("sync: %s: the Salesforce delete log no longer reaches back to %s; reconciling all IDs",
-									m->qualified_table, checked)));
-					sf_all_ids(conn, m, page);
-				}
-				sjson_add_string(cur, "deletes_checked", nowbuf);
-			}
-			else
-				sjson_add_string(cur, "deletes_checked", checked);
-		}
-		else
-			sjson_add_string(cur, "deletes_checked", checked ? checked : nowbuf);
-	}
+		delete_log_check(conn, m, page, cur, checked, !backfill && max_stamp != NULL);
 	else if (checked)
 		sjson_add_string(cur, "deletes_checked", checked);
 	page->cursor = cur;
