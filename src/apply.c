@@ -1326,13 +1326,18 @@ pull_retry(int mirror_id, bool own, MemoryContext cxt, int64 *applied, int64 *de
 	xact_end(own);
 }
 
-/* Pull pages until the remote has no more right now. */
+/*
+ * Pull pages until the remote has no more right now.  A pull stopped by a
+ * pause (or the mirror turned push-only) is not recorded as done: it has
+ * not reached the end, and on resume it is due at once, from its cursor.
+ */
 int64
 pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted, int64 *failed)
 {
 	int64		applied = 0;
 	MemoryContext pagecxt = AllocSetContextCreate(work, "sync page", ALLOCSET_DEFAULT_SIZES);
 	SyncMirror *m;
+	bool		stopped = false;
 
 	pull_retry(mirror_id, own, pagecxt, &applied, deleted, failed);
 	for (;;)
@@ -1349,6 +1354,7 @@ pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted, int64 *
 		if (m->direction == 'p' || pause_mirror_paused(mirror_id))
 		{
 			xact_end(own);
+			stopped = true;
 			break;
 		}
 		conn = conn_get(connection);
@@ -1395,9 +1401,12 @@ pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted, int64 *
 		CHECK_FOR_INTERRUPTS();
 	}
 
-	xact_begin(own);
-	adaptive_note_pull_done(m, applied + *deleted);
-	xact_end(own);
+	if (!stopped)
+	{
+		xact_begin(own);
+		adaptive_note_pull_done(m, applied + *deleted);
+		xact_end(own);
+	}
 	MemoryContextDelete(pagecxt);
 	return applied;
 }

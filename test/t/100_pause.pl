@@ -310,6 +310,8 @@ ok($leads < 6000, "the backfill stopped at the pause ($leads of 6000 leads; the 
 is(scalar(grep { $_->{path} =~ m{/query} } @{ $emu->requests('salesforce') }), $leads / 2000,
 	'... and requested no page after it');
 is(sq("SELECT phase FROM sync.status WHERE local_table = 'crm.sf_lead'::regclass"), 'backfill', '... still in its backfill');
+is(sq("SELECT s.last_pull_at IS NULL FROM sync.mirror_state s JOIN sync.mirror m ON m.id = s.mirror
+        WHERE m.local_table = 'crm.sf_lead'::regclass"), 't', '... and the stopped pull is not recorded as done');
 $emu->control('DELETE', '/__emulator/faults');
 sq("SELECT sync.resume('crm.sf_lead')");
 wait_for("SELECT count(*) = 6000 FROM crm.sf_lead", 'after resume the backfill went on to the end');
