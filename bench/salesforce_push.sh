@@ -77,10 +77,11 @@ print(f"  ceiling {inflight} in flight x 200 records / {lat:g} ms = {ceiling:,.0
 print(f"  API calls: {calls} for {pushed} records = 1/{pushed / max(calls, 1):.0f} per record (target 1/200)")
 # where the pipeline's time went (its DEBUG1 line per batch): a wait for the
 # network near zero means the database's claims and recordings set the pace
-phase = re.compile(r"pipelined batch of (\d+): claim of the next \(\d+\) (\d+) ms, "
-                   r"wait for the network (\d+) ms, record (\d+) ms")
+phase = re.compile(r"pipelined batch of (\d+): claim of the next \(\d+\) (\d+) ms \(CPU ([\d.]+) ms\), "
+                   r"wait for the network (\d+) ms, record (\d+) ms \(CPU ([\d.]+) ms\)")
 first = re.compile(r"first claim of a push: (\d+) entries in (\d+) ms")
 b = recs = claim = wait = rec = 0
+cpu = 0.0
 fclaims = fentries = fms = 0
 for line in open(sys.argv[9], errors="replace"):
     m = first.search(line)
@@ -93,14 +94,16 @@ for line in open(sys.argv[9], errors="replace"):
         b += 1
         recs += int(m.group(1))
         claim += int(m.group(2))
-        wait += int(m.group(3))
-        rec += int(m.group(4))
+        cpu += float(m.group(3)) + float(m.group(6))
+        wait += int(m.group(4))
+        rec += int(m.group(5))
 if b:
     tot = max(claim + wait + rec, 1)
     print(f"  pipeline: {b} batches, {recs / b:.0f} records each; claiming {claim / 1000:.2f} s, "
           f"waiting for the network {wait / 1000:.2f} s, recording {rec / 1000:.2f} s "
           f"(database {100.0 * (claim + rec) / tot:.0f} % of the time, "
-          f"{1000.0 * (claim + rec) / max(recs, 1):.0f} us a record)")
+          f"{1000.0 * (claim + rec) / max(recs, 1):.0f} us a record, of which the worker's CPU "
+          f"{1000.0 * cpu / max(recs, 1):.0f} us)")
 # each push's first claim is outside the pipeline's lines
 if fclaims:
     print(f"  first claims of the pushes: {fclaims}, {fentries} entries, {fms / 1000:.2f} s")
