@@ -1131,13 +1131,8 @@ page_journal(PageApply *pa)
 
 	if (pa->nj == 0)
 		return;
-	{
-		JournalRows j = {pa->m->id, "in", pa->nj, NULL, pa->j_op, NULL, pa->j_rid, NULL,
-		pa->j_hash, pa->j_result, pa->j_detail};
-
-		if (journal_copy(&j))
-			return;
-	}
+	if (apply_journal_copy(pa->m->id, pa->nj, pa->j_op, pa->j_rid, pa->j_hash, pa->j_result, pa->j_detail))
+		return;
 	ja[0] = Int32GetDatum(pa->m->id);
 	ja[1] = text_array(pa->j_op, pa->nj);
 	ja[2] = text_array(pa->j_rid, pa->nj);

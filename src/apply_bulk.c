@@ -4,8 +4,7 @@
  * a plain upsert of the same rows).
  *
  * The journal rows — still one per record, in sync.journal, as before —
- * of a page applied, and of a batch pushed (push.c), go in by PostgreSQL's
- * own COPY FROM (CopyFrom, fed from memory as
+ * go in by PostgreSQL's own COPY FROM (CopyFrom, fed from memory as
  * logical replication's initial table copy is): rows inserted in batches
  * (heap_multi_insert), no statement to parse and plan, no arrays to
  * unnest.  Defaults (the identity, `at`), constraints, indexes and any
@@ -82,46 +81,16 @@ copy_field(StringInfo buf, const char *v, char sep)
 	appendStringInfoCharMacro(buf, sep);
 }
 
-/*
- * A field list (remote names separated by \x1f) as a text[] literal, each
- * name double-quoted: "" is the empty array, as string_to_array() gives.
- */
-static void
-fields_literal(StringInfo lit, const char *fields)
-{
-	const char *p;
-
-	resetStringInfo(lit);
-	appendStringInfoChar(lit, '{');
-	if (*fields != '\0')
-	{
-		appendStringInfoChar(lit, '"');
-		for (p = fields; *p; p++)
-		{
-			if (*p == '\x1f')
-				appendBinaryStringInfo(lit, "\",\"", 3);
-			else
-			{
-				if (*p == '"' || *p == '\\')
-					appendStringInfoChar(lit, '\\');
-				appendStringInfoChar(lit, *p);
-			}
-		}
-		appendStringInfoChar(lit, '"');
-	}
-	appendStringInfoChar(lit, '}');
-}
-
 bool
-journal_copy(const JournalRows *j)
+apply_journal_copy(int mirror, int n, char **op, char **rid, char **hash,
+				   char **result, char **detail)
 {
 	Oid			relid = get_relname_relid("journal", get_namespace_oid("sync", false));
 	Relation	rel;
 	ParseState *pstate;
 	CopyFromState cstate;
 	StringInfoData data;
-	StringInfoData lit;
-	char		lead[64];
+	char		mirror_text[16];
 	List	   *cols;
 	List	   *options;
 	int			i;
@@ -131,45 +100,25 @@ journal_copy(const JournalRows *j)
 		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 		return false;
 
-	/* the columns every row shares: mirror, direction (and at) */
-	snprintf(lead, sizeof(lead), "%d\t%s\t", j->mirror, j->direction);
-	cols = list_make2(makeString("mirror"), makeString("direction"));
-	if (j->at != NULL)
-		cols = lappend(cols, makeString("at"));
-	cols = lappend(cols, makeString("op"));
-	if (j->key != NULL)
-		cols = lappend(cols, makeString("local_key"));
-	cols = lappend(cols, makeString("remote_id"));
-	if (j->fields != NULL)
-		cols = lappend(cols, makeString("fields"));
-	cols = lappend(lappend(cols, makeString("values_hash")), makeString("result"));
-	cols = lappend(cols, makeString("detail"));
-
 	initStringInfo(&data);
-	initStringInfo(&lit);
-	for (i = 0; i < j->n; i++)
+	snprintf(mirror_text, sizeof(mirror_text), "%d", mirror);
+	for (i = 0; i < n; i++)
 	{
-		appendStringInfoString(&data, lead);
-		if (j->at != NULL)
-			copy_field(&data, j->at, '\t');
-		copy_field(&data, j->op[i], '\t');
-		if (j->key != NULL)
-			copy_field(&data, j->key[i], '\t');
-		copy_field(&data, j->rid[i], '\t');
-		if (j->fields != NULL)
-		{
-			if (j->fields[i] != NULL)
-				fields_literal(&lit, j->fields[i]);
-			copy_field(&data, j->fields[i] != NULL ? lit.data : NULL, '\t');
-		}
-		copy_field(&data, j->hash[i], '\t');
-		copy_field(&data, j->result[i], '\t');
-		copy_field(&data, j->detail[i], '\n');
+		appendStringInfoString(&data, mirror_text);
+		appendBinaryStringInfo(&data, "\tin\t", 4);
+		copy_field(&data, op[i], '\t');
+		copy_field(&data, rid[i], '\t');
+		copy_field(&data, hash[i], '\t');
+		copy_field(&data, result[i], '\t');
+		copy_field(&data, detail[i], '\n');
 	}
 
 	rel = table_open(relid, RowExclusiveLock);
 	pstate = make_parsestate(NULL);
 	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	cols = list_make5(makeString("mirror"), makeString("direction"), makeString("op"),
+					  makeString("remote_id"), makeString("values_hash"));
+	cols = lappend(lappend(cols, makeString("result")), makeString("detail"));
 	/* the data is in the database's encoding, whatever the client's */
 	options = list_make1(makeDefElem("encoding",
 									 (Node *) makeString(pstrdup(GetDatabaseEncodingName())), -1));
@@ -182,7 +131,6 @@ journal_copy(const JournalRows *j)
 	free_parsestate(pstate);
 	table_close(rel, NoLock);
 	pfree(data.data);
-	pfree(lit.data);
 	return true;
 }
 
