@@ -1,7 +1,7 @@
 # What a pushed batch records (push_record_batch in push.c): the journal
-# rows of the whole batch, written by COPY as an apply's are (one per item:
-# operation, row, remote ID, the remote fields sent, a hash of the values,
-# the result and the remote's words), and a delete queued while its row's
+# rows of the whole batch (one per item: operation, row, remote ID, the
+# remote fields sent, a hash of the values, the result and the remote's
+# words, the time the results came back), and a delete queued while its row's
 # create was on the network, which takes the new remote ID from the
 # recording and then deletes the record the create made.
 use strict;
