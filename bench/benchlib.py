@@ -1,6 +1,7 @@
 """Shared by the bench/*.sh scripts (test/lib.sh's sync_bench_start puts
 bench/ on PYTHONPATH): a paced driver of remote edits through the
-emulator's control API, and the latency summary every script prints."""
+emulator's control API, the reading of what reached the emulator, and
+the latency summary every script prints."""
 import http.client
 import json
 import time
@@ -51,3 +52,16 @@ def arrivals(sent_file, arrived_lines):
             v, t = line.replace("|", " ").split()
             seen[v] = min(float(t), seen.get(v, float(t)))
     return sent, [(seen[v] - sent[v]) * 1000 for v in sent if v in seen]
+
+
+def composite_writes(requests, field):
+    """The values of `field` in the Salesforce composite writes (PATCH
+    .../composite/sobjects) of the emulator's request log, as "value epoch"
+    lines, the time being the request's: input for arrivals()."""
+    for r in requests:
+        body = r["body"] if isinstance(r["body"], dict) else {}
+        if r["method"] != "PATCH" or not r["path"].endswith("/composite/sobjects"):
+            continue
+        for rec in body.get("records", []):
+            if rec.get(field) is not None:
+                yield "%s %.6f" % (rec[field], r["time"])

@@ -44,23 +44,10 @@ for i in $(seq 1 "$K"); do
 done
 ctl GET '/__emulator/requests?api=salesforce' | python3 -c '
 import json, sys
-commits = {}
-for line in open(sys.argv[1]):
-    v, t = line.split()
-    commits[v] = float(t)
-arrived = {}
-for r in json.load(sys.stdin):
-    body = r["body"] if isinstance(r["body"], dict) else {}
-    if r["method"] != "PATCH" or not r["path"].endswith("/composite/sobjects"):
-        continue
-    for rec in body.get("records", []):
-        v = rec.get("FirstName")
-        if v in commits and v not in arrived:
-            arrived[v] = r["time"]
-lat = sorted((arrived[v] - commits[v]) * 1000 for v in commits if v in arrived)
+from benchlib import arrivals, composite_writes, summary
+commits, lat = arrivals(sys.argv[1], composite_writes(json.load(sys.stdin), "FirstName"))
 if not lat:
     sys.exit("no write arrived")
-from benchlib import summary
 print(summary(lat, len(commits), "target p50 < 100 ms, p99 < 1 s"))
 ' "$COMMITS"
 

@@ -180,25 +180,17 @@ for i in $(seq 1 "$K"); do
 done
 ctl GET '/__emulator/requests?api=salesforce' | python3 -c '
 import json, sys
-commits = {}
-for line in open(sys.argv[1]):
-    v, t = line.split()
-    commits[v] = float(t)
-arrived = {}
+from benchlib import arrivals, composite_writes, summary
 reqs = json.load(sys.stdin)
-for r in reqs:
-    body = r["body"] if isinstance(r["body"], dict) else {}
-    if r["method"] != "PATCH" or not r["path"].endswith("/composite/sobjects"):
-        continue
-    for rec in body.get("records", []):
-        v = rec.get("Val__c")
-        if v in commits and v not in arrived:
-            arrived[v] = r["time"]
-lat = sorted((arrived[v] - commits[v]) * 1000 for v in commits if v in arrived)
+writes = list(composite_writes(reqs, "Val__c"))
+commits, lat = arrivals(sys.argv[1], writes)
 if not lat:
     sys.exit("no write arrived")
 if sys.argv[2]:
     # SHOW_SLOW=ms: the requests the emulator saw between a slow commit and its write
+    arrived = {}
+    for v, t in (w.split() for w in writes):
+        arrived.setdefault(v, float(t))
     for v in commits:
         if v in arrived and (arrived[v] - commits[v]) * 1000 > float(sys.argv[2]):
             print("  slow %s: %.0f ms" % (v, (arrived[v] - commits[v]) * 1000))
@@ -206,7 +198,6 @@ if sys.argv[2]:
                 if commits[v] <= r["time"] <= arrived[v]:
                     ch = r["body"][0].get("channel", "") if isinstance(r["body"], list) and r["body"] else ""
                     print("    +%5.0f ms %s %s %s" % ((r["time"] - commits[v]) * 1000, r["method"], r["path"], ch))
-from benchlib import summary
 print(summary(lat, len(commits), ""))
 ' "$COMMITS" "${SHOW_SLOW:-}"
 

@@ -12,8 +12,6 @@
  */
 #include "postgres.h"
 
-#include <time.h>
-
 #include "utils/guc.h"
 
 #include "access/xact.h"
@@ -1368,25 +1366,15 @@ pull_mirror(int mirror_id, bool own, MemoryContext work, int64 *deleted, int64 *
 		xact_begin(own);
 		{
 			TimestampTz started = GetCurrentTimestamp();
-			struct timespec cpu0,
-						cpu1;
+			double		cpu0 = thread_cpu_ms();
 			long		secs;
 			int			usecs;
 
-			/* (the CPU time too: a benchmark's figure that other load disturbs less) */
-			memset(&cpu0, 0, sizeof(cpu0));
-			cpu1 = cpu0;
-#ifdef CLOCK_THREAD_CPUTIME_ID
-			clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
-#endif
 			apply_page(m, page, true, pagecxt, &applied, deleted, failed);
-#ifdef CLOCK_THREAD_CPUTIME_ID
-			clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
-#endif
 			TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
 			elog(DEBUG1, "sync: %s: applied a page of %d records in %.3f ms (CPU %.3f ms)",
 				 m->qualified_table, page->nrecords, secs * 1000.0 + usecs / 1000.0,
-				 (cpu1.tv_sec - cpu0.tv_sec) * 1000.0 + (cpu1.tv_nsec - cpu0.tv_nsec) / 1000000.0);
+				 thread_cpu_ms() - cpu0);
 		}
 		save_usage(conn);
 		xact_end(own);

@@ -14,6 +14,8 @@
  */
 #include "postgres.h"
 
+#include <time.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/md5.h"
@@ -407,6 +409,23 @@ save_usage(SyncConnection *conn)
 			 "ON CONFLICT (connection) DO UPDATE SET api_usage = EXCLUDED.api_usage, updated_at = now() "
 			 "WHERE sync.connection_state.api_usage IS DISTINCT FROM EXCLUDED.api_usage",
 			 2, types, args, NULL, SPI_OK_INSERT);
+}
+
+/*
+ * This thread's CPU time in ms (0 where the clock is missing), for the
+ * debug lines of the apply and the push: a figure that other load on the
+ * machine disturbs less than the clock.
+ */
+double
+thread_cpu_ms(void)
+{
+#ifdef CLOCK_THREAD_CPUTIME_ID
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+		return ts.tv_sec * 1000.0 + ts.tv_nsec / 1000000.0;
+#endif
+	return 0;
 }
 
 char *

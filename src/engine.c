@@ -175,16 +175,18 @@ release_orphaned_claims(void)
  * A mirror's push and its pull, due now: for m (sync.mirror) and s (its
  * sync.mirror_state), mirrors_due()'s test of each mirror and round_due()'s
  * of any.  A push: pending entries whose time has come and that no claim
- * holds; a pull: its next_pull_at has passed.
+ * holds; a pull: the mirror pulls (PULLS_SQL) and its next_pull_at has
+ * passed.
  */
 #define PUSH_DUE_SQL \
 	"(m.direction OPERATOR(pg_catalog.<>) 'pull' AND EXISTS (SELECT 1 FROM sync.outbox o " \
 	"   WHERE o.mirror OPERATOR(pg_catalog.=) m.id AND o.state OPERATOR(pg_catalog.=) 'pending' " \
 	"     AND o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now() " \
 	"     AND (o.claimed_until IS NULL OR o.claimed_until OPERATOR(pg_catalog.<) pg_catalog.now())))"
+#define PULLS_SQL \
+	"(m.direction OPERATOR(pg_catalog.<>) 'push' AND s.phase OPERATOR(pg_catalog.<>) 'paused')"
 #define PULL_DUE_SQL \
-	"(m.direction OPERATOR(pg_catalog.<>) 'push' AND s.phase OPERATOR(pg_catalog.<>) 'paused' " \
-	" AND s.next_pull_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
+	"(" PULLS_SQL " AND s.next_pull_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
 
 /*
  * What the round has to do, in one statement (its plan kept for the
@@ -223,8 +225,7 @@ round_due(RoundDue *due)
 						   "  CASE WHEN NOT w.work THEN (pg_catalog.date_part('epoch', LEAST("
 						   "    (SELECT pg_catalog.min(s.next_pull_at) FROM sync.mirror m "
 						   "       JOIN sync.mirror_state s ON s.mirror OPERATOR(pg_catalog.=) m.id "
-						   "       WHERE m.direction OPERATOR(pg_catalog.<>) 'push' AND s.phase OPERATOR(pg_catalog.<>) 'paused' "
-						   "         AND " ROUND_ACTIVE_SQL "), "
+						   "       WHERE " PULLS_SQL " AND " ROUND_ACTIVE_SQL "), "
 						   "    (SELECT pg_catalog.min(GREATEST(o.next_attempt_at, COALESCE(o.claimed_until, o.next_attempt_at))) "
 						   "       FROM sync.outbox o JOIN sync.mirror m ON m.id OPERATOR(pg_catalog.=) o.mirror "
 						   "       WHERE o.state OPERATOR(pg_catalog.=) 'pending' AND m.direction OPERATOR(pg_catalog.<>) 'pull' "
@@ -272,7 +273,7 @@ mirrors_due(MemoryContext work, int *nrefs, long *next_ms)
 	 */
 	spi_exec("SELECT m.id, d.push, d.pull, "
 			 "  CASE WHEN NOT (d.push OR d.pull) THEN "
-			 "  (extract(epoch FROM least(CASE WHEN m.direction <> 'push' AND s.phase <> 'paused' THEN s.next_pull_at END, "
+			 "  (extract(epoch FROM least(CASE WHEN " PULLS_SQL " THEN s.next_pull_at END, "
 			 "     (SELECT min(greatest(o.next_attempt_at, coalesce(o.claimed_until, o.next_attempt_at))) "
 			 "        FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'pending')) - now()) * 1000)::bigint END "
 			 "FROM sync.mirror m JOIN sync.mirror_state s ON s.mirror = m.id "

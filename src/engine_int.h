@@ -92,6 +92,7 @@ extern void spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
 					 const char *nulls, int expect);
 extern char *getv(int row, int col);
 extern Datum text_array(char **items, int n);
+extern double thread_cpu_ms(void);
 extern char *values_hash(char **values, int n);
 
 typedef struct OwnerScope

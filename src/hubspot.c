@@ -1622,12 +1622,12 @@ hs_pull_page(SyncConnection *conn, SyncMirror *m, SJson *cursor, SyncPage *page)
 	s.page = page;
 	s.cursor = cursor;
 	s.cur = sjson_new_object();
-	s.now_s = (int64) time(NULL);
+	s.now_ms = timestamptz_to_ms(GetCurrentTimestamp());
+	s.now_s = s.now_ms / 1000;
 	s.since = cursor_int(cursor, "since_ms", -1);
 	s.archived_at = cursor_int(cursor, "archived_at", 0);
 	s.reconciled_at = cursor_int(cursor, "reconciled_at", s.now_s);
 	s.lag_ms = (int64) (opt_interval(conn->options, "search_lag", HS_DEFAULT_SEARCH_LAG_S) * 1000);
-	s.now_ms = timestamptz_to_ms(GetCurrentTimestamp());
 
 	/*
 	 * A cursor without since_at (written before it existed) counts as moved

@@ -12,8 +12,6 @@
  */
 #include "postgres.h"
 
-#include <time.h>
-
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -1011,19 +1009,6 @@ analyze_outbox_if_grown(int limit)
 	AtEOXact_GUC(true, level);
 }
 
-/* This thread's CPU time in ms (0 where the clock is missing): for the log. */
-static double
-thread_cpu_ms(void)
-{
-#ifdef CLOCK_THREAD_CPUTIME_ID
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
-		return ts.tv_sec * 1000.0 + ts.tv_nsec / 1000000.0;
-#endif
-	return 0;
-}
-
 /* Requests a connection may have in flight: its option, else sync.http_max_in_flight. */
 static int
 in_flight(SyncConnection *conn)
@@ -1350,7 +1335,7 @@ int64
 push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejected, int *nretry)
 {
 	int64		total = 0;
-	bool		analyzed = false;
+	bool		first = true;
 	MemoryContext batchcxt = AllocSetContextCreate(work, "sync batch", ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
@@ -1382,14 +1367,14 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		 */
 		wave = conn->provider->batch_max(conn, m, 'U') * in_flight(conn);
 		limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
-		if (!analyzed)
+		if (first)
 			analyze_outbox_if_grown(limit);
-		analyzed = true;
 		claim_start = GetCurrentTimestamp();
 		b = push_claim(m, conn->provider, limit, batchcxt);
-		if (b->nitems > 0)
+		if (first && b->nitems > 0)
 			elog(DEBUG1, "sync: mirror %d: first claim of a push: %d entries in %ld ms",
 				 mirror_id, b->nitems, (long) ((GetCurrentTimestamp() - claim_start) / 1000));
+		first = false;
 		resolve_references(m, connection, b, batchcxt);
 		xact_end(own);
 

@@ -1,5 +1,6 @@
 -- claimperf: the claim updates its entries by id from an array, not by a
--- join to its CTE (src/sql/50_interface.sql).
+-- join to its CTE; with the lead's idempotency keys per installation, for
+-- updates sent as creates too (src/sql/50_interface.sql).
 CREATE OR REPLACE FUNCTION sync._claim(mirror int, max_entries int, lease_seconds int)
 RETURNS SETOF sync.outbox LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WITH ready AS (
