@@ -12,14 +12,20 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "capture.h"
@@ -493,7 +499,42 @@ typedef struct WriteBack
 	/* out, per row: "taken" = the remote record is another row's already */
 	char	  **taken_by;
 	MemoryContext work;
+	/* skip the search for rows holding the new IDs: the index refuses them */
+	bool		optimistic;
 } WriteBack;
+
+/*
+ * Does a unique index on the remote-ID column alone, checked at once (not
+ * deferred, not partial), refuse a second row with the same remote ID?
+ * Then a write-back can skip its search for such rows: the UPDATE fails
+ * if one exists, and only then is the search run.
+ */
+static bool
+remote_id_unique(SyncMirror *m)
+{
+	Relation	rel = table_open(m->relid, AccessShareLock);
+	AttrNumber	att = get_attnum(m->relid, m->remote_id_column);
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	bool		unique = false;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index ix;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		ix = (Form_pg_index) GETSTRUCT(tup);
+		unique = unique ||
+			(ix->indisunique && ix->indimmediate && ix->indisvalid && ix->indnkeyatts == 1 &&
+			 ix->indkey.values[0] == att && heap_attisnull(tup, Anum_pg_index_indpred, NULL));
+		ReleaseSysCache(tup);
+	}
+	list_free(indexes);
+	table_close(rel, AccessShareLock);
+	return unique && att != InvalidAttrNumber;
+}
 
 /*
  * Rows other than ours that hold the new remote IDs already.  A pull that
@@ -616,7 +657,7 @@ write_back(void *arg)
 		stamp[i] = it->new_stamp;
 		key[i] = it->local_key;
 	}
-	necho = write_back_conflicts(w, rid, key, &echo_rid);
+	necho = w->optimistic ? 0 : write_back_conflicts(w, rid, key, &echo_rid);
 
 	/* the rows to write: those whose record is not another row's */
 	for (i = 0; i < w->n; i++)
@@ -699,7 +740,16 @@ push_write_backs(SyncMirror *m, PushBatch *b, PushOutcome *out, MemoryContext wo
 	}
 	PG_TRY();
 	{
-		if (w.n > 0 && !in_subxact(write_back, &w, work, NULL))
+		bool		done = false;
+
+		/* the common case first: no row holds the new IDs yet */
+		if (w.n > 0 && remote_id_unique(m))
+		{
+			w.optimistic = true;
+			done = in_subxact(write_back, &w, work, NULL);
+			w.optimistic = false;
+		}
+		if (w.n > 0 && !done && !in_subxact(write_back, &w, work, NULL))
 		{
 			/* one row at a time, to find the rows the table refuses */
 			WriteBack	one = w;
@@ -830,16 +880,21 @@ outcome_journal(SyncMirror *m, SyncPushItem *it, PushOutcome *o, char **vals)
 }
 
 /*
- * The set-based part of recording: a delete queued while a create was in
- * flight takes the new remote ID, the entries that went through go, and
+ * The set-based part of recording: the entries that went through go, a
+ * delete queued while a create was in flight takes the new remote ID, and
  * the journal rows of the whole batch are added, built from the outcomes,
  * by an INSERT from arrays passed in binary: 3 us a record cheaper than
  * the COPY the apply uses (apply_bulk.c), which would parse the field
- * arrays and the times back from text.  Such a delete is still its
+ * arrays and the times back from text.
+ *
+ * Such a delete marked the create's entry (row_deleted_at, capture.c), so
+ * the search for it runs only when an entry removed here carries a mark:
+ * looking every created record up among the queued deletes cost 2-3 us a
+ * record, for a case that almost never happens.  The delete is still its
  * row's open delete (slot 1): it waits behind the create, so it cannot
- * have been claimed.  Naming the slot lets outbox_row alone answer (no
- * visit to the created records' own entries), by one probe per key or,
- * while the queue is small, one pass over the mirror's part of it.
+ * have been claimed.  Naming the slot lets outbox_row alone answer.  If
+ * the user's delete is not committed yet, the write-back's UPDATE of that
+ * row has waited for it, so the mark is seen.
  */
 static void
 push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
@@ -848,6 +903,7 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 	char	  **new_key = palloc(sizeof(char *) * Max(1, n));
 	char	  **new_rid = palloc(sizeof(char *) * Max(1, n));
 	char	  **ok_ids = palloc(sizeof(char *) * Max(1, n));
+	bool		marked = false;
 	char	  **col[7];
 	int			nnew = 0,
 				nok_ids = 0,
@@ -867,6 +923,8 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 		}
 		if (out[i].done)
 			ok_ids[nok_ids++] = psprintf(INT64_FORMAT, it->outbox_id);
+		/* a parked write-back keeps its entry, and any mark with it */
+		marked = marked || out[i].wb_failed != NULL;
 		col[0][i] = out[i].op;
 		col[1][i] = out[i].key;
 		col[2][i] = out[i].rid;
@@ -876,7 +934,19 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 		col[6][i] = out[i].detail;
 	}
 
-	if (nnew > 0)
+	if (nok_ids > 0)
+	{
+		Oid			t[1] = {TEXTARRAYOID};
+		Datum		a[1] = {text_array(ok_ids, nok_ids)};
+
+		spi_exec("DELETE FROM sync.outbox WHERE id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]) "
+				 "RETURNING row_deleted_at IS NOT NULL",
+				 1, t, a, NULL, SPI_OK_DELETE_RETURNING);
+		for (i = 0; i < (int) SPI_processed && !marked; i++)
+			marked = strcmp(getv(i, 1), "t") == 0;
+	}
+
+	if (nnew > 0 && marked)
 	{
 		Oid			dt[3] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID};
 		Datum		da[3] = {Int32GetDatum(m->id), text_array(new_key, nnew), text_array(new_rid, nnew)};
@@ -887,15 +957,6 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 				 "  AND o.local_key OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]) "
 				 "  AND o.slot OPERATOR(pg_catalog.=) 1 AND o.op OPERATOR(pg_catalog.=) 'D' AND o.remote_id IS NULL",
 				 3, dt, da, NULL, SPI_OK_UPDATE);
-	}
-
-	if (nok_ids > 0)
-	{
-		Oid			t[1] = {TEXTARRAYOID};
-		Datum		a[1] = {text_array(ok_ids, nok_ids)};
-
-		spi_exec("DELETE FROM sync.outbox WHERE id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[])",
-				 1, t, a, NULL, SPI_OK_DELETE);
 	}
 
 	if (n > 0)

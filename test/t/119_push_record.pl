@@ -70,6 +70,9 @@ ok(SyncTest::wait_until(sub { grep { $_->{path} =~ m{/composite/sobjects} } @{ $
 sq('DELETE FROM crm.contact WHERE id = 10');
 is(sq(q{SELECT op::text || '|' || (remote_id IS NULL)::text FROM sync.outbox WHERE local_key = '10' AND slot = 1}), 'D|true',
 	'the delete is queued behind the create, with no remote ID yet');
+is(sq(q{SELECT op::text || '|' || (slot < 0)::text || '|' || (row_deleted_at IS NOT NULL)::text
+          FROM sync.outbox WHERE local_key = '10' AND slot <> 1}), 'I|true|true',
+	'the create on the network is marked: its row was deleted with no remote ID to delete by');
 wait_for(q{SELECT count(*) = 0 FROM sync.outbox WHERE local_key = '10'}, 'the create and the delete were pushed');
 my $rid10 = sq(q{SELECT remote_id FROM sync.journal WHERE direction = 'out' AND local_key = '10' AND op = 'I'});
 like($rid10, qr/^003/, 'the create went and was journaled with its new remote ID');
