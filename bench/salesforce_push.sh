@@ -50,12 +50,17 @@ ctl DELETE /__emulator/requests >/dev/null
 
 echo "pushing $N new records to the Salesforce emulator, $LAT ms latency per request, $INFLIGHT in flight" \
      "(table of $EXISTING rows before)"
+# The times are the server's: T1 when the INSERT has committed (the next
+# statement of its session), T2 when the last result was recorded (the
+# newest journal row the push wrote, a few ms before that recording's
+# commit).  Watching for an empty outbox from here would add up to the
+# poll's interval plus a psql start to the push's time.
 T0=$(date +%s.%N)
-psql_ -c "INSERT INTO crm.contact (first_name, last_name, email)
-          SELECT 'F' || g, 'L' || g, 'p' || g || '@example.com' FROM generate_series(1, $N) g"
-T1=$(date +%s.%N)
-until [ "$(psql_ -At -c 'SELECT count(*) FROM sync.outbox')" = 0 ]; do sleep 0.2; done
-T2=$(date +%s.%N)
+T1=$(psql_ -At -c "INSERT INTO crm.contact (first_name, last_name, email)
+          SELECT 'F' || g, 'L' || g, 'p' || g || '@example.com' FROM generate_series(1, $N) g" \
+       -c "SELECT extract(epoch FROM clock_timestamp())")
+until [ "$(psql_ -At -c 'SELECT NOT EXISTS (SELECT FROM sync.outbox)')" = t ]; do sleep 0.2; done
+T2=$(psql_ -At -c "SELECT extract(epoch FROM max(at)) FROM sync.journal WHERE direction = 'out'")
 PUSHED=$(psql_ -At -c "SELECT count(*) FROM crm.contact WHERE remote_id IS NOT NULL AND first_name LIKE 'F%'")
 CALLS=$(ctl GET '/__emulator/requests?api=salesforce' | python3 -c '
 import json, sys
