@@ -55,12 +55,14 @@ SYNC_TREE   ?= $(CURDIR)
 installcheck: export SYNC_TREE := $(SYNC_TREE)
 PROVE_FLAGS += -I $(CURDIR)/test/perl
 
-sync--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
-	cat $^ > $@
+# (each depends on its folder too, whose time changes when a piece is
+# added or removed, not only when one is edited)
+sync--$(EXTVERSION).sql: src/sql $(sort $(wildcard src/sql/*.sql))
+	cat $(filter %.sql,$^) > $@
 
 define update_rule
-sync--$(1).sql: $$(sort $$(wildcard src/update/$(1)/*.sql))
-	cat $$^ > $$@
+sync--$(1).sql: src/update/$(1) $$(sort $$(wildcard src/update/$(1)/*.sql))
+	cat $$(filter %.sql,$$^) > $$@
 endef
 $(foreach d,$(UPDATE_DIRS),$(eval $(call update_rule,$(d))))
 

@@ -205,7 +205,6 @@ typedef struct OutboxCache
 	SPIPlanPtr	upsert_plan;
 	SPIPlanPtr	unqueue_plan;
 	SPIPlanPtr	delete_plan;
-	SPIPlanPtr	mark_plan;
 } OutboxCache;
 
 /* sync.mirror, for the per-statement proof check */
@@ -778,13 +777,12 @@ prepare_kept(const char *sql, int nargs, Oid *types)
 static void
 free_stale_plans(void)
 {
-	SPIPlanPtr *plans[4] = {&outbox.upsert_plan, &outbox.unqueue_plan, &outbox.delete_plan,
-	&outbox.mark_plan};
+	SPIPlanPtr *plans[3] = {&outbox.upsert_plan, &outbox.unqueue_plan, &outbox.delete_plan};
 	int			i;
 
 	if (!outbox.plans_stale || outbox.plans_running > 0)
 		return;
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 3; i++)
 		if (*plans[i] != NULL)
 		{
 			SPI_freeplan(*plans[i]);
@@ -824,17 +822,6 @@ prepare_plans(void)
 										  "INSERT INTO sync.outbox (mirror, local_key, op, remote_id, slot) "
 										  "VALUES ($1, $2, 'D', $3, 1) ON CONFLICT (mirror, local_key, slot) DO NOTHING",
 										  3, types);
-	}
-	if (outbox.mark_plan == NULL)
-	{
-		Oid			types[2] = {INT4OID, TEXTOID};
-
-		outbox.mark_plan = prepare_kept(
-										"UPDATE sync.outbox SET row_deleted_at = pg_catalog.now() "
-										"WHERE mirror OPERATOR(pg_catalog.=) $1 "
-										"AND local_key OPERATOR(pg_catalog.=) $2 "
-										"AND slot OPERATOR(pg_catalog.<) 0",
-										2, types);
 	}
 }
 
@@ -1302,10 +1289,7 @@ queue_upsert(CapturedWrite *w)
 /*
  * A delete, by SQL: remove the row's never-attempted entry; insert + delete
  * = nothing, unless an earlier attempt is in flight (the row has a remote
- * ID); else queue a delete with the remote ID.  A delete queued without a
- * remote ID marks the row's attempted entries (row_deleted_at): if one of
- * them is a create on the network, its recording finds the mark in the
- * entry it removes and gives this delete the new remote ID (push.c).
+ * ID); else queue a delete with the remote ID.
  */
 static void
 queue_delete_sql(CapturedWrite *w)
@@ -1331,9 +1315,6 @@ queue_delete_sql(CapturedWrite *w)
 		rc = SPI_execute_plan(outbox.delete_plan, dargs, dnulls, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "sync: outbox insert failed: %s", SPI_result_code_string(rc));
-		if (w->nulls[4] == 'n' &&
-			(rc = SPI_execute_plan(outbox.mark_plan, w->args, w->nulls, false, 0)) != SPI_OK_UPDATE)
-			elog(ERROR, "sync: outbox update failed: %s", SPI_result_code_string(rc));
 	}
 }
 

@@ -37,7 +37,8 @@ deparse_ref_lookup(const char *parent_table, const char *key_column,
 /*
  * The values of claimed rows, keys $1 (text[]): key, remote ID, then one
  * column per field, as JSON (to_json: typed, ISO dates, arrays); NULL for
- * the ID and stamp fields.
+ * the ID and stamp fields; last the row version's xmin, which tells the
+ * recording whether the row is still the one read here.
  */
 char *
 deparse_claim_values(SyncMirror *m)
@@ -56,7 +57,7 @@ deparse_claim_values(SyncMirror *m)
 			appendStringInfo(&sql, ", pg_catalog.to_json(%s)::pg_catalog.text",
 							 quote_identifier(m->columns[j]));
 	}
-	appendStringInfo(&sql, " FROM %s WHERE %s OPERATOR(pg_catalog.=) ANY ($1::%s[])",
+	appendStringInfo(&sql, ", xmin::pg_catalog.text FROM %s WHERE %s OPERATOR(pg_catalog.=) ANY ($1::%s[])",
 					 m->qualified_table, quote_identifier(m->key_column), m->key_type);
 	return sql.data;
 }
@@ -84,19 +85,26 @@ deparse_wb_delete_echoes(SyncMirror *m)
 					m->qualified_table, quote_identifier(m->remote_id_column));
 }
 
-/* Write-back: rows of keys $3 take remote IDs $1 and stamps $2 (all text[]). */
+/*
+ * Write-back: rows of keys $3 take remote IDs $1 and stamps $2 (all text[]).
+ * With `kept`, only rows whose version is still the one claimed (xmin $4,
+ * text[]), returning their keys.
+ */
 char *
-deparse_wb_ids(SyncMirror *m)
+deparse_wb_ids(SyncMirror *m, bool kept)
 {
 	return psprintf("UPDATE %s t SET %s = COALESCE(u.rid, t.%s), "
 					"  %s = COALESCE(u.stamp::pg_catalog.timestamptz, t.%s) "
-					"FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[])) "
-					"  AS u(rid, stamp, key) "
-					"WHERE t.%s OPERATOR(pg_catalog.=) u.key::%s",
+					"FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[])%s) "
+					"  AS u(rid, stamp, key%s) "
+					"WHERE t.%s OPERATOR(pg_catalog.=) u.key::%s%s",
 					m->qualified_table, quote_identifier(m->remote_id_column),
 					quote_identifier(m->remote_id_column),
 					quote_identifier(m->stamp_column), quote_identifier(m->stamp_column),
-					quote_identifier(m->key_column), m->key_type);
+					kept ? ", pg_catalog.unnest($4::pg_catalog.text[])" : "",
+					kept ? ", xmin" : "",
+					quote_identifier(m->key_column), m->key_type,
+					kept ? " AND t.xmin OPERATOR(pg_catalog.=) u.xmin::pg_catalog.xid RETURNING u.key" : "");
 }
 
 /* Write-back: the row of key $2 holds its parent's remote ID $1 in `field`. */

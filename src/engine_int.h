@@ -127,7 +127,7 @@ extern char *deparse_ref_lookup(const char *parent_table, const char *key_column
 extern char *deparse_claim_values(SyncMirror *m);
 extern char *deparse_wb_conflicts(SyncMirror *m);
 extern char *deparse_wb_delete_echoes(SyncMirror *m);
-extern char *deparse_wb_ids(SyncMirror *m);
+extern char *deparse_wb_ids(SyncMirror *m, bool kept);
 extern char *deparse_wb_reference(SyncMirror *m, int field);
 extern char *deparse_lock(SyncMirror *m, const char *lock);
 extern char *deparse_reconcile(SyncMirror *m);

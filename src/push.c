@@ -45,6 +45,7 @@ typedef struct PushBatch
 	SyncPushItem *items;
 	int		   *attempts;
 	char	  **resolved;		/* nitems x nfields: remote IDs put in for "@key" */
+	char	  **row_xmin;		/* per item: its row's version when claimed */
 	bool		deferred;		/* some items wait for a parent */
 	TimestampTz claimed_at;
 } PushBatch;
@@ -296,6 +297,7 @@ claim_entries(SyncMirror *m, int limit, MemoryContext work, char ***keys, int *n
 	b->items = palloc0(sizeof(SyncPushItem) * Max(1, b->nitems));
 	b->attempts = palloc0(sizeof(int) * Max(1, b->nitems));
 	b->resolved = palloc0(sizeof(char *) * Max(1, b->nitems) * Max(1, m->nfields));
+	b->row_xmin = palloc0(sizeof(char *) * Max(1, b->nitems));
 	*keys = palloc(sizeof(char *) * Max(1, b->nitems));
 	for (i = 0; i < b->nitems; i++)
 	{
@@ -395,6 +397,7 @@ claim_values(SyncMirror *m, PushBatch *b, char **keys, int nkeys, bool *found, M
 			continue;
 		it = &b->items[hit->item];
 		found[hit->item] = true;
+		b->row_xmin[hit->item] = getv(i, 3 + m->nfields);
 		if (it->op == 'W')
 			continue;
 		if (it->remote_id == NULL)
@@ -413,6 +416,22 @@ claim_values(SyncMirror *m, PushBatch *b, char **keys, int nkeys, bool *found, M
  * queued behind), a remote ID that is not the provider's, an update of a
  * row that never reached the remote (an insert).
  */
+/* Does a row of the table hold this remote ID? */
+static bool
+remote_id_held(SyncMirror *m, const char *rid)
+{
+	Oid			t[1] = {TEXTOID};
+	Datum		a[1] = {CStringGetTextDatum(rid)};
+	OwnerScope	os;
+
+	owner_begin(m->owner, &os);
+	spi_exec(psprintf("SELECT 1 FROM %s WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1",
+					  m->qualified_table, quote_identifier(m->remote_id_column)),
+			 1, t, a, NULL, SPI_OK_SELECT);
+	owner_end(&os);
+	return SPI_processed > 0;
+}
+
 static void
 claim_check(SyncMirror *m, const SyncProvider *prov, PushBatch *b, bool *found, MemoryContext work)
 {
@@ -425,9 +444,17 @@ claim_check(SyncMirror *m, const SyncProvider *prov, PushBatch *b, bool *found, 
 
 		if (it->op != 'D' && !found[j])
 		{
-			/* the row is gone: its delete is queued behind this entry */
+			/*
+			 * The row is gone: its delete is queued behind this entry.  A
+			 * write-back's record exists remotely: its ID goes on to that
+			 * delete (push_record_batch), which was queued without one —
+			 * unless another row mirrors that record (the remote matched
+			 * the create to it, and the user deleted this row to merge).
+			 */
 			it->result = PUSH_OK;
-			it->new_remote_id = NULL;
+			it->new_remote_id = (it->op == 'W' && it->remote_id != NULL &&
+								 !remote_id_held(m, it->remote_id)) ?
+				it->remote_id : NULL;
 			it->error_message = it->op == 'W' ? "skipped: row deleted locally before its remote ID was written back" :
 				"skipped: row deleted locally before it was pushed";
 			continue;
@@ -498,16 +525,19 @@ typedef struct WriteBack
 	int		   *item;			/* their items */
 	/* out, per row: "taken" = the remote record is another row's already */
 	char	  **taken_by;
+	/* out, per row: written by the first attempt, as the claim read it */
+	bool	   *kept;
 	MemoryContext work;
-	/* skip the search for rows holding the new IDs: the index refuses them */
-	bool		optimistic;
+	/* the first attempt: see push_write_backs */
+	bool		first;
+	bool		unique;			/* remote_id_unique() */
 } WriteBack;
 
 /*
  * Does a unique index on the remote-ID column alone, checked at once (not
  * deferred, not partial), refuse a second row with the same remote ID?
- * Then a write-back can skip its search for such rows: the UPDATE fails
- * if one exists, and only then is the search run.
+ * Then the first write-back attempt can skip its search for such rows:
+ * its UPDATE fails if one exists, and the next attempt searches.
  */
 static bool
 remote_id_unique(SyncMirror *m)
@@ -633,6 +663,60 @@ write_back_references(WriteBack *w)
 	}
 }
 
+/*
+ * The first attempt's UPDATE: only the rows still as the claim read them
+ * (same xmin), which cannot have been deleted since, so no delete of theirs
+ * can wait for their new remote IDs (push_record_batch).  Marks them kept
+ * and leaves the others, changed or gone, in rid/stamp/key; returns how
+ * many.
+ */
+static int
+write_back_kept(WriteBack *w, char **rid, char **stamp, char **key, int nwb)
+{
+	SyncMirror *m = w->m;
+	char	  **xmin = palloc(sizeof(char *) * Max(1, nwb));
+	int		   *row = palloc(sizeof(int) * Max(1, nwb));	/* j -> w's row */
+	KeyIndex   *index = palloc(sizeof(KeyIndex) * Max(1, nwb));
+	Oid			t[4] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		a[4];
+	int			nrest = 0,
+				i,
+				j = 0;
+
+	/* rid/stamp/key hold w's rows not taken, in order */
+	for (i = 0; i < w->n; i++)
+		if (w->taken_by[i] == NULL)
+		{
+			xmin[j] = w->b->row_xmin[w->item[i]];
+			index[j].key = key[j];
+			index[j].item = j;
+			row[j++] = i;
+		}
+	Assert(j == nwb);
+	a[0] = text_array(rid, nwb);
+	a[1] = text_array(stamp, nwb);
+	a[2] = text_array(key, nwb);
+	a[3] = text_array(xmin, nwb);
+	spi_exec(deparse_wb_ids(m, true), 4, t, a, NULL, SPI_OK_UPDATE_RETURNING);
+	qsort(index, nwb, sizeof(KeyIndex), key_index_cmp);
+	for (i = 0; i < (int) SPI_processed; i++)
+	{
+		KeyIndex	probe = {getv(i, 1), 0};
+		KeyIndex   *hit = bsearch(&probe, index, nwb, sizeof(KeyIndex), key_index_cmp);
+
+		if (hit != NULL)
+			w->kept[row[hit->item]] = true;
+	}
+	for (j = 0; j < nwb; j++)
+		if (!w->kept[row[j]])
+		{
+			rid[nrest] = rid[j];
+			stamp[nrest] = stamp[j];
+			key[nrest++] = key[j];
+		}
+	return nrest;
+}
+
 static void
 write_back(void *arg)
 {
@@ -657,7 +741,7 @@ write_back(void *arg)
 		stamp[i] = it->new_stamp;
 		key[i] = it->local_key;
 	}
-	necho = w->optimistic ? 0 : write_back_conflicts(w, rid, key, &echo_rid);
+	necho = (w->first && w->unique) ? 0 : write_back_conflicts(w, rid, key, &echo_rid);
 
 	/* the rows to write: those whose record is not another row's */
 	for (i = 0; i < w->n; i++)
@@ -677,12 +761,14 @@ write_back(void *arg)
 
 		spi_exec(deparse_wb_delete_echoes(m), 1, dt, da, NULL, SPI_OK_DELETE);
 	}
+	if (nwb > 0 && w->first)
+		nwb = write_back_kept(w, rid, stamp, key, nwb);
 	if (nwb > 0)
 	{
 		a[0] = text_array(rid, nwb);
 		a[1] = text_array(stamp, nwb);
 		a[2] = text_array(key, nwb);
-		spi_exec(deparse_wb_ids(m), 3, t, a, NULL, SPI_OK_UPDATE);
+		spi_exec(deparse_wb_ids(m, false), 3, t, a, NULL, SPI_OK_UPDATE);
 	}
 	write_back_references(w);
 	owner_end(&os);
@@ -701,6 +787,8 @@ typedef struct PushOutcome
 	char	   *detail;
 	/* write-back */
 	bool		write_back;		/* the row takes a new remote ID or reference */
+	bool		row_kept;		/* ... and was written as the claim read it */
+	bool		taken;			/* ... but its record is another row's */
 	char	   *wb_failed;		/* why writing it back failed, or NULL */
 	/* the outbox entry */
 	bool		done;			/* deleted: the item went through */
@@ -726,6 +814,7 @@ push_write_backs(SyncMirror *m, PushBatch *b, PushOutcome *out, MemoryContext wo
 	w.work = work;
 	w.item = palloc(sizeof(int) * Max(1, n));
 	w.taken_by = palloc0(sizeof(char *) * Max(1, n));
+	w.kept = palloc0(sizeof(bool) * Max(1, n));
 	for (i = 0; i < n; i++)
 	{
 		SyncPushItem *it = &b->items[i];
@@ -742,12 +831,18 @@ push_write_backs(SyncMirror *m, PushBatch *b, PushOutcome *out, MemoryContext wo
 	{
 		bool		done = false;
 
-		/* the common case first: no row holds the new IDs yet */
-		if (w.n > 0 && remote_id_unique(m))
+		/*
+		 * The common case first: rows as claimed, and (with the index to
+		 * say so) no other row holding the new IDs.
+		 */
+		if (w.n > 0)
 		{
-			w.optimistic = true;
+			w.first = true;
+			w.unique = remote_id_unique(m);
 			done = in_subxact(write_back, &w, work, NULL);
-			w.optimistic = false;
+			w.first = false;
+			if (!done)
+				memset(w.kept, 0, sizeof(bool) * w.n);
 		}
 		if (w.n > 0 && !done && !in_subxact(write_back, &w, work, NULL))
 		{
@@ -762,6 +857,7 @@ push_write_backs(SyncMirror *m, PushBatch *b, PushOutcome *out, MemoryContext wo
 				one.n = 1;
 				one.item = &w.item[i];
 				one.taken_by = &w.taken_by[i];
+				one.kept = &w.kept[i];
 				if (!in_subxact(write_back, &one, work, &e))
 					out[w.item[i]].wb_failed =
 						psprintf("the remote has the record (ID %s), but writing its ID into row %s of %s failed: %s",
@@ -775,6 +871,11 @@ push_write_backs(SyncMirror *m, PushBatch *b, PushOutcome *out, MemoryContext wo
 		sync_applying_mirror = saved;
 	}
 	PG_END_TRY();
+	for (i = 0; i < w.n; i++)
+	{
+		out[w.item[i]].row_kept = w.kept[i];
+		out[w.item[i]].taken = w.taken_by[i] != NULL;
+	}
 	for (i = 0; i < w.n; i++)
 		if (w.taken_by[i] != NULL && out[w.item[i]].wb_failed == NULL)
 			out[w.item[i]].wb_failed =
@@ -880,21 +981,23 @@ outcome_journal(SyncMirror *m, SyncPushItem *it, PushOutcome *o, char **vals)
 }
 
 /*
- * The set-based part of recording: the entries that went through go, a
- * delete queued while a create was in flight takes the new remote ID, and
+ * The set-based part of recording: a delete queued while a create was in
+ * flight takes the new remote ID, the entries that went through go, and
  * the journal rows of the whole batch are added, built from the outcomes,
  * by an INSERT from arrays passed in binary: 3 us a record cheaper than
  * the COPY the apply uses (apply_bulk.c), which would parse the field
  * arrays and the times back from text.
  *
- * Such a delete marked the create's entry (row_deleted_at, capture.c), so
- * the search for it runs only when an entry removed here carries a mark:
- * looking every created record up among the queued deletes cost 2-3 us a
- * record, for a case that almost never happens.  The delete is still its
- * row's open delete (slot 1): it waits behind the create, so it cannot
- * have been claimed.  Naming the slot lets outbox_row alone answer.  If
- * the user's delete is not committed yet, the write-back's UPDATE of that
- * row has waited for it, so the mark is seen.
+ * Such a delete is looked for only among the records whose rows the
+ * write-back did not find as the claim read them (row_kept): a row with
+ * the same version cannot have been deleted since, and looking every
+ * created record up among the queued deletes cost 2-3 us a record, for a
+ * case that almost never happens.  A delete that was not committed when
+ * the write-back ran is seen: the write-back's UPDATE waited for its row
+ * lock.  Creates whose write-back waits parked (op W) look again when it
+ * is done.  The delete is still its row's open delete (slot 1): it waits
+ * behind the create, so it cannot have been claimed.  Naming the slot
+ * lets outbox_row alone answer.
  */
 static void
 push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
@@ -903,7 +1006,6 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 	char	  **new_key = palloc(sizeof(char *) * Max(1, n));
 	char	  **new_rid = palloc(sizeof(char *) * Max(1, n));
 	char	  **ok_ids = palloc(sizeof(char *) * Max(1, n));
-	bool		marked = false;
 	char	  **col[7];
 	int			nnew = 0,
 				nok_ids = 0,
@@ -916,15 +1018,14 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 	{
 		SyncPushItem *it = &b->items[i];
 
-		if (it->result == PUSH_OK && it->op == 'I' && it->new_remote_id != NULL)
+		if (it->result == PUSH_OK && (it->op == 'I' || it->op == 'W') &&
+			it->new_remote_id != NULL && !out[i].row_kept && !out[i].taken)
 		{
 			new_key[nnew] = it->local_key;
 			new_rid[nnew++] = it->new_remote_id;
 		}
 		if (out[i].done)
 			ok_ids[nok_ids++] = psprintf(INT64_FORMAT, it->outbox_id);
-		/* a parked write-back keeps its entry, and any mark with it */
-		marked = marked || out[i].wb_failed != NULL;
 		col[0][i] = out[i].op;
 		col[1][i] = out[i].key;
 		col[2][i] = out[i].rid;
@@ -934,19 +1035,7 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 		col[6][i] = out[i].detail;
 	}
 
-	if (nok_ids > 0)
-	{
-		Oid			t[1] = {TEXTARRAYOID};
-		Datum		a[1] = {text_array(ok_ids, nok_ids)};
-
-		spi_exec("DELETE FROM sync.outbox WHERE id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]) "
-				 "RETURNING row_deleted_at IS NOT NULL",
-				 1, t, a, NULL, SPI_OK_DELETE_RETURNING);
-		for (i = 0; i < (int) SPI_processed && !marked; i++)
-			marked = strcmp(getv(i, 1), "t") == 0;
-	}
-
-	if (nnew > 0 && marked)
+	if (nnew > 0)
 	{
 		Oid			dt[3] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID};
 		Datum		da[3] = {Int32GetDatum(m->id), text_array(new_key, nnew), text_array(new_rid, nnew)};
@@ -957,6 +1046,15 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 				 "  AND o.local_key OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]) "
 				 "  AND o.slot OPERATOR(pg_catalog.=) 1 AND o.op OPERATOR(pg_catalog.=) 'D' AND o.remote_id IS NULL",
 				 3, dt, da, NULL, SPI_OK_UPDATE);
+	}
+
+	if (nok_ids > 0)
+	{
+		Oid			t[1] = {TEXTARRAYOID};
+		Datum		a[1] = {text_array(ok_ids, nok_ids)};
+
+		spi_exec("DELETE FROM sync.outbox WHERE id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[])",
+				 1, t, a, NULL, SPI_OK_DELETE);
 	}
 
 	if (n > 0)

@@ -101,11 +101,7 @@ CREATE TABLE sync.outbox (
     error_message   text,
     error_fields    text[],
     created_at      timestamptz NOT NULL DEFAULT now(),
-    updated_at      timestamptz NOT NULL DEFAULT now(),
-    -- an attempted entry (sealed) whose row was deleted with no remote ID
-    -- to delete by: the row's create may be on the network, and the delete
-    -- queued behind it takes its new remote ID when it comes back
-    row_deleted_at  timestamptz
+    updated_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX outbox_row ON sync.outbox (mirror, local_key, slot);
 

@@ -221,6 +221,8 @@ sq("DELETE FROM crm.contact WHERE email = 'not-an-email' OR (email = 'p30\@examp
 sq("SELECT sync.retry('crm.contact')");
 sq("SELECT sync.push('crm.contact')");
 is(sq("SELECT count(*) FROM sync.errors"), '0', 'the parked entries of deleted rows are dropped on retry');
+sq("SELECT sync.push('crm.contact')");    # the deletes queued behind them
+is(sq("SELECT count(*) FROM sync.outbox"), '0', '... and the deletes behind them are done');
 ok((grep { $_->{id} eq $p30->{id} } @{ remote('contacts') }), '... and deleting the duplicate row archived nothing remotely');
 
 # --- a whole-batch 400 is bisected: only the bad input is parked ---

@@ -70,14 +70,41 @@ ok(SyncTest::wait_until(sub { grep { $_->{path} =~ m{/composite/sobjects} } @{ $
 sq('DELETE FROM crm.contact WHERE id = 10');
 is(sq(q{SELECT op::text || '|' || (remote_id IS NULL)::text FROM sync.outbox WHERE local_key = '10' AND slot = 1}), 'D|true',
 	'the delete is queued behind the create, with no remote ID yet');
-is(sq(q{SELECT op::text || '|' || (slot < 0)::text || '|' || (row_deleted_at IS NOT NULL)::text
-          FROM sync.outbox WHERE local_key = '10' AND slot <> 1}), 'I|true|true',
-	'the create on the network is marked: its row was deleted with no remote ID to delete by');
 wait_for(q{SELECT count(*) = 0 FROM sync.outbox WHERE local_key = '10'}, 'the create and the delete were pushed');
 my $rid10 = sq(q{SELECT remote_id FROM sync.journal WHERE direction = 'out' AND local_key = '10' AND op = 'I'});
 like($rid10, qr/^003/, 'the create went and was journaled with its new remote ID');
 ok(!grep({ $_->{Id} eq $rid10 } sf_contacts()), 'the record the create made is gone: the delete took its ID');
 is(sq(q{SELECT remote_id || '|' || result FROM sync.journal WHERE direction = 'out' AND local_key = '10' AND op = 'D'}),
 	"$rid10|ok", 'the delete was journaled with that ID');
+
+# --- the same, with the delete held open past the recording's lock timeout ---
+# The write-back cannot take the row: the create's entry is parked as a
+# write-back to finish (op W), and the delete, committed later, waits
+# behind it.  When the write-back is retried, the row is gone, and the
+# delete takes the remote ID then: the record does not stay behind.
+sq(q{ALTER SYSTEM SET sync.lock_timeout = '1s'; SELECT pg_reload_conf()});
+$emu->control('POST', '/__emulator/faults',
+	[ { api => 'salesforce', path => '/composite/sobjects', latency_ms => 2500, count => 1 } ]);
+$emu->control('DELETE', '/__emulator/requests');
+sq(q{INSERT INTO crm.contact (id, first_name, last_name, email) VALUES (11, 'Hal', 'Held', 'hal@example.com')});
+ok(SyncTest::wait_until(sub { grep { $_->{path} =~ m{/composite/sobjects} } @{ $emu->requests('salesforce') } }, 30),
+	'the second create is on the network');
+my $bg = $node->background_psql($db);
+$bg->query_safe('BEGIN');
+$bg->query_safe('DELETE FROM crm.contact WHERE id = 11');
+wait_for(q{SELECT count(*) = 1 FROM sync.errors WHERE local_key = '11' AND operation = 'write-back'},
+	'the write-back waited past the lock timeout: parked as a write-back to finish');
+$bg->query_safe('COMMIT');
+$bg->quit;
+my $rid11 = sq(q{SELECT remote_id FROM sync.outbox WHERE local_key = '11' AND op = 'W'});
+like($rid11, qr/^003/, 'the parked write-back holds the new remote ID');
+ok(grep({ $_->{Id} eq $rid11 } sf_contacts()), 'the record exists remotely meanwhile');
+is(sq(q{SELECT (remote_id IS NULL)::text FROM sync.outbox WHERE local_key = '11' AND op = 'D'}), 'true',
+	'the delete waits behind it, with no remote ID');
+sq(q{SELECT sync.retry('crm.contact')});
+wait_for(q{SELECT count(*) = 0 FROM sync.outbox WHERE local_key = '11'}, 'retried: the write-back and the delete are done');
+ok(!grep({ $_->{Id} eq $rid11 } sf_contacts()), 'the delete took the remote ID and removed the record');
+is(sq(q{SELECT remote_id || '|' || result FROM sync.journal WHERE direction = 'out' AND local_key = '11' AND op = 'D'}),
+	"$rid11|ok", 'the delete was journaled with that ID');
 
 done_testing();
