@@ -60,13 +60,21 @@ isnt(sq(q{SELECT values_hash FROM sync.journal WHERE direction = 'out' AND local
 	sq(q{SELECT values_hash FROM sync.journal WHERE direction = 'out' AND local_key = '2'}),
 	'different values, different hashes');
 
+# Insert row $id and wait until its create is on the network, held there
+# 2.5 s by the emulator.
+sub create_on_network
+{
+	my ($id, $name) = @_;
+	$emu->control('POST', '/__emulator/faults',
+		[ { api => 'salesforce', path => '/composite/sobjects', latency_ms => 2500, count => 1 } ]);
+	$emu->control('DELETE', '/__emulator/requests');
+	sq(qq{INSERT INTO crm.contact (id, first_name, last_name, email) VALUES ($id, '$name', 'Flight', '$name\@example.com')});
+	ok(SyncTest::wait_until(sub { grep { $_->{path} =~ m{/composite/sobjects} } @{ $emu->requests('salesforce') } }, 30),
+		"the create of row $id is on the network");
+}
+
 # --- a delete queued while the row's create is on the network ---
-$emu->control('POST', '/__emulator/faults',
-	[ { api => 'salesforce', path => '/composite/sobjects', latency_ms => 2500, count => 1 } ]);
-$emu->control('DELETE', '/__emulator/requests');
-sq(q{INSERT INTO crm.contact (id, first_name, last_name, email) VALUES (10, 'Dee', 'Flight', 'dee@example.com')});
-ok(SyncTest::wait_until(sub { grep { $_->{path} =~ m{/composite/sobjects} } @{ $emu->requests('salesforce') } }, 30),
-	'the create is on the network');
+create_on_network(10, 'Dee');
 sq('DELETE FROM crm.contact WHERE id = 10');
 is(sq(q{SELECT op::text || '|' || (remote_id IS NULL)::text FROM sync.outbox WHERE local_key = '10' AND slot = 1}), 'D|true',
 	'the delete is queued behind the create, with no remote ID yet');
@@ -83,12 +91,7 @@ is(sq(q{SELECT remote_id || '|' || result FROM sync.journal WHERE direction = 'o
 # behind it.  When the write-back is retried, the row is gone, and the
 # delete takes the remote ID then: the record does not stay behind.
 sq(q{ALTER SYSTEM SET sync.lock_timeout = '1s'; SELECT pg_reload_conf()});
-$emu->control('POST', '/__emulator/faults',
-	[ { api => 'salesforce', path => '/composite/sobjects', latency_ms => 2500, count => 1 } ]);
-$emu->control('DELETE', '/__emulator/requests');
-sq(q{INSERT INTO crm.contact (id, first_name, last_name, email) VALUES (11, 'Hal', 'Held', 'hal@example.com')});
-ok(SyncTest::wait_until(sub { grep { $_->{path} =~ m{/composite/sobjects} } @{ $emu->requests('salesforce') } }, 30),
-	'the second create is on the network');
+create_on_network(11, 'Hal');
 my $bg = $node->background_psql($db);
 $bg->query_safe('BEGIN');
 $bg->query_safe('DELETE FROM crm.contact WHERE id = 11');
