@@ -86,6 +86,18 @@
  * queued events comes at once; one that holds has found the remote quiet).
  */
 #define CDC_BUSY_GRACE_MS		100
+/*
+ * A long poll ended for due work costs the stream a new client (a
+ * handshake and a subscription, see the head of this file).  With many
+ * polling mirrors in the database their pulls come due a few hundred ms
+ * apart, and ending the poll for each cost about 144 new clients a minute
+ * with 195 of them: so due work does not end a long poll sooner than this
+ * after the previous one ended; the pulls due meanwhile run together in
+ * the next round, at most this late.  Commits (wake-ups), SIGHUP and the
+ * streams' own retries still end it at once.
+ */
+#define CDC_MIN_CUT_MS			2000
+static TimestampTz last_cut = 0;
 
 /* One mirror's stream (kept across rounds in stream_cxt). */
 typedef struct CdcStream
@@ -1444,6 +1456,8 @@ cdc_stream_round(long next_ms, bool any_realtime)
 		sc.grace_until = GetCurrentTimestamp() + CDC_BUSY_GRACE_MS * (int64) 1000;
 	}
 	sc.deadline = next_ms > 0 ? GetCurrentTimestamp() + next_ms * (int64) 1000 : sc.grace_until;
+	if (next_ms > 0 && last_cut != 0)
+		sc.deadline = Max(sc.deadline, last_cut + CDC_MIN_CUT_MS * (int64) 1000);
 	if (soonest != 0 && (sc.deadline == 0 || soonest < sc.deadline))
 		sc.deadline = soonest;
 	pgstat_report_activity(STATE_IDLE, "sync: waiting for change events");
@@ -1455,6 +1469,8 @@ cdc_stream_round(long next_ms, bool any_realtime)
 		int			k = (int) (intptr_t) req->user_data;
 		CdcStream  *s = open[k];
 
+		if (req->outcome == HTTP_CANCELLED)
+			last_cut = GetCurrentTimestamp();
 		connect_done(s, conns[k], req, work);
 	}
 	pull_requested = false;

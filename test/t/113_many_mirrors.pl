@@ -127,5 +127,34 @@ ok(SyncTest::wait_until(sub {
 	grep { ($_->{Val__c} // '') eq 'Late' } @{ $emu->control('GET', '/__emulator/records/salesforce/' . obj(1)) };
 }, 30), 'a commit after the idle window reaches the remote');
 
+# --- pulls coming due do not end the streams' long polls more than every
+# 2 s: each ended poll costs its stream a new client (a handshake) ---
+sub handshakes
+{
+	return scalar grep {
+		ref $_->{body} eq 'ARRAY' && grep { ref $_ eq 'HASH' && ($_->{channel} // '') eq '/meta/handshake' } @{ $_->{body} }
+	} @{ $emu->requests() };
+}
+# the remote now holds a connect for 20 s when there is nothing to say
+$emu->control('POST', '/__emulator/config', { salesforce_cometd_timeout_ms => 20000 });
+sq(q{ALTER SYSTEM SET sync.pull_interval = '1s'; SELECT pg_reload_conf()});
+# their next pulls were an hour away: due now, then every second
+sq(q{UPDATE sync.mirror_state s SET next_pull_at = now() FROM sync.mirror m
+      WHERE m.id = s.mirror AND m.direction <> 'push' AND NOT m.options ? 'realtime'; SELECT sync.wake()});
+sleep 3;
+$emu->control('DELETE', '/__emulator/requests');
+my $w0 = sq('SELECT now()');
+my $WINDOW_S = 8;
+sleep $WINDOW_S;
+my $hs = handshakes();
+my $streams = scalar @RT;
+note "$WINDOW_S s of 47 mirrors polling every second beside $streams streams: $hs handshakes";
+ok($hs <= $streams * ($WINDOW_S / 2 + 1),
+	"due pulls end the long polls at most every 2 s ($hs handshakes of $streams streams in $WINDOW_S s)");
+is(sq(qq{SELECT count(*) FROM sync.mirror_state s JOIN sync.mirror m ON m.id = s.mirror
+          WHERE m.direction <> 'push' AND NOT m.options ? 'realtime' AND s.last_pull_at > '$w0'}),
+	$N - 3, '... and every polling mirror was pulled meanwhile');
+sq(q{ALTER SYSTEM RESET sync.pull_interval; SELECT pg_reload_conf()});
+
 $node->stop;
 done_testing();
