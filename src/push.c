@@ -542,12 +542,15 @@ typedef struct WriteBack
 static bool
 remote_id_unique(SyncMirror *m)
 {
-	Relation	rel = table_open(m->relid, AccessShareLock);
+	Relation	rel = try_table_open(m->relid, AccessShareLock);
 	AttrNumber	att = get_attnum(m->relid, m->remote_id_column);
-	List	   *indexes = RelationGetIndexList(rel);
+	List	   *indexes;
 	ListCell   *lc;
 	bool		unique = false;
 
+	if (rel == NULL)
+		return false;			/* dropped: the write-back says so, in its subtransaction */
+	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)
 	{
 		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
