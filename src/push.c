@@ -411,11 +411,6 @@ claim_values(SyncMirror *m, PushBatch *b, char **keys, int nkeys, bool *found, M
 	MemoryContextSwitchTo(old);
 }
 
-/*
- * What the claim's rows say about each item: a row gone (its delete is
- * queued behind), a remote ID that is not the provider's, an update of a
- * row that never reached the remote (an insert).
- */
 /* Does a row of the table hold this remote ID? */
 static bool
 remote_id_held(SyncMirror *m, const char *rid)
@@ -432,6 +427,11 @@ remote_id_held(SyncMirror *m, const char *rid)
 	return SPI_processed > 0;
 }
 
+/*
+ * What the claim's rows say about each item: a row gone (its delete is
+ * queued behind), a remote ID that is not the provider's, an update of a
+ * row that never reached the remote (an insert).
+ */
 static void
 claim_check(SyncMirror *m, const SyncProvider *prov, PushBatch *b, bool *found, MemoryContext work)
 {
@@ -669,33 +669,28 @@ write_back_references(WriteBack *w)
 /*
  * The first attempt's UPDATE: only the rows still as the claim read them
  * (same xmin), which cannot have been deleted since, so no delete of theirs
- * can wait for their new remote IDs (push_record_batch).  Marks them kept
- * and leaves the others, changed or gone, in rid/stamp/key; returns how
- * many.
+ * can wait for their new remote IDs (push_record_batch).  rid/stamp/key[j]
+ * are w's row[j].  Marks those written kept and leaves the others, changed
+ * or gone, in rid/stamp/key; returns how many.
  */
 static int
-write_back_kept(WriteBack *w, char **rid, char **stamp, char **key, int nwb)
+write_back_kept(WriteBack *w, char **rid, char **stamp, char **key, const int *row, int nwb)
 {
 	SyncMirror *m = w->m;
 	char	  **xmin = palloc(sizeof(char *) * Max(1, nwb));
-	int		   *row = palloc(sizeof(int) * Max(1, nwb));	/* j -> w's row */
 	KeyIndex   *index = palloc(sizeof(KeyIndex) * Max(1, nwb));
 	Oid			t[4] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 	Datum		a[4];
 	int			nrest = 0,
 				i,
-				j = 0;
+				j;
 
-	/* rid/stamp/key hold w's rows not taken, in order */
-	for (i = 0; i < w->n; i++)
-		if (w->taken_by[i] == NULL)
-		{
-			xmin[j] = w->b->row_xmin[w->item[i]];
-			index[j].key = key[j];
-			index[j].item = j;
-			row[j++] = i;
-		}
-	Assert(j == nwb);
+	for (j = 0; j < nwb; j++)
+	{
+		xmin[j] = w->b->row_xmin[w->item[row[j]]];
+		index[j].key = key[j];
+		index[j].item = j;
+	}
 	a[0] = text_array(rid, nwb);
 	a[1] = text_array(stamp, nwb);
 	a[2] = text_array(key, nwb);
@@ -728,6 +723,7 @@ write_back(void *arg)
 	char	  **rid = palloc(sizeof(char *) * Max(1, w->n));
 	char	  **stamp = palloc(sizeof(char *) * Max(1, w->n));
 	char	  **key = palloc(sizeof(char *) * Max(1, w->n));
+	int		   *row = palloc(sizeof(int) * Max(1, w->n));
 	char	  **echo_rid;
 	int			necho,
 				nwb = 0,
@@ -750,6 +746,7 @@ write_back(void *arg)
 	for (i = 0; i < w->n; i++)
 		if (w->taken_by[i] == NULL)
 		{
+			row[nwb] = i;
 			rid[nwb] = rid[i];
 			stamp[nwb] = stamp[i];
 			key[nwb++] = key[i];
@@ -765,7 +762,7 @@ write_back(void *arg)
 		spi_exec(deparse_wb_delete_echoes(m), 1, dt, da, NULL, SPI_OK_DELETE);
 	}
 	if (nwb > 0 && w->first)
-		nwb = write_back_kept(w, rid, stamp, key, nwb);
+		nwb = write_back_kept(w, rid, stamp, key, row, nwb);
 	if (nwb > 0)
 	{
 		a[0] = text_array(rid, nwb);
@@ -790,8 +787,9 @@ typedef struct PushOutcome
 	char	   *detail;
 	/* write-back */
 	bool		write_back;		/* the row takes a new remote ID or reference */
-	bool		row_kept;		/* ... and was written as the claim read it */
-	bool		taken;			/* ... but its record is another row's */
+	/* ... and no delete of this row can wait for its ID: the row was
+	 * written as the claim read it, or the record is another row's */
+	bool		no_delete_behind;
 	char	   *wb_failed;		/* why writing it back failed, or NULL */
 	/* the outbox entry */
 	bool		done;			/* deleted: the item went through */
@@ -875,10 +873,7 @@ push_write_backs(SyncMirror *m, PushBatch *b, PushOutcome *out, MemoryContext wo
 	}
 	PG_END_TRY();
 	for (i = 0; i < w.n; i++)
-	{
-		out[w.item[i]].row_kept = w.kept[i];
-		out[w.item[i]].taken = w.taken_by[i] != NULL;
-	}
+		out[w.item[i]].no_delete_behind = w.kept[i] || w.taken_by[i] != NULL;
 	for (i = 0; i < w.n; i++)
 		if (w.taken_by[i] != NULL && out[w.item[i]].wb_failed == NULL)
 			out[w.item[i]].wb_failed =
@@ -992,10 +987,11 @@ outcome_journal(SyncMirror *m, SyncPushItem *it, PushOutcome *o, char **vals)
  * arrays and the times back from text.
  *
  * Such a delete is looked for only among the records whose rows the
- * write-back did not find as the claim read them (row_kept): a row with
- * the same version cannot have been deleted since, and looking every
- * created record up among the queued deletes cost 2-3 us a record, for a
- * case that almost never happens.  A delete that was not committed when
+ * write-back did not find as the claim read them (no_delete_behind): a
+ * row with the same version cannot have been deleted since, and looking
+ * every created record up among the queued deletes cost 2-3 us a record,
+ * for a case that almost never happens.  A record another row mirrors is
+ * not this row's to delete.  A delete that was not committed when
  * the write-back ran is seen: the write-back's UPDATE waited for its row
  * lock.  Creates whose write-back waits parked (op W) look again when it
  * is done.  The delete is still its row's open delete (slot 1): it waits
@@ -1022,7 +1018,7 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 		SyncPushItem *it = &b->items[i];
 
 		if (it->result == PUSH_OK && (it->op == 'I' || it->op == 'W') &&
-			it->new_remote_id != NULL && !out[i].row_kept && !out[i].taken)
+			it->new_remote_id != NULL && !out[i].no_delete_behind)
 		{
 			new_key[nnew] = it->local_key;
 			new_rid[nnew++] = it->new_remote_id;
