@@ -161,13 +161,15 @@ sub sf_connect
 # poll_true($node, $db, $sql, $timeout_s) -> 1 when $sql returned 't' within
 # $timeout_s seconds (default 30), else 0.  Unlike poll_query_until it does
 # not wait the suite's 180 s default: tests for the current code's stalls
-# end in bounded time.
+# end in bounded time.  And it survives a server in crash restart: a psql
+# that exits before reading its input makes IPC::Run die of the broken pipe
+# (poll_query_until after a kill -9 did), which counts as "not yet".
 sub poll_true
 {
 	my ($node, $db, $sql, $timeout) = @_;
 	return wait_until(sub {
-		my ($rc, $out) = $node->psql($db, $sql);
-		return $rc == 0 && defined $out && $out eq 't';
+		my ($rc, $out) = eval { $node->psql($db, $sql) };
+		return defined $rc && $rc == 0 && defined $out && $out eq 't';
 	}, $timeout // 30);
 }
 

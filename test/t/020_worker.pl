@@ -8,6 +8,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use SyncTest;
 
 my $node = PostgreSQL::Test::Cluster->new('w');
 $node->init;
@@ -223,8 +226,8 @@ $node->safe_psql('db1', q{
 is($node->safe_psql('db1', 'SELECT count(*) FROM sync.outbox'), '100', '100 writes queued');
 $pid = worker_pid('db1');
 kill 'KILL', $pid;
-ok($node->poll_query_until('postgres',
-	"SELECT count(*) = 3 FROM pg_stat_activity WHERE backend_type = 'sync worker' AND datname IN ('db1', 'db2', 'postgres')"),
+ok(SyncTest::poll_true($node, 'postgres',
+	"SELECT count(*) = 3 FROM pg_stat_activity WHERE backend_type = 'sync worker' AND datname IN ('db1', 'db2', 'postgres')", 120),
 	'after kill -9 and the crash restart, the workers are back');
 ok($node->log_contains('terminating any other active server processes'), '... it was a crash restart');
 is($node->safe_psql('db1', 'SELECT count(*) FROM sync.outbox'), '100', 'nothing lost from the outbox');

@@ -208,7 +208,7 @@ SyncTest::wait_until(sub { @{ sf_requests('PATCH', qr{/composite/sobjects/Contac
 my $wpid = sq("SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync worker'");
 kill 'KILL', $wpid;
 ok(1, 'killed the worker with kill -9 mid-push');
-$node->poll_query_until($db, "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sync worker'");
+SyncTest::poll_true($node, $db, "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sync worker'", 120);
 # and an immediate server restart on top
 SyncTest::wait_until(sub { @{ sf_requests('PATCH', qr{/composite/sobjects/Contact/Sync_Key__c}) } >= 8 }, 30);
 $node->stop('immediate');

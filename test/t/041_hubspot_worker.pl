@@ -118,7 +118,7 @@ SyncTest::wait_until(sub { $upserts->() >= 2 }, 30);
 my $wpid = sq("SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync worker'");
 kill 'KILL', $wpid;
 ok(1, 'killed the worker with kill -9 mid-push');
-$node->poll_query_until($db, "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sync worker'");
+SyncTest::poll_true($node, $db, "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sync worker'", 120);
 SyncTest::wait_until(sub { $upserts->() >= 5 }, 30);
 $node->stop('immediate');
 $node->start;

@@ -246,7 +246,7 @@ my $pid = sq("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT sync.pus
 like($pid, qr/^\d+$/, 'found the pushing backend');
 kill 'KILL', $pid;
 $h->finish;
-$node->poll_query_until($db, 'SELECT 1', '1');
+SyncTest::poll_true($node, $db, 'SELECT true', 120);
 ok(SyncTest::wait_until(sub { grep { ($_->{lastName} // '') eq 'Crash' } @{ remote('contact') } }, 30),
 	'the remote applied the PUT after the sender died');
 is(sq("SELECT count(*) FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror JOIN erp.contact c ON c.id::text = o.local_key

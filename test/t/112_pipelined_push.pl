@@ -199,7 +199,7 @@ SyncTest::wait_until(sub { @{ pushes() } >= 5 }, 60);
 my $wpid = sq("SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync worker'");
 kill 'KILL', $wpid;
 ok(1, 'killed the worker with kill -9 mid-pipeline');
-$node->poll_query_until($db, "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sync worker'");
+SyncTest::poll_true($node, $db, "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'sync worker'", 120);
 $emu->control('DELETE', '/__emulator/faults');
 wait_for("SELECT count(*) = 0 FROM sync.outbox", 'all 2,400 creates pushed after the restart')
   or diag(sq("SELECT op, state, attempts, error_code, count(*) FROM sync.outbox GROUP BY 1,2,3,4"));
