@@ -346,6 +346,42 @@ mirror_round(MirrorRef *ref, MemoryContext work)
 	return more;
 }
 
+/*
+ * sync.pull_interval lowered by a reload: the mirrors that follow it were
+ * scheduled with the old interval and would otherwise wait it out (an hour
+ * lowered to 30 s would still wait the hour).  Their next pull comes
+ * forward to their last pull plus the new interval.  Not for mirrors with
+ * their own "pull_interval", realtime mirrors (their stream schedules the
+ * safety-net pull), nor a mirror backing off after failures.  A raised
+ * interval applies from each mirror's next pull.
+ */
+static void
+follow_pull_interval(void)
+{
+	static int	scheduled_ms = -1;
+	Oid			t[1] = {INT4OID};
+	Datum		a[1] = {Int32GetDatum(sync_pull_interval_ms)};
+
+	if (scheduled_ms >= 0 && sync_pull_interval_ms < scheduled_ms)
+	{
+		xact_begin(true);
+		spi_exec("UPDATE sync.mirror_state s SET next_pull_at = GREATEST(pg_catalog.now(), "
+				 "  s.last_pull_at OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $1 OPERATOR(pg_catalog./) 1000.0)) "
+				 "FROM sync.mirror m WHERE m.id OPERATOR(pg_catalog.=) s.mirror AND " PULLS_SQL " "
+				 "  AND s.failures OPERATOR(pg_catalog.=) 0 AND s.last_pull_at IS NOT NULL "
+				 "  AND NOT m.options OPERATOR(pg_catalog.?) 'pull_interval' "
+				 "  AND NOT m.options OPERATOR(pg_catalog.@>) '{\"realtime\": true}' "
+				 "  AND s.next_pull_at OPERATOR(pg_catalog.>) (s.last_pull_at "
+				 "      OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $1 OPERATOR(pg_catalog./) 1000.0))",
+				 1, t, a, NULL, SPI_OK_UPDATE);
+		if (SPI_processed > 0)
+			elog(DEBUG1, "sync worker: sync.pull_interval lowered to %d ms: " UINT64_FORMAT " mirrors pull sooner",
+				 sync_pull_interval_ms, SPI_processed);
+		xact_end(true);
+	}
+	scheduled_ms = sync_pull_interval_ms;
+}
+
 long
 sync_engine_cycle(void)
 {
@@ -366,6 +402,8 @@ sync_engine_cycle(void)
 	 * superuser runs.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
+	follow_pull_interval();
 
 	/* what is due, and when the next thing will be */
 	round_due(&due);

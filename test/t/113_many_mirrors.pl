@@ -5,7 +5,9 @@
 # bounded number of rounds (no busy loop: a push-only mirror never pulls,
 # so its next pull time must not count) and a bounded number of
 # statements per round (no statement, nor SQL function call, per mirror
-# or per stream).
+# or per stream).  Lowering sync.pull_interval by a reload brings forward
+# the pulls scheduled with the old interval, and then due pulls end the
+# realtime streams' long polls at most every 2 s.
 # Counted with pg_stat_statements (track = all, which also counts the SQL
 # functions a statement calls), never timed.
 use strict;
@@ -137,11 +139,16 @@ sub handshakes
 }
 # the remote now holds a connect for 20 s when there is nothing to say
 $emu->control('POST', '/__emulator/config', { salesforce_cometd_timeout_ms => 20000 });
+# their next pulls are an hour away (sync.pull_interval was 1 h when they
+# were scheduled): lowering it by a reload brings them forward, whether the
+# worker's round sees the reload before or after a wake-up
+my $r0 = sq('SELECT now()');
 sq(q{ALTER SYSTEM SET sync.pull_interval = '1s'; SELECT pg_reload_conf()});
-# their next pulls were an hour away: due now, then every second
-sq(q{UPDATE sync.mirror_state s SET next_pull_at = now() FROM sync.mirror m
-      WHERE m.id = s.mirror AND m.direction <> 'push' AND NOT m.options ? 'realtime'; SELECT sync.wake()});
-sleep 3;
+sq('SELECT sync.wake()');
+wait_for(qq{SELECT count(*) = } . ($N - 3) . q{ FROM sync.mirror_state s JOIN sync.mirror m ON m.id = s.mirror
+            WHERE m.direction <> 'push' AND NOT m.options ? 'realtime' AND s.last_pull_at > '} . $r0 . q{'},
+	'sync.pull_interval lowered by a reload: the mirrors scheduled an hour ahead pull now', 30);
+sleep 1;
 $emu->control('DELETE', '/__emulator/requests');
 my $w0 = sq('SELECT now()');
 my $WINDOW_S = 8;
