@@ -42,7 +42,10 @@
  * ID older than the retention window (400 on subscribe), and a first
  * subscription (replay -1: new events only) make the next round run an
  * incremental pull at once, which reads everything changed since the last
- * pull (its cursor is not advanced by the stream).
+ * pull (its cursor is not advanced by the stream).  A stream with no
+ * replay ID whose long poll was cut for other work subscribes at -1 again,
+ * and the pull covering that gap comes when the mirror would poll
+ * (request_gap_pull()).
  *
  * Our own writes.  Every write sends Sforce-Call-Options:
  * client=sync-<system identifier><database OID>; Salesforce puts that into
@@ -112,6 +115,7 @@ typedef struct CdcStream
 	bool		healthy;		/* subscribed, last connect answered */
 	bool		busy;			/* its last connect brought events */
 	bool		seen;			/* still a realtime mirror this round */
+	TimestampTz gap_at;			/* a gap no pull has covered yet (0: none) */
 	int			failures;
 	TimestampTz retry_at;		/* nothing before this */
 	int			msg_id;
@@ -398,6 +402,34 @@ request_pull_now(int mirror)
 
 	spi_exec("UPDATE sync.mirror_state SET next_pull_at = pg_catalog.now() "
 			 "WHERE mirror OPERATOR(pg_catalog.=) $1", 1, t, a, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * A stream with no replay ID (no event since it subscribed) whose long
+ * poll was cut for other work: the new client, subscribed at once (the
+ * end of cdc_stream_round()), starts at new events, and the moment between
+ * the two clients is the pull's.  Cuts come every few seconds while
+ * polling mirrors are due, and a pull each time would cost a quiet
+ * realtime mirror an API call every few seconds; so the pull comes when
+ * the mirror would poll (its pull_interval, else sync.pull_interval, after
+ * its last pull), and any pull after the gap covers it and the gaps
+ * before it.  Until then the safety net leaves that pull where it is
+ * (load_streams()).
+ */
+static void
+request_gap_pull(CdcStream *s)
+{
+	Oid			t[2] = {INT4OID, INT4OID};
+	Datum		a[2] = {Int32GetDatum(s->mirror), Int32GetDatum(sync_pull_interval_ms)};
+
+	spi_exec("UPDATE sync.mirror_state s SET next_pull_at = LEAST(s.next_pull_at, "
+			 "  GREATEST(pg_catalog.now(), s.last_pull_at OPERATOR(pg_catalog.+) "
+			 "    COALESCE((m.options OPERATOR(pg_catalog.->>) 'pull_interval')::pg_catalog.interval, "
+			 "             pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0)))) "
+			 "FROM sync.mirror m WHERE m.id OPERATOR(pg_catalog.=) s.mirror AND s.mirror OPERATOR(pg_catalog.=) $1",
+			 2, t, a, NULL, SPI_OK_UPDATE);
+	if (s->gap_at == 0)
+		s->gap_at = GetCurrentTimestamp();
 }
 
 static void
@@ -1074,6 +1106,7 @@ static void
 stream_open(CdcStream *s, SyncConnection *conn, int64 stored)
 {
 	int64		replay = stored >= 0 ? stored : -1;
+	bool		cut = s->abandoned != NULL;
 
 	stream_reset(s);
 	handshake(s, conn);
@@ -1092,7 +1125,14 @@ stream_open(CdcStream *s, SyncConnection *conn, int64 stored)
 					 errmsg("connection \"%s\": Salesforce refused the subscription to %s with replay ID -1",
 							conn->name, s->channel)));
 	}
-	if (replay == -1)
+	if (replay == -1 && cut && stored < 0)
+	{
+		/* a cut with no replay ID: the gap is the pull's, when it polls */
+		xact_begin(true);
+		request_gap_pull(s);
+		xact_end(true);
+	}
+	else if (replay == -1)
 	{
 		/* from now on: the window before it is the pull's */
 		xact_begin(true);
@@ -1129,7 +1169,8 @@ load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 			 "  (s.cursor OPERATOR(pg_catalog.->>) 'cdc_replay')::pg_catalog.int8, "
 	/* whether the safety net below would move its next pull */
 			 "  (s.next_pull_at OPERATOR(pg_catalog.>) pg_catalog.now()) "
-			 "  AND (s.next_pull_at OPERATOR(pg_catalog.<) (s.last_pull_at OPERATOR(pg_catalog.+) '" CDC_SAFETY_NET "'::pg_catalog.interval)) "
+			 "  AND (s.next_pull_at OPERATOR(pg_catalog.<) (s.last_pull_at OPERATOR(pg_catalog.+) '" CDC_SAFETY_NET "'::pg_catalog.interval)), "
+			 "  s.last_pull_at "
 			 "FROM " DUE_CDC_STREAM_SQL " AND " PAUSE_MIRROR_ACTIVE_SQL " "
 			 "ORDER BY m.id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	n = (int) SPI_processed;
@@ -1156,6 +1197,15 @@ load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 			s->channel = NULL;
 		}
 		s->seen = true;
+		if (s->gap_at != 0)
+		{
+			bool		isnull;
+			Datum		last = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 6, &isnull);
+
+			/* a pull after the gap covered it (the pulls and the streams take turns) */
+			if (!isnull && DatumGetTimestampTz(last) >= s->gap_at)
+				s->gap_at = 0;
+		}
 		stored[i] = replay ? strtoi64(replay, NULL, 10) : -1;
 		net[i] = getv(i, 5) != NULL && strcmp(getv(i, 5), "t") == 0;
 		open[i] = s;
@@ -1192,7 +1242,7 @@ load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 		int			nhealthy = 0;
 
 		for (i = 0; i < n; i++)
-			if (open[i]->healthy && net[i])
+			if (open[i]->healthy && net[i] && open[i]->gap_at == 0)
 				ids[nhealthy++] = Int32GetDatum(open[i]->mirror);
 		if (nhealthy > 0)
 		{
@@ -1472,6 +1522,33 @@ cdc_stream_round(long next_ms, bool any_realtime)
 		if (req->outcome == HTTP_CANCELLED)
 			last_cut = GetCurrentTimestamp();
 		connect_done(s, conns[k], req, work);
+	}
+
+	/*
+	 * A stream with no replay ID cut for due pulls subscribes again now,
+	 * before them: the gap between its two clients then ends before those
+	 * pulls, and its own pull, if one of them, covers it (else its gap
+	 * pull would cut the poll, and open a new gap, every interval).  Cut by
+	 * a commit, it waits for the next round: the push goes first.
+	 */
+	for (i = 0; i < nreq && sync_worker_wakes() == sc.wakes && !ConfigReloadPending; i++)
+	{
+		int			k = (int) (intptr_t) reqs[i]->user_data;
+		CdcStream  *s = open[k];
+
+		if (reqs[i]->outcome != HTTP_CANCELLED || stored[k] >= 0 || s->client_id != NULL)
+			continue;
+		PG_TRY();
+		{
+			stream_open(s, conns[k], stored[k]);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(work);
+			stream_failed(s, work);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(work);
 	}
 	pull_requested = false;
 	return 0;
