@@ -80,14 +80,17 @@ class BadRequest(Exception):
 
 
 class _DateCache:
-    """RFC 7231 Date header, formatted once per second."""
+    """RFC 7231 Date header, formatted once per second, on the emulator's
+    clock (the control API's offset): a real server's Date and the times in
+    its answers come from one clock, and clients compare them (sync
+    calibrates SuiteQL's zone from the Date header)."""
 
     def __init__(self):
         self.sec = None
         self.value = None
 
-    def get(self):
-        now = int(time.time())
+    def get(self, offset=0.0):
+        now = int(time.time() + offset)
         if now != self.sec:
             self.value = formatdate(now, usegmt=True)
             self.sec = now
@@ -97,7 +100,7 @@ class _DateCache:
 _date = _DateCache()
 
 
-def encode_response(resp, keep_alive, head_only=False):
+def encode_response(resp, keep_alive, head_only=False, clock_offset=0.0):
     """Status line + headers + body as one bytes object."""
     status = resp.status
     lines = ["HTTP/1.1 %d %s" % (status, REASONS.get(status, "Status"))]
@@ -106,7 +109,7 @@ def encode_response(resp, keep_alive, head_only=False):
         have.add(name.lower())
         lines.append("%s: %s" % (name, value))
     if "date" not in have:
-        lines.append("Date: " + _date.get())
+        lines.append("Date: " + _date.get(clock_offset))
     if status >= 200 and status not in (204, 304):
         lines.append("Content-Length: %d" % len(resp.body))
     if not keep_alive:
@@ -407,7 +410,7 @@ class Emulator:
                     entry[8] = "reset"
                     if resp is None:
                         resp = json_response(200, {"partial": "x" * 64})
-                    data = encode_response(resp, True)
+                    data = encode_response(resp, True, clock_offset=self.clock_offset)
                     conn.reset(data[:max(1, len(data) // 2)])
                     return False
                 # malformed: 200 with a truncated JSON body
@@ -685,7 +688,8 @@ class Connection(socketserver.BaseRequestHandler):
     def send_response(self, resp, keep_alive=None):
         if keep_alive is None:
             keep_alive = self.keep_alive
-        self.sock.sendall(encode_response(resp, keep_alive, getattr(self, "head", False)))
+        self.sock.sendall(encode_response(resp, keep_alive, getattr(self, "head", False),
+                                          self.emu.clock_offset))
         return keep_alive
 
     def hang(self, max_s):

@@ -1,6 +1,7 @@
 """The emulator server: control API, request log, config, faults, keep-alive,
 TLS, SIGTERM.  Uses the Salesforce API paths as a guinea pig."""
 import http.client
+import email.utils
 import json
 import os
 import socket
@@ -82,6 +83,18 @@ class ControlApiTest(EmulatorTestCase):
         self.assertEqual(self.emu.request("GET", "/__emulator/faults")[2], [])
         self.assertEqual(self.emu.requests_log(), [])
         self.assertEqual(self.emu.request("GET", "/__emulator/config")[2], common.DEFAULT_CONFIG)
+
+    def test_date_header_on_the_emulators_clock(self):
+        # a real server's Date and the times in its answers share one clock
+        h0 = self.emu.request("GET", VERSIONS)[1]
+        self.emu.request("POST", "/__emulator/clock", {"advance_s": 3600})
+        h1 = self.emu.request("GET", VERSIONS)[1]
+        d0 = email.utils.parsedate_to_datetime(h0["date"])
+        d1 = email.utils.parsedate_to_datetime(h1["date"])
+        self.assertAlmostEqual((d1 - d0).total_seconds(), 3600, delta=5)
+        self.emu.reset()
+        h2 = self.emu.request("GET", VERSIONS)[1]
+        self.assertAlmostEqual((email.utils.parsedate_to_datetime(h2["date"]) - d0).total_seconds(), 0, delta=5)
 
     def test_unknown_path_is_json_404(self):
         st, h, b = self.emu.request("GET", "/no/such/api")
