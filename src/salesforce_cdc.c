@@ -101,6 +101,23 @@
  */
 #define CDC_MIN_CUT_MS			2000
 static TimestampTz last_cut = 0;
+/*
+ * A commit ends a long poll at once (the push goes first), and the stream
+ * then needs a new client: a handshake, a subscription and two connects.
+ * With commits every few ms that would be each stream's cost of every
+ * commit.  So when a commit cut a poll of quiet streams (no events for
+ * CDC_QUIET_MS) less than CDC_WAKE_PAUSE_MS after it began, the streams do not poll again for that
+ * long: the remote queues the events for the client, and the commits
+ * meanwhile are pushed with no poll to cut.  The poll after the pause goes
+ * out even with a commit waiting, which may cut it only after
+ * CDC_PAUSE_GRACE_MS (enough for queued events to come back): else
+ * commits in a steady stream would never leave room for it.  Streams with
+ * events flowing are not paused: a busy one has CDC_BUSY_GRACE_MS.
+ */
+#define CDC_WAKE_PAUSE_MS		1000
+#define CDC_PAUSE_GRACE_MS		20
+#define CDC_QUIET_MS			5000	/* no events for this long: a quiet stream */
+static TimestampTz wake_pause_until = 0;
 
 /* One mirror's stream (kept across rounds in stream_cxt). */
 typedef struct CdcStream
@@ -116,6 +133,7 @@ typedef struct CdcStream
 	bool		busy;			/* its last connect brought events */
 	bool		seen;			/* still a realtime mirror this round */
 	TimestampTz gap_at;			/* a gap no pull has covered yet (0: none) */
+	TimestampTz last_events_at; /* its last connect that brought events */
 	int			failures;
 	TimestampTz retry_at;		/* nothing before this */
 	int			msg_id;
@@ -1054,6 +1072,23 @@ stop_polling(void *arg)
 		(sc->deadline != 0 && now >= sc->deadline);
 }
 
+/* Whether every stream has been without events for CDC_QUIET_MS. */
+static bool
+all_streams_quiet(void)
+{
+	ListCell   *lc;
+	TimestampTz since = GetCurrentTimestamp() - CDC_QUIET_MS * (int64) 1000;
+
+	foreach(lc, streams)
+	{
+		CdcStream  *s = (CdcStream *) lfirst(lc);
+
+		if (s->last_events_at > since)
+			return false;
+	}
+	return true;
+}
+
 /* Whether a subscribed stream's last connect brought events. */
 static bool
 any_stream_busy(void)
@@ -1310,6 +1345,8 @@ connect_done(CdcStream *s, SyncConnection *conn, HttpRequest *req, MemoryContext
 			apply_events(s, conn, req, arr, work);
 			MemoryContextSwitchTo(work);
 			s->busy = sjson_array_length(arr) > 1;	/* more than the connect's own reply */
+			if (s->busy)
+				s->last_events_at = GetCurrentTimestamp();
 			reply = meta_reply(arr, "/meta/connect");
 			err = sjson_get_string(reply, "error");
 			reconnect = sjson_get_string(sjson_get(reply, "advice"), "reconnect");
@@ -1421,7 +1458,9 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	SyncConnection **conns;
 	StopCheck	sc;
 	TimestampTz soonest = 0;
+	TimestampTz poll_start;
 	bool		extended = false;
+	bool		after_pause = false;
 	bool		busy = any_stream_busy();
 
 	/* other work first, unless a busy stream would starve behind it */
@@ -1445,6 +1484,21 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	{
 		pull_requested = false;
 		return 0;				/* the pull first (it covers the time before the subscription) */
+	}
+
+	/* commits in quick succession: no poll for them to cut (above) */
+	if (!busy && wake_pause_until != 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (now < wake_pause_until)
+		{
+			long		ms = Max(1, (long) ((wake_pause_until - now) / 1000));
+
+			return next_ms < 0 ? ms : Min(next_ms, ms);
+		}
+		wake_pause_until = 0;
+		after_pause = true;
 	}
 
 	/* one long poll per open stream, together */
@@ -1500,10 +1554,11 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	if (MyLatch->is_set || sync_worker_wakes() != sc.wakes || next_ms == 0)
 	{
 		ResetLatch(MyLatch);
-		if (!busy)
+		if (!busy && !after_pause)
 			return 0;
-		/* a busy stream connects anyway, for its queued events */
-		sc.grace_until = GetCurrentTimestamp() + CDC_BUSY_GRACE_MS * (int64) 1000;
+		/* a busy stream connects anyway, for its queued events; so does the poll after a pause */
+		sc.grace_until = GetCurrentTimestamp() +
+			(busy ? CDC_BUSY_GRACE_MS : CDC_PAUSE_GRACE_MS) * (int64) 1000;
 	}
 	sc.deadline = next_ms > 0 ? GetCurrentTimestamp() + next_ms * (int64) 1000 : sc.grace_until;
 	if (next_ms > 0 && last_cut != 0)
@@ -1511,7 +1566,18 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	if (soonest != 0 && (sc.deadline == 0 || soonest < sc.deadline))
 		sc.deadline = soonest;
 	pgstat_report_activity(STATE_IDLE, "sync: waiting for change events");
+	poll_start = GetCurrentTimestamp();
 	http_run_ext(reqs, nreq, nreq, stop_polling, &sc);
+	if (!busy && all_streams_quiet() && (sync_worker_wakes() != sc.wakes || ConfigReloadPending) &&
+		GetCurrentTimestamp() - poll_start < CDC_WAKE_PAUSE_MS * (int64) 1000)
+	{
+		for (i = 0; i < nreq; i++)
+			if (reqs[i]->outcome == HTTP_CANCELLED)
+			{
+				wake_pause_until = GetCurrentTimestamp() + CDC_WAKE_PAUSE_MS * (int64) 1000;
+				break;
+			}
+	}
 
 	for (i = 0; i < nreq; i++)
 	{

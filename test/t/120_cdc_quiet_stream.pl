@@ -10,7 +10,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(usleep time);
 use FindBin;
 use lib "$FindBin::Bin/../perl";
 use SyncTest;
@@ -91,5 +91,29 @@ is(sq(qq{SELECT count(*) FROM sync.mirror_state WHERE mirror = $mid AND cursor ?
 	'... by the pull (the stream carried no event)');
 is(sq(qq{SELECT count(*) FROM sync.mirror_state WHERE mirror = $mid AND last_error IS NOT NULL}), 0,
 	'... and the stream recorded no error');
+
+# --- commits in quick succession: each would cut the poll and cost the
+# stream a new client; after a cut less than a second into a poll of quiet
+# streams (no events for 5 s) the next poll waits a second, and the commits
+# meanwhile are pushed with no poll to cut.  The bound: a cut a second, and
+# the polling mirror's cuts every 2 s ---
+my $aid = sq(q{SELECT remote_id FROM crm.account LIMIT 1});
+$emu->control('DELETE', '/__emulator/requests');
+my $n = 0;
+my $t1 = time;
+while (time - $t1 < 6)
+{
+	sq("UPDATE crm.account SET name = 'A-$n'");
+	$n++;
+	usleep(100_000);
+}
+wait_for(q{SELECT count(*) = 0 FROM sync.outbox}, "the $n commits were pushed");
+my $hs2 = handshakes();
+ok($hs2 <= 6 + 4 + 3, "$n commits in 6 s cost the stream $hs2 new clients (a second's pause after a commit's cut; not one a commit)");
+is(scalar(grep { ($_->{Name} // '') eq 'A-' . ($n - 1) } @{ $emu->control('GET', '/__emulator/records/salesforce/Account') }), 1,
+	'... the last commit reached the remote');
+$emu->control('PATCH', "/__emulator/records/salesforce/Contact/$ids->[1]", { FirstName => 'AfterCommits' });
+wait_for(q{SELECT first_name = 'AfterCommits' FROM crm.contact WHERE last_name = 'L2'},
+	'... and a remote change after them arrived', 3 * $INTERVAL_S);
 
 done_testing();
