@@ -1461,6 +1461,7 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	TimestampTz poll_start;
 	bool		extended = false;
 	bool		after_pause = false;
+	bool		cut = false;
 	bool		busy = any_stream_busy();
 
 	/* other work first, unless a busy stream would starve behind it */
@@ -1568,16 +1569,6 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	pgstat_report_activity(STATE_IDLE, "sync: waiting for change events");
 	poll_start = GetCurrentTimestamp();
 	http_run_ext(reqs, nreq, nreq, stop_polling, &sc);
-	if (!busy && all_streams_quiet() && (sync_worker_wakes() != sc.wakes || ConfigReloadPending) &&
-		GetCurrentTimestamp() - poll_start < CDC_WAKE_PAUSE_MS * (int64) 1000)
-	{
-		for (i = 0; i < nreq; i++)
-			if (reqs[i]->outcome == HTTP_CANCELLED)
-			{
-				wake_pause_until = GetCurrentTimestamp() + CDC_WAKE_PAUSE_MS * (int64) 1000;
-				break;
-			}
-	}
 
 	for (i = 0; i < nreq; i++)
 	{
@@ -1586,9 +1577,17 @@ cdc_stream_round(long next_ms, bool any_realtime)
 		CdcStream  *s = open[k];
 
 		if (req->outcome == HTTP_CANCELLED)
+		{
 			last_cut = GetCurrentTimestamp();
+			cut = true;
+		}
 		connect_done(s, conns[k], req, work);
 	}
+
+	/* a commit cut a poll of quiet streams soon after it began: a pause (above) */
+	if (cut && !busy && (sync_worker_wakes() != sc.wakes || ConfigReloadPending) &&
+		last_cut - poll_start < CDC_WAKE_PAUSE_MS * (int64) 1000 && all_streams_quiet())
+		wake_pause_until = last_cut + CDC_WAKE_PAUSE_MS * (int64) 1000;
 
 	/*
 	 * A stream with no replay ID cut for due pulls subscribes again now,

@@ -186,6 +186,17 @@ sub sf_retype_field
 		{ name => $field, type => $type, length => 255 });
 }
 
+# bayeux_requests($emu, $channel) -> the Salesforce requests of the
+# emulator's log carrying a Bayeux message on that channel
+# ('/meta/handshake', '/meta/connect', ...).
+sub bayeux_requests
+{
+	my ($emu, $channel) = @_;
+	return grep {
+		ref $_->{body} eq 'ARRAY' && grep { ref $_ eq 'HASH' && ($_->{channel} // '') eq $channel } @{ $_->{body} }
+	} @{ $emu->requests('salesforce') };
+}
+
 # request_mentions($emu, $api, $needle) -> the request-log entries whose
 # path, query (raw and percent-decoded) or body contains $needle.
 sub request_mentions

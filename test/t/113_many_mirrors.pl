@@ -131,12 +131,7 @@ ok(SyncTest::wait_until(sub {
 
 # --- pulls coming due do not end the streams' long polls more than every
 # 2 s: each ended poll costs its stream a new client (a handshake) ---
-sub handshakes
-{
-	return scalar grep {
-		ref $_->{body} eq 'ARRAY' && grep { ref $_ eq 'HASH' && ($_->{channel} // '') eq '/meta/handshake' } @{ $_->{body} }
-	} @{ $emu->requests() };
-}
+sub handshakes { return scalar SyncTest::bayeux_requests($emu, '/meta/handshake'); }
 # the remote now holds a connect for 20 s when there is nothing to say
 $emu->control('POST', '/__emulator/config', { salesforce_cometd_timeout_ms => 20000 });
 # their next pulls are an hour away (sync.pull_interval was 1 h when they

@@ -33,19 +33,9 @@ $node->start;
 my $db = 'postgres';
 sub sq { return $node->safe_psql($db, $_[0]); }
 sub wait_for { my ($sql, $what, $t) = @_; ok(SyncTest::poll_true($node, $db, $sql, $t // 30), $what); }
-sub bayeux { my ($r, $ch) = @_; return ref $r->{body} eq 'ARRAY' && grep { ref $_ eq 'HASH' && ($_->{channel} // '') eq $ch } @{ $r->{body} }; }
-sub handshakes { return grep { bayeux($_, '/meta/handshake') } @{ $emu->requests('salesforce') }; }
+sub handshakes { return scalar SyncTest::bayeux_requests($emu, '/meta/handshake'); }
 # the contact mirror's queries (its pulls), from the emulator's log
-sub contact_queries
-{
-	return scalar grep {
-		$_->{path} =~ m{/query} && do {
-			(my $q = $_->{query} // '') =~ s/\+/ /g;
-			$q =~ s/%([0-9A-Fa-f]{2})/chr(hex($1))/ge;
-			$q =~ /FROM\s+Contact\b/i;
-		}
-	} @{ $emu->requests('salesforce') };
-}
+sub contact_queries { return scalar grep { $_->{path} =~ m{/query} } SyncTest::request_mentions($emu, 'salesforce', 'FROM Contact'); }
 
 my $ids = $emu->control('POST', '/__emulator/records/salesforce/Contact',
 	[ map { { FirstName => "F$_", LastName => "L$_" } } 1 .. 3 ])->{ids};
@@ -79,7 +69,7 @@ ok($pulls >= 1 && $pulls <= 2, "... and its mirror pulled at its pull_interval t
 # socket the worker closed) and the new client starts after it ---
 $emu->control('DELETE', '/__emulator/requests');
 $emu->control('POST', '/__emulator/faults', { api => 'salesforce', path => '^/cometd/', method => 'POST', latency_ms => 3000, count => 6 });
-ok(SyncTest::wait_until(sub { grep { bayeux($_, '/meta/handshake') && !$_->{done} } @{ $emu->requests('salesforce') } }, 30),
+ok(SyncTest::wait_until(sub { grep { !$_->{done} } SyncTest::bayeux_requests($emu, '/meta/handshake') }, 30),
 	'a new client of the stream is on its way (held)');
 $emu->control('PATCH', "/__emulator/records/salesforce/Contact/$ids->[0]", { FirstName => 'InTheGap' });
 my $t0 = time;
