@@ -6,7 +6,10 @@
 # growth from the end of warm-up to the end.
 #
 #   bash bench/worker_soak.sh [minutes, default 3]
-#   (SOAK_LOCAL_ONLY=1 / SOAK_REMOTE_ONLY=1: only one direction)
+#   (SOAK_LOCAL_ONLY=1 / SOAK_REMOTE_ONLY=1: only one direction;
+#   SOAK_REALTIME=1: the Contact mirror streams by Change Data Capture, and
+#   a quiet realtime Account mirror beside it has its long polls cut by
+#   every commit and pull, the streams' reconnecting and gap pulls)
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 MIN=${1:-3}
@@ -20,14 +23,22 @@ req = urllib.request.Request(sys.argv[1] + "/__emulator/records/salesforce/Conta
                              {"Content-Type": "application/json"}, method="POST")
 urllib.request.urlopen(req).read()
 PY
+OPTIONS='{"pull_interval": "1 second"}'
+if [ "${SOAK_REALTIME:-}" ]; then
+  ctl POST /__emulator/config '{"salesforce_cdc_entities": ["Contact", "Account"]}' >/dev/null
+  OPTIONS='{"realtime": true}'
+fi
 psql_ <<SQL >/dev/null
 CREATE EXTENSION sync; CREATE SCHEMA crm;
 SELECT sync.create_connection('sf', 'salesforce', '{"login_url": "$EMULATOR_URL",
   "auth": {"type": "client_credentials", "client_id": "sync-client", "client_secret": "sync-secret"}}');
 SELECT sync.mirror('sf', 'Contact', 'crm.contact', fields => ARRAY['FirstName','LastName','Email'],
-                   options => '{"pull_interval": "1 second"}');
+                   options => '$OPTIONS');
 SQL
-until [ "$(psql_ -At -c "SELECT phase FROM sync.status")" = incremental ]; do sleep 0.5; done
+[ "${SOAK_REALTIME:-}" ] &&
+  psql_ -c "SELECT sync.mirror('sf', 'Account', 'crm.account', fields => ARRAY['Name'],
+                               options => '{\"realtime\": true, \"pull_interval\": \"5 seconds\"}')" >/dev/null
+until [ "$(psql_ -At -c "SELECT count(*) FILTER (WHERE phase <> 'incremental') FROM sync.status")" = 0 ]; do sleep 0.5; done
 PID=$(psql_ -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'sync worker' AND datname = current_database()")
 IDS=($(psql_ -At -c "SELECT remote_id FROM crm.contact ORDER BY id LIMIT 50"))
 anon() { sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$PID/status"; }
