@@ -7,9 +7,9 @@
 #
 #   bash bench/worker_soak.sh [minutes, default 3]
 #   (SOAK_LOCAL_ONLY=1 / SOAK_REMOTE_ONLY=1: only one direction;
-#   SOAK_REALTIME=1: the Contact mirror streams by Change Data Capture, and
-#   a quiet realtime Account mirror beside it has its long polls cut by
-#   every commit and pull, the streams' reconnecting and gap pulls)
+#   SOAK_REALTIME=1: the Contact mirror streams by Change Data Capture, with
+#   a quiet realtime Account mirror beside it: the streams' long polls in
+#   flight through the pushes and pulls)
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 MIN=${1:-3}

@@ -142,6 +142,7 @@ typedef struct Run
 	MemoryContext cxt;			/* holds this struct and the transfers */
 	MemoryContext caller;		/* where outcomes and errors go */
 	bool		async;			/* started by http_async_start */
+	struct Run *next_background;	/* the next background run (its own list) */
 	TimestampTz start_by;		/* async: start nothing after this (0: none) */
 	struct Run *next_async;		/* the next (younger) asynchronous run */
 	Transfer   *t;
@@ -164,6 +165,12 @@ static void release_run(Run *run);
 static Run *async_runs = NULL;
 static int	async_inflight = 0;
 static Run	async_waiter;
+
+/* Background runs (http_background_start): one request each, no budget. */
+static Run *background_runs = NULL;
+static Run	background_waiter;
+
+static void background_forget(Run *run);
 
 /* ---------------------------------------------------------------------
  * libcurl callbacks: none of them may throw
@@ -407,6 +414,8 @@ http_at_exit(int code, Datum arg)
 	if (current_run)
 		release_run(current_run);
 	http_async_cancel_all();
+	while (background_runs)
+		background_forget(background_runs);
 	if (multi)
 		curl_multi_cleanup(multi);
 	multi = NULL;
@@ -1508,6 +1517,134 @@ http_async_cancel_all(void)
 {
 	while (async_runs)
 		async_forget(async_runs);
+}
+
+/* ---------------------------------------------------------------------
+ * background runs
+ * --------------------------------------------------------------------- */
+
+/* Takes a background run out of the list and releases it. */
+static void
+background_forget(Run *run)
+{
+	Run		  **p;
+
+	for (p = &background_runs; *p; p = &(*p)->next_background)
+		if (*p == run)
+		{
+			*p = run->next_background;
+			break;
+		}
+	release_run(run);
+	MemoryContextDelete(run->cxt);
+}
+
+HttpAsync *
+http_background_start(HttpRequest *req)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Run		   *run;
+
+	ensure_multi();
+	run = new_run(&req, 1, 1, caller, TopMemoryContext);
+	run->next_background = background_runs;
+	background_runs = run;
+	PG_TRY();
+	{
+		if (start_transfers(run, caller))
+		{
+			/* kick it off now (curl asked for 0 ms anyway) */
+			timer_armed = true;
+			timer_deadline = 0;
+		}
+		MemoryContextSwitchTo(caller);
+		run_timer_if_due();
+		drain_messages();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		background_forget(run);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	return run;
+}
+
+bool
+http_background_done(HttpAsync *run)
+{
+	return run != NULL && run_done(run);
+}
+
+static bool
+any_background_done(void)
+{
+	Run		   *r;
+
+	for (r = background_runs; r; r = r->next_background)
+		if (run_done(r))
+			return true;
+	return false;
+}
+
+bool
+http_background_wait(long timeout_ms, HttpStopCheck should_stop, void *arg)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	TimestampTz until = GetCurrentTimestamp() + Max(timeout_ms, 0) * (int64) 1000;
+	bool		latch_seen = false;
+	bool		done;
+
+	if (background_runs == NULL)
+		return false;
+	background_waiter.cxt = TopMemoryContext;
+	PG_TRY();
+	{
+		for (;;)
+		{
+			long		left;
+
+			CHECK_FOR_INTERRUPTS();
+			run_timer_if_due();
+			drain_messages();
+			if (any_background_done())
+				break;
+			left = (long) ((until - GetCurrentTimestamp()) / 1000);
+			if (timeout_ms > 0 && (left <= 0 || (should_stop && should_stop(arg))))
+				break;
+			if (!wait_for_curl(&background_waiter, Max(Min(left, MAX_WAIT_MS), 0), &latch_seen))
+				continue;		/* curl's timer is due now */
+			run_timer_if_due();
+			drain_messages();
+			if (timeout_ms <= 0)
+				break;			/* one look, no wait */
+		}
+		done = any_background_done();
+	}
+	PG_FINALLY();
+	{
+		/* as async_drive: the wait set does not outlive the call */
+		if (background_waiter.wes)
+			FreeWaitEventSet(background_waiter.wes);
+		background_waiter.wes = NULL;
+		MemoryContextSwitchTo(caller);
+	}
+	PG_END_TRY();
+	if (latch_seen)
+		SetLatch(MyLatch);
+	return done;
+}
+
+void
+http_background_release(HttpAsync *run)
+{
+	if (run == NULL)
+		return;
+	if (!run_done(run))
+		cancel_run(run, run->caller);
+	background_forget(run);
 }
 
 void

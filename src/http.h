@@ -148,6 +148,31 @@ extern HttpAsync *http_async_start(HttpRequest **reqs, int nreqs, int max_in_fli
 extern void http_async_finish(HttpAsync *run);
 extern void http_async_cancel_all(void);
 
+/*
+ * Background requests, for long polls that outlive the worker's other work
+ * (a Change Data Capture /meta/connect, held by the server until events
+ * come).  http_background_start() starts one request at once, outside
+ * every in-flight budget, and returns a handle; the request and its
+ * response live in the caller's current memory context, which must outlive
+ * the handle.  Nothing needs to wait for it: whichever http_run or
+ * asynchronous run drives curl meanwhile also reads its answer (the
+ * transfers share one multi handle), and between runs the answer waits in
+ * the socket buffer.  http_background_wait() drives the background
+ * requests: with timeout_ms 0 once, without waiting; else until one of
+ * them is done, should_stop(arg) says stop (checked at the latch, as in
+ * http_run_ext, and at least once a second), or the timeout passes.  It
+ * returns whether any background request is done.  http_background_done()
+ * says whether this one is (its outcome set as with http_run), without
+ * driving anything.  http_background_release() frees the handle; a
+ * request still in flight is aborted (HTTP_CANCELLED).  Unlike the
+ * asynchronous runs, background requests survive an ERROR: they belong to
+ * no run, and http_async_cancel_all() leaves them.
+ */
+extern HttpAsync *http_background_start(HttpRequest *req);
+extern bool http_background_wait(long timeout_ms, HttpStopCheck should_stop, void *arg);
+extern bool http_background_done(HttpAsync *run);
+extern void http_background_release(HttpAsync *run);
+
 /* Convenience: one request, synchronously. */
 extern void http_run_one(HttpRequest *req);
 

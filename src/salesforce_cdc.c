@@ -12,22 +12,24 @@
  * One client per mirror, so each client receives only its own channel (the
  * daily event delivery allocation counts events x subscribers).
  *
- * Where the poll runs.  In the database's worker, between rounds: when a
- * round finds nothing due now, cdc_stream_round() sends one /meta/connect
- * per stream (all at once, one libcurl multi run) instead of sleeping.  The
- * run is ended early through http_run_ext's should_stop callback when the
- * worker is woken (a commit of captured writes: push first — the wake
- * counter of the worker's slot changed), on SIGHUP, or when the next due
- * work (another mirror's pull, a retry) is reached.  The server still
- * holds a connect we stopped waiting for, and hands the next events to it,
- * into a closed socket (the emulator does the same): so that client is
- * given up — disconnected in the request that opens the next one — and the
- * new client subscribes from the replay ID stored with the last batch
- * applied, which brings those events again.  That costs a handshake and a
- * subscription per wake-up during a poll (no API calls; one client alive
- * at a time).  A short client-side timeout instead would lose the same way
- * at every timeout, and a connect with the same client after a cut would
- * lose silently.
+ * Where the poll runs.  In the database's worker, between and beside its
+ * other work: each open stream keeps one /meta/connect in flight as a
+ * background request (http.h), held by the server until events come.
+ * When a round finds nothing due, cdc_stream_round() waits on those
+ * connects and the worker's latch instead of sleeping; a wake-up (a commit
+ * of captured writes: push first), SIGHUP or the next due work (another
+ * mirror's pull, a retry) ends the wait, not the connects.  Their answers
+ * are read by whatever drives libcurl next — the push's or pull's own
+ * requests, or the next wait — and applied at the start of the next round
+ * that gets here, due work or not, after which the stream connects again.
+ * So a stream keeps its client however often the worker has other work:
+ * no handshake, subscription or gap per commit or pull.  (An earlier
+ * design ended the long poll for other work, which cost a new client each
+ * time and, for a stream with no replay ID yet, a gap for the pull to
+ * cover.)  Salesforce expires a client that does not connect again within
+ * 40 s of an answer: a round's other work that takes longer makes the next
+ * connect answer "403::Unknown client", and the stream subscribes again
+ * from its stored replay ID.
  *
  * Applying.  Each batch of events (one connect's answer) is applied in one
  * transaction with the replay ID of its last event stored in the mirror's
@@ -42,10 +44,7 @@
  * ID older than the retention window (400 on subscribe), and a first
  * subscription (replay -1: new events only) make the next round run an
  * incremental pull at once, which reads everything changed since the last
- * pull (its cursor is not advanced by the stream).  A stream with no
- * replay ID whose long poll was cut for other work subscribes at -1 again,
- * and the pull covering that gap comes when the mirror would poll
- * (request_gap_pull()).
+ * pull (its cursor is not advanced by the stream).
  *
  * Our own writes.  Every write sends Sforce-Call-Options:
  * client=sync-<system identifier><database OID>; Salesforce puts that into
@@ -82,43 +81,6 @@
 #define CDC_CONNECT_TIMEOUT_MS	130000	/* Salesforce holds a connect up to 110 s */
 #define CDC_SAFETY_NET			"10 minutes"	/* the pull's interval while streaming */
 #define CDC_FETCH_MAX			2000
-/*
- * While a stream is busy (its last connect brought events) the worker's
- * push rounds do not starve it: a round with other work still connects,
- * and a wake-up stops that connect only after this grace (an answer with
- * queued events comes at once; one that holds has found the remote quiet).
- */
-#define CDC_BUSY_GRACE_MS		100
-/*
- * A long poll ended for due work costs the stream a new client (a
- * handshake and a subscription, see the head of this file).  With many
- * polling mirrors in the database their pulls come due a few hundred ms
- * apart, and ending the poll for each cost about 144 new clients a minute
- * with 195 of them: so due work does not end a long poll sooner than this
- * after the previous one ended; the pulls due meanwhile run together in
- * the next round, at most this late.  Commits (wake-ups), SIGHUP and the
- * streams' own retries still end it at once.
- */
-#define CDC_MIN_CUT_MS			2000
-static TimestampTz last_cut = 0;
-/*
- * A commit ends a long poll at once (the push goes first), and the stream
- * then needs a new client: a handshake, a subscription and two connects.
- * With commits every few ms that would be each stream's cost of every
- * commit.  So when a commit cut a poll of quiet streams (no events for
- * CDC_QUIET_MS) less than CDC_WAKE_PAUSE_MS after it began, the streams do not poll again for that
- * long: the remote queues the events for the client, and the commits
- * meanwhile are pushed with no poll to cut.  The poll after the pause goes
- * out even with a commit waiting, which may cut it only after
- * CDC_PAUSE_GRACE_MS (enough for queued events to come back): else
- * commits in a steady stream would never leave room for it.  Streams with
- * events flowing are not paused: a busy one has CDC_BUSY_GRACE_MS.
- */
-#define CDC_WAKE_PAUSE_MS		1000
-#define CDC_PAUSE_GRACE_MS		20
-#define CDC_QUIET_MS			5000	/* no events for this long: a quiet stream */
-static TimestampTz wake_pause_until = 0;
-
 /* One mirror's stream (kept across rounds in stream_cxt). */
 typedef struct CdcStream
 {
@@ -127,19 +89,20 @@ typedef struct CdcStream
 	char	   *object;
 	char	   *channel;
 	char	   *client_id;		/* NULL: handshake (and subscribe) needed */
-	char	   *abandoned;		/* a client whose connect we cut short */
+	char	   *abandoned;		/* a client whose connect we gave up */
 	List	   *cookies;		/* of "name=value" */
 	bool		healthy;		/* subscribed, last connect answered */
-	bool		busy;			/* its last connect brought events */
 	bool		seen;			/* still a realtime mirror this round */
-	TimestampTz gap_at;			/* a gap no pull has covered yet (0: none) */
-	TimestampTz last_events_at; /* its last connect that brought events */
+	HttpAsync  *poll;			/* its /meta/connect in flight, or NULL */
+	HttpRequest *poll_req;		/* ... its request, in poll_cxt */
+	MemoryContext poll_cxt;
 	int			failures;
 	TimestampTz retry_at;		/* nothing before this */
 	int			msg_id;
 } CdcStream;
 
 static MemoryContext stream_cxt = NULL;
+static void poll_drop(CdcStream *s);
 static List *streams = NIL;
 static bool pull_requested = false;	/* a pull is due now: no long poll first */
 
@@ -422,34 +385,6 @@ request_pull_now(int mirror)
 			 "WHERE mirror OPERATOR(pg_catalog.=) $1", 1, t, a, NULL, SPI_OK_UPDATE);
 }
 
-/*
- * A stream with no replay ID (no event since it subscribed) whose long
- * poll was cut for other work: the new client, subscribed at once (the
- * end of cdc_stream_round()), starts at new events, and the moment between
- * the two clients is the pull's.  Cuts come every few seconds while
- * polling mirrors are due, and a pull each time would cost a quiet
- * realtime mirror an API call every few seconds; so the pull comes when
- * the mirror would poll (its pull_interval, else sync.pull_interval, after
- * its last pull), and any pull after the gap covers it and the gaps
- * before it.  Until then the safety net leaves that pull where it is
- * (load_streams()).
- */
-static void
-request_gap_pull(CdcStream *s)
-{
-	Oid			t[2] = {INT4OID, INT4OID};
-	Datum		a[2] = {Int32GetDatum(s->mirror), Int32GetDatum(sync_pull_interval_ms)};
-
-	spi_exec("UPDATE sync.mirror_state s SET next_pull_at = LEAST(s.next_pull_at, "
-			 "  GREATEST(pg_catalog.now(), s.last_pull_at OPERATOR(pg_catalog.+) "
-			 "    COALESCE((m.options OPERATOR(pg_catalog.->>) 'pull_interval')::pg_catalog.interval, "
-			 "             pg_catalog.make_interval(secs => $2 OPERATOR(pg_catalog./) 1000.0)))) "
-			 "FROM sync.mirror m WHERE m.id OPERATOR(pg_catalog.=) s.mirror AND s.mirror OPERATOR(pg_catalog.=) $1",
-			 2, t, a, NULL, SPI_OK_UPDATE);
-	if (s->gap_at == 0)
-		s->gap_at = GetCurrentTimestamp();
-}
-
 static void
 store_replay(int mirror, int64 replay)
 {
@@ -492,6 +427,7 @@ stream_failed(CdcStream *s, MemoryContext work)
 			(errmsg("sync: mirror %d: change event stream: %s", s->mirror, e->message),
 			 e->detail ? errdetail_internal("%s", e->detail) : 0,
 			 e->hint ? errhint("%s", e->hint) : 0));
+	poll_drop(s);
 	s->client_id = NULL;
 	s->healthy = false;
 	s->failures++;
@@ -1055,54 +991,32 @@ apply_events(CdcStream *s, SyncConnection *conn, const HttpRequest *req, SJson *
  * the round
  * --------------------------------------------------------------------- */
 
-typedef struct StopCheck
-{
-	uint64		wakes;
-	TimestampTz deadline;		/* 0: none */
-	TimestampTz grace_until;	/* a wake-up before this does not stop the poll */
-} StopCheck;
-
+/* What ends the wait on the streams' connects (not the connects). */
 static bool
-stop_polling(void *arg)
+stop_waiting(void *arg)
 {
-	StopCheck  *sc = (StopCheck *) arg;
-	TimestampTz now = GetCurrentTimestamp();
+	uint64		wakes = *(uint64 *) arg;
 
-	return ((sync_worker_wakes() != sc->wakes || ConfigReloadPending) && now >= sc->grace_until) ||
-		(sc->deadline != 0 && now >= sc->deadline);
+	return sync_worker_wakes() != wakes || ConfigReloadPending;
 }
 
-/* Whether every stream has been without events for CDC_QUIET_MS. */
-static bool
-all_streams_quiet(void)
+/*
+ * Give up the stream's connect in flight, if any: the server still holds
+ * it for that client, so the client is given up too (disconnected in the
+ * request that opens the next one).
+ */
+static void
+poll_drop(CdcStream *s)
 {
-	ListCell   *lc;
-	TimestampTz since = GetCurrentTimestamp() - CDC_QUIET_MS * (int64) 1000;
-
-	foreach(lc, streams)
-	{
-		CdcStream  *s = (CdcStream *) lfirst(lc);
-
-		if (s->last_events_at > since)
-			return false;
-	}
-	return true;
-}
-
-/* Whether a subscribed stream's last connect brought events. */
-static bool
-any_stream_busy(void)
-{
-	ListCell   *lc;
-
-	foreach(lc, streams)
-	{
-		CdcStream  *s = (CdcStream *) lfirst(lc);
-
-		if (s->busy && s->client_id != NULL)
-			return true;
-	}
-	return false;
+	if (s->poll == NULL)
+		return;
+	if (!http_background_done(s->poll) && s->client_id != NULL)
+		s->abandoned = s->client_id;
+	http_background_release(s->poll);
+	MemoryContextDelete(s->poll_cxt);
+	s->poll = NULL;
+	s->poll_req = NULL;
+	s->poll_cxt = NULL;
 }
 
 static CdcStream *
@@ -1132,6 +1046,7 @@ stream_for(int mirror)
 static void
 stream_reset(CdcStream *s)
 {
+	poll_drop(s);
 	s->client_id = NULL;
 	s->healthy = false;
 }
@@ -1141,7 +1056,6 @@ static void
 stream_open(CdcStream *s, SyncConnection *conn, int64 stored)
 {
 	int64		replay = stored >= 0 ? stored : -1;
-	bool		cut = s->abandoned != NULL;
 
 	stream_reset(s);
 	handshake(s, conn);
@@ -1160,14 +1074,7 @@ stream_open(CdcStream *s, SyncConnection *conn, int64 stored)
 					 errmsg("connection \"%s\": Salesforce refused the subscription to %s with replay ID -1",
 							conn->name, s->channel)));
 	}
-	if (replay == -1 && cut && stored < 0)
-	{
-		/* a cut with no replay ID: the gap is the pull's, when it polls */
-		xact_begin(true);
-		request_gap_pull(s);
-		xact_end(true);
-	}
-	else if (replay == -1)
+	if (replay == -1)
 	{
 		/* from now on: the window before it is the pull's */
 		xact_begin(true);
@@ -1204,8 +1111,7 @@ load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 			 "  (s.cursor OPERATOR(pg_catalog.->>) 'cdc_replay')::pg_catalog.int8, "
 	/* whether the safety net below would move its next pull */
 			 "  (s.next_pull_at OPERATOR(pg_catalog.>) pg_catalog.now()) "
-			 "  AND (s.next_pull_at OPERATOR(pg_catalog.<) (s.last_pull_at OPERATOR(pg_catalog.+) '" CDC_SAFETY_NET "'::pg_catalog.interval)), "
-			 "  s.last_pull_at "
+			 "  AND (s.next_pull_at OPERATOR(pg_catalog.<) (s.last_pull_at OPERATOR(pg_catalog.+) '" CDC_SAFETY_NET "'::pg_catalog.interval)) "
 			 "FROM " DUE_CDC_STREAM_SQL " AND " PAUSE_MIRROR_ACTIVE_SQL " "
 			 "ORDER BY m.id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	n = (int) SPI_processed;
@@ -1223,6 +1129,7 @@ load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 
 		if (s->object == NULL || strcmp(s->object, object) != 0 || strcmp(s->connection, getv(i, 2)) != 0)
 		{
+			poll_drop(s);
 			stream_reset(s);
 			s->abandoned = NULL;
 			list_free_deep(s->cookies);
@@ -1232,15 +1139,6 @@ load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 			s->channel = NULL;
 		}
 		s->seen = true;
-		if (s->gap_at != 0)
-		{
-			bool		isnull;
-			Datum		last = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 6, &isnull);
-
-			/* a pull after the gap covered it (the pulls and the streams take turns) */
-			if (!isnull && DatumGetTimestampTz(last) >= s->gap_at)
-				s->gap_at = 0;
-		}
 		stored[i] = replay ? strtoi64(replay, NULL, 10) : -1;
 		net[i] = getv(i, 5) != NULL && strcmp(getv(i, 5), "t") == 0;
 		open[i] = s;
@@ -1257,6 +1155,7 @@ load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 				keep = lappend(keep, s);
 			else
 			{
+				poll_drop(s);
 				list_free_deep(s->cookies);
 				pfree(s);
 			}
@@ -1277,7 +1176,7 @@ load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 		int			nhealthy = 0;
 
 		for (i = 0; i < n; i++)
-			if (open[i]->healthy && net[i] && open[i]->gap_at == 0)
+			if (open[i]->healthy && net[i])
 				ids[nhealthy++] = Int32GetDatum(open[i]->mirror);
 		if (nhealthy > 0)
 		{
@@ -1306,21 +1205,8 @@ static void
 connect_done(CdcStream *s, SyncConnection *conn, HttpRequest *req, MemoryContext work)
 {
 	keep_cookies(s, req);
-	s->busy = false;
 	if (req->outcome == HTTP_PENDING)
 		return;				/* never sent: the client connects again next round */
-	if (req->outcome == HTTP_CANCELLED)
-	{
-		/*
-		 * Woken mid-poll.  The server still holds that connect and would
-		 * hand the next events to it, into a closed socket: the client is
-		 * given up (disconnected when the next opens) and a new one
-		 * resumes from the replay ID stored with the last batch applied.
-		 */
-		s->abandoned = s->client_id;
-		s->client_id = NULL;
-		return;
-	}
 	PG_TRY();
 	{
 		SJson	   *arr = provider_response_json(req);
@@ -1344,9 +1230,6 @@ connect_done(CdcStream *s, SyncConnection *conn, HttpRequest *req, MemoryContext
 			/* events first: they are applied even if the connect reply says re-handshake */
 			apply_events(s, conn, req, arr, work);
 			MemoryContextSwitchTo(work);
-			s->busy = sjson_array_length(arr) > 1;	/* more than the connect's own reply */
-			if (s->busy)
-				s->last_events_at = GetCurrentTimestamp();
 			reply = meta_reply(arr, "/meta/connect");
 			err = sjson_get_string(reply, "error");
 			reconnect = sjson_get_string(sjson_get(reply, "advice"), "reconnect");
@@ -1445,27 +1328,101 @@ open_streams(int n, CdcStream **open, int64 *stored, TimestampTz *soonest, Memor
 	return conns;
 }
 
+/* Milliseconds from now until t, at least 1. */
+static long
+ms_until(TimestampTz t)
+{
+	long		secs;
+	int			usecs;
+
+	TimestampDifference(GetCurrentTimestamp(), t, &secs, &usecs);
+	return Max(1, secs * 1000 + usecs / 1000);
+}
+
+/* Start the stream's /meta/connect, as a background request (its memory its own). */
+static void
+poll_start(CdcStream *s, SyncConnection *conn, MemoryContext work)
+{
+	MemoryContext cxt = AllocSetContextCreate(stream_cxt, "sync change stream connect",
+											  ALLOCSET_SMALL_SIZES);
+
+	PG_TRY();
+	{
+		SJson	   *arr = sjson_new_array();
+		SJson	   *msg = new_message(s, arr, "/meta/connect");
+
+		sjson_add_string(msg, "connectionType", "long-polling");
+		conn_ensure_auth(conn);
+		MemoryContextSwitchTo(cxt);
+		s->poll_req = bayeux_request(s, conn, arr, CDC_CONNECT_TIMEOUT_MS);
+		s->poll = http_background_start(s->poll_req);
+		s->poll_cxt = cxt;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(work);
+		s->poll = NULL;
+		s->poll_req = NULL;
+		MemoryContextDelete(cxt);
+		stream_failed(s, work);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(work);
+}
+
+/* The stream's connect answered: its events applied, its memory freed. */
+static void
+poll_finish(CdcStream *s, SyncConnection *conn, MemoryContext work)
+{
+	HttpAsync  *poll = s->poll;
+	MemoryContext cxt = s->poll_cxt;
+	HttpRequest *req = s->poll_req;
+
+	s->poll = NULL;
+	s->poll_req = NULL;
+	s->poll_cxt = NULL;
+	http_background_release(poll);
+	PG_TRY();
+	{
+		connect_done(s, conn, req, work);	/* catches its own errors */
+	}
+	PG_FINALLY();
+	{
+		MemoryContextDelete(cxt);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(work);
+}
+
+/*
+ * The streams' part of a round: the connects that answered are applied
+ * (due work or not: a stream with events is never starved by pushes), a
+ * stream without a connect in flight opens and connects, and then, when
+ * nothing else is due for next_ms (-1: nothing scheduled), the worker
+ * waits here on the connects and its latch.  Returns how long the worker
+ * may sleep without watching the streams: 0 while any connect is in
+ * flight (the next round comes back here to wait), else next_ms or a
+ * failed stream's retry time.
+ */
 long
 cdc_stream_round(long next_ms, bool any_realtime)
 {
 	MemoryContext work = CurrentMemoryContext;
 	int			n,
 				i,
-				nreq = 0;
+				inflight = 0;
 	int64	   *stored;
 	CdcStream **open;
-	HttpRequest **reqs;
 	SyncConnection **conns;
-	StopCheck	sc;
 	TimestampTz soonest = 0;
-	TimestampTz poll_start;
-	bool		extended = false;
-	bool		after_pause = false;
-	bool		cut = false;
-	bool		busy = any_stream_busy();
+	uint64		wakes;
+	bool		answered;
+	long		wait_ms;
 
-	/* other work first, unless a busy stream would starve behind it */
-	if (next_ms == 0 && !busy)
+	/* answers read meanwhile (by the round's own requests), or readable now */
+	answered = streams != NIL && http_background_wait(0, NULL, NULL);
+	/* other work first (the connects stay in flight), unless answers wait */
+	if (next_ms == 0 && !answered)
 		return 0;
 	/* no realtime mirror (the round's query says), none to close: no query */
 	if (!any_realtime && streams == NIL)
@@ -1473,150 +1430,67 @@ cdc_stream_round(long next_ms, bool any_realtime)
 	if (stream_cxt == NULL)
 		stream_cxt = AllocSetContextCreate(TopMemoryContext, "sync change streams", ALLOCSET_SMALL_SIZES);
 
-	extended = load_streams(&n, &stored, &open, work);
+	wakes = sync_worker_round_wakes();
+	if (load_streams(&n, &stored, &open, work))
+		return 0;				/* the round's schedule changed: compute it again */
 	if (n == 0)
 		return next_ms;
-	if (extended)
-		return 0;				/* the round's schedule changed: compute it again */
 
 	/* open what is closed (and due) */
 	conns = open_streams(n, open, stored, &soonest, work);
-	if (pull_requested)
-	{
-		pull_requested = false;
-		return 0;				/* the pull first (it covers the time before the subscription) */
-	}
 
-	/* commits in quick succession: no poll for them to cut (above) */
-	if (!busy && wake_pause_until != 0)
+	for (;;)
 	{
-		TimestampTz now = GetCurrentTimestamp();
-
-		if (now < wake_pause_until)
+		/* the answers: events applied, then the stream connects again */
+		for (i = 0; i < n; i++)
+			if (open[i] != NULL && open[i]->poll != NULL && http_background_done(open[i]->poll))
+				poll_finish(open[i], conns[i], work);
+		inflight = 0;
+		for (i = 0; i < n; i++)
 		{
-			long		ms = Max(1, (long) ((wake_pause_until - now) / 1000));
+			CdcStream  *s = open[i];
 
-			return next_ms < 0 ? ms : Min(next_ms, ms);
+			if (s == NULL || s->client_id == NULL)
+				continue;		/* failed, or to open again next round */
+			if (s->poll == NULL && s->retry_at > GetCurrentTimestamp())
+			{
+				/* the server's advice: connect again only after its interval */
+				soonest = soonest == 0 ? s->retry_at : Min(soonest, s->retry_at);
+				continue;
+			}
+			if (s->poll == NULL)
+				poll_start(s, conns[i], work);
+			if (s->poll != NULL)
+				inflight++;
 		}
-		wake_pause_until = 0;
-		after_pause = true;
-	}
 
-	/* one long poll per open stream, together */
-	reqs = palloc(sizeof(HttpRequest *) * n);
-	for (i = 0; i < n; i++)
-	{
-		SJson	   *arr;
-		SJson	   *msg;
+		/* a pull due at once (a first subscription, an overflow): the round first */
+		if (pull_requested || next_ms == 0 || inflight == 0)
+			break;
 
-		if (open[i] == NULL)
-			continue;
-		arr = sjson_new_array();
-		msg = new_message(open[i], arr, "/meta/connect");
-		sjson_add_string(msg, "connectionType", "long-polling");
-		PG_TRY();
-		{
-			reqs[nreq] = bayeux_request(open[i], conns[i], arr, CDC_CONNECT_TIMEOUT_MS);
-			reqs[nreq]->user_data = (void *) (intptr_t) i;
-			nreq++;
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(work);
-			stream_failed(open[i], work);
-			MemoryContextSwitchTo(work);
-			open[i] = NULL;
-		}
-		PG_END_TRY();
-	}
-	if (nreq == 0)
-	{
+		/*
+		 * Nothing else due: wait on the connects until one answers, the
+		 * next due work, a failed stream's retry, or a wake-up (a commit,
+		 * SIGHUP).  A wake-up is counted before the latch is set and
+		 * compared with the count at the round's start: one that came
+		 * during the round ends the wait at once.
+		 */
+		wait_ms = sync_worker_sleep_ms(next_ms);	/* as the worker would sleep */
 		if (soonest != 0)
-		{
-			long		secs;
-			int			usecs;
-			long		ms;
-
-			TimestampDifference(GetCurrentTimestamp(), soonest, &secs, &usecs);
-			ms = Max(1, secs * 1000 + usecs / 1000);
-			return next_ms < 0 ? ms : Min(next_ms, ms);
-		}
-		return next_ms;
-	}
-	/*
-	 * A wake-up since the round began (a commit, the worker's own apply
-	 * firing a trigger that wrote to another mirror, SIGHUP): the round
-	 * first.  A wake-up is counted before the latch is set, and the count
-	 * is compared with the one of the round's start: one that comes during
-	 * the poll stops it as soon as the latch wakes it.
-	 */
-	sc.wakes = sync_worker_round_wakes();
-	sc.grace_until = 0;
-	if (MyLatch->is_set || sync_worker_wakes() != sc.wakes || next_ms == 0)
-	{
-		ResetLatch(MyLatch);
-		if (!busy && !after_pause)
-			return 0;
-		/* a busy stream connects anyway, for its queued events; so does the poll after a pause */
-		sc.grace_until = GetCurrentTimestamp() +
-			(busy ? CDC_BUSY_GRACE_MS : CDC_PAUSE_GRACE_MS) * (int64) 1000;
-	}
-	sc.deadline = next_ms > 0 ? GetCurrentTimestamp() + next_ms * (int64) 1000 : sc.grace_until;
-	if (next_ms > 0 && last_cut != 0)
-		sc.deadline = Max(sc.deadline, last_cut + CDC_MIN_CUT_MS * (int64) 1000);
-	if (soonest != 0 && (sc.deadline == 0 || soonest < sc.deadline))
-		sc.deadline = soonest;
-	pgstat_report_activity(STATE_IDLE, "sync: waiting for change events");
-	poll_start = GetCurrentTimestamp();
-	http_run_ext(reqs, nreq, nreq, stop_polling, &sc);
-
-	for (i = 0; i < nreq; i++)
-	{
-		HttpRequest *req = reqs[i];
-		int			k = (int) (intptr_t) req->user_data;
-		CdcStream  *s = open[k];
-
-		if (req->outcome == HTTP_CANCELLED)
-		{
-			last_cut = GetCurrentTimestamp();
-			cut = true;
-		}
-		connect_done(s, conns[k], req, work);
-	}
-
-	/* a commit cut a poll of quiet streams soon after it began: a pause (above) */
-	if (cut && !busy && (sync_worker_wakes() != sc.wakes || ConfigReloadPending) &&
-		last_cut - poll_start < CDC_WAKE_PAUSE_MS * (int64) 1000 && all_streams_quiet())
-		wake_pause_until = last_cut + CDC_WAKE_PAUSE_MS * (int64) 1000;
-
-	/*
-	 * A stream with no replay ID cut for due pulls subscribes again now,
-	 * before them: the gap between its two clients then ends before those
-	 * pulls, and its own pull, if one of them, covers it (else its gap
-	 * pull would cut the poll, and open a new gap, every interval).  Cut by
-	 * a commit, it waits for the next round: the push goes first.
-	 */
-	for (i = 0; i < nreq && sync_worker_wakes() == sc.wakes && !ConfigReloadPending; i++)
-	{
-		int			k = (int) (intptr_t) reqs[i]->user_data;
-		CdcStream  *s = open[k];
-
-		if (reqs[i]->outcome != HTTP_CANCELLED || stored[k] >= 0 || s->client_id != NULL)
-			continue;
-		PG_TRY();
-		{
-			stream_open(s, conns[k], stored[k]);
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(work);
-			stream_failed(s, work);
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(work);
+			wait_ms = Min(wait_ms, ms_until(soonest));
+		if (stop_waiting(&wakes))
+			break;
+		pgstat_report_activity(STATE_IDLE, "sync: waiting for change events");
+		if (!http_background_wait(wait_ms, stop_waiting, &wakes))
+			break;				/* woken, or the time is up */
+		next_ms = 0;			/* answered: apply it, then the round again */
 	}
 	pull_requested = false;
-	return 0;
+	if (inflight > 0)
+		return 0;
+	if (soonest != 0)
+		return next_ms < 0 ? ms_until(soonest) : Min(next_ms, ms_until(soonest));
+	return next_ms;
 }
 
 /* ---------------------------------------------------------------------

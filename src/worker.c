@@ -1124,6 +1124,16 @@ static volatile sig_atomic_t got_sigterm = false;
 /* the wake-up count when the current round began (hold_or_sync) */
 static uint64 round_wakes = 0;
 
+/*
+ * How long a worker with nothing due for next_ms (-1: nothing scheduled)
+ * waits before its next round: sync.poll_interval at most.
+ */
+long
+sync_worker_sleep_ms(long next_ms)
+{
+	return next_ms < 0 ? sync_poll_interval_ms : Min(next_ms, (long) sync_poll_interval_ms);
+}
+
 uint64
 sync_worker_round_wakes(void)
 {
@@ -1601,7 +1611,7 @@ sync_db_worker_main(Datum arg)
 		t0 = GetCurrentTimestamp();
 		next_ms = run_round(loop_cxt, &consecutive_errors);
 
-		timeout = (next_ms < 0) ? sync_poll_interval_ms : Min(next_ms, (long) sync_poll_interval_ms);
+		timeout = sync_worker_sleep_ms(next_ms);
 		elog(DEBUG1, "sync worker: round took %ld ms; sleeping %ld ms",
 			 (long) ((GetCurrentTimestamp() - t0) / 1000), timeout);
 		note_round_done();

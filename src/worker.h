@@ -21,6 +21,9 @@ extern uint64 sync_worker_wakes(void);
 /* The count above when the worker's current round began. */
 extern uint64 sync_worker_round_wakes(void);
 
+/* How long the worker waits with nothing due for next_ms (-1: nothing): sync.poll_interval at most. */
+extern long sync_worker_sleep_ms(long next_ms);
+
 /* Arrange for this database's worker to be woken when the current
  * transaction commits (at most once per transaction; nothing on abort). */
 extern void sync_wake_at_commit(void);

@@ -121,8 +121,9 @@ ok(SyncTest::wait_until(sub { slurp_file($node->logfile) =~ /\(1 of our own writ
 	'... and skipped it');
 is(sq("SELECT count(*) FROM sync.outbox"), '0', '... nothing queued by it');
 
-# --- local commits and remote changes at once: a poll cut short by a
-# commit loses no event (the next client resumes from the stored replay ID)
+# --- local commits and remote changes at once: the pushes go out while
+# the stream's connect stays in flight, and its events are applied between
+# them; none is lost
 my $busy = $emu->control('POST', '/__emulator/records/salesforce/Contact',
 	[ map { { FirstName => "B$_", LastName => "Busy$_" } } 1 .. 20 ])->{ids};
 wait_for("SELECT count(*) = 20 FROM crm.contact WHERE last_name LIKE 'Busy%'", 'twenty more contacts arrived');

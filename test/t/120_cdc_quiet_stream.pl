@@ -1,10 +1,12 @@
-# A realtime mirror whose stream has not yet carried an event (so it has no
-# replay ID) beside a mirror that polls every second (issue #13): the
-# polls cut the stream's long poll every 2 s, and each new client can only
-# start at new events (replay ID -1).  The moment between two clients is
-# covered by a pull when the mirror would poll (its pull_interval), not by
-# a pull (an API call) per cut; and a change made in that moment — held
-# open here by a slow handshake — still arrives, by that pull.
+# A realtime mirror whose stream carries no event (so it has no replay ID)
+# beside a mirror that polls every second, and then a burst of local
+# commits (issue #13).  The stream's long poll stays open through the
+# other mirror's pulls and the pushes: no new client (handshake and
+# subscription) and no gap for a pull to cover, however often the worker
+# has other work; a remote change arrives by the stream at once, even in
+# the middle of a burst of commits.  (The worker used to end the long poll
+# for other work: a new client every 2 s beside the polling mirror, a pull
+# to cover each gap, and a new client per commit.)
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -16,7 +18,7 @@ use lib "$FindBin::Bin/../perl";
 use SyncTest;
 
 my $INTERVAL_S = 10;    # the realtime mirror's pull_interval
-my $WINDOW_S = $INTERVAL_S + 4;    # the gap pull is due by its interval + 2 s
+my $WINDOW_S = $INTERVAL_S + 4;    # longer than its interval
 
 my $emu = SyncTest::start_emulator(tls => 1);
 $emu->control('POST', '/__emulator/config',
@@ -34,6 +36,7 @@ my $db = 'postgres';
 sub sq { return $node->safe_psql($db, $_[0]); }
 sub wait_for { my ($sql, $what, $t) = @_; ok(SyncTest::poll_true($node, $db, $sql, $t // 30), $what); }
 sub handshakes { return scalar SyncTest::bayeux_requests($emu, '/meta/handshake'); }
+sub connects { return scalar SyncTest::bayeux_requests($emu, '/meta/connect'); }
 # the contact mirror's queries (its pulls), from the emulator's log
 sub contact_queries { return scalar grep { $_->{path} =~ m{/query} } SyncTest::request_mentions($emu, 'salesforce', 'FROM Contact'); }
 
@@ -47,63 +50,88 @@ sq(qq{SELECT sync.mirror('sf', 'Contact', 'crm.contact', fields => ARRAY['FirstN
 my $mid = sq(q{SELECT id FROM sync.mirror WHERE local_table = 'crm.contact'::regclass});
 wait_for(qq{SELECT s.next_pull_at > now() + interval '5 minutes' FROM sync.mirror_state s WHERE s.mirror = $mid},
 	'the realtime mirror backfilled and its stream is healthy');
-# the polling mirror, every second: its pulls cut the stream's long polls
+# the polling mirror, every second: the worker's pulls, beside the stream
 sq(q{SELECT sync.mirror('sf', 'Account', 'crm.account', fields => ARRAY['Name'], options => '{"pull_interval": "1 second"}')});
 wait_for(q{SELECT count(*) = 1 FROM crm.account}, 'the polling mirror backfilled');
 sleep 2;
 
-# --- cut every 2 s, the quiet stream pulls at its interval, not per cut ---
+# --- pulls every second beside the stream: its long poll stays open ---
 $emu->control('DELETE', '/__emulator/requests');
 sleep $WINDOW_S;
 my $hs = handshakes();
 my $pulls = contact_queries();
+my $accounts = scalar grep { $_->{path} =~ m{/query} } SyncTest::request_mentions($emu, 'salesforce', 'FROM Account');
+my $conn = connects();
+ok($accounts >= $WINDOW_S / 2, "the polling mirror pulled beside the stream ($accounts queries in $WINDOW_S s)");
 is(sq(qq{SELECT count(*) FROM sync.mirror_state WHERE mirror = $mid AND cursor ? 'cdc_replay'}), 0,
 	'the stream has carried no event: no replay ID');
-ok($hs >= 2, "the polls cut its long poll ($hs new clients in $WINDOW_S s)");
-# at its interval: once or twice in the window (not pushed out to the
-# safety net's 10 minutes, nor once per cut)
-ok($pulls >= 1 && $pulls <= 2, "... and its mirror pulled at its pull_interval to cover those gaps: $pulls pulls in $WINDOW_S s, not one per cut");
+is($hs, 0, "the stream kept its client through the pulls: no new client in $WINDOW_S s");
+# the emulator holds a connect for 20 s here: one answered in the window at most
+ok($conn <= 2, "... and its long poll stayed open through them ($conn connects in $WINDOW_S s)");
+# no gap to cover: the mirror's pull waits for the safety net (10 minutes)
+is($pulls, 0, '... so no pull had a gap to cover');
 
-# --- a change in the gap: the next handshakes are held 3 s; the old client
-# is disconnected only by that request, so an event now goes to it (into the
-# socket the worker closed) and the new client starts after it ---
+# --- a remote change while the pulls go on: by the stream, at once ---
 $emu->control('DELETE', '/__emulator/requests');
-$emu->control('POST', '/__emulator/faults', { api => 'salesforce', path => '^/cometd/', method => 'POST', latency_ms => 3000, count => 6 });
-ok(SyncTest::wait_until(sub { grep { !$_->{done} } SyncTest::bayeux_requests($emu, '/meta/handshake') }, 30),
-	'a new client of the stream is on its way (held)');
-$emu->control('PATCH', "/__emulator/records/salesforce/Contact/$ids->[0]", { FirstName => 'InTheGap' });
+$emu->control('PATCH', "/__emulator/records/salesforce/Contact/$ids->[0]", { FirstName => 'BesidePulls' });
 my $t0 = time;
-wait_for(q{SELECT first_name = 'InTheGap' FROM crm.contact WHERE last_name = 'L1'},
-	'the change made between two clients arrived', 3 * $INTERVAL_S);
-note sprintf('arrived after %d s', time - $t0);
-$emu->control('DELETE', '/__emulator/faults');
-is(sq(qq{SELECT count(*) FROM sync.mirror_state WHERE mirror = $mid AND cursor ? 'cdc_replay'}), 0,
-	'... by the pull (the stream carried no event)');
+wait_for(q{SELECT first_name = 'BesidePulls' FROM crm.contact WHERE last_name = 'L1'},
+	'a remote change arrived while the other mirror pulled', 3 * $INTERVAL_S);
+my $lag = time - $t0;
+ok($lag < 3, sprintf('... within 3 s (%.2f s)', $lag));
+ok(SyncTest::poll_true($node, $db, qq{SELECT count(*) = 1 FROM sync.mirror_state WHERE mirror = $mid AND cursor ? 'cdc_replay'}, 10),
+	'... by the stream (its replay ID is stored)');
+is(contact_queries(), 0, '... with no pull');
 is(sq(qq{SELECT count(*) FROM sync.mirror_state WHERE mirror = $mid AND last_error IS NOT NULL}), 0,
 	'... and the stream recorded no error');
 
-# --- commits in quick succession: each would cut the poll and cost the
-# stream a new client; after a cut less than a second into a poll of quiet
-# streams (no events for 5 s) the next poll waits a second, and the commits
-# meanwhile are pushed with no poll to cut.  The bound: a cut a second, and
-# the polling mirror's cuts every 2 s ---
+# --- commits in quick succession, each woken to push at once: the stream
+# keeps its client, and a remote change in the middle of the burst
+# arrives during it ---
 my $aid = sq(q{SELECT remote_id FROM crm.account LIMIT 1});
 $emu->control('DELETE', '/__emulator/requests');
 my $n = 0;
+my ($t_change, $t_arrived);
 my $t1 = time;
 while (time - $t1 < 6)
 {
 	sq("UPDATE crm.account SET name = 'A-$n'");
 	$n++;
+	if ($n == 20)
+	{
+		$emu->control('PATCH', "/__emulator/records/salesforce/Contact/$ids->[1]", { FirstName => 'InTheBurst' });
+		$t_change = time;
+	}
+	$t_arrived //= time
+	  if defined $t_change && sq(q{SELECT first_name FROM crm.contact WHERE last_name = 'L2'}) eq 'InTheBurst';
 	usleep(100_000);
 }
 wait_for(q{SELECT count(*) = 0 FROM sync.outbox}, "the $n commits were pushed");
 my $hs2 = handshakes();
-ok($hs2 <= 6 + 4 + 3, "$n commits in 6 s cost the stream $hs2 new clients (a second's pause after a commit's cut; not one a commit)");
+is($hs2, 0, "$n commits in 6 s cost the stream no new client");
 is(scalar(grep { ($_->{Name} // '') eq 'A-' . ($n - 1) } @{ $emu->control('GET', '/__emulator/records/salesforce/Account') }), 1,
 	'... the last commit reached the remote');
-$emu->control('PATCH', "/__emulator/records/salesforce/Contact/$ids->[1]", { FirstName => 'AfterCommits' });
-wait_for(q{SELECT first_name = 'AfterCommits' FROM crm.contact WHERE last_name = 'L2'},
-	'... and a remote change after them arrived', 3 * $INTERVAL_S);
+ok(defined $t_arrived, 'a remote change made during the burst arrived during it');
+note sprintf('... after %.2f s', $t_arrived - $t_change) if defined $t_arrived;
+is(contact_queries(), 0, '... by the stream, with no pull');
+
+# --- a paused mirror: its connect in flight is given up, and nothing of
+# the stream is applied; resumed, a new client subscribes from the stored
+# replay ID (sync.resume also pulls at once) ---
+sq(q{SELECT sync.pause('crm.contact')});
+$emu->control('DELETE', '/__emulator/requests');
+sleep 2;
+$emu->control('PATCH', "/__emulator/records/salesforce/Contact/$ids->[2]", { FirstName => 'WhilePaused' });
+sleep 2;
+is(sq(q{SELECT first_name FROM crm.contact WHERE last_name = 'L3'}), 'F3', 'paused: the change is not applied');
+my $replay = sq(qq{SELECT cursor->>'cdc_replay' FROM sync.mirror_state WHERE mirror = $mid});
+sq(q{SELECT sync.resume('crm.contact')});
+wait_for(q{SELECT first_name = 'WhilePaused' FROM crm.contact WHERE last_name = 'L3'},
+	'resumed: the change made while paused arrived');
+ok(SyncTest::wait_until(sub { SyncTest::bayeux_requests($emu, '/meta/subscribe') }, 10), '... and the stream subscribed again');
+my @subs = map { $_->{ext}{replay}{'/data/ContactChangeEvent'} }
+  grep { ref $_ eq 'HASH' && ($_->{channel} // '') eq '/meta/subscribe' }
+  map { @{ $_->{body} } } SyncTest::bayeux_requests($emu, '/meta/subscribe');
+is_deeply(\@subs, [$replay], "... once, a new client from the stored replay ID $replay");
 
 done_testing();
