@@ -6,7 +6,10 @@
 # has other work; a remote change arrives by the stream at once, even in
 # the middle of a burst of commits.  (The worker used to end the long poll
 # for other work: a new client every 2 s beside the polling mirror, a pull
-# to cover each gap, and a new client per commit.)
+# to cover each gap, and a new client per commit.)  Then what keeping the
+# poll open costs: a paused mirror gives its connect up, and a round of
+# other work longer than Salesforce's 40 s reconnect deadline expires the
+# client, which is replaced from the stored replay ID, nothing lost.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -133,5 +136,33 @@ my @subs = map { $_->{ext}{replay}{'/data/ContactChangeEvent'} }
   grep { ref $_ eq 'HASH' && ($_->{channel} // '') eq '/meta/subscribe' }
   map { @{ $_->{body} } } SyncTest::bayeux_requests($emu, '/meta/subscribe');
 is_deeply(\@subs, [$replay], "... once, a new client from the stored replay ID $replay");
+
+# --- a round of other work longer than Salesforce's 40 s reconnect
+# deadline (here a pull held 4 s while the remote's clock jumps 41 s): an
+# event answered during it is applied after it, the client has expired by
+# the next connect (403::Unknown client), and a new one subscribes from the
+# stored replay ID, which brings the event made while no client listened ---
+wait_for(qq{SELECT (cursor->>'cdc_replay')::bigint > $replay FROM sync.mirror_state WHERE mirror = $mid},
+	'the resumed stream is at its newest event');
+my $r1 = sq(qq{SELECT cursor->>'cdc_replay' FROM sync.mirror_state WHERE mirror = $mid});
+$emu->control('DELETE', '/__emulator/requests');
+$emu->control('POST', '/__emulator/faults', { api => 'salesforce', path => '/query', method => 'GET', latency_ms => 4000, count => 1 });
+ok(SyncTest::wait_until(sub { grep { !$_->{done} && $_->{path} =~ m{/query} } @{ $emu->requests('salesforce') } }, 10),
+	'a pull of the polling mirror is held');
+$emu->control('PATCH', "/__emulator/records/salesforce/Contact/$ids->[0]", { LastName => 'L1', FirstName => 'DuringLongRound' });
+usleep(300_000);
+$emu->control('POST', '/__emulator/clock', { advance_s => 41 });
+$emu->control('PATCH', "/__emulator/records/salesforce/Contact/$ids->[1]", { FirstName => 'NoClientListening' });
+wait_for(q{SELECT count(*) = 2 FROM crm.contact WHERE first_name IN ('DuringLongRound', 'NoClientListening')},
+	'both changes arrived', 30);
+is(handshakes(), 1, '... the expired client was replaced once');
+my @subs2 = map { $_->{ext}{replay}{'/data/ContactChangeEvent'} }
+  grep { ref $_ eq 'HASH' && ($_->{channel} // '') eq '/meta/subscribe' }
+  map { @{ $_->{body} } } SyncTest::bayeux_requests($emu, '/meta/subscribe');
+ok(@subs2 == 1 && $subs2[0] > $r1,
+	"... subscribing from the replay ID stored with the event answered during the long round ($subs2[0] > $r1)");
+is(contact_queries(), 0, '... and no pull was needed: the new client replayed from the stored replay ID');
+is(sq(qq{SELECT count(*) FROM sync.mirror_state WHERE mirror = $mid AND last_error IS NOT NULL}), 0,
+	'... and the stream recorded no error');
 
 done_testing();
