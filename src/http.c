@@ -142,9 +142,9 @@ typedef struct Run
 	MemoryContext cxt;			/* holds this struct and the transfers */
 	MemoryContext caller;		/* where outcomes and errors go */
 	bool		async;			/* started by http_async_start */
-	struct Run *next_background;	/* the next background run (its own list) */
 	TimestampTz start_by;		/* async: start nothing after this (0: none) */
-	struct Run *next_async;		/* the next (younger) asynchronous run */
+	struct Run *next_run;		/* the next run of its list (async_runs, oldest
+								 * first, or background_runs) */
 	Transfer   *t;
 	int			n;
 	int			next;			/* the next transfer to start */
@@ -170,7 +170,7 @@ static Run	async_waiter;
 static Run *background_runs = NULL;
 static Run	background_waiter;
 
-static void background_forget(Run *run);
+static void forget_run(Run **list, Run *run);
 
 /* ---------------------------------------------------------------------
  * libcurl callbacks: none of them may throw
@@ -415,7 +415,7 @@ http_at_exit(int code, Datum arg)
 		release_run(current_run);
 	http_async_cancel_all();
 	while (background_runs)
-		background_forget(background_runs);
+		forget_run(&background_runs, background_runs);
 	if (multi)
 		curl_multi_cleanup(multi);
 	multi = NULL;
@@ -1350,20 +1350,27 @@ run_done(Run *run)
 	return run->inflight == 0 && run->next >= run->n;
 }
 
-/* Takes an asynchronous run out of the list and releases it. */
+/* Takes a run out of its list, releases it and frees it. */
 static void
-async_forget(Run *run)
+forget_run(Run **list, Run *run)
 {
 	Run		  **p;
 
-	for (p = &async_runs; *p; p = &(*p)->next_async)
+	for (p = list; *p; p = &(*p)->next_run)
 		if (*p == run)
 		{
-			*p = run->next_async;
+			*p = run->next_run;
 			break;
 		}
 	release_run(run);
 	MemoryContextDelete(run->cxt);
+}
+
+/* Takes an asynchronous run out of the list and releases it. */
+static void
+async_forget(Run *run)
+{
+	forget_run(&async_runs, run);
 	if (async_runs == NULL)
 	{
 		async_inflight = 0;
@@ -1393,7 +1400,7 @@ async_drive(Run *target)
 		bool		more = false;
 
 		CHECK_FOR_INTERRUPTS();
-		for (r = async_runs; r; r = r->next_async)
+		for (r = async_runs; r; r = r->next_run)
 			if (start_transfers(r, r->caller))
 			{
 				/* kick the new transfers off now */
@@ -1405,7 +1412,7 @@ async_drive(Run *target)
 		drain_messages();
 		if (target != NULL && run_done(target))
 			break;
-		for (r = async_runs; r; r = r->next_async)
+		for (r = async_runs; r; r = r->next_run)
 			if (r->next < r->n && async_inflight < r->max_in_flight)
 				more = true;
 		if (more)
@@ -1438,7 +1445,7 @@ async_complete_all(void)
 
 	PG_TRY();
 	{
-		for (r = async_runs; r; r = r->next_async)
+		for (r = async_runs; r; r = r->next_run)
 			async_drive(r);
 	}
 	PG_CATCH();
@@ -1469,7 +1476,7 @@ http_async_start(HttpRequest **reqs, int nreqs, int max_in_flight, TimestampTz s
 	run = new_run(reqs, nreqs, max_in_flight, caller, TopMemoryContext);
 	run->async = true;
 	run->start_by = start_by;
-	for (p = &async_runs; *p; p = &(*p)->next_async)
+	for (p = &async_runs; *p; p = &(*p)->next_run)
 		;
 	*p = run;
 	PG_TRY();
@@ -1523,22 +1530,6 @@ http_async_cancel_all(void)
  * background runs
  * --------------------------------------------------------------------- */
 
-/* Takes a background run out of the list and releases it. */
-static void
-background_forget(Run *run)
-{
-	Run		  **p;
-
-	for (p = &background_runs; *p; p = &(*p)->next_background)
-		if (*p == run)
-		{
-			*p = run->next_background;
-			break;
-		}
-	release_run(run);
-	MemoryContextDelete(run->cxt);
-}
-
 HttpAsync *
 http_background_start(HttpRequest *req)
 {
@@ -1547,7 +1538,7 @@ http_background_start(HttpRequest *req)
 
 	ensure_multi();
 	run = new_run(&req, 1, 1, caller, TopMemoryContext);
-	run->next_background = background_runs;
+	run->next_run = background_runs;
 	background_runs = run;
 	PG_TRY();
 	{
@@ -1564,7 +1555,7 @@ http_background_start(HttpRequest *req)
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(caller);
-		background_forget(run);
+		forget_run(&background_runs, run);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -1583,7 +1574,7 @@ any_background_done(void)
 {
 	Run		   *r;
 
-	for (r = background_runs; r; r = r->next_background)
+	for (r = background_runs; r; r = r->next_run)
 		if (run_done(r))
 			return true;
 	return false;
@@ -1644,7 +1635,7 @@ http_background_release(HttpAsync *run)
 		return;
 	if (!run_done(run))
 		cancel_run(run, run->caller);
-	background_forget(run);
+	forget_run(&background_runs, run);
 }
 
 void

@@ -102,7 +102,7 @@ typedef struct CdcStream
 } CdcStream;
 
 static MemoryContext stream_cxt = NULL;
-static void poll_drop(CdcStream *s);
+static void stream_reset(CdcStream *s);
 static List *streams = NIL;
 static bool pull_requested = false;	/* a pull is due now: no long poll first */
 
@@ -427,9 +427,7 @@ stream_failed(CdcStream *s, MemoryContext work)
 			(errmsg("sync: mirror %d: change event stream: %s", s->mirror, e->message),
 			 e->detail ? errdetail_internal("%s", e->detail) : 0,
 			 e->hint ? errhint("%s", e->hint) : 0));
-	poll_drop(s);
-	s->client_id = NULL;
-	s->healthy = false;
+	stream_reset(s);
 	s->failures++;
 	s->retry_at = GetCurrentTimestamp() +
 		backoff_ms(Min(s->failures, 10), 2000, 5 * 60 * 1000) * (int64) 1000;
@@ -1129,7 +1127,6 @@ load_streams(int *np, int64 **storedp, CdcStream ***openp, MemoryContext work)
 
 		if (s->object == NULL || strcmp(s->object, object) != 0 || strcmp(s->connection, getv(i, 2)) != 0)
 		{
-			poll_drop(s);
 			stream_reset(s);
 			s->abandoned = NULL;
 			list_free_deep(s->cookies);
@@ -1352,7 +1349,6 @@ poll_start(CdcStream *s, SyncConnection *conn, MemoryContext work)
 		SJson	   *msg = new_message(s, arr, "/meta/connect");
 
 		sjson_add_string(msg, "connectionType", "long-polling");
-		conn_ensure_auth(conn);
 		MemoryContextSwitchTo(cxt);
 		s->poll_req = bayeux_request(s, conn, arr, CDC_CONNECT_TIMEOUT_MS);
 		s->poll = http_background_start(s->poll_req);

@@ -197,6 +197,16 @@ sub bayeux_requests
 	} @{ $emu->requests('salesforce') };
 }
 
+# subscribe_replays($emu, $channel) -> the replay IDs the Salesforce
+# requests of the emulator's log subscribed to $channel from, in order
+sub subscribe_replays
+{
+	my ($emu, $channel) = @_;
+	return map { $_->{ext}{replay}{$channel} }
+	  grep { ref $_ eq 'HASH' && ($_->{channel} // '') eq '/meta/subscribe' && ($_->{subscription} // '') eq $channel }
+	  map { @{ $_->{body} } } bayeux_requests($emu, '/meta/subscribe');
+}
+
 # request_mentions($emu, $api, $needle) -> the request-log entries whose
 # path, query (raw and percent-decoded) or body contains $needle.
 sub request_mentions

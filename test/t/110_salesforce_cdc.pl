@@ -169,8 +169,7 @@ patch('Contact', $ids->[0], { FirstName => 'AfterKill1' });
 patch('Contact', $ids->[0], { Email => 'afterkill@example.com' });
 wait_for("SELECT first_name = 'AfterKill1' AND email = 'afterkill\@example.com' FROM crm.contact WHERE remote_id = '$ids->[0]'",
 	'changes made while the worker was down arrived after its restart', 60);
-my @subs = map { $_->{body}[0]{ext}{replay}{'/data/ContactChangeEvent'} }
-  grep { ref $_->{body} eq 'ARRAY' && ($_->{body}[0]{channel} // '') eq '/meta/subscribe' } @{ sf_requests(qr{^/cometd/}) };
+my @subs = SyncTest::subscribe_replays($emu, '/data/ContactChangeEvent');
 ok(@subs && $subs[0] == $replay, "... the new client subscribed from the stored replay ID $replay, not -1")
   or diag explain \@subs;
 is(scalar(@{ sf_requests(qr{/query}) }), 0, '... nothing was pulled: the stream replayed them');

@@ -132,9 +132,7 @@ sq(q{SELECT sync.resume('crm.contact')});
 wait_for(q{SELECT first_name = 'WhilePaused' FROM crm.contact WHERE last_name = 'L3'},
 	'resumed: the change made while paused arrived');
 ok(SyncTest::wait_until(sub { SyncTest::bayeux_requests($emu, '/meta/subscribe') }, 10), '... and the stream subscribed again');
-my @subs = map { $_->{ext}{replay}{'/data/ContactChangeEvent'} }
-  grep { ref $_ eq 'HASH' && ($_->{channel} // '') eq '/meta/subscribe' }
-  map { @{ $_->{body} } } SyncTest::bayeux_requests($emu, '/meta/subscribe');
+my @subs = SyncTest::subscribe_replays($emu, '/data/ContactChangeEvent');
 is_deeply(\@subs, [$replay], "... once, a new client from the stored replay ID $replay");
 
 # --- a round of other work longer than Salesforce's 40 s reconnect
@@ -156,9 +154,7 @@ $emu->control('PATCH', "/__emulator/records/salesforce/Contact/$ids->[1]", { Fir
 wait_for(q{SELECT count(*) = 2 FROM crm.contact WHERE first_name IN ('DuringLongRound', 'NoClientListening')},
 	'both changes arrived', 30);
 is(handshakes(), 1, '... the expired client was replaced once');
-my @subs2 = map { $_->{ext}{replay}{'/data/ContactChangeEvent'} }
-  grep { ref $_ eq 'HASH' && ($_->{channel} // '') eq '/meta/subscribe' }
-  map { @{ $_->{body} } } SyncTest::bayeux_requests($emu, '/meta/subscribe');
+my @subs2 = SyncTest::subscribe_replays($emu, '/data/ContactChangeEvent');
 ok(@subs2 == 1 && $subs2[0] > $r1,
 	"... subscribing from the replay ID stored with the event answered during the long round ($subs2[0] > $r1)");
 is(contact_queries(), 0, '... and no pull was needed: the new client replayed from the stored replay ID');
