@@ -30,6 +30,8 @@
 #include "utils/wait_event.h"
 
 #include "conn.h"
+#include "engine_int.h"
+#include "budget.h"
 #include "secret.h"
 
 int			sync_request_attempts = 5;
@@ -200,6 +202,7 @@ build_conn(MemoryContext cxt, const char *name, const char *provider,
 	conn->max_in_flight = (int) sjson_int(mi, 0);
 	/* generic rate option; providers translate their own in authenticate */
 	conn_rate_init(&conn->limit, sjson_double(sjson_get(conn->options, "requests_per_second"), 0), 0);
+	conn_rate_share(conn, &conn->limit, "");
 	MemoryContextSwitchTo(old);
 	return conn;
 }
@@ -352,12 +355,26 @@ backoff_ms(int attempt, long base_ms, long cap_ms)
 	return (long) (backoff_base_ms(attempt, base_ms, cap_ms) * jitter);
 }
 
+/* (Re)configures a bucket; it stays shared if it was (budget.h). */
 void
 conn_rate_init(SyncRateLimit *limit, double per_second, double burst)
 {
+	SharedBudget *shared = limit->shared;
+
 	memset(limit, 0, sizeof(SyncRateLimit));
 	limit->rate = limit->rate_max = Max(0.0, per_second);
 	limit->capacity = Max(1.0, burst > 0 ? burst : per_second);
+	limit->shared = shared;
+}
+
+/*
+ * The bucket's running state is the one every process of the database
+ * shares for this connection and bucket name ("" for the connection's own).
+ */
+void
+conn_rate_share(SyncConnection *conn, SyncRateLimit *limit, const char *bucket)
+{
+	limit->shared = budget_lookup(conn->name, bucket);
 }
 
 /*
@@ -384,7 +401,9 @@ rate_wait(SyncRateLimit *lim)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 		long		wait_ms = 0;
+		bool		taken = false;
 
+		budget_bucket_enter(lim->shared, lim);
 		if (lim->blocked_until > now)
 			wait_ms = TimestampDifferenceMilliseconds(now, lim->blocked_until);
 		else if (lim->rate > 0)
@@ -397,11 +416,15 @@ rate_wait(SyncRateLimit *lim)
 			if (lim->tokens >= 1.0)
 			{
 				lim->tokens -= 1.0;
-				return true;
+				taken = true;
 			}
-			wait_ms = (long) ceil((1.0 - lim->tokens) * 1000.0 / lim->rate);
+			else
+				wait_ms = (long) ceil((1.0 - lim->tokens) * 1000.0 / lim->rate);
 		}
 		else
+			taken = true;
+		budget_bucket_leave(lim->shared, lim, true);
+		if (taken)
 			return true;
 		if (send_deadline != 0 &&
 			TimestampTzPlusMilliseconds(now, wait_ms) > send_deadline)
@@ -410,13 +433,33 @@ rate_wait(SyncRateLimit *lim)
 	}
 }
 
+/* More tokens now, without waiting: up to want of them; how many were taken. */
+static int
+rate_take_now(SyncRateLimit *lim, int want)
+{
+	int			n = 0;
+
+	budget_bucket_enter(lim->shared, lim);
+	while (n < want && (lim->rate <= 0 || lim->tokens >= 1.0))
+	{
+		if (lim->rate > 0)
+			lim->tokens -= 1.0;
+		n++;
+	}
+	budget_bucket_leave(lim->shared, lim, true);
+	return n;
+}
+
 long
 conn_blocked_ms(SyncConnection *conn)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz until;
 
-	return conn->limit.blocked_until > now ?
-		TimestampDifferenceMilliseconds(now, conn->limit.blocked_until) : 0;
+	budget_bucket_enter(conn->limit.shared, &conn->limit);
+	until = conn->limit.blocked_until;
+	budget_bucket_leave(conn->limit.shared, &conn->limit, false);
+	return until > now ? TimestampDifferenceMilliseconds(now, until) : 0;
 }
 
 bool
@@ -462,11 +505,15 @@ conn_throttle_ms(SyncConnection *conn, const HttpRequest *req)
 static void
 note_throttled(SyncConnection *conn, SyncRateLimit *lim, const HttpRequest *req)
 {
-	lim->blocked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													 conn_throttle_ms(conn, req));
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													conn_throttle_ms(conn, req));
+
+	budget_bucket_enter(lim->shared, lim);
+	lim->blocked_until = Max(lim->blocked_until, until);
 	/* adaptive: halve the rate after a 429; the configured rate is the cap */
 	if (lim->rate > 0.5)
 		lim->rate /= 2.0;
+	budget_bucket_leave(lim->shared, lim, true);
 }
 
 void
@@ -476,6 +523,27 @@ conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 }
 
 static void note_answers(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int nreqs);
+
+/*
+ * What every request through the connection carries: its CA file, and the
+ * connection's in-flight budget, shared with the database's other
+ * processes (budget.h), at the connection's max_in_flight as it is now.
+ */
+static void
+prepare_requests(SyncConnection *conn, HttpRequest **reqs, int nreqs)
+{
+	int			i;
+
+	budget_set_max(conn->limit.shared, conn->max_in_flight > 0 ? conn->max_in_flight :
+				   Max(1, sync_http_max_in_flight));
+	for (i = 0; i < nreqs; i++)
+	{
+		if (conn->ca_file && reqs[i]->ca_file == NULL)
+			reqs[i]->ca_file = conn->ca_file;
+		reqs[i]->budget = conn->limit.shared;
+		reqs[i]->budget_wait_ms = IsBackgroundWorker ? 0 : sync_lock_timeout_ms;
+	}
+}
 static void reauthenticate_401(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int nreqs);
 
 void
@@ -485,11 +553,7 @@ conn_send_limited(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, 
 	int			start;
 
 	conn_ensure_auth(conn);
-	for (i = 0; i < nreqs; i++)
-	{
-		if (conn->ca_file && reqs[i]->ca_file == NULL)
-			reqs[i]->ca_file = conn->ca_file;
-	}
+	prepare_requests(conn, reqs, nreqs);
 
 	/* waves: as many requests as the rate limiter lets go right now */
 	for (start = 0; start < nreqs;)
@@ -498,13 +562,7 @@ conn_send_limited(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, 
 
 		if (!rate_wait(lim))
 			break;				/* the rest stay HTTP_PENDING: not sent */
-		n = 1;
-		while (start + n < nreqs && (lim->rate <= 0 || lim->tokens >= 1.0))
-		{
-			if (lim->rate > 0)
-				lim->tokens -= 1.0;
-			n++;
-		}
+		n = 1 + rate_take_now(lim, nreqs - start - 1);
 		for (i = start; i < start + n; i++)
 			conn->provider->sign(conn, reqs[i]);
 		http_run(reqs + start, n, conn->max_in_flight);
@@ -524,8 +582,13 @@ note_answers(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int n
 	{
 		if (reqs[i]->outcome == HTTP_DONE && reqs[i]->status == 429)
 			note_throttled(conn, lim, reqs[i]);
-		else if (lim->rate < lim->rate_max)
-			lim->rate = Min(lim->rate_max, lim->rate * 1.1);
+		else
+		{
+			budget_bucket_enter(lim->shared, lim);
+			if (lim->rate < lim->rate_max)
+				lim->rate = Min(lim->rate_max, lim->rate * 1.1);
+			budget_bucket_leave(lim->shared, lim, true);
+		}
 	}
 }
 
@@ -565,16 +628,11 @@ ConnSend *
 conn_send_start(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 {
 	ConnSend   *cs = palloc0(sizeof(ConnSend));
-	int			i;
 
 	cs->reqs = reqs;
 	cs->nreqs = nreqs;
 	conn_ensure_auth(conn);
-	for (i = 0; i < nreqs; i++)
-	{
-		if (conn->ca_file && reqs[i]->ca_file == NULL)
-			reqs[i]->ca_file = conn->ca_file;
-	}
+	prepare_requests(conn, reqs, nreqs);
 	/* one token a request, as conn_send takes them */
 	for (cs->nstarted = 0; cs->nstarted < nreqs; cs->nstarted++)
 	{

@@ -104,8 +104,9 @@ engine_define_gucs(void)
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("sync.lock_timeout",
 							"Longest wait for a row lock on a mirrored table by the worker, sync.pull() and sync.push().",
-							"A record whose row a user keeps locked longer is set aside and applied at a later pull; "
-							"0 waits indefinitely.",
+							"A record whose row a user keeps locked longer is set aside and applied at a later pull. "
+							"Also how long sync.push() and sync.pull() wait for a slot of a connection's max_in_flight "
+							"that other processes hold; what they could not send by then is retried. 0 waits indefinitely.",
 							&sync_lock_timeout_ms, 5000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("sync.request_attempts",

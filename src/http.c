@@ -68,6 +68,7 @@
 #include "utils/wait_event.h"
 
 #include "http.h"
+#include "budget.h"
 #include "sync.h"
 
 #if LIBCURL_VERSION_NUM < 0x075500
@@ -83,6 +84,8 @@ int			sync_http_max_response_bytes = 64 * 1024 * 1024;
 #define MAX_HEADER_BYTES	(1024 * 1024)
 /* longest single wait: a safety net, curl's timer normally decides */
 #define MAX_WAIT_MS			1000
+/* how soon a run held back by a shared budget (budget.h) looks again */
+#define BUDGET_RETRY_MS		5
 
 /* ---------------------------------------------------------------------
  * process-wide state
@@ -124,6 +127,7 @@ typedef struct Transfer
 	CURL	   *easy;			/* malloc'd by curl; NULL once cleaned up */
 	struct curl_slist *headers; /* malloc'd by curl */
 	bool		active;			/* added to the multi handle */
+	struct SharedBudget *budget;	/* taken for it, to give back */
 	bool		too_large;		/* body over the cap: write_cb refused it */
 	bool		headers_too_large;
 	bool		oom;			/* a callback could not allocate */
@@ -150,6 +154,8 @@ typedef struct Run
 	int			next;			/* the next transfer to start */
 	int			inflight;		/* transfers started and not finished */
 	int			max_in_flight;
+	bool		blocked;		/* the next waits for a shared budget */
+	TimestampTz blocked_since;	/* ... since then (0: not waiting) */
 	bool		verbose;		/* curl's trace in the log (DEBUG5) */
 	WaitEventSet *wes;			/* malloc'd epoll fd inside; NULL when none */
 	int			wes_size;
@@ -965,6 +971,15 @@ timeout_detail(Transfer *t)
 					tls > 0 ? tls - conn : 0.0, pre, first, total);
 }
 
+/* The shared in-flight slot a transfer took, given back once (budget.h). */
+static void
+give_budget(Transfer *t)
+{
+	if (t->budget)
+		budget_give(t->budget);
+	t->budget = NULL;
+}
+
 /* A transfer ended: outcome, status, headers, message, log line, cleanup. */
 static void
 finish_transfer(Transfer *t, CURLcode code, MemoryContext caller)
@@ -1029,6 +1044,7 @@ finish_transfer(Transfer *t, CURLcode code, MemoryContext caller)
 
 	curl_multi_remove_handle(multi, t->easy);
 	t->active = false;
+	give_budget(t);
 	curl_easy_cleanup(t->easy);
 	t->easy = NULL;
 	curl_slist_free_all(t->headers);
@@ -1058,6 +1074,7 @@ release_run(Run *run)
 		if (t->headers)
 			curl_slist_free_all(t->headers);
 		t->headers = NULL;
+		give_budget(t);
 	}
 	if (run->wes)
 		FreeWaitEventSet(run->wes);
@@ -1244,12 +1261,14 @@ start_transfers(Run *run, MemoryContext caller)
 {
 	bool		started = false;
 
+	run->blocked = false;
 	while (run->next < run->n &&
 		   (run->async ? async_inflight : run->inflight) < run->max_in_flight)
 	{
 		Transfer   *t;
 		HttpRequest *req;
 		char	   *why;
+		bool		counted = false;
 
 		if (run->start_by != 0 && GetCurrentTimestamp() > run->start_by)
 		{
@@ -1259,14 +1278,38 @@ start_transfers(Run *run, MemoryContext caller)
 					MemoryContextStrdup(caller, "not sent: its start deadline passed while it was queued");
 			break;
 		}
-		t = &run->t[run->next++];
+		t = &run->t[run->next];
 		req = t->req;
+		/* other processes' requests through the same connection count too */
+		if (req->budget != NULL && !budget_take(req->budget, &counted))
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (run->blocked_since == 0)
+				run->blocked_since = now;
+			else if (req->budget_wait_ms > 0 &&
+					 now - run->blocked_since > req->budget_wait_ms * (int64) 1000)
+			{
+				/* waited long enough: the rest stay HTTP_PENDING, never sent */
+				for (; run->next < run->n; run->next++)
+					run->t[run->next].req->error =
+						MemoryContextStrdup(caller, psprintf("not sent: the connection's requests in flight were all taken by other processes for %d ms",
+															 req->budget_wait_ms));
+				break;
+			}
+			run->blocked = true;
+			break;
+		}
+		run->blocked_since = 0;
+		t->budget = counted ? req->budget : NULL;
+		run->next++;
 
 		MemoryContextSwitchTo(caller);
 		why = url_refusal(req->url, &t->https);
 		MemoryContextSwitchTo(run->cxt);
 		if (why)
 		{
+			give_budget(t);
 			req->outcome = HTTP_REFUSED;
 			req->error = why;
 			ereport(DEBUG2,
@@ -1390,6 +1433,7 @@ static void
 async_drive(Run *target)
 {
 	bool		latch_seen = false;
+	bool		blocked;
 	int			passes = 0;
 	MemoryContext old = CurrentMemoryContext;
 
@@ -1412,14 +1456,20 @@ async_drive(Run *target)
 		drain_messages();
 		if (target != NULL && run_done(target))
 			break;
+		blocked = false;
 		for (r = async_runs; r; r = r->next_run)
-			if (r->next < r->n && async_inflight < r->max_in_flight)
+		{
+			if (r->next < r->n && async_inflight < r->max_in_flight && !r->blocked)
 				more = true;
+			blocked |= r->blocked;
+		}
 		if (more)
 			continue;			/* slots freed: start more first */
 		if (target == NULL && ++passes > 3)
 			break;
-		if (!wait_for_curl(&async_waiter, target ? MAX_WAIT_MS : 0, &latch_seen))
+		/* another process holds the shared budget: look again soon */
+		if (!wait_for_curl(&async_waiter, target ? (blocked ? BUDGET_RETRY_MS : MAX_WAIT_MS) : 0,
+						   &latch_seen))
 			continue;
 		run_timer_if_due();
 		drain_messages();
@@ -1689,10 +1739,11 @@ http_run_ext(HttpRequest **reqs, int nreqs, int max_in_flight,
 			drain_messages();
 			if (run->inflight == 0 && run->next >= run->n)
 				break;
-			if (run->inflight < run->max_in_flight && run->next < run->n)
+			if (run->inflight < run->max_in_flight && run->next < run->n && !run->blocked)
 				continue;		/* slots freed: start more first */
 
-			if (!wait_for_curl(run, MAX_WAIT_MS, &latch_seen))
+			/* another process holds the shared budget: look again soon */
+			if (!wait_for_curl(run, run->blocked ? BUDGET_RETRY_MS : MAX_WAIT_MS, &latch_seen))
 				continue;		/* curl's timer is due now */
 			/* interrupts first: CHECK_FOR_INTERRUPTS at the top of the loop */
 			run_timer_if_due();

@@ -80,6 +80,10 @@ typedef struct HttpRequest
 	const char *ca_file;		/* NULL: system CAs */
 	int			timeout_ms;		/* total; 0 = sync.http_timeout */
 	void	   *user_data;		/* for the caller */
+	struct SharedBudget *budget;	/* in-flight budget shared with other
+									 * processes (budget.h); NULL: none */
+	int			budget_wait_ms; /* longest wait for a slot of it; 0: no
+								 * bound but the run's start deadline */
 
 	/* filled by http_run */
 	HttpOutcome outcome;

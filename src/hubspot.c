@@ -240,6 +240,7 @@ hs_state(SyncConnection *conn)
 										  HS_DEFAULT_SEARCH_PER_S);
 
 		conn_rate_init(&st->search, search, 1);
+		conn_rate_share(conn, &st->search, "search");
 		st->per_day = sjson_int(sjson_get(conn->options, "requests_per_day"), HS_DEFAULT_PER_DAY);
 		conn->provider_state = st;
 	}

@@ -59,6 +59,8 @@ typedef struct SyncRateLimit
 	double		tokens;
 	TimestampTz at;
 	TimestampTz blocked_until;	/* after a 429: nothing before this */
+	struct SharedBudget *shared;	/* the running state is this (budget.h);
+									 * NULL: this process's own */
 } SyncRateLimit;
 
 /* A connection at run time: options merged with secrets, auth state. */

@@ -75,6 +75,7 @@
 #include "conn.h"
 #include "engine.h"
 #include "lifecycle.h"
+#include "budget.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(sync_wake);
@@ -198,6 +199,7 @@ sync_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(shmem_size());
+	RequestAddinShmemSpace(budget_shmem_size());
 }
 
 static void
@@ -215,6 +217,7 @@ sync_shmem_startup(void)
 		SpinLockInit(&shm->mutex);
 		shm->nslots = slot_count();
 	}
+	budget_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
