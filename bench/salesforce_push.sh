@@ -5,7 +5,8 @@
 #
 #   bash bench/salesforce_push.sh [records, default 50000] [latency ms, default 50]
 #   (environment: BENCH_IN_FLIGHT, default 16; BENCH_EXISTING, rows in the
-#   table before, default 0)
+#   table before, default 0; BENCH_HELPER_BACKLOG, sync.push_helper_backlog,
+#   default the server's: 0 runs the worker alone)
 #
 # The project's targets: >= 1,000,000 records/min with 50 ms per request;
 # API calls per changed record = 1/200.  The ceiling is what the network
@@ -21,7 +22,7 @@ INFLIGHT=${BENCH_IN_FLIGHT:-16}   # Salesforce caps concurrency only for request
 
 sync_bench_start "sync.poll_interval = '1s'" \
   "synchronous_commit = off" "sync.batch_size = 4000" "sync.http_max_in_flight = $INFLIGHT" \
-  "sync.worker_log_level = debug1"
+  "sync.worker_log_level = debug1" ${BENCH_HELPER_BACKLOG:+"sync.push_helper_backlog = $BENCH_HELPER_BACKLOG"}
 
 psql_ <<SQL >/dev/null
 CREATE EXTENSION sync; CREATE SCHEMA crm;
@@ -85,10 +86,12 @@ print(f"  API calls: {calls} for {pushed} records = 1/{pushed / max(calls, 1):.0
 phase = re.compile(r"pipelined batch of (\d+): claim of the next \(\d+\) (\d+) ms \(CPU ([\d.]+) ms\), "
                    r"wait for the network (\d+) ms, record (\d+) ms \(CPU ([\d.]+) ms\)")
 first = re.compile(r"first claim of a push: (\d+) entries in (\d+) ms")
-b = recs = claim = wait = rec = 0
+helper = re.compile(r"started a push helper")
+b = recs = claim = wait = rec = helpers = 0
 cpu = 0.0
 fclaims = fentries = fms = 0
 for line in open(sys.argv[9], errors="replace"):
+    helpers += bool(helper.search(line))
     m = first.search(line)
     if m:
         fclaims += 1
@@ -107,9 +110,13 @@ if b:
     print(f"  pipeline: {b} batches, {recs / b:.0f} records each; claiming {claim / 1000:.2f} s, "
           f"waiting for the network {wait / 1000:.2f} s, recording {rec / 1000:.2f} s "
           f"(database {100.0 * (claim + rec) / tot:.0f} % of the time, "
-          f"{1000.0 * (claim + rec) / max(recs, 1):.0f} us a record, of which the worker's CPU "
+          f"{1000.0 * (claim + rec) / max(recs, 1):.0f} us a record, of which CPU "
           f"{1000.0 * cpu / max(recs, 1):.0f} us)")
 # each push's first claim is outside the pipeline's lines
 if fclaims:
     print(f"  first claims of the pushes: {fclaims}, {fentries} entries, {fms / 1000:.2f} s")
+# the worker's push helper (sync.push_helper_backlog): its batches are in
+# the figures above too, each process's time counted apart
+print(f"  push helper: {'started' if helpers else 'none'}"
+      f"{' (the pipeline figures add up both processes)' if helpers else ''}")
 PY

@@ -230,13 +230,20 @@ budget_set_max(SharedBudget *b, int max)
 /*
  * Takes a slot if fewer than max requests are in flight in all processes.
  *
- * Turns: a process that holds a slot already takes no more while another
- * process waits for one (asked within WAITER_FRESH_MS: a waiter that has
- * gone away is forgotten on its own).  Without this the worker, whose next
+ * Turns: a process that holds its share already (half the slots, at least
+ * one) takes no more while another process that holds less than its share
+ * waits for one (asked within WAITER_FRESH_MS: a waiter that has gone away
+ * is forgotten on its own).  Without this the first process, whose next
  * requests are queued the moment one of its requests ends, would take
- * every freed slot before a session's sync.push() looked again.
+ * every freed slot before the other looked again.
  */
 #define WAITER_FRESH_MS	50
+
+static int
+fair_share(const SharedBudget *b)
+{
+	return Max(1, b->max / 2);
+}
 
 bool
 budget_take(SharedBudget *b, bool *counted)
@@ -259,10 +266,10 @@ budget_take(SharedBudget *b, bool *counted)
 	}
 	/* (no max given: counted only) */
 	ok = b->max <= 0 || s->in_flight < b->max;
-	if (ok && b->held > 0 && s->waiter_pid != MyProcPid &&
+	if (ok && b->held >= fair_share(b) && s->waiter_pid != MyProcPid &&
 		s->waiter_at > now - WAITER_FRESH_MS * (int64) 1000)
 		ok = false;				/* another process's turn */
-	else if (!ok && b->held == 0)
+	else if (!ok && b->held < fair_share(b))
 	{
 		s->waiter_pid = MyProcPid;
 		s->waiter_at = now;

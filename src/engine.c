@@ -452,6 +452,24 @@ sync_engine_cycle(void)
 	return next_ms;
 }
 
+/*
+ * The push helper's whole work (worker.c): the mirror's push, as in the
+ * worker's round, until nothing is left to claim; an error is recorded
+ * against the mirror.
+ */
+void
+sync_engine_push_helper(int mirror_id)
+{
+	MemoryContext work = AllocSetContextCreate(TopMemoryContext, "sync push helper",
+											   ALLOCSET_DEFAULT_SIZES);
+	MirrorRef	ref = {mirror_id, true, false};
+
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	push_as_helper();
+	MemoryContextSwitchTo(work);
+	(void) mirror_round(&ref, work);
+}
+
 /* For the SQL entry points: the caller's search_path does not apply inside. */
 static int
 pin_search_path(void)

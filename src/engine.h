@@ -18,6 +18,9 @@
  */
 extern long sync_engine_cycle(void);
 
+/* a push helper's work: one mirror's push (worker.c starts helpers) */
+extern void sync_engine_push_helper(int mirror_id);
+
 /* GUCs (sync.batch_size, sync.lease, sync.pull_interval, ...) */
 extern void engine_define_gucs(void);
 extern int	sync_pull_interval_ms;

@@ -142,6 +142,7 @@ extern char *deparse_delete(SyncMirror *m);
 
 extern int64 push_mirror(int mirror_id, bool own, MemoryContext work,
 						 int *nok, int *nrejected, int *nretry);
+extern void push_as_helper(void);
 extern int64 pull_mirror(int mirror_id, bool own, MemoryContext work,
 						 int64 *deleted, int64 *failed);
 extern void apply_page(SyncMirror *m, SyncPage *page, bool advance, MemoryContext work,

@@ -34,6 +34,7 @@
 #include "engine_int.h"
 #include "pause.h"
 #include "provider.h"
+#include "worker.h"
 
 /* ---------------------------------------------------------------------
  * push
@@ -1167,6 +1168,23 @@ analyze_outbox_if_grown(int limit)
 	AtEOXact_GUC(true, level);
 }
 
+/*
+ * Processes pushing the current mirror together: 2 in a worker that
+ * started a push helper and in the helper.  They share the connection's
+ * in-flight budget, so each pipelined batch is a wave of its share of the
+ * slots: a batch twice that size would wait on the network for two turns
+ * while its claim and recording stand still.
+ */
+static int	push_sharers = 1;
+static bool push_is_helper = false;
+
+/* This process is a push helper (worker.c): it shares with its worker. */
+void
+push_as_helper(void)
+{
+	push_is_helper = true;
+}
+
 /* Requests a connection may have in flight: its option, else sync.http_max_in_flight. */
 static int
 in_flight(SyncConnection *conn)
@@ -1310,7 +1328,7 @@ pipe_claim(int mirror_id, bool own, SyncConnection *conn, MemoryContext work)
 		MemoryContextDelete(cxt);
 		return NULL;
 	}
-	pb->limit = conn->provider->batch_max(conn, pb->m, 'U') * in_flight(conn);
+	pb->limit = conn->provider->batch_max(conn, pb->m, 'U') * Max(1, in_flight(conn) / push_sharers);
 	pb->b = push_claim(pb->m, conn->provider, pb->limit, cxt);
 	resolve_references(pb->m, connection, pb->b, cxt);
 	xact_end(own);
@@ -1488,6 +1506,21 @@ push_pipelined(int mirror_id, bool own, MemoryContext work, SyncConnection *conn
 	return total;
 }
 
+/* Whether at least n entries of the mirror are ready and unclaimed (inside SPI). */
+static bool
+backlog_at_least(int mirror_id, int n)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		vals[2] = {Int32GetDatum(mirror_id), Int32GetDatum(n)};
+	bool		isnull;
+
+	spi_exec("SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>=) $2 FROM "
+			 "(SELECT 1 FROM sync.outbox o WHERE o.mirror OPERATOR(pg_catalog.=) $1 "
+			 "   AND o.state OPERATOR(pg_catalog.=) 'pending' AND o.claimed_until IS NULL LIMIT $2) s",
+			 2, types, vals, NULL, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 /* Push one mirror's ready entries; returns the number of entries handled. */
 int64
 push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejected, int *nretry)
@@ -1496,6 +1529,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 	bool		first = true;
 	MemoryContext batchcxt = AllocSetContextCreate(work, "sync batch", ALLOCSET_DEFAULT_SIZES);
 
+	push_sharers = push_is_helper ? 2 : 1;
 	for (;;)
 	{
 		SyncMirror *m;
@@ -1506,6 +1540,8 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 					wave;
 		MemoryContext old;
 		bool		more;
+		bool		helper;
+		int			threshold;
 		TimestampTz claim_start;
 
 		/* one batch at a time in memory, however long the queue */
@@ -1532,9 +1568,17 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		if (first && b->nitems > 0)
 			elog(DEBUG1, "sync: mirror %d: first claim of a push: %d entries in %ld ms",
 				 mirror_id, b->nitems, (long) ((GetCurrentTimestamp() - claim_start) / 1000));
+		/*
+		 * A large backlog behind the first claim: a push helper (worker.c)
+		 * pushes beside the worker, on the machine's other core.
+		 */
+		helper = first && own && b->nitems >= limit &&
+			(threshold = sync_push_helper_threshold()) > 0 && backlog_at_least(mirror_id, threshold);
 		first = false;
 		resolve_references(m, connection, b, batchcxt);
 		xact_end(own);
+		if (helper && sync_push_helper_start(mirror_id))
+			push_sharers = 2;
 
 		if (b->nitems == 0)
 			break;

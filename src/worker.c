@@ -129,6 +129,9 @@ typedef struct DbSlot
 	int64		memory_bytes;	/* TopMemoryContext, after the last round */
 	char		last_error[256];
 	uint64		wakes;			/* sync_worker_wake calls: ends a long poll */
+	pid_t		helper_pid;		/* the worker's push helper, or 0 */
+	bool		helper_starting;	/* registered, not running yet */
+	TimestampTz helper_asked_at;	/* when it was registered */
 } DbSlot;
 
 typedef struct SyncShmem
@@ -147,6 +150,7 @@ static int	sync_max_workers = 8;
 static int	sync_poll_interval_ms = 10000;
 static int	sync_rescan_interval_s = 60;
 static int	sync_worker_log_level = -1;
+static int	sync_push_helper_backlog = 20000;
 
 static const struct config_enum_entry log_level_options[] = {
 	{"default", -1, false},
@@ -242,6 +246,11 @@ worker_init(void)
 							 "\"default\" keeps the server's log_min_messages; debug1 logs every round.",
 							 &sync_worker_log_level, -1, log_level_options, PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sync.push_helper_backlog",
+							"Ready entries of one mirror, beyond a push's first claim, at which the worker starts a push helper.",
+							"The helper pushes the same mirror beside the worker, sharing the connection's max_in_flight and rate limits; 0 starts none.",
+							&sync_push_helper_backlog, 20000, 0, INT_MAX, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
@@ -1179,6 +1188,7 @@ db_worker_exit(int code, Datum arg)
 {
 	DbSlot	   *s;
 	TimestampTz now = GetCurrentTimestamp();
+	pid_t		helper = 0;
 
 	SpinLockAcquire(&shm->mutex);
 	s = my_slot_locked();
@@ -1198,8 +1208,12 @@ db_worker_exit(int code, Datum arg)
 		s->exited_at = now;
 		s->latch = NULL;
 		s->pid = 0;
+		helper = s->helper_pid;
 	}
 	SpinLockRelease(&shm->mutex);
+	/* the helper pushes for this worker only: it goes too */
+	if (helper != 0)
+		kill(helper, SIGTERM);
 }
 
 /* keep the text of the error that ends the process for the slot */
@@ -1620,6 +1634,147 @@ sync_db_worker_main(Datum arg)
 		note_round_done();
 		sleep_until_next_round(timeout);
 	}
+}
+
+/* ---------------------------------------------------------------------
+ * The push helper
+ *
+ * The worker is one process: claiming, sending and recording a push all
+ * use its CPU, and a large backlog keeps it busy while the machine's other
+ * cores idle.  When one mirror's backlog is large (push.c decides), the
+ * worker starts one helper, a background worker of its own that pushes the
+ * same mirror beside it until nothing is left to claim, then exits.  The
+ * two claim different entries (a claim skips what another holds, and a
+ * row's entries go one at a time), and share the connection's
+ * max_in_flight and rate limits (budget.c).  The helper runs only while
+ * its worker does: the worker's exit signals it, and it checks at start
+ * that the worker is still the one that asked.  Its errors are recorded
+ * against the mirror as the worker's are.
+ * --------------------------------------------------------------------- */
+
+/*
+ * The backlog at which this process starts a push helper now (see
+ * sync.push_helper_backlog); 0 when it starts none: it is not a
+ * database's worker, or its helper runs already.
+ */
+int
+sync_push_helper_threshold(void)
+{
+	DbSlot	   *s;
+	bool		ok;
+
+	if (sync_push_helper_backlog <= 0 || shm == NULL || my_slot < 0 || MyBgworkerEntry == NULL ||
+		strcmp(MyBgworkerEntry->bgw_function_name, "sync_db_worker_main") != 0)
+		return 0;
+	SpinLockAcquire(&shm->mutex);
+	s = my_slot_locked();
+	ok = s != NULL && s->helper_pid == 0 &&
+		(!s->helper_starting ||
+		 TimestampDifferenceExceeds(s->helper_asked_at, GetCurrentTimestamp(), 10000));
+	SpinLockRelease(&shm->mutex);
+	return ok ? sync_push_helper_backlog : 0;
+}
+
+/*
+ * Start the helper for a mirror's push; false (no error) when no
+ * background worker slot is free.
+ */
+bool
+sync_push_helper_start(int mirror_id)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *h;
+	DbSlot	   *s;
+	Oid			dboid = MyDatabaseId;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "sync");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "sync_push_helper_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "sync push helper for database \"%s\"", my_dbname);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "sync push helper");
+	bgw.bgw_main_arg = Int32GetDatum(mirror_id);
+	memcpy(bgw.bgw_extra, &my_slot, sizeof(int));
+	memcpy(bgw.bgw_extra + sizeof(int), &my_generation, sizeof(uint32));
+	memcpy(bgw.bgw_extra + sizeof(int) + sizeof(uint32), &dboid, sizeof(Oid));
+	bgw.bgw_notify_pid = 0;
+
+	SpinLockAcquire(&shm->mutex);
+	if ((s = my_slot_locked()) != NULL)
+	{
+		s->helper_starting = true;
+		s->helper_asked_at = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&shm->mutex);
+	if (!RegisterDynamicBackgroundWorker(&bgw, &h))
+	{
+		SpinLockAcquire(&shm->mutex);
+		if ((s = my_slot_locked()) != NULL)
+			s->helper_starting = false;
+		SpinLockRelease(&shm->mutex);
+		elog(DEBUG1, "sync worker: no background worker slot for a push helper (max_worker_processes)");
+		return false;
+	}
+	pfree(h);
+	elog(DEBUG1, "sync worker: started a push helper for mirror %d", mirror_id);
+	return true;
+}
+
+/* the helper's worker's slot (my_slot stays -1 in the helper) */
+static int	helper_slot = -1;
+
+/* before_shmem_exit of the helper */
+static void
+push_helper_exit(int code, Datum arg)
+{
+	DbSlot	   *s = &shm->slots[helper_slot];
+
+	SpinLockAcquire(&shm->mutex);
+	if (s->helper_pid == MyProcPid)
+		s->helper_pid = 0;
+	SpinLockRelease(&shm->mutex);
+}
+
+void
+sync_push_helper_main(Datum arg)
+{
+	int			mirror_id = DatumGetInt32(arg);
+	uint32		generation;
+	Oid			dboid;
+	DbSlot	   *s;
+	bool		ok;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	memcpy(&helper_slot, MyBgworkerEntry->bgw_extra, sizeof(int));
+	memcpy(&generation, MyBgworkerEntry->bgw_extra + sizeof(int), sizeof(uint32));
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra + sizeof(int) + sizeof(uint32), sizeof(Oid));
+	if (shm == NULL || helper_slot < 0 || helper_slot >= shm->nslots)
+		proc_exit(0);
+
+	/* only for the worker that asked, while it runs and nothing holds it off */
+	SpinLockAcquire(&shm->mutex);
+	s = &shm->slots[helper_slot];
+	ok = s->dboid == dboid && s->generation == generation && s->state == SLOT_RUNNING &&
+		s->pid != 0 && s->helper_pid == 0 && s->hold_until <= GetCurrentTimestamp();
+	s->helper_starting = false;
+	if (ok)
+		s->helper_pid = MyProcPid;
+	SpinLockRelease(&shm->mutex);
+	if (!ok)
+		proc_exit(0);
+	before_shmem_exit(push_helper_exit, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("sync push helper");
+	apply_worker_log_level();
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
+	sync_engine_push_helper(mirror_id);
+	proc_exit(0);
 }
 
 /* ---------------------------------------------------------------------

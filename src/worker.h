@@ -31,5 +31,10 @@ extern void sync_wake_at_commit(void);
 /* Entry points (bgw_function_name) */
 extern PGDLLEXPORT void sync_supervisor_main(Datum arg);
 extern PGDLLEXPORT void sync_db_worker_main(Datum arg);
+extern PGDLLEXPORT void sync_push_helper_main(Datum arg);
+
+/* The push helper (worker.c): the backlog at which to start one now (0: none), and start it. */
+extern int	sync_push_helper_threshold(void);
+extern bool sync_push_helper_start(int mirror_id);
 
 #endif							/* SYNC_WORKER_H */
