@@ -29,9 +29,9 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "budget.h"
 #include "conn.h"
 #include "engine_int.h"
-#include "budget.h"
 #include "secret.h"
 
 int			sync_request_attempts = 5;
@@ -544,6 +544,7 @@ prepare_requests(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 		reqs[i]->budget_wait_ms = IsBackgroundWorker ? 0 : sync_lock_timeout_ms;
 	}
 }
+
 static void reauthenticate_401(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int nreqs);
 
 void

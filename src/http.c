@@ -67,8 +67,8 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "http.h"
 #include "budget.h"
+#include "http.h"
 #include "sync.h"
 
 #if LIBCURL_VERSION_NUM < 0x075500

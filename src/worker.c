@@ -1662,15 +1662,16 @@ sync_push_helper_threshold(void)
 {
 	DbSlot	   *s;
 	bool		ok;
+	TimestampTz now = GetCurrentTimestamp();
 
 	if (sync_push_helper_backlog <= 0 || shm == NULL || my_slot < 0 || MyBgworkerEntry == NULL ||
 		strcmp(MyBgworkerEntry->bgw_function_name, "sync_db_worker_main") != 0)
 		return 0;
+	/* (a registered helper that never ran is forgotten after 10 s) */
 	SpinLockAcquire(&shm->mutex);
 	s = my_slot_locked();
 	ok = s != NULL && s->helper_pid == 0 &&
-		(!s->helper_starting ||
-		 TimestampDifferenceExceeds(s->helper_asked_at, GetCurrentTimestamp(), 10000));
+		(!s->helper_starting || TimestampDifferenceExceeds(s->helper_asked_at, now, 10000));
 	SpinLockRelease(&shm->mutex);
 	return ok ? sync_push_helper_backlog : 0;
 }
@@ -1686,6 +1687,7 @@ sync_push_helper_start(int mirror_id)
 	BackgroundWorkerHandle *h;
 	DbSlot	   *s;
 	Oid			dboid = MyDatabaseId;
+	TimestampTz now = GetCurrentTimestamp();
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -1705,7 +1707,7 @@ sync_push_helper_start(int mirror_id)
 	if ((s = my_slot_locked()) != NULL)
 	{
 		s->helper_starting = true;
-		s->helper_asked_at = GetCurrentTimestamp();
+		s->helper_asked_at = now;
 	}
 	SpinLockRelease(&shm->mutex);
 	if (!RegisterDynamicBackgroundWorker(&bgw, &h))
@@ -1745,6 +1747,7 @@ sync_push_helper_main(Datum arg)
 	Oid			dboid;
 	DbSlot	   *s;
 	bool		ok;
+	TimestampTz now;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1757,10 +1760,11 @@ sync_push_helper_main(Datum arg)
 		proc_exit(0);
 
 	/* only for the worker that asked, while it runs and nothing holds it off */
+	now = GetCurrentTimestamp();
 	SpinLockAcquire(&shm->mutex);
 	s = &shm->slots[helper_slot];
 	ok = s->dboid == dboid && s->generation == generation && s->state == SLOT_RUNNING &&
-		s->pid != 0 && s->helper_pid == 0 && s->hold_until <= GetCurrentTimestamp();
+		s->pid != 0 && s->helper_pid == 0 && s->hold_until <= now;
 	s->helper_starting = false;
 	if (ok)
 		s->helper_pid = MyProcPid;

@@ -173,6 +173,20 @@ sub poll_true
 	}, $timeout // 30);
 }
 
+# most_overlap($log): the most requests of @$log on the network at once,
+# from the emulator's arrival and answer stamps of each ("time", "done").
+sub most_overlap
+{
+	my ($log) = @_;
+	my $most = 0;
+	for my $x (@$log)
+	{
+		my $n = grep { $_->{time} <= $x->{time} && defined $_->{done} && $x->{time} < $_->{done} } @$log;
+		$most = $n if $n > $most;
+	}
+	return $most;
+}
+
 # sf_retype_field($emu, $object, $field, $type): the emulator's field $field
 # of $object is removed and added again with type $type (e.g. 'string'),
 # keeping the stored values.  A mirror made before keeps its local column

@@ -72,12 +72,7 @@ is(sq("SELECT count(remote_id) || ' ' || count(DISTINCT remote_id) FROM crm.cont
 my $all = $emu->requests('salesforce');
 my $most_counted = 0;
 for (@$all) { $most_counted = $_->{inflight} if ($_->{inflight} // 0) > $most_counted; }
-my $most_overlap = 0;
-for my $x (@$log)
-{
-	my $n = grep { $_->{time} <= $x->{time} && defined $_->{done} && $x->{time} < $_->{done} } @$log;
-	$most_overlap = $n if $n > $most_overlap;
-}
+my $most_overlap = SyncTest::most_overlap($log);
 ok($most_counted <= 2 && $most_overlap == 2,
 	"never more than max_in_flight (2) requests in flight (most at an arrival: $most_counted; most overlapping: $most_overlap)");
 

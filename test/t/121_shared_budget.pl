@@ -43,20 +43,6 @@ sq(qq{CREATE EXTENSION sync; CREATE SCHEMA crm;
         fields => ARRAY['FirstName','LastName','Email','Sync_Key__c'],
         options => '{"idempotency_field": "Sync_Key__c"}', direction => 'push');});
 
-# the most requests of @$log on the network at once, from the emulator's
-# arrival and answer stamps
-sub most_overlap
-{
-	my ($log) = @_;
-	my $most = 0;
-	for my $x (@$log)
-	{
-		my $n = grep { $_->{time} <= $x->{time} && defined $_->{done} && $x->{time} < $_->{done} } @$log;
-		$most = $n if $n > $most;
-	}
-	return $most;
-}
-
 # Two processes, one connection: the worker pushes a large backlog of
 # crm.contact (woken by the INSERT's commit; it stays with that mirror until
 # the backlog is gone), and meanwhile a session's sync.push() pushes a small
@@ -90,7 +76,7 @@ $emu->control('POST', '/__emulator/faults',
 my ($sent, $log, $overlapping) = push_both(6000, 800, 'Budget');
 is($sent, 800, "the session's sync.push() sent its mirror's 800 records while the worker pushed the other mirror");
 ok($overlapping >= 2, "$overlapping of the session's 4 requests were on the network beside one of the worker's");
-my $most = most_overlap($log);
+my $most = SyncTest::most_overlap($log);
 is($most, 2, "never more than the connection's max_in_flight (2) requests on the network, from both processes together (most: $most)");
 
 # --- the token bucket across the two processes ---
@@ -135,7 +121,7 @@ my %seen;
 $seen{$_}++ for map { names_of($_) } @$log;
 my @remote = grep { ($_->{LastName} // '') =~ /^SameA\d+$/ } @{ $emu->control('GET', '/__emulator/records/salesforce/Contact') };
 is(scalar(keys %seen) . ' ' . scalar(@remote), '4000 4000', 'each record created exactly once');
-$most = most_overlap($log);
+$most = SyncTest::most_overlap($log);
 ok($most <= 2, "never more than 2 requests on the network (most: $most)");
 
 done_testing();

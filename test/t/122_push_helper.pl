@@ -42,18 +42,6 @@ sq(qq{CREATE EXTENSION sync; CREATE SCHEMA crm;
         fields => ARRAY['FirstName','LastName','Email','Sync_Key__c'],
         options => '{"idempotency_field": "Sync_Key__c"}', direction => 'push');});
 
-sub most_overlap
-{
-	my ($log) = @_;
-	my $most = 0;
-	for my $x (@$log)
-	{
-		my $n = grep { $_->{time} <= $x->{time} && defined $_->{done} && $x->{time} < $_->{done} } @$log;
-		$most = $n if $n > $most;
-	}
-	return $most;
-}
-
 # --- a backlog of 6,000 (first claim 800, then 5,200 > 1,000): a helper ---
 $emu->control('POST', '/__emulator/faults',
 	{ api => 'salesforce', path => '/composite/sobjects/', latency_ms => 100 });
@@ -74,7 +62,7 @@ $seen{$_}++ for map { names_of($_) } @creates;
 is(scalar(keys %seen) . ' ' . scalar(grep { $_ > 1 } values %seen), '6000 0',
 	'each of the 6,000 records was created by one request, whichever process sent it')
   or diag(join ' ', map { "$_->{method} $_->{path}" } @$log[0 .. 5]);
-my $most = most_overlap($log);
+my $most = SyncTest::most_overlap($log);
 ok($most <= 4, "the worker and the helper together kept within max_in_flight (4) (most on the network: $most)");
 is(sq("SELECT count(remote_id) || ' ' || count(DISTINCT remote_id) FROM crm.contact WHERE last_name LIKE 'Help%'"),
 	'6000 6000', 'each local row has its own remote ID');
