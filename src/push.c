@@ -1570,9 +1570,10 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 				 mirror_id, b->nitems, (long) ((GetCurrentTimestamp() - claim_start) / 1000));
 		/*
 		 * A large backlog behind the first claim: a push helper (worker.c)
-		 * pushes beside the worker, on the machine's other core.
+		 * pushes beside the worker, on the machine's other core (not for a
+		 * connection of one request at a time: nothing to share).
 		 */
-		helper = first && own && b->nitems >= limit &&
+		helper = first && own && b->nitems >= limit && in_flight(conn) >= 2 &&
 			(threshold = sync_push_helper_threshold()) > 0 && backlog_at_least(mirror_id, threshold);
 		first = false;
 		resolve_references(m, connection, b, batchcxt);
