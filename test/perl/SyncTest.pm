@@ -173,6 +173,22 @@ sub poll_true
 	}, $timeout // 30);
 }
 
+# sf_composite_requests($emu): the emulator's logged Salesforce sObject
+# Collections requests (creates, upserts, updates), in arrival order.
+sub sf_composite_requests
+{
+	my ($emu) = @_;
+	return [ grep { $_->{path} =~ m{^/services/data/v[\d.]+/composite/sobjects/} } @{ $emu->requests('salesforce') } ];
+}
+
+# last_names($req): the LastName of each record a logged request carried
+# ('' where it carried none).
+sub last_names
+{
+	my ($req) = @_;
+	return map { $_->{LastName} // '' } @{ $req->{body}{records} // [] };
+}
+
 # most_overlap($log): the most requests of @$log on the network at once,
 # from the emulator's arrival and answer stamps of each ("time", "done").
 sub most_overlap

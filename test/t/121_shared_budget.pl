@@ -27,9 +27,7 @@ $node->start;
 my $db = 'postgres';
 sub sq { return $node->safe_psql($db, $_[0]); }
 sub wait_for { my ($sql, $what) = @_; ok(SyncTest::poll_true($node, $db, $sql, 120), $what); }
-my $composite = qr{^/services/data/v[\d.]+/composite/sobjects/};
-sub pushes { return [ grep { $_->{path} =~ $composite } @{ $emu->requests('salesforce') } ]; }
-sub names_of { return map { $_->{LastName} // '' } @{ $_[0]->{body}{records} // [] }; }
+sub pushes { return SyncTest::sf_composite_requests($emu); }
 
 my $url = $emu->{url};
 sq(qq{CREATE EXTENSION sync; CREATE SCHEMA crm;
@@ -60,12 +58,12 @@ sub push_both
 	wait_for("SELECT count(*) = 0 FROM sync.outbox", "$tag: the worker and the session pushed all " . ($n + $nb) . " creates");
 	my $log = pushes();
 	my %seen;
-	$seen{$_}++ for map { names_of($_) } @$log;
+	$seen{$_}++ for map { SyncTest::last_names($_) } @$log;
 	my @remote = grep { ($_->{LastName} // '') =~ /^\Q$tag\E[AB]\d+$/ } @{ $emu->control('GET', '/__emulator/records/salesforce/Contact') };
 	is(scalar(keys %seen) . ' ' . (grep { $_ > 1 } values %seen) . ' ' . scalar(@remote), ($n + $nb) . ' 0 ' . ($n + $nb),
 		"$tag: each record sent and created exactly once");
-	my @a = grep { (names_of($_))[0] =~ /^\Q$tag\EA/ } @$log;
-	my @b = grep { (names_of($_))[0] =~ /^\Q$tag\EB/ } @$log;
+	my @a = grep { (SyncTest::last_names($_))[0] =~ /^\Q$tag\EA/ } @$log;
+	my @b = grep { (SyncTest::last_names($_))[0] =~ /^\Q$tag\EB/ } @$log;
 	my $overlapping = grep { my $x = $_; grep { $_->{time} < $x->{done} && $x->{time} < $_->{done} } @a } @b;
 	return ($sent, $log, $overlapping);
 }
@@ -118,7 +116,7 @@ like($res, qr/"sent": \d+/, "sync.push() of the mirror the worker is pushing ret
 wait_for("SELECT count(*) = 0 FROM sync.outbox", 'then the worker pushed the rest');
 $log = pushes();
 my %seen;
-$seen{$_}++ for map { names_of($_) } @$log;
+$seen{$_}++ for map { SyncTest::last_names($_) } @$log;
 my @remote = grep { ($_->{LastName} // '') =~ /^SameA\d+$/ } @{ $emu->control('GET', '/__emulator/records/salesforce/Contact') };
 is(scalar(keys %seen) . ' ' . scalar(@remote), '4000 4000', 'each record created exactly once');
 $most = SyncTest::most_overlap($log);

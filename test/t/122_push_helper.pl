@@ -28,9 +28,7 @@ $node->start;
 my $db = 'postgres';
 sub sq { return $node->safe_psql($db, $_[0]); }
 sub wait_for { my ($sql, $what) = @_; ok(SyncTest::poll_true($node, $db, $sql, 120), $what); }
-my $composite = qr{^/services/data/v[\d.]+/composite/sobjects/};
-sub pushes { return [ grep { $_->{path} =~ $composite } @{ $emu->requests('salesforce') } ]; }
-sub names_of { return map { $_->{LastName} // '' } @{ $_[0]->{body}{records} // [] }; }
+sub pushes { return SyncTest::sf_composite_requests($emu); }
 my $helpers = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sync push helper'";
 
 my $url = $emu->{url};
@@ -58,7 +56,7 @@ wait_for("SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'sync p
 my $log = pushes();
 my %seen;
 my @creates = grep { $_->{method} eq 'PATCH' } @$log;
-$seen{$_}++ for map { names_of($_) } @creates;
+$seen{$_}++ for map { SyncTest::last_names($_) } @creates;
 is(scalar(keys %seen) . ' ' . scalar(grep { $_ > 1 } values %seen), '6000 0',
 	'each of the 6,000 records was created by one request, whichever process sent it')
   or diag(join ' ', map { "$_->{method} $_->{path}" } @$log[0 .. 5]);
