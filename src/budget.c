@@ -149,7 +149,7 @@ budget_lookup(const char *name, const char *bucket)
 
 	for (b = budgets; b; b = b->next)
 		if (b->hash == hash && strncmp(b->key, name, LIMIT_KEY_LEN - 1) == 0)
-			return b;
+			return b;			/* (key holds the name's first LIMIT_KEY_LEN - 1 bytes) */
 	b = MemoryContextAllocZero(TopMemoryContext, sizeof(SharedBudget));
 	b->hash = hash;
 	strlcpy(b->key, name, LIMIT_KEY_LEN);
@@ -168,7 +168,7 @@ static bool
 slot_is(const LimitSlot *s, const SharedBudget *b)
 {
 	return s->dboid == MyDatabaseId && s->hash == b->hash &&
-		strncmp(s->key, b->key, LIMIT_KEY_LEN) == 0;
+		strcmp(s->key, b->key) == 0;
 }
 
 /*

@@ -524,6 +524,13 @@ conn_send(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 
 static void note_answers(SyncConnection *conn, SyncRateLimit *lim, HttpRequest **reqs, int nreqs);
 
+/* Requests a connection may have in flight: its option, else sync.http_max_in_flight. */
+int
+conn_in_flight(SyncConnection *conn)
+{
+	return conn->max_in_flight > 0 ? conn->max_in_flight : Max(1, sync_http_max_in_flight);
+}
+
 /*
  * What every request through the connection carries: its CA file, and the
  * connection's in-flight budget, shared with the database's other
@@ -534,8 +541,7 @@ prepare_requests(SyncConnection *conn, HttpRequest **reqs, int nreqs)
 {
 	int			i;
 
-	budget_set_max(conn->limit.shared, conn->max_in_flight > 0 ? conn->max_in_flight :
-				   Max(1, sync_http_max_in_flight));
+	budget_set_max(conn->limit.shared, conn_in_flight(conn));
 	for (i = 0; i < nreqs; i++)
 	{
 		if (conn->ca_file && reqs[i]->ca_file == NULL)

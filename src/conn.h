@@ -72,6 +72,7 @@ extern void conn_send_retrying_limited(SyncConnection *conn, SyncRateLimit *limi
 /* A token bucket of per_second requests a second, burst at most (>= 1). */
 extern void conn_rate_init(SyncRateLimit *limit, double per_second, double burst);
 extern void conn_rate_share(SyncConnection *conn, SyncRateLimit *limit, const char *bucket);
+extern int	conn_in_flight(SyncConnection *conn);
 
 /* After a 429: Retry-After, else the provider's throttle_ms, else 1 s (ms). */
 extern long conn_throttle_ms(SyncConnection *conn, const HttpRequest *req);

@@ -1256,6 +1256,14 @@ new_run(HttpRequest **reqs, int nreqs, int max_in_flight, MemoryContext caller,
  * and never a handle.  Returns whether any transfer started; leaves the
  * run's context current.
  */
+/* Too late to start the rest of the run: they stay HTTP_PENDING, never sent. */
+static void
+leave_unsent(Run *run, MemoryContext caller, const char *why)
+{
+	for (; run->next < run->n; run->next++)
+		run->t[run->next].req->error = MemoryContextStrdup(caller, why);
+}
+
 static bool
 start_transfers(Run *run, MemoryContext caller)
 {
@@ -1272,10 +1280,7 @@ start_transfers(Run *run, MemoryContext caller)
 
 		if (run->start_by != 0 && GetCurrentTimestamp() > run->start_by)
 		{
-			/* too late: the rest stay HTTP_PENDING, never sent */
-			for (; run->next < run->n; run->next++)
-				run->t[run->next].req->error =
-					MemoryContextStrdup(caller, "not sent: its start deadline passed while it was queued");
+			leave_unsent(run, caller, "not sent: its start deadline passed while it was queued");
 			break;
 		}
 		t = &run->t[run->next];
@@ -1290,11 +1295,9 @@ start_transfers(Run *run, MemoryContext caller)
 			else if (req->budget_wait_ms > 0 &&
 					 now - run->blocked_since > req->budget_wait_ms * (int64) 1000)
 			{
-				/* waited long enough: the rest stay HTTP_PENDING, never sent */
-				for (; run->next < run->n; run->next++)
-					run->t[run->next].req->error =
-						MemoryContextStrdup(caller, psprintf("not sent: the connection's requests in flight were all taken by other processes for %d ms",
-															 req->budget_wait_ms));
+				leave_unsent(run, caller,
+							 psprintf("not sent: the connection's requests in flight were all taken by other processes for %d ms",
+									  req->budget_wait_ms));
 				break;
 			}
 			run->blocked = true;

@@ -1185,13 +1185,6 @@ push_as_helper(void)
 	push_is_helper = true;
 }
 
-/* Requests a connection may have in flight: its option, else sync.http_max_in_flight. */
-static int
-in_flight(SyncConnection *conn)
-{
-	return conn->max_in_flight > 0 ? conn->max_in_flight : Max(1, sync_http_max_in_flight);
-}
-
 /*
  * The batch's pending items of one operation, copied into *group (their
  * places in b->items in *index); returns how many.  A delete of a row that
@@ -1243,9 +1236,9 @@ push_send(SyncConnection *conn, SyncMirror *m, PushBatch *b)
 			int			max = conn->provider->batch_max(conn, m, ops[o]);
 			int			start;
 
-			for (start = 0; start < n; start += max * in_flight(conn))
+			for (start = 0; start < n; start += max * conn_in_flight(conn))
 			{
-				int			chunk = Min(n - start, max * in_flight(conn));
+				int			chunk = Min(n - start, max * conn_in_flight(conn));
 
 				conn->provider->push(conn, m, group + start, chunk);
 			}
@@ -1328,7 +1321,7 @@ pipe_claim(int mirror_id, bool own, SyncConnection *conn, MemoryContext work)
 		MemoryContextDelete(cxt);
 		return NULL;
 	}
-	pb->limit = conn->provider->batch_max(conn, pb->m, 'U') * Max(1, in_flight(conn) / push_sharers);
+	pb->limit = conn->provider->batch_max(conn, pb->m, 'U') * Max(1, conn_in_flight(conn) / push_sharers);
 	pb->b = push_claim(pb->m, conn->provider, pb->limit, cxt);
 	resolve_references(pb->m, connection, pb->b, cxt);
 	xact_end(own);
@@ -1363,7 +1356,7 @@ pipe_start(SyncConnection *conn, const SyncPushPipe *pipe, PipeBatch *pb)
 			pb->group[o] = group;
 			pb->index[o] = index;
 			pb->ngroup[o] = n;
-			max = conn->provider->batch_max(conn, pb->m, ops[o]) * in_flight(conn);
+			max = conn->provider->batch_max(conn, pb->m, ops[o]) * conn_in_flight(conn);
 			for (start = 0; start < n && pb->ncalls < lengthof(pb->calls); start += max)
 				pb->calls[pb->ncalls++] = pipe->begin(conn, pb->m, group + start,
 													  Min(n - start, max));
@@ -1559,7 +1552,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		 * whole waves (at least sync.batch_size records) so that no wave
 		 * goes out half full.
 		 */
-		wave = conn->provider->batch_max(conn, m, 'U') * in_flight(conn);
+		wave = conn->provider->batch_max(conn, m, 'U') * conn_in_flight(conn);
 		limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
 		if (first)
 			analyze_outbox_if_grown(limit);
@@ -1573,7 +1566,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		 * pushes beside the worker, on the machine's other core (not for a
 		 * connection of one request at a time: nothing to share).
 		 */
-		helper = first && own && b->nitems >= limit && in_flight(conn) >= 2 &&
+		helper = first && own && b->nitems >= limit && conn_in_flight(conn) >= 2 &&
 			(threshold = sync_push_helper_threshold()) > 0 && backlog_at_least(mirror_id, threshold);
 		first = false;
 		resolve_references(m, connection, b, batchcxt);

@@ -1664,8 +1664,8 @@ sync_push_helper_threshold(void)
 	bool		ok;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (sync_push_helper_backlog <= 0 || shm == NULL || my_slot < 0 || MyBgworkerEntry == NULL ||
-		strcmp(MyBgworkerEntry->bgw_function_name, "sync_db_worker_main") != 0)
+	/* (my_slot is set in a database's worker only: not in its helper) */
+	if (sync_push_helper_backlog <= 0 || shm == NULL || my_slot < 0)
 		return 0;
 	/* (a registered helper that never ran is forgotten after 10 s) */
 	SpinLockAcquire(&shm->mutex);
