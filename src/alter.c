@@ -203,6 +203,7 @@ fill_apply(SyncMirror *r, SyncPage *page, MemoryContext work, int64 *failed)
 		int			nkeys,
 					j;
 
+		(void) capture_fold(r->id, true, -1);	/* captured writes are pending too */
 		spi_exec(psprintf("SELECT DISTINCT local_key FROM sync.outbox WHERE mirror OPERATOR(pg_catalog.=) $1 "
 						  "AND op OPERATOR(pg_catalog.<>) 'D' AND (columns IS NULL "
 						  "OR columns OPERATOR(pg_catalog.&&) ARRAY[%s]::pg_catalog.name[])", cols),

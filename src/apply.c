@@ -386,13 +386,18 @@ echo_query(void *arg)
  * newer than that push): then nothing remote happened and a newer local
  * edit waiting to be sent stays.
  */
-/* Is any insert or update of this mirror waiting to be pushed? */
+/*
+ * Is any insert or update of this mirror waiting to be pushed?  The writes
+ * captured but not folded yet are folded first (capture.h): they are
+ * pending too, and the checks that follow read the outbox.
+ */
 static bool
 outbox_pending(SyncMirror *m)
 {
 	Oid			t[1] = {INT4OID};
 	Datum		a[1] = {Int32GetDatum(m->id)};
 
+	(void) capture_fold(m->id, true, -1);
 	spi_exec("SELECT 1 FROM sync.outbox WHERE mirror OPERATOR(pg_catalog.=) $1 "
 			 "AND op OPERATOR(pg_catalog.<>) 'D' AND op OPERATOR(pg_catalog.<>) 'W' LIMIT 1",
 			 1, t, a, NULL, SPI_OK_SELECT);
@@ -1232,6 +1237,8 @@ apply_page(SyncMirror *m, SyncPage *page, bool advance, MemoryContext work,
 {
 	PageApply	pa;
 
+	/* the local writes captured until now are pending writes (capture.h) */
+	(void) capture_fold(m->id, true, -1);
 	merge_apply(m, page, work);	/* merges first: a loser is not a plain delete */
 	page_init(&pa, m, page, work);
 	page_apply(&pa);

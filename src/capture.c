@@ -12,13 +12,27 @@
  * index and columns, the proof that the mirror is this table's) is cached
  * per backend and follows invalidations: see "The per-backend cache".
  *
- * For each row it writes the operation and the set of changed columns to
- * sync.outbox, in the same transaction, coalescing with the row's entry
- * that was never attempted:
+ * For each row it appends the operation and the set of changed columns to
+ * sync.capture_log, in the same transaction: a heap insert into a table
+ * without indexes, and nothing else (issue #13: coalescing in the trigger,
+ * an index probe and an insert into the outbox's two indexes, cost the
+ * writer more than the rest of the capture together).  An UPDATE that
+ * changes no pushable column writes nothing.  Values are not copied: the
+ * pusher reads them from the table, the source of truth.
+ *
+ * Folding (capture_fold, sync._fold()) moves the log into sync.outbox, in
+ * the order the writes were made, coalescing each with the row's entry that
+ * was never attempted:
  *     insert + update = insert          update + update = union of columns
  *     insert + delete = nothing         update + delete = delete
- * An UPDATE that changes no pushable column writes nothing.  Values are not
- * copied: the pusher reads them from the table, the source of truth.
+ * The worker folds at the start of each round (a commit wakes it), and
+ * whatever reads a mirror's outbox folds the mirror first in its own
+ * transaction: the claim of a push, an inbound apply (its conflict checks
+ * see the pending local writes), resync, merges, unmirror.  One folder per
+ * mirror at a time, to the end of its transaction (fold_lock): a row's
+ * later write folded before an earlier one would coalesce wrongly.  The
+ * log row's seq (from the outbox's id sequence) becomes the id of the
+ * entry it opens, so entries keep the order of their writes.
  *
  * Rows written by an inbound apply of the same mirror are not captured
  * (sync_applying_mirror); user triggers still fire on them, and their
@@ -34,8 +48,8 @@
  * it, with another mirror's id, to a table of its own and queue deletes of
  * any remote ID.
  *
- * Inserts and updates take a fast path that does not go through SQL: a
- * heap insert of a new open entry with its index entries, or an index probe
+ * At the fold, inserts and updates take a fast path that does not go
+ * through SQL: a heap insert of a new open entry with its index entries, or an index probe
  * for the row's open entry (the way logical replication's apply finds rows)
  * and a heap update.  An executor start per captured row would cost more
  * than the user's UPDATE itself.  Most captured rows have no open entry, so
@@ -46,7 +60,8 @@
  * locks the open entry it finds (KEY SHARE), so a claimer cannot seal it
  * before this transaction commits: a change already covered by the entry
  * needs no write at all, and is still sent, because the claim that takes
- * the entry comes after the commit and reads the row then.
+ * the entry comes after the commit and reads the row then.  (The probe's
+ * lock is held by the folding transaction, which commits at once.)
  */
 #include "postgres.h"
 
@@ -88,6 +103,7 @@
 
 PG_FUNCTION_INFO_V1(sync_capture);
 PG_FUNCTION_INFO_V1(sync_truncate_guard);
+PG_FUNCTION_INFO_V1(sync_fold);
 
 /* mirror whose inbound rows are being applied in this backend, or 0 */
 int			sync_applying_mirror = 0;
@@ -105,7 +121,8 @@ int			sync_applying_mirror = 0;
  *     key and remote-ID columns, and the proof that the trigger's mirror is
  *     this table's (see check_mirror_table).
  *   outbox: sync.outbox's OID, its row index and id sequence, its columns'
- *     attribute numbers, and the kept SPI plans of the SQL path.
+ *     attribute numbers, sync.capture_log's OID and columns, and the kept
+ *     SPI plans of the SQL paths.
  *   the extension owner, and sync.mirror's OID and columns.
  *
  * How each learns of changes:
@@ -199,12 +216,24 @@ typedef struct OutboxCache
 				a_next,
 				a_created,
 				a_updated;
+	/* sync.capture_log, where the trigger writes */
+	Oid			logid;
+	int			log_natts;		/* 0: attribute numbers not set yet */
+	AttrNumber	l_seq,
+				l_at,
+				l_mirror,
+				l_op,
+				l_key,
+				l_cols,
+				l_rid;
 	/* kept SPI plans of the SQL path (deletes, an outbox with triggers) */
 	bool		plans_stale;
 	int			plans_running;
 	SPIPlanPtr	upsert_plan;
 	SPIPlanPtr	unqueue_plan;
 	SPIPlanPtr	delete_plan;
+	SPIPlanPtr	log_plan;		/* the trigger's insert when the log has triggers */
+	SPIPlanPtr	read_plan;		/* the fold's read of the log */
 } OutboxCache;
 
 /* sync.mirror, for the per-statement proof check */
@@ -261,7 +290,7 @@ capture_relcache_callback(Datum arg, Oid relid)
 		}
 	}
 	if (!OidIsValid(relid) || relid == outbox.relid || relid == outbox.idxid ||
-		relid == outbox.seqid)
+		relid == outbox.seqid || relid == outbox.logid)
 	{
 		outbox.valid = false;
 		outbox.plans_stale = true;
@@ -706,6 +735,9 @@ outbox_lookup(void)
 	outbox.relid = get_relname_relid("outbox", nsp);
 	outbox.idxid = get_relname_relid("outbox_row", nsp);
 	outbox.seqid = get_relname_relid("outbox_id_seq", nsp);
+	/* InvalidOid before 0.3 (see log_write) */
+	outbox.logid = get_relname_relid("capture_log", nsp);
+	outbox.log_natts = 0;
 	if (!OidIsValid(outbox.relid) || !OidIsValid(outbox.idxid) || !OidIsValid(outbox.seqid))
 	{
 		outbox.valid = false;
@@ -731,13 +763,27 @@ outbox_attnums(TupleDesc desc)
 	outbox.natts = desc->natts;
 }
 
+static void
+log_attnums(TupleDesc desc)
+{
+	outbox.l_seq = catalog_attnum(desc, "capture_log", "seq");
+	outbox.l_at = catalog_attnum(desc, "capture_log", "at");
+	outbox.l_mirror = catalog_attnum(desc, "capture_log", "mirror");
+	outbox.l_op = catalog_attnum(desc, "capture_log", "op");
+	outbox.l_key = catalog_attnum(desc, "capture_log", "local_key");
+	outbox.l_cols = catalog_attnum(desc, "capture_log", "columns");
+	outbox.l_rid = catalog_attnum(desc, "capture_log", "remote_id");
+	outbox.log_natts = desc->natts;
+}
+
 /*
- * sync.outbox, opened with RowExclusiveLock, its cached OIDs and attribute
- * numbers current: taking the lock accepts the invalidations sent before,
- * so they are checked after it.
+ * sync.outbox (log false) or sync.capture_log (log true), opened with
+ * RowExclusiveLock, the cached OIDs and attribute numbers current: taking
+ * the lock accepts the invalidations sent before, so they are checked
+ * after it.
  */
 static Relation
-outbox_open(void)
+outbox_open_rel(bool log)
 {
 	int			tries;
 
@@ -747,20 +793,43 @@ outbox_open(void)
 
 		if (!outbox.valid)
 			outbox_lookup();
-		rel = try_table_open(outbox.relid, RowExclusiveLock);
+		rel = try_table_open(log ? outbox.logid : outbox.relid, RowExclusiveLock);
 		if (rel != NULL && outbox.valid)
 		{
-			if (outbox.natts != RelationGetDescr(rel)->natts)
-				outbox_attnums(RelationGetDescr(rel));
+			TupleDesc	desc = RelationGetDescr(rel);
+
+			if (log && outbox.log_natts != desc->natts)
+				log_attnums(desc);
+			else if (!log && outbox.natts != desc->natts)
+				outbox_attnums(desc);
 			return rel;
 		}
 		if (rel != NULL)
 			table_close(rel, RowExclusiveLock);
 		outbox.valid = false;
 	}
-	elog(ERROR, "sync: sync.outbox keeps changing; try again");
+	elog(ERROR, "sync: %s keeps changing; try again", log ? "sync.capture_log" : "sync.outbox");
 	return NULL;				/* keep compiler quiet */
 }
+
+#define outbox_open() outbox_open_rel(false)
+#define log_open() outbox_open_rel(true)
+
+/*
+ * One captured write: the arguments of the upsert and log plans (mirror,
+ * local_key, op, columns, remote_id, seq, at) with their SPI null flags,
+ * and whether it is a delete.
+ */
+#define CAPTURED_NARGS 7
+static Oid	captured_types[CAPTURED_NARGS] = {INT4OID, TEXTOID, CHAROID, NAMEARRAYOID, TEXTOID,
+INT8OID, TIMESTAMPTZOID};
+
+typedef struct CapturedWrite
+{
+	Datum		args[CAPTURED_NARGS];
+	char		nulls[CAPTURED_NARGS];
+	bool		is_delete;
+} CapturedWrite;
 
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *types)
@@ -777,12 +846,13 @@ prepare_kept(const char *sql, int nargs, Oid *types)
 static void
 free_stale_plans(void)
 {
-	SPIPlanPtr *plans[3] = {&outbox.upsert_plan, &outbox.unqueue_plan, &outbox.delete_plan};
+	SPIPlanPtr *plans[5] = {&outbox.upsert_plan, &outbox.unqueue_plan, &outbox.delete_plan,
+	&outbox.log_plan, &outbox.read_plan};
 	int			i;
 
 	if (!outbox.plans_stale || outbox.plans_running > 0)
 		return;
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < lengthof(plans); i++)
 		if (*plans[i] != NULL)
 		{
 			SPI_freeplan(*plans[i]);
@@ -797,10 +867,31 @@ prepare_plans(void)
 	free_stale_plans();
 	if (outbox.upsert_plan == NULL)
 	{
-		Oid			types[5] = {INT4OID, TEXTOID, CHAROID, NAMEARRAYOID, TEXTOID};
+		/* outbox coalescing: capture.h; the entry's id is the log row's seq */
+		outbox.upsert_plan = prepare_kept(
+										  "INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id, "
+										  "id, created_at, next_attempt_at) "
+										  "VALUES ($1, $2, $3, $4, $5, $6, $7, $7) " OUTBOX_COALESCE_SQL,
+										  CAPTURED_NARGS, captured_types);
+	}
+	if (!OidIsValid(outbox.logid))
+		return;					/* before 0.3: no log */
+	if (outbox.log_plan == NULL)
+		outbox.log_plan = prepare_kept(
+									   "INSERT INTO sync.capture_log (seq, at, mirror, op, local_key, columns, remote_id) "
+									   "VALUES ($6, $7, $1, $3, $2, $4, $5)",
+									   CAPTURED_NARGS, captured_types);
+	if (outbox.read_plan == NULL)
+	{
+		Oid			types[2] = {INT4OID, INT8OID};
 
-		/* outbox coalescing: capture.h */
-		outbox.upsert_plan = prepare_kept(OUTBOX_QUEUE_SQL, 5, types);
+		/* no index: the log is read whole (it holds what came since the last fold) */
+		outbox.read_plan = prepare_kept(
+										"SELECT ctid, seq, at, mirror, op, local_key, columns, remote_id "
+										"FROM sync.capture_log "
+										"WHERE ($1 OPERATOR(pg_catalog.=) 0 OR mirror OPERATOR(pg_catalog.=) $1) "
+										"ORDER BY seq LIMIT $2",
+										2, types);
 	}
 	if (outbox.unqueue_plan == NULL)
 	{
@@ -816,26 +907,16 @@ prepare_plans(void)
 	}
 	if (outbox.delete_plan == NULL)
 	{
-		Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
+		Oid			types[5] = {INT4OID, TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID};
 
 		outbox.delete_plan = prepare_kept(
-										  "INSERT INTO sync.outbox (mirror, local_key, op, remote_id, slot) "
-										  "VALUES ($1, $2, 'D', $3, 1) ON CONFLICT (mirror, local_key, slot) DO NOTHING",
-										  3, types);
+										  "INSERT INTO sync.outbox (mirror, local_key, op, remote_id, slot, "
+										  "id, created_at, next_attempt_at) "
+										  "VALUES ($1, $2, 'D', $3, 1, $4, $5, $5) "
+										  "ON CONFLICT (mirror, local_key, slot) DO NOTHING",
+										  5, types);
 	}
 }
-
-/*
- * One captured write: the arguments of the upsert plan (mirror, local_key,
- * op, columns, remote_id) with their SPI null flags, and whether it is a
- * delete.
- */
-typedef struct CapturedWrite
-{
-	Datum		args[5];
-	char		nulls[5];
-	bool		is_delete;
-} CapturedWrite;
 
 /*
  * Did the column's value change?  Compares the stored images, detoasted.
@@ -1179,7 +1260,6 @@ insert_entry(OutboxWrite *ow, CapturedWrite *w)
 	memset(slot->tts_isnull, true, sizeof(bool) * RelationGetDescr(rel)->natts);
 #define SET(att, v) \
 	do { slot->tts_values[(att) - 1] = (v); slot->tts_isnull[(att) - 1] = false; } while (0)
-	SET(outbox.a_id, Int64GetDatum(nextval_internal(outbox.seqid, false)));
 	SET(outbox.a_mirror, w->args[0]);
 	SET(outbox.a_key, w->args[1]);
 	SET(outbox.a_op, w->args[2]);
@@ -1190,8 +1270,9 @@ insert_entry(OutboxWrite *ow, CapturedWrite *w)
 	SET(outbox.a_state, CStringGetTextDatum("pending"));
 	SET(outbox.a_slot, Int64GetDatum(0));
 	SET(outbox.a_attempts, Int32GetDatum(0));
-	SET(outbox.a_next, ow->now);
-	SET(outbox.a_created, ow->now);
+	SET(outbox.a_id, w->args[5]);
+	SET(outbox.a_next, w->args[6]);
+	SET(outbox.a_created, w->args[6]);
 	SET(outbox.a_updated, ow->now);
 #undef SET
 	ExecStoreVirtualTuple(slot);
@@ -1208,6 +1289,13 @@ insert_entry(OutboxWrite *ow, CapturedWrite *w)
 	list_free(recheck);
 	return !conflict;
 }
+
+/*
+ * The fold's outbox write, open for a fetch of log rows (capture_fold): an
+ * executor state, the outbox and its indexes opened once for a thousand
+ * rows, not once a row.  NULL otherwise.
+ */
+static OutboxWrite *fold_ow = NULL;
 
 /*
  * Probe first, or insert first?  Inserting first costs one index descent
@@ -1247,40 +1335,53 @@ row_hash(CapturedWrite *w)
 static bool
 queue_upsert(CapturedWrite *w)
 {
-	Relation	rel = outbox_open();
-	OutboxWrite ow;
+	OutboxWrite own_ow;
+	OutboxWrite *ow = fold_ow;
 	uint32		h;
 	bool		probe;
 	bool		had_entry = false;
 
-	if (rel->trigdesc != NULL)
+	if (ow == NULL)
 	{
-		table_close(rel, RowExclusiveLock);
-		return false;
+		Relation	rel = outbox_open();
+
+		if (rel->trigdesc != NULL)
+		{
+			table_close(rel, RowExclusiveLock);
+			return false;
+		}
+		/* entries written earlier in this command must be visible to the probe */
+		CommandCounterIncrement();
+		outbox_write_begin(&own_ow, rel);
+		ow = &own_ow;
+	}
+	else
+	{
+		/* the fold's write, kept open: the same, with a new command id */
+		CommandCounterIncrement();
+		ow->estate->es_output_cid = GetCurrentCommandId(true);
+		ResetPerTupleExprContext(ow->estate);
 	}
 
-	/* entries written earlier in this command must be visible to the probe */
-	CommandCounterIncrement();
-
-	outbox_write_begin(&ow, rel);
 	h = row_hash(w);
 	probe = (recent_rows[h % RECENT_SLOTS] == h || open_rate > OPEN_RATE_PROBE_FIRST);
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (probe && find_open_entry(&ow, w))
+		if (probe && find_open_entry(ow, w))
 		{
-			coalesce_entry(&ow, w);
+			coalesce_entry(ow, w);
 			had_entry = true;
 			break;
 		}
-		if (insert_entry(&ow, w))
+		if (insert_entry(ow, w))
 			break;
 		/* it has an open entry after all (or had, if that one goes away) */
 		probe = true;
 		had_entry = true;
 	}
-	outbox_write_end(&ow);
+	if (ow == &own_ow)
+		outbox_write_end(&own_ow);
 	recent_rows[h % RECENT_SLOTS] = h;
 	open_rate += ((had_entry ? 1024 : 0) - open_rate) / 16;
 	return true;
@@ -1309,8 +1410,8 @@ queue_delete_sql(CapturedWrite *w)
 	}
 	if (!was_insert || w->nulls[4] == ' ')
 	{
-		Datum		dargs[3] = {w->args[0], w->args[1], w->args[4]};
-		char		dnulls[3] = {' ', ' ', w->nulls[4]};
+		Datum		dargs[5] = {w->args[0], w->args[1], w->args[4], w->args[5], w->args[6]};
+		char		dnulls[5] = {' ', ' ', w->nulls[4], ' ', ' '};
 
 		rc = SPI_execute_plan(outbox.delete_plan, dargs, dnulls, false, 0);
 		if (rc != SPI_OK_INSERT)
@@ -1319,12 +1420,13 @@ queue_delete_sql(CapturedWrite *w)
 }
 
 /*
- * The SQL path, as the owner: deletes, and inserts and updates when the
+ * The SQL path, as the owner: the trigger's write when the log has
+ * triggers (to_log); at the fold, deletes, and inserts and updates when the
  * outbox has triggers.  The kept plans are marked running meanwhile, so a
  * nested capture (from a trigger on the outbox) does not free them.
  */
 static void
-queue_by_sql(CapturedWrite *w)
+queue_by_sql(CapturedWrite *w, bool to_log)
 {
 	OwnerState	st;
 	int			rc;
@@ -1336,7 +1438,13 @@ queue_by_sql(CapturedWrite *w)
 	outbox.plans_running++;
 	PG_TRY();
 	{
-		if (w->is_delete)
+		if (to_log)
+		{
+			rc = SPI_execute_plan(outbox.log_plan, w->args, w->nulls, false, 0);
+			if (rc != SPI_OK_INSERT)
+				elog(ERROR, "sync: capture log insert failed: %s", SPI_result_code_string(rc));
+		}
+		else if (w->is_delete)
 			queue_delete_sql(w);
 		else
 		{
@@ -1352,6 +1460,302 @@ queue_by_sql(CapturedWrite *w)
 	PG_END_TRY();
 	SPI_finish();
 	end_run_as_owner(&st);
+}
+
+/*
+ * The trigger's write: one row appended to sync.capture_log by a heap
+ * insert (no index, nothing to check: no column it sets is null), or by SQL
+ * when the log has triggers of its own.  The row's seq comes from the
+ * outbox's id sequence.
+ */
+static void
+log_write(CapturedWrite *w)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	Datum	   *values;
+	bool	   *nulls;
+
+	if (!outbox.valid)
+		outbox_lookup();
+	w->args[5] = Int64GetDatum(nextval_internal(outbox.seqid, false));
+	w->args[6] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	/*
+	 * The schema of an earlier version (0.1, 0.2: this library is installed
+	 * before ALTER EXTENSION UPDATE runs) has no log: queue into the outbox
+	 * at once, as the fold would, and look for the log again next time.
+	 */
+	if (!OidIsValid(outbox.logid))
+	{
+		outbox.valid = false;
+		if (w->is_delete || !queue_upsert(w))
+			queue_by_sql(w, false);
+		return;
+	}
+	rel = log_open();
+	desc = RelationGetDescr(rel);
+	if (rel->trigdesc != NULL)
+	{
+		table_close(rel, RowExclusiveLock);
+		queue_by_sql(w, true);
+		return;
+	}
+	values = palloc0(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	memset(nulls, true, sizeof(bool) * desc->natts);
+#define SET(att, i) \
+	do { values[(att) - 1] = w->args[i]; nulls[(att) - 1] = (w->nulls[i] == 'n'); } while (0)
+	SET(outbox.l_mirror, 0);
+	SET(outbox.l_key, 1);
+	SET(outbox.l_op, 2);
+	SET(outbox.l_cols, 3);
+	SET(outbox.l_rid, 4);
+	SET(outbox.l_seq, 5);
+	SET(outbox.l_at, 6);
+#undef SET
+	simple_heap_insert(rel, heap_form_tuple(desc, values, nulls));
+	table_close(rel, NoLock);
+}
+
+/*
+ * A mirror's fold lock, held to the end of the transaction (see the head of
+ * this file): an object lock in a class of its own, the log's OID, so that
+ * no other lock of the server shares its tag.  Without wait, false when
+ * another transaction holds it.  Waiting is bounded by lock_timeout and
+ * seen by the deadlock detector, as any heavyweight lock.
+ */
+static bool
+fold_lock(int32 mirror, bool wait)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_OBJECT(tag, MyDatabaseId, outbox.logid, (uint32) mirror, 0);
+	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* Log rows fetched at a time by a fold. */
+#define FOLD_FETCH 1000
+
+/*
+ * Is there a log row of `mirror` (0: of any) to fold?  A scan of the heap
+ * until the first one, without SQL: an idle round of the worker asks this
+ * of an empty log, and must not grow by a statement (issue #13).
+ */
+static bool
+log_has_rows(Relation logrel, int32 mirror)
+{
+	TableScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+	scan = table_beginscan(logrel, snap, 0, NULL);
+	while (!found && (tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		m = heap_getattr(tup, outbox.l_mirror, RelationGetDescr(logrel), &isnull);
+
+		found = mirror == 0 || (!isnull && DatumGetInt32(m) == mirror);
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	return found;
+}
+
+/*
+ * The log rows of `mirror` (0: of any) in seq order, at most `limit` (-1:
+ * all): a cursor, so that a large log is read (and sorted) once, in
+ * bounded memory.  With tcount 1, a look whether there is any.
+ */
+static Portal
+fold_cursor(int32 mirror, int64 limit)
+{
+	Datum		a[2];
+	char		n[2] = {' ', ' '};
+	Portal		portal;
+
+	a[0] = Int32GetDatum(mirror);
+	a[1] = Int64GetDatum(limit);
+	if (limit < 0)
+		n[1] = 'n';				/* LIMIT NULL: all */
+	portal = SPI_cursor_open(NULL, outbox.read_plan, a, n, false);
+	if (portal == NULL)
+		elog(ERROR, "sync: reading sync.capture_log failed: %s", SPI_result_code_string(SPI_result));
+	return portal;
+}
+
+/*
+ * Fold one log row: delete it, then queue its write into the outbox.  False
+ * when the row was gone (an unmirror deleted it meanwhile).
+ */
+static bool
+fold_row(Relation logrel, HeapTuple tup, TupleDesc desc)
+{
+	CapturedWrite w;
+	ItemPointerData tid;
+	TM_FailureData tmfd;
+	bool		isnull;
+	int			i;
+
+	tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull));
+	if (heap_delete(logrel, &tid, GetCurrentCommandId(true), InvalidSnapshot, true,
+					&tmfd, false) != TM_Ok)
+		return false;
+
+	/* columns 2.. : seq, at, mirror, op, local_key, columns, remote_id */
+	memset(w.nulls, ' ', sizeof(w.nulls));
+	w.args[5] = SPI_getbinval(tup, desc, 2, &isnull);
+	w.args[6] = SPI_getbinval(tup, desc, 3, &isnull);
+	w.args[0] = SPI_getbinval(tup, desc, 4, &isnull);
+	w.args[2] = SPI_getbinval(tup, desc, 5, &isnull);
+	w.args[1] = SPI_getbinval(tup, desc, 6, &isnull);
+	for (i = 3; i <= 4; i++)
+	{
+		w.args[i] = SPI_getbinval(tup, desc, i + 4, &isnull);
+		if (isnull)
+			w.nulls[i] = 'n';
+	}
+	w.is_delete = DatumGetChar(w.args[2]) == 'D';
+	if (w.is_delete || !queue_upsert(&w))
+		queue_by_sql(&w, false);
+	return true;
+}
+
+/*
+ * Open the fold's outbox write (fold_ow) for a fetch of log rows, unless
+ * the outbox has triggers (then each row takes the SQL path, which fires
+ * them).
+ */
+static void
+fold_write_begin(OutboxWrite *ow)
+{
+	Relation	rel = outbox_open();
+
+	if (rel->trigdesc != NULL)
+	{
+		table_close(rel, RowExclusiveLock);
+		return;
+	}
+	outbox_write_begin(ow, rel);
+	fold_ow = ow;
+}
+
+static void
+fold_write_end(OutboxWrite *ow)
+{
+	if (fold_ow == NULL)
+		return;
+	fold_ow = NULL;
+	outbox_write_end(ow);
+}
+
+int64
+capture_fold(int32 mirror, bool wait, int64 limit)
+{
+	OwnerState	st;
+	Relation	logrel;
+	MemoryContext rowcxt;
+	int64		folded = 0;
+	List	   *held = NIL;
+	List	   *skipped = NIL;
+	OutboxWrite ow;
+	int			rc;
+
+	capture_cache_init();
+	if (!outbox.valid)
+		outbox_lookup();
+	if (!OidIsValid(outbox.logid))
+	{
+		outbox.valid = false;	/* look again next time */
+		return 0;				/* before 0.3: nothing to fold */
+	}
+	logrel = log_open();
+	if (!log_has_rows(logrel, mirror))
+	{
+		table_close(logrel, NoLock);
+		return 0;
+	}
+	run_as_owner(&st);
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "sync: SPI_connect failed: %s", SPI_result_code_string(rc));
+	prepare_plans();
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "sync fold row", ALLOCSET_DEFAULT_SIZES);
+	outbox.plans_running++;
+	PG_TRY();
+	{
+		Portal		portal;
+		bool		go = true;
+
+		/* (one mirror: nothing to fold took no lock, above) */
+		if (mirror != 0)
+			go = fold_lock(mirror, wait);
+		portal = go ? fold_cursor(mirror, limit) : NULL;
+		while (portal != NULL)
+		{
+			SPITupleTable *rows;
+			uint64		i;
+
+			SPI_cursor_fetch(portal, true, FOLD_FETCH);
+			if (SPI_processed == 0)
+				break;
+			rows = SPI_tuptable;
+			fold_write_begin(&ow);
+			for (i = 0; i < SPI_processed; i++)
+			{
+				HeapTuple	tup = rows->vals[i];
+				bool		isnull;
+				int32		m = DatumGetInt32(SPI_getbinval(tup, rows->tupdesc, 4, &isnull));
+				MemoryContext old;
+
+				CHECK_FOR_INTERRUPTS();
+				if (list_member_int(skipped, m))
+					continue;
+				if (mirror == 0 && !list_member_int(held, m))
+				{
+					if (!fold_lock(m, wait))
+					{
+						skipped = lappend_int(skipped, m);
+						continue;
+					}
+					held = lappend_int(held, m);
+				}
+				old = MemoryContextSwitchTo(rowcxt);
+				if (fold_row(logrel, tup, rows->tupdesc))
+					folded++;
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(rowcxt);
+			}
+			fold_write_end(&ow);
+			SPI_freetuptable(rows);
+		}
+		if (portal != NULL)
+			SPI_cursor_close(portal);
+	}
+	PG_FINALLY();
+	{
+		outbox.plans_running--;
+		fold_ow = NULL;			/* (an error's abort cleans up the rest) */
+	}
+	PG_END_TRY();
+	MemoryContextDelete(rowcxt);
+	table_close(logrel, NoLock);
+	SPI_finish();
+	end_run_as_owner(&st);
+	return folded;
+}
+
+/* sync._fold(mirror int DEFAULT NULL): fold now, waiting for the fold locks */
+Datum
+sync_fold(PG_FUNCTION_ARGS)
+{
+	int32		mirror = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0);
+
+	if (mirror < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sync._fold: mirror must be a mirror's id, or NULL for all mirrors")));
+	PG_RETURN_INT64(capture_fold(mirror, true, -1));
 }
 
 Datum
@@ -1376,8 +1780,7 @@ sync_capture(PG_FUNCTION_ARGS)
 	if (!describe_write(info, td, &w))
 		return PointerGetDatum(NULL);	/* nothing pushable changed */
 
-	if (w.is_delete || !queue_upsert(&w))
-		queue_by_sql(&w);
+	log_write(&w);
 	sync_wake_at_commit();
 	return PointerGetDatum(NULL);
 }

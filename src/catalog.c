@@ -67,6 +67,28 @@ xact_end(bool own)
 		CommandCounterIncrement();
 }
 
+/*
+ * The worker's fold of captured writes (capture.h) in a transaction of its
+ * own, not waiting for a mirror's fold lock.  Its commit does not wait for
+ * the WAL flush: lost in a crash, the fold is undone as a whole (the log
+ * rows are back) and done again; and any later commit that depends on it
+ * (the claim, the recording of a push) flushes the WAL up to itself, the
+ * fold included.  A round that folds (at each commit of a local write)
+ * would otherwise wait for one more flush than before the log.
+ */
+int64
+xact_fold(int32 mirror, int64 limit)
+{
+	int64		n;
+
+	xact_begin(true);
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	n = capture_fold(mirror, false, limit);
+	xact_end(true);
+	return n;
+}
+
 void
 spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
 {

@@ -47,6 +47,7 @@
 #include "utils/timestamp.h"
 
 #include "adaptive.h"
+#include "capture.h"
 #include "conn.h"
 #include "drift.h"
 #include "engine.h"
@@ -201,6 +202,8 @@ release_orphaned_claims(void)
  * round with work needs).  Its tests are theirs: the same fragments
  * (engine_int.h's DUE_*_SQL), each with the pause test of this query.
  */
+#define FOLD_ROUND_ROWS 10000
+
 static void
 round_due(RoundDue *due)
 {
@@ -209,6 +212,16 @@ round_due(RoundDue *due)
 	Datum		a[1] = {Int32GetDatum(sync_drift_check_interval_ms)};
 	bool		isnull;
 	Datum		v;
+
+	/*
+	 * The writes captured since the last round go into the outbox first
+	 * (capture.h), of every mirror that no other transaction folds now: a
+	 * commit woke this round.  At most FOLD_ROUND_ROWS: a mirror with a
+	 * larger backlog folds the rest a claim at a time as it pushes.  In a
+	 * transaction of its own, committed before the query below, whose
+	 * snapshot must see it.
+	 */
+	(void) xact_fold(0, FOLD_ROUND_ROWS);
 
 	xact_begin(true);
 	release_orphaned_claims();

@@ -88,6 +88,7 @@ extern void save_usage(SyncConnection *conn);
 
 extern void xact_begin(bool own);
 extern void xact_end(bool own);
+extern int64 xact_fold(int32 mirror, int64 limit);
 extern void spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
 					 const char *nulls, int expect);
 extern char *getv(int row, int col);

@@ -493,15 +493,45 @@ claim_check(SyncMirror *m, const SyncProvider *prov, PushBatch *b, bool *found, 
  *
  * Op 'W' is a write-back that failed earlier (the remote has the record;
  * the row lacked its remote ID): it is only written back, never sent.
+ *
+ * In a session (!own) the mirror's captured writes (capture.h) are folded
+ * first, a claim's worth; the worker folds before its claim transaction
+ * (fold_ahead).
  */
 static PushBatch *
-push_claim(SyncMirror *m, const SyncProvider *prov, int limit, MemoryContext work)
+push_claim(SyncMirror *m, const SyncProvider *prov, int limit, bool own, MemoryContext work);
+
+/* Entries a worker's claim takes at most: what fold_ahead() folds. */
+static int	fold_hint = 1000;
+
+/*
+ * In the worker (own), fold the mirror's captured writes (capture.h) ahead
+ * of a claim, eight claims' worth (fewer reads of the log), in a
+ * transaction of its own, so the mirror's fold lock is held for the fold
+ * alone; not waiting for it: while another process (the push helper)
+ * folds, this one claims and sends what is folded already.
+ */
+static void
+fold_ahead(int mirror_id, bool own)
+{
+	if (own)
+		(void) xact_fold(mirror_id, 8 * (int64) fold_hint);
+}
+
+static PushBatch *
+push_claim(SyncMirror *m, const SyncProvider *prov, int limit, bool own, MemoryContext work)
 {
 	char	  **keys;
 	int			nkeys = 0;
-	int			plans = push_plans_begin();
-	PushBatch  *b = claim_entries(m, limit, work, &keys, &nkeys);
-	bool	   *found = MemoryContextAllocZero(work, sizeof(bool) * Max(1, b->nitems));
+	int			plans;
+	PushBatch  *b;
+	bool	   *found;
+
+	if (!own)
+		(void) capture_fold(m->id, true, limit);
+	plans = push_plans_begin();
+	b = claim_entries(m, limit, work, &keys, &nkeys);
+	found = MemoryContextAllocZero(work, sizeof(bool) * Max(1, b->nitems));
 
 	claim_values(m, b, keys, nkeys, found, work);
 	claim_check(m, prov, b, found, work);
@@ -997,7 +1027,8 @@ outcome_journal(SyncMirror *m, SyncPushItem *it, PushOutcome *o, char **vals)
  * lock.  Creates whose write-back waits parked (op W) look again when it
  * is done.  The delete is still its row's open delete (slot 1): it waits
  * behind the create, so it cannot have been claimed.  Naming the slot
- * lets outbox_row alone answer.
+ * lets outbox_row alone answer.  The mirror's capture log is folded first:
+ * a delete committed after the last fold is there, not in the outbox.
  */
 static void
 push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
@@ -1040,6 +1071,8 @@ push_record_batch(SyncMirror *m, PushBatch *b, PushOutcome *out)
 		Oid			dt[3] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID};
 		Datum		da[3] = {Int32GetDatum(m->id), text_array(new_key, nnew), text_array(new_rid, nnew)};
 
+		/* the delete may still be in the capture log (capture.h) */
+		(void) capture_fold(m->id, true, -1);
 		spi_exec("UPDATE sync.outbox o "
 				 "SET remote_id = ($3::pg_catalog.text[])[pg_catalog.array_position($2::pg_catalog.text[], o.local_key)] "
 				 "WHERE o.mirror OPERATOR(pg_catalog.=) $1 "
@@ -1311,6 +1344,7 @@ pipe_claim(int mirror_id, bool own, SyncConnection *conn, MemoryContext work)
 	char	   *connection;
 
 	pb->cxt = cxt;
+	fold_ahead(mirror_id, own);
 	xact_begin(own);
 	pb->m = mirror_load(mirror_id, cxt, &connection);
 	if (pb->m->direction == 'l' || pause_mirror_paused(mirror_id) ||
@@ -1322,7 +1356,8 @@ pipe_claim(int mirror_id, bool own, SyncConnection *conn, MemoryContext work)
 		return NULL;
 	}
 	pb->limit = conn->provider->batch_max(conn, pb->m, 'U') * Max(1, conn_in_flight(conn) / push_sharers);
-	pb->b = push_claim(pb->m, conn->provider, pb->limit, cxt);
+	fold_hint = Max(fold_hint, pb->limit);
+	pb->b = push_claim(pb->m, conn->provider, pb->limit, own, cxt);
 	resolve_references(pb->m, connection, pb->b, cxt);
 	xact_end(own);
 	MemoryContextSwitchTo(old);
@@ -1499,7 +1534,10 @@ push_pipelined(int mirror_id, bool own, MemoryContext work, SyncConnection *conn
 	return total;
 }
 
-/* Whether at least n entries of the mirror are ready and unclaimed (inside SPI). */
+/*
+ * Whether at least n entries of the mirror are ready and unclaimed, or
+ * captured and not folded yet (inside SPI).
+ */
 static bool
 backlog_at_least(int mirror_id, int n)
 {
@@ -1507,9 +1545,12 @@ backlog_at_least(int mirror_id, int n)
 	Datum		vals[2] = {Int32GetDatum(mirror_id), Int32GetDatum(n)};
 	bool		isnull;
 
-	spi_exec("SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>=) $2 FROM "
-			 "(SELECT 1 FROM sync.outbox o WHERE o.mirror OPERATOR(pg_catalog.=) $1 "
-			 "   AND o.state OPERATOR(pg_catalog.=) 'pending' AND o.claimed_until IS NULL LIMIT $2) s",
+	spi_exec("SELECT (SELECT pg_catalog.count(*) FROM "
+			 "  (SELECT 1 FROM sync.outbox o WHERE o.mirror OPERATOR(pg_catalog.=) $1 "
+			 "     AND o.state OPERATOR(pg_catalog.=) 'pending' AND o.claimed_until IS NULL LIMIT $2) s) "
+			 "OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM "
+			 "  (SELECT 1 FROM sync.capture_log c WHERE c.mirror OPERATOR(pg_catalog.=) $1 LIMIT $2) l) "
+			 "OPERATOR(pg_catalog.>=) $2",
 			 2, types, vals, NULL, SPI_OK_SELECT);
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -1539,6 +1580,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 
 		/* one batch at a time in memory, however long the queue */
 		MemoryContextReset(batchcxt);
+		fold_ahead(mirror_id, own);
 		xact_begin(own);
 		m = mirror_load(mirror_id, batchcxt, &connection);
 		if (m->direction == 'l' || pause_mirror_paused(mirror_id))
@@ -1554,10 +1596,18 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		 */
 		wave = conn->provider->batch_max(conn, m, 'U') * conn_in_flight(conn);
 		limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
+		fold_hint = Max(fold_hint, limit);
+
+		/*
+		 * sync.push() in a session: every write captured until now is the
+		 * push's (in the worker, each claim folds its own worth: push_claim)
+		 */
+		if (first && !own)
+			(void) capture_fold(mirror_id, true, -1);
 		if (first)
 			analyze_outbox_if_grown(limit);
 		claim_start = GetCurrentTimestamp();
-		b = push_claim(m, conn->provider, limit, batchcxt);
+		b = push_claim(m, conn->provider, limit, own, batchcxt);
 		if (first && b->nitems > 0)
 			elog(DEBUG1, "sync: mirror %d: first claim of a push: %d entries in %ld ms",
 				 mirror_id, b->nitems, (long) ((GetCurrentTimestamp() - claim_start) / 1000));

@@ -530,6 +530,7 @@ mark_pending(Resync *rs, SyncPage *page, Verdict *v)
 			keys[n++] = v[i].key;
 	if (n == 0)
 		return;
+	(void) capture_fold(rs->m->id, true, -1);	/* captured writes are pending too */
 	spi_exec("SELECT DISTINCT o.local_key FROM sync.outbox o WHERE o.mirror OPERATOR(pg_catalog.=) $1 "
 			 "AND o.local_key OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])",
 			 2, (Oid[]) {INT4OID, TEXTARRAYOID},
@@ -954,6 +955,7 @@ unseen_without_id(Resync *rs, MemoryContext cxt, MemoryContext chunkcxt)
 		MemoryContextSwitchTo(old);
 		if (n > 0)
 		{
+			(void) capture_fold(m->id, true, -1);	/* captured writes are pending too */
 			spi_exec("SELECT x.key FROM pg_catalog.unnest($2::pg_catalog.text[]) AS x(key) "
 					 "WHERE NOT EXISTS (SELECT 1 FROM sync.outbox o WHERE o.mirror OPERATOR(pg_catalog.=) $1 "
 					 "  AND o.local_key OPERATOR(pg_catalog.=) x.key)",

@@ -105,6 +105,25 @@ CREATE TABLE sync.outbox (
 );
 CREATE UNIQUE INDEX outbox_row ON sync.outbox (mirror, local_key, slot);
 
+-- Captured writes not yet folded into sync.outbox.  The capture trigger
+-- appends one row per write here, in the writer's transaction, and nothing
+-- else: no index to maintain and no entry to look up, so a captured write
+-- costs a heap insert.  The worker (and sync.push(), sync.pull() and the
+-- functions that read the outbox of a mirror) folds the rows into
+-- sync.outbox in seq order with the coalescing rules of the trigger head
+-- in src/capture.c, deleting them in the same transaction: sync._fold().
+-- seq comes from sync.outbox_id_seq and becomes the id of the entry the
+-- row opens, so entries keep the order in which their writes were made.
+CREATE TABLE sync.capture_log (
+    seq         bigint NOT NULL,
+    at          timestamptz NOT NULL,
+    mirror      int NOT NULL,
+    op          "char" NOT NULL,                -- I, U or D
+    local_key   text NOT NULL,
+    columns     name[],                         -- changed columns; NULL = all
+    remote_id   text
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
+
 -- What was sent and received: record, fields, a hash of the values, result.
 -- An append-only log written for every record of every batch and page, so
 -- each write maintains as little as possible: a BRIN index (time, for the
@@ -137,6 +156,7 @@ SELECT pg_catalog.pg_extension_config_dump('sync.field', '');
 SELECT pg_catalog.pg_extension_config_dump('sync.mirror_state', '');
 SELECT pg_catalog.pg_extension_config_dump('sync.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('sync.outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sync.capture_log', '');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sync FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA sync FROM PUBLIC;

@@ -465,6 +465,15 @@ BEGIN
     RETURN rel;
 END $$;
 
+-- Fold the captured writes of a mirror (NULL: of every mirror) from
+-- sync.capture_log into sync.outbox now; returns how many were folded.
+-- Callers that read a mirror's outbox call it first.  One folder per mirror
+-- at a time (a lock held to the end of the transaction): writes of a row
+-- are folded in the order they were made.
+CREATE FUNCTION sync._fold(mirror int DEFAULT NULL) RETURNS bigint
+    LANGUAGE C CALLED ON NULL INPUT AS 'MODULE_PATHNAME', 'sync_fold';
+REVOKE EXECUTE ON FUNCTION sync._fold(int) FROM PUBLIC;
+
 CREATE FUNCTION sync.unmirror(local_table regclass, drop_table boolean DEFAULT false)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -478,6 +487,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'table % is not mirrored', local_table USING ERRCODE = 'undefined_object';
     END IF;
+    PERFORM sync._fold(m);
     SELECT count(*) INTO pending FROM sync.outbox WHERE mirror = m;
     IF pending > 0 THEN
         RAISE WARNING '% queued local writes of % are discarded and will not reach the remote', pending, local_table;

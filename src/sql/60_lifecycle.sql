@@ -21,6 +21,7 @@ BEGIN
               WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
               ORDER BY m.id
     LOOP
+        PERFORM sync._fold(r.id);
         SELECT count(*) INTO pending FROM sync.outbox o WHERE o.mirror = r.id;
         IF pending > 0 THEN
             RAISE WARNING '% queued local writes of dropped table % are discarded and will not reach the remote',
@@ -79,6 +80,7 @@ BEGIN
                    remote_id_column = CASE WHEN mr.remote_id_column = missing[1] THEN newname ELSE mr.remote_id_column END,
                    stamp_column = CASE WHEN mr.stamp_column = missing[1] THEN newname ELSE mr.stamp_column END
              WHERE mr.id = m.id;
+            PERFORM sync._fold(m.id);
             UPDATE sync.outbox o SET columns = array_replace(o.columns, missing[1], newname)
              WHERE o.mirror = m.id AND missing[1] = ANY (o.columns);
             PERFORM sync._install_triggers(m.id);

@@ -641,7 +641,8 @@ BEGIN
                   WHERE NOT sync._config_table_name(mm.local_table) IN (SELECT x->>'local_table' FROM jsonb_array_elements(mirrors) x)
                   ORDER BY sync._config_table_name(mm.local_table) COLLATE "C" LOOP
             d := jsonb_build_object('connection', m.connection, 'remote_object', m.remote_object,
-                                    'queued_writes', (SELECT count(*) FROM sync.outbox o WHERE o.mirror = m.id),
+                                    'queued_writes', (SELECT count(*) FROM sync.outbox o WHERE o.mirror = m.id)
+                                                     + (SELECT count(*) FROM sync.capture_log c WHERE c.mirror = m.id),
                                     'table', 'kept');
             IF NOT drop_missing THEN
                 RETURN QUERY SELECT 'unmirror', sync._config_table_name(m.local_table), 'skipped',

@@ -17,12 +17,17 @@ SELECT m.local_table,
        m.direction,
        st.phase,
        coalesce(pg_stat_get_live_tuples(m.local_table), 0) AS rows,
-       (SELECT count(*) FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'pending') AS backlog,
+       (SELECT count(*) FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'pending')
+       + (SELECT count(DISTINCT c.local_key) FROM sync.capture_log c
+           WHERE c.mirror = m.id
+             AND NOT EXISTS (SELECT 1 FROM sync.outbox o WHERE o.mirror = c.mirror AND o.local_key = c.local_key
+                                AND o.slot IN (0, 1))) AS backlog,
        (SELECT count(*) FROM sync.outbox o WHERE o.mirror = m.id AND o.state = 'parked') AS failures,
        CASE WHEN st.phase = 'backfill' THEN
            st.backfill_done::text || coalesce('/' || st.backfill_total::text, '') END AS backfill_progress,
-       now() - (SELECT min(o.created_at) FROM sync.outbox o
-                 WHERE o.mirror = m.id AND o.state = 'pending') AS push_lag,
+       now() - LEAST((SELECT min(o.created_at) FROM sync.outbox o
+                       WHERE o.mirror = m.id AND o.state = 'pending'),
+                     (SELECT min(c.at) FROM sync.capture_log c WHERE c.mirror = m.id)) AS push_lag,
        now() - st.last_pull_at AS since_last_pull,
        st.remote_stamp_max AS newest_remote_change,
        st.last_pull_at,
