@@ -20,6 +20,7 @@ INSERT INTO sync.mirror_state (mirror) SELECT id FROM sync.mirror;
 SELECT sync._install_triggers(id) FROM sync.mirror;
 INSERT INTO contact (remote_id, first_name, email, phone) VALUES ('003000000000001AAA', 'Ann', 'a@x.org', '1');
 UPDATE contact SET phone = '2', first_name = 'Anna';
+SELECT sync._fold() AS folded \gset
 SELECT local_key, op, columns FROM sync.outbox ORDER BY id;
 CREATE TEMP TABLE before AS
   SELECT (SELECT jsonb_agg(to_jsonb(m) - 'created_at') FROM sync.mirror m) AS mirror,
@@ -105,11 +106,14 @@ SELECT sync.alter_mirror('contact', drop_fields => ARRAY['Phone']);
 SELECT remote_name FROM sync.field ORDER BY 1;
 SELECT encode(tgargs, 'escape') AS capture_args FROM pg_trigger WHERE tgname = 'sync_capture';
 UPDATE contact SET phone = '3';
+SELECT sync._fold() AS folded \gset
 SELECT local_key, op, columns FROM sync.outbox ORDER BY id;
 SELECT sync.alter_mirror('contact', drop_fields => ARRAY['FirstName'], drop_columns => true);
 SELECT attname FROM pg_attribute WHERE attrelid = 'contact'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;
+SELECT sync._fold() AS folded \gset
 SELECT local_key, op, columns FROM sync.outbox ORDER BY id;
 UPDATE contact SET email = 'b@x.org';
+SELECT sync._fold() AS folded \gset
 SELECT local_key, op, columns FROM sync.outbox ORDER BY id;
 
 -- drift: a description of the remote compared with the mapping

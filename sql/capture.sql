@@ -31,60 +31,80 @@ CREATE VIEW outbox AS
 
 -- an insert is queued with all columns
 INSERT INTO crm.contact (first_name, last_name) VALUES ('Ada', 'Lovelace');
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
 -- insert + update = insert
 UPDATE crm.contact SET email = 'ada@example.com' WHERE id = 1;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
 -- insert + delete = nothing
 DELETE FROM crm.contact WHERE id = 1;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued FROM sync.outbox;
 
 -- a row that reached the remote (its remote ID written back): no entry
 INSERT INTO crm.contact (first_name, last_name) VALUES ('Grace', 'Hopper');
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 UPDATE crm.contact SET remote_id = '003000000000001AAA' WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued FROM sync.outbox;
 -- an update queues only the changed column
 UPDATE crm.contact SET first_name = 'Grace B.' WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
 -- update + update = union of columns
 UPDATE crm.contact SET email = 'grace@example.com' WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
 -- an update that changes nothing queues nothing
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 UPDATE crm.contact SET first_name = first_name, email = email WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued FROM sync.outbox;
 -- nor does a change of a column that is never pushed (read-only remotely)
 UPDATE crm.contact SET created_date = now(), remote_modified_at = now() WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued FROM sync.outbox;
 -- NULL to value and value to NULL are changes
 UPDATE crm.contact SET last_name = NULL WHERE id = 2;
 UPDATE crm.contact SET first_name = NULL WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
 -- update + delete = delete, carrying the remote ID
 DELETE FROM crm.contact WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
 
 -- an entry that was attempted is sealed: later writes queue behind it
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 INSERT INTO crm.contact (first_name, last_name) VALUES ('Alan', 'Turing');
+SELECT sync._fold() AS folded \gset
 UPDATE sync.outbox SET attempts = 1, slot = -id, claimed_until = now() + interval '5 minutes';
 UPDATE crm.contact SET email = 'alan@example.com' WHERE id = 3;
 UPDATE crm.contact SET first_name = 'A. M.' WHERE id = 3;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
 -- deleting it now: the unsent update becomes a delete behind the in-flight insert
 DELETE FROM crm.contact WHERE id = 3;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
 
 -- a row inserted with its remote ID adopts an existing remote record: update of all columns
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 INSERT INTO crm.contact (remote_id, first_name) VALUES ('003000000000002AAA', 'Katherine');
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
 
 -- several rows in one statement, one entry each
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 INSERT INTO crm.contact (first_name) SELECT 'p' || g FROM generate_series(1, 5) g;
 UPDATE crm.contact SET last_name = 'x' WHERE first_name LIKE 'p%';
+SELECT sync._fold() AS folded \gset
 SELECT op, count(*), min(coalesce(array_to_string(columns, ','), 'ALL')) FROM sync.outbox GROUP BY op;
 
 -- the key of a mirrored row cannot change
@@ -93,23 +113,31 @@ UPDATE crm.contact SET id = 100 WHERE id = 5;
 TRUNCATE crm.contact;
 
 -- a rolled-back write leaves nothing behind
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 BEGIN;
 INSERT INTO crm.contact (first_name) VALUES ('ghost');
 ROLLBACK;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued FROM sync.outbox;
 
 -- parked failures show in sync.errors; sync.retry requeues them
 INSERT INTO crm.contact (first_name) VALUES ('Bad') RETURNING id AS bad \gset
+SELECT sync._fold() AS folded \gset
 UPDATE sync.outbox SET state = 'parked', attempts = 1, slot = -id, error_code = 'REQUIRED_FIELD_MISSING',
        error_message = 'Required fields are missing: [LastName]', error_fields = '{LastName}';
+SELECT sync._fold() AS folded \gset
 SELECT local_table, local_key, operation, error_code, error_message, error_fields FROM sync.errors;
+SELECT sync._fold() AS folded \gset
 SELECT local_table, backlog, failures FROM sync.status;
 -- fixing the row queues the change behind the parked insert; retry sends both
 UPDATE crm.contact SET last_name = 'Fixed' WHERE id = :bad;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
 SELECT sync.retry('crm.contact');
+SELECT sync._fold() AS folded \gset
 SELECT * FROM outbox;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS errors FROM sync.errors;
 
 -- a user trigger writing a second mirrored table: its write is captured
@@ -129,8 +157,10 @@ BEGIN
     RETURN NEW;
 END $$;
 CREATE TRIGGER note_new AFTER INSERT ON crm.contact FOR EACH ROW EXECUTE FUNCTION crm.note_new_contact();
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 INSERT INTO crm.contact (first_name) VALUES ('Barbara');
+SELECT sync._fold() AS folded \gset
 SELECT m.local_table, o.op, o.columns FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror ORDER BY o.id;
 
 -- direction 'pull' has no capture trigger, but the TRUNCATE guard: the pull
@@ -140,8 +170,10 @@ SELECT sync._install_triggers(:m2);
 SELECT tgname, tgnargs FROM pg_trigger WHERE tgrelid = 'crm.audit'::regclass AND tgname LIKE 'sync_%' ORDER BY 1;
 TRUNCATE crm.audit;
 SELECT count(*) > 0 AS rows_kept FROM crm.audit;
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 INSERT INTO crm.audit (note) VALUES ('pulled only');
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued FROM sync.outbox;
 
 -- session_replication_role = replica fires no ordinary triggers: writes made
@@ -149,6 +181,7 @@ SELECT count(*) AS queued FROM sync.outbox;
 SET session_replication_role = replica;
 UPDATE crm.contact SET last_name = 'bulk loaded' WHERE id = :bad;
 RESET session_replication_role;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued FROM sync.outbox;
 
 -- a renamed mapped column is followed by the mapping (an event trigger re-installs capture)

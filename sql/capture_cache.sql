@@ -27,6 +27,7 @@ INSERT INTO cc_old VALUES (1, NULL, 'one', NULL);
 UPDATE cc_old SET name = 'uno' WHERE id = 1;
 DELETE FROM cc_old WHERE id = 1;
 INSERT INTO cc_old VALUES (2, NULL, 'two', NULL);
+SELECT sync._fold() AS folded \gset
 SELECT mirror, local_key, op FROM sync.outbox ORDER BY id;
 
 DROP EXTENSION sync CASCADE;
@@ -39,17 +40,19 @@ SELECT cc_mirror('cc_new') AS new_mirror;
 CREATE TRIGGER sync_capture AFTER INSERT OR UPDATE OR DELETE ON cc_old
     FOR EACH ROW EXECUTE FUNCTION sync.capture(1, 'id', 'remote_id', 'name');
 UPDATE cc_old SET name = 'deux' WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued FROM sync.outbox;
 -- cc_new's writes go to the new outbox
 INSERT INTO cc_new VALUES (1, NULL, 'one', NULL);
 UPDATE cc_new SET name = 'uno' WHERE id = 1;
 INSERT INTO cc_new VALUES (2, '0031', 'two', NULL);
 DELETE FROM cc_new WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT mirror, local_key, op, columns, remote_id FROM sync.outbox ORDER BY id;
 
 -- a capture nested in another's SQL path, after invalidations: a trigger
--- on the outbox, fired by the deletes that cc_new's capture queues,
--- analyzes the outbox and cc_new (relcache invalidations of both) and
+-- on the capture log, fired by the deletes that cc_new's capture queues,
+-- analyzes the log and cc_new (relcache invalidations of both) and
 -- deletes a row of another mirrored table, whose capture takes the SQL
 -- path too: the kept plans the outer capture is running are not freed, and
 -- the outer statement's next row finds its table's entry invalid, not gone
@@ -57,24 +60,27 @@ CREATE TABLE cc_side (LIKE cc_old INCLUDING ALL);
 SELECT cc_mirror('cc_side') AS side_mirror \gset
 INSERT INTO cc_side VALUES (1, '0041', 'side', NULL), (2, '0042', 'side', NULL);
 INSERT INTO cc_new VALUES (3, '0033', 'three', NULL), (4, '0034', 'four', NULL);
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 CREATE FUNCTION cc_outbox_hook() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    ANALYZE sync.outbox, public.cc_new;
+    ANALYZE sync.capture_log, public.cc_new;
     DELETE FROM public.cc_side WHERE id = 1;
     RETURN NULL;
 END $$;
-CREATE TRIGGER cc_hook AFTER INSERT ON sync.outbox FOR EACH ROW
+CREATE TRIGGER cc_hook AFTER INSERT ON sync.capture_log FOR EACH ROW
     WHEN (NEW.mirror OPERATOR(pg_catalog.<>) :side_mirror) EXECUTE FUNCTION cc_outbox_hook();
 DELETE FROM cc_new WHERE id IN (3, 4);
-DROP TRIGGER cc_hook ON sync.outbox;
+DROP TRIGGER cc_hook ON sync.capture_log;
 DELETE FROM cc_side WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT m.local_table, o.local_key, o.op, o.remote_id
   FROM sync.outbox o JOIN sync.mirror m ON m.id = o.mirror ORDER BY o.id;
 
 DROP TABLE cc_old, cc_new, cc_side;
 DROP FUNCTION cc_outbox_hook();
 DROP FUNCTION cc_mirror(regclass);
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 DELETE FROM sync.mirror;
 DELETE FROM sync.connection;

@@ -28,11 +28,13 @@ CREATE VIEW cp_outbox AS
 
 -- 3000 new rows (more than the 1024 the backend remembers): an insert each
 INSERT INTO cp_contact (id, first_name) SELECT g, 'f' || g FROM generate_series(1, 3000) g;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM cp_outbox;
 
 -- every row has an open insert: an update coalesces into it, whichever
 -- order finds it (rows forgotten by the backend insert first and conflict)
 UPDATE cp_contact SET email = id || '@x';
+SELECT sync._fold() AS folded \gset
 SELECT * FROM cp_outbox;
 
 -- the same rows, one by one, each in its own statement
@@ -42,18 +44,22 @@ BEGIN
         UPDATE cp_contact SET first_name = 'g' || i WHERE id = i;
     END LOOP;
 END $$;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM cp_outbox;
 
 -- seal the even rows' entries (as a claim does): their next writes queue
 -- new entries behind them, the odd rows' coalesce; the backend's guesses
 -- (rows it queued lately, most rows having an entry) are wrong for the
 -- even rows now
+SELECT sync._fold() AS folded \gset
 UPDATE sync.outbox SET slot = -id, attempts = 1 WHERE local_key::bigint % 2 = 0;
 UPDATE cp_contact SET email = 'new' || id || '@x', remote_id = CASE WHEN id % 4 = 0 THEN 'r' || id END;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM cp_outbox;
 
 -- and again: every row has an open entry, the even rows a sealed one too
 UPDATE cp_contact SET first_name = 'h' || id;
+SELECT sync._fold() AS folded \gset
 SELECT * FROM cp_outbox;
 
 -- one row inserted and written again in one transaction: one open insert
@@ -62,8 +68,10 @@ INSERT INTO cp_contact (id, first_name) VALUES (5000, 'a');
 UPDATE cp_contact SET email = 'a@x' WHERE id = 5000;
 UPDATE cp_contact SET first_name = 'b' WHERE id = 5000;
 COMMIT;
+SELECT sync._fold() AS folded \gset
 SELECT op, columns, remote_id, slot FROM sync.outbox WHERE local_key = '5000';
 
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 DROP VIEW cp_outbox;
 DROP TABLE cp_contact;

@@ -86,6 +86,7 @@ RESET search_path;
 SELECT who, what FROM evil.marker ORDER BY what;
 SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_sync_writer';
 -- and the writes were captured (Mallory's insert + delete = nothing)
+SELECT sync._fold() AS folded \gset
 SELECT o.local_key, o.op, o.columns FROM sync.outbox o JOIN app.contact c ON c.id::text = o.local_key
  WHERE o.mirror = :m ORDER BY o.id;
 
@@ -96,6 +97,7 @@ CREATE FUNCTION public.outbox_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEG
 CREATE TRIGGER outbox_audit AFTER INSERT OR UPDATE ON sync.outbox FOR EACH ROW EXECUTE FUNCTION public.outbox_audit();
 -- a row that already reached the remote, with nothing queued
 INSERT INTO app.contact (remote_id, first_name) VALUES ('003000000000009AAA', 'Trent');
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 \c
 SET client_min_messages = warning;
@@ -110,6 +112,7 @@ RESET SESSION AUTHORIZATION;
 RESET search_path;
 SELECT who, what FROM evil.marker ORDER BY what;
 SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_sync_writer';
+SELECT sync._fold() AS folded \gset
 SELECT o.local_key, o.op, o.columns, o.remote_id FROM sync.outbox o WHERE o.mirror = :m ORDER BY o.id;
 DROP TRIGGER outbox_audit ON sync.outbox;
 DROP FUNCTION public.outbox_audit();
@@ -119,6 +122,7 @@ DROP FUNCTION public.outbox_audit();
 -- queue a delete of any remote ID it likes.  CREATE TRIGGER is refused: no
 -- EXECUTE on the trigger function.
 INSERT INTO app.contact (remote_id, first_name) VALUES ('003000000000007AAA', 'Victor');
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 GRANT USAGE ON SCHEMA sync TO regress_sync_intruder;
 CREATE SCHEMA intruder AUTHORIZATION regress_sync_intruder;
@@ -131,6 +135,7 @@ CREATE TRIGGER steal_guard BEFORE TRUNCATE ON intruder.t
 INSERT INTO intruder.t VALUES (1, '003000000000007AAA');
 DELETE FROM intruder.t;
 RESET ROLE;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued FROM sync.outbox;
 -- Attached by a superuser, the trigger refuses to fire: the mirror is not of this table.
 DROP TRIGGER IF EXISTS steal ON intruder.t;
@@ -148,6 +153,7 @@ DROP TRIGGER steal ON intruder.t;
 CREATE TRIGGER steal AFTER INSERT OR UPDATE OR DELETE ON intruder.t
     FOR EACH ROW EXECUTE FUNCTION sync.capture(2147483647, 'id', 'remote_id');
 DELETE FROM intruder.t;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued FROM sync.outbox;
 -- the mirror's own table still captures, in this backend and in a fresh one
 DELETE FROM app.contact WHERE first_name = 'Victor';
@@ -156,11 +162,13 @@ SET client_min_messages = warning;
 SET SESSION AUTHORIZATION regress_sync_writer;
 UPDATE app.contact SET first_name = 'Olive' WHERE first_name = 'Oscar';
 RESET SESSION AUTHORIZATION;
+SELECT sync._fold() AS folded \gset
 SELECT o.op, o.columns, o.remote_id FROM sync.outbox o WHERE o.mirror = :m ORDER BY o.id;
 
 DROP SCHEMA intruder CASCADE;
 DROP SCHEMA evil CASCADE;
 DROP SCHEMA app CASCADE;
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 DELETE FROM sync.mirror WHERE connection = 'sec';
 DELETE FROM sync.connection WHERE name = 'sec';

@@ -62,24 +62,32 @@ SELECT dp.try($$SELECT sync._delete_policy_column('dp.t')$$);
 SELECT tgname, (tgtype & 4) <> 0 AS on_insert, (tgtype & 16) <> 0 AS on_update, (tgtype & 8) <> 0 AS on_delete
   FROM pg_trigger WHERE tgrelid = 'dp.t'::regclass ORDER BY tgname;
 INSERT INTO dp.t VALUES (1, 'a1', 'one', now()), (2, NULL, 'two', NULL);
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 DELETE FROM dp.t WHERE id = 1;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued_by_a_local_delete FROM sync.outbox;
 UPDATE dp.t SET name = 'zwei' WHERE id = 2;
+SELECT sync._fold() AS folded \gset
 SELECT op, local_key, columns FROM sync.outbox;
 -- "propagate" (the default) again: deletes are captured
 UPDATE sync.mirror SET options = '{"delete": "flag"}';
 SELECT sync._install_triggers(id) FROM sync.mirror;
 SELECT tgname, (tgtype & 8) <> 0 AS on_delete FROM pg_trigger WHERE tgrelid = 'dp.t'::regclass ORDER BY tgname;
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 INSERT INTO dp.t VALUES (3, 'a3', 'three', now());
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 DELETE FROM dp.t WHERE id = 3;
+SELECT sync._fold() AS folded \gset
 SELECT op, local_key, remote_id FROM sync.outbox;
+SELECT sync._fold() AS folded \gset
 DELETE FROM sync.outbox;
 -- the flag column is not captured: setting or clearing it queues nothing
 UPDATE dp.t SET remote_deleted_at = now();
 UPDATE dp.t SET remote_deleted_at = NULL;
+SELECT sync._fold() AS folded \gset
 SELECT count(*) AS queued_by_the_flag_column FROM sync.outbox;
 
 -- the column taken by something else: a clear error, nothing changed

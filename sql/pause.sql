@@ -72,6 +72,7 @@ SELECT p.oid::regprocedure AS function,
  WHERE p.pronamespace = 'sync'::regnamespace
    AND p.proname IN ('pause', 'resume', 'pause_connection', 'resume_connection')
  ORDER BY p.proname;
+SELECT sync._fold() AS folded \gset
 SELECT has_table_privilege('public', 'sync.paused', 'SELECT') AS public_reads_paused,
        has_table_privilege('public', 'sync.status', 'SELECT') AS public_reads_status;
 
@@ -104,6 +105,7 @@ SELECT * FROM pz.journal;
 
 -- pausing again changes nothing: the original since-time stays
 SELECT sync.pause('pz.contact');
+SELECT sync._fold() AS folded \gset
 SELECT local_table, paused_since FROM sync.status WHERE paused;
 SELECT count(*) AS journal_rows FROM sync.journal WHERE mirror = :contact;
 
@@ -116,7 +118,9 @@ SELECT pz.outcome('SELECT sync.push(''pz.contact'')');
 INSERT INTO pz.contact (last_name) VALUES ('Queued');
 UPDATE pz.contact SET email = 'q@example.com' WHERE last_name = 'Queued';
 UPDATE pz.contact SET last_name = 'Queued again' WHERE last_name = 'Queued';
+SELECT sync._fold() AS folded \gset
 SELECT local_key, op, columns, state FROM sync.outbox WHERE mirror = :contact ORDER BY id;
+SELECT sync._fold() AS folded \gset
 SELECT backlog FROM sync.status WHERE local_table = 'pz.contact'::regclass;
 
 -- pause a connection: every mirror of it is paused, the other connection's are not
@@ -133,6 +137,7 @@ SELECT sync.push('pz.contact');
 UPDATE sync.mirror_state SET next_pull_at = now() + interval '1 day';
 SELECT sync.resume('pz.contact');
 SELECT * FROM pz.state;
+SELECT sync._fold() AS folded \gset
 SELECT local_table, next_pull_at > now() AS pull_waits FROM sync.status ORDER BY local_table::text;
 -- resuming a mirror that is not paused (apart from its connection) says so
 SELECT sync.resume('pz.hs_contact');
@@ -142,9 +147,11 @@ SELECT sync.pause('pz.account');
 SELECT pz.fix();
 SELECT sync.resume_connection('pz_sf');
 SELECT * FROM pz.state;
+SELECT sync._fold() AS folded \gset
 SELECT local_table, next_pull_at > now() AS pull_waits FROM sync.status ORDER BY local_table::text;
 SELECT sync.resume_connection('pz_sf');
 SELECT sync.resume('pz.account');
+SELECT sync._fold() AS folded \gset
 SELECT local_table, next_pull_at > now() AS pull_waits FROM sync.status ORDER BY local_table::text;
 SELECT * FROM pz.journal;
 SELECT * FROM pz.state;
@@ -155,14 +162,17 @@ SELECT count(*) AS paused_rows FROM sync.paused;
 SELECT sync.pause('pz.account');
 SELECT pz.fix();
 UPDATE sync.instance SET database_oid = 0;
+SELECT sync._fold() AS folded \gset
 SELECT local_table, paused, paused_since, paused_reason, paused_by, held IS NOT NULL AS held
   FROM sync.status ORDER BY local_table::text;
 SELECT regexp_replace(pz.outcome('SELECT sync.pull(''pz.contact'')'), 'database "[^"]*"', 'database "<db>"');
 \set VERBOSITY terse
 SELECT sync.resume('pz.account');
 \set VERBOSITY default
+SELECT sync._fold() AS folded \gset
 SELECT local_table, paused, paused_reason FROM sync.status ORDER BY local_table::text;
 UPDATE sync.instance SET database_oid = (SELECT oid FROM pg_database WHERE datname = current_database());
+SELECT sync._fold() AS folded \gset
 SELECT local_table, paused, paused_reason, held FROM sync.status ORDER BY local_table::text;
 
 -- a role the functions are granted to, with the privileges docs/operations.md lists

@@ -24,6 +24,57 @@ if (!defined $tree || $tree eq '')
 	$ENV{SYNC_TREE} = $tree;
 }
 
+# Captured writes reach sync.outbox when they are folded (src/capture.c):
+# the worker folds at each round, and whatever reads a mirror's outbox
+# folds it first.  A test statement that reads sync.outbox is such a reader:
+# safe_psql() and psql() run sync._fold() before any SQL that names
+# sync.outbox (when the installed version has it and the role may run it),
+# so a check sees every write committed before it, as the engine does.
+# poll_true() and poll_query_until() do not fold (the worker must, or the
+# poll would hide a worker that does not); a poll of the outbox waits for
+# the capture log to be empty as well (poll_sql()).
+our $no_fold = 0;
+my $fold_sql = q{DO $fold$ BEGIN
+  IF pg_catalog.to_regprocedure('sync._fold(integer)') IS NOT NULL AND NOT pg_catalog.pg_is_in_recovery()
+     AND pg_catalog.has_function_privilege('sync._fold(integer)', 'EXECUTE') THEN
+    PERFORM sync._fold();
+  END IF; END $fold$;
+};
+sub with_fold
+{
+	my ($sql) = @_;
+	return $sql if $no_fold || !defined $sql || ref $sql || $sql !~ /\bsync\.outbox\b/ || $sql =~ /sync\._fold/;
+	return $fold_sql . $sql;
+}
+{
+	require PostgreSQL::Test::Cluster;
+	no warnings 'redefine';
+	my $safe_psql = \&PostgreSQL::Test::Cluster::safe_psql;
+	my $psql = \&PostgreSQL::Test::Cluster::psql;
+	*PostgreSQL::Test::Cluster::safe_psql = sub {
+		my ($node, $db, $sql, @rest) = @_;
+		return $safe_psql->($node, $db, with_fold($sql), @rest);
+	};
+	*PostgreSQL::Test::Cluster::psql = sub {
+		my ($node, $db, $sql, @rest) = @_;
+		return $psql->($node, $db, with_fold($sql), @rest);
+	};
+	my $poll = \&PostgreSQL::Test::Cluster::poll_query_until;
+	*PostgreSQL::Test::Cluster::poll_query_until = sub {
+		my ($node, $db, $sql, @rest) = @_;
+		return $poll->($node, $db, @rest ? $sql : poll_sql($sql), @rest);
+	};
+}
+
+# poll_sql($sql) -> a poll's query (expecting 't'): of the outbox, also that
+# the capture log is empty, so "the outbox is empty" means "all was sent".
+sub poll_sql
+{
+	my ($sql) = @_;
+	return $sql unless $sql =~ /\bsync\.outbox\b/ && $sql !~ /;/;
+	return "SELECT ($sql) AND NOT EXISTS (SELECT 1 FROM sync.capture_log)";
+}
+
 # version() -> the extension's version: sync.control's default_version.
 sub version
 {
@@ -167,8 +218,10 @@ sub sf_connect
 sub poll_true
 {
 	my ($node, $db, $sql, $timeout) = @_;
+	my $q = poll_sql($sql);
+	local $no_fold = 1;
 	return wait_until(sub {
-		my ($rc, $out) = eval { $node->psql($db, $sql) };
+		my ($rc, $out) = eval { $node->psql($db, $q) };
 		return defined $rc && $rc == 0 && defined $out && $out eq 't';
 	}, $timeout // 30);
 }

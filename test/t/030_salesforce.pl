@@ -185,6 +185,7 @@ like(sq("SELECT api_usage FROM sync.status"), qr/api-usage=/, 'sync.status shows
 sq("UPDATE crm.sf_contact SET first_name = 'InTx' WHERE last_name = 'L2'");
 my ($rc, $out, $err) = $node->psql('postgres', "BEGIN; SELECT sync.push('crm.sf_contact'); COMMIT;");
 like($err, qr/sync\.push\(\) cannot run inside a transaction block/, 'sync.push() is refused inside a transaction block');
+sq("SELECT sync._fold()");	# the captured update into the outbox (src/capture.c)
 is(sq("SELECT o.attempts FROM sync.outbox o JOIN crm.sf_contact c ON o.local_key = c.id::text WHERE c.last_name = 'L2'"),
 	'0', '... and sent nothing');
 

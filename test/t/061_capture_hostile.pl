@@ -105,6 +105,7 @@ is(sq(q{SELECT count(*) FROM evil.marker}), '0', 'no hostile operator ran as any
 is(sq(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_writer'}), 'f', 'the writer did not become superuser');
 
 # the writer's writes were captured by the triggers sync.mirror() made, and reach the remote
+sq(q{SELECT sync._fold()});	# the captured writes into the outbox (src/capture.c)
 is(sq(q{SELECT string_agg(op::text, '' ORDER BY op) FROM sync.outbox}), 'DIU', 'insert, update and delete captured');
 like(sq(q{SELECT sync.push('crm.contact')}), qr/"sent": 3/, 'all three pushed');
 is($emu->control('GET', "/__emulator/records/salesforce/Contact/$rid2")->{FirstName}, 'Changed',

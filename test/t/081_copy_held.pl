@@ -87,6 +87,7 @@ like($err, qr/HINT:  Nothing is sent until its owner decides: SELECT sync.resume
 ($rc, $out, $err) = $node->psql('cp', q{SELECT sync.pull('crm.contact')});
 like($err, qr/database "cp" is held/, 'sync.pull() refuses too');
 is(scalar(@{ $emu_copy->requests() }), 0, 'the held copy sent no request at all');
+sq('cp', q{SELECT sync._fold()});	# the captured write into the outbox (src/capture.c)
 is(sq('cp', q{SELECT count(*) FROM sync.outbox WHERE state = 'pending'}), '1', 'its queued write waits');
 ok(!sf_has($emu, 'CopyRow'), 'nothing of the copy reached the original\'s remote either');
 

@@ -36,6 +36,7 @@ SELECT sync.mirror('sf', 'Contact', 'crm.contact', fields => ARRAY['FirstName','
 sq(q{INSERT INTO crm.contact (remote_id, first_name, last_name, email)
      SELECT '003' || lpad(g::text, 15, '0'), 'Old' || g, 'L', 'o' || g || '@example.com'
        FROM generate_series(1, 40000) g;
+     SELECT sync._fold();
      DELETE FROM sync.outbox;
      INSERT INTO crm.contact (first_name, last_name, email)
      SELECT 'New' || g, 'L', 'n' || g || '@example.com' FROM generate_series(1, 2000) g;
