@@ -40,7 +40,7 @@ for i in $(seq 1 "$K"); do
   t=$(psql_ -At -c "UPDATE crm.contact SET first_name = 'W$i' WHERE last_name = 'L$i'" \
                 -c "SELECT extract(epoch FROM clock_timestamp())")
   echo "W$i $t" >>"$COMMITS"
-  until [ "$(psql_ -At -c 'SELECT count(*) FROM sync.outbox')" = 0 ]; do sleep 0.01; done
+  until [ "$(psql_ -At -c 'SELECT (SELECT count(*) FROM sync.outbox) + (SELECT count(*) FROM sync.capture_log)')" = 0 ]; do sleep 0.01; done
 done
 ctl GET '/__emulator/requests?api=salesforce' | python3 -c '
 import json, sys

@@ -182,7 +182,7 @@ PY
   total=$(wc -l <"$DIR/sent_in")
   for _ in $(seq 1 600); do
     [ "$(psql_ -At -c "SELECT count(DISTINCT v) FROM public.arrival WHERE v LIKE '${tag}I%'")" -ge "$total" ] &&
-      [ "$(psql_ -At -c "SELECT count(*) FROM sync.outbox WHERE state = 'pending'")" = 0 ] && break
+      [ "$(psql_ -At -c "SELECT (SELECT count(*) FROM sync.outbox WHERE state = 'pending') + (SELECT count(*) FROM sync.capture_log)")" = 0 ] && break
     sleep 0.2
   done
   psql_ -At -c "SELECT '  parked by the remote: ' || count(*) || coalesce(' (' || min(error_code) || ': ' || min(error_message) || ')', '')

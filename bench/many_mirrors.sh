@@ -92,7 +92,7 @@ set_guc() { psql_ -c "ALTER SYSTEM SET $1 = '$2'" -c "SELECT pg_reload_conf()" >
 settled() {
   until [ "$(psql_ -At -c "SELECT count(*) FILTER (WHERE phase = 'incremental') = count(*) AND count(*) = $1
                            FROM sync.mirror_state")" = t ]; do sleep 0.5; done
-  until [ "$(psql_ -At -c "SELECT count(*) FROM sync.outbox")" = 0 ]; do sleep 0.2; done
+  until [ "$(psql_ -At -c "SELECT (SELECT count(*) FROM sync.outbox) + (SELECT count(*) FROM sync.capture_log)")" = 0 ]; do sleep 0.2; done
 }
 
 # --- (3) the round's cost against the number of mirrors ---
@@ -176,7 +176,7 @@ for i in $(seq 1 "$K"); do
   ts=$(psql_ -At -c "UPDATE m.obj$(printf %03d $t) SET $VAL = 'W$i' WHERE $NAME = 'R$t-1'" \
                  -c "SELECT extract(epoch FROM clock_timestamp())")
   echo "W$i $ts" >>"$COMMITS"
-  until [ "$(psql_ -At -c 'SELECT count(*) FROM sync.outbox')" = 0 ]; do sleep 0.01; done
+  until [ "$(psql_ -At -c 'SELECT (SELECT count(*) FROM sync.outbox) + (SELECT count(*) FROM sync.capture_log)')" = 0 ]; do sleep 0.01; done
 done
 ctl GET '/__emulator/requests?api=salesforce' | python3 -c '
 import json, sys

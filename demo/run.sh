@@ -145,7 +145,7 @@ step "a local UPDATE reaches each remote with only the changed field"
 ctl DELETE /__emulator/requests >/dev/null
 sql "UPDATE crm.contact SET first_name = 'Ada' WHERE last_name = 'Last2';"
 sql "UPDATE crm.hs_contact SET firstname = 'Grace' WHERE email = 'fan2@example.com';"
-watch_sql "SELECT count(*) = 0 FROM sync.outbox" "SELECT 'queued: ' || count(*) FROM sync.outbox"
+watch_sql "SELECT coalesce(sum(backlog), 0) = 0 FROM sync.status" "SELECT 'queued: ' || coalesce(sum(backlog), 0) FROM sync.status"
 echo "  what the Salesforce emulator received:"; requests salesforce
 echo "  what the HubSpot emulator received:"; requests hubspot
 pause
@@ -156,7 +156,7 @@ INSERT INTO crm.account (name, industry) VALUES ('Acme', 'Manufacturing');
 INSERT INTO crm.contact (first_name, last_name, email, account_id)
   SELECT 'Wile', 'Coyote', 'wile@acme.example.com', '@' || id FROM crm.account WHERE name = 'Acme';
 COMMIT;"
-watch_sql "SELECT count(*) = 0 FROM sync.outbox" "SELECT 'queued: ' || count(*) FROM sync.outbox"
+watch_sql "SELECT coalesce(sum(backlog), 0) = 0 FROM sync.status" "SELECT 'queued: ' || coalesce(sum(backlog), 0) FROM sync.status"
 sql "SELECT c.first_name, c.last_name, c.remote_id, c.account_id, a.name AS account
        FROM crm.contact c JOIN crm.account a ON a.remote_id = c.account_id WHERE c.last_name = 'Coyote';"
 pause
@@ -206,7 +206,7 @@ watch_sql "SELECT count(*) = 1 FROM sync.errors" "SELECT 'parked: ' || count(*) 
 sql "SELECT local_table, local_key, operation, error_code, error_message FROM sync.errors;"
 sql "UPDATE crm.contact SET last_name = 'Fixed' WHERE first_name = 'No';"
 sql "SELECT sync.retry('crm.contact');"
-watch_sql "SELECT count(*) = 0 FROM sync.outbox" "SELECT 'queued: ' || count(*) FROM sync.outbox"
+watch_sql "SELECT coalesce(sum(backlog), 0) = 0 FROM sync.status" "SELECT 'queued: ' || coalesce(sum(backlog), 0) FROM sync.status"
 pause
 
 step "NetSuite: M2M auth (a JWT signed with the key in a file), a SuiteQL backfill, a remote edit, a local edit"
@@ -230,7 +230,7 @@ watch_sql "SELECT phone = '555-7777' FROM erp.customer WHERE remote_id = '$NID'"
   "SELECT 'erp.customer: ' || company_name || ' ' || coalesce(phone, '') FROM erp.customer WHERE remote_id = '$NID'"
 ctl DELETE /__emulator/requests >/dev/null
 sql "UPDATE erp.customer SET email = 'billing@company8.example' WHERE company_name = 'Company 8';"
-watch_sql "SELECT count(*) = 0 FROM sync.outbox" "SELECT 'queued: ' || count(*) FROM sync.outbox"
+watch_sql "SELECT coalesce(sum(backlog), 0) = 0 FROM sync.status" "SELECT 'queued: ' || coalesce(sum(backlog), 0) FROM sync.status"
 echo "  what the NetSuite emulator received (one PATCH, only the changed field):"; requests netsuite
 pause
 
@@ -265,7 +265,7 @@ sql "SELECT r->'different'->'count' AS different, r->'only_local'->'count' AS on
        r->'only_remote'->'count' AS only_remote, r->'different'->'samples'->0 AS sample
   FROM sync.resync('crm.contact') r;"
 sql "SELECT r->'different'->'count' AS different, r->'repaired' AS repaired FROM sync.resync('crm.contact', repair => true) r;"
-watch_sql "SELECT count(*) = 0 FROM sync.outbox" "SELECT 'queued: ' || count(*) FROM sync.outbox"
+watch_sql "SELECT coalesce(sum(backlog), 0) = 0 FROM sync.status" "SELECT 'queued: ' || coalesce(sum(backlog), 0) FROM sync.status"
 RID9=$(psql_at "SELECT remote_id FROM crm.contact WHERE last_name = 'Last9'")
 echo "  (the local row was the newer side: the repair queued it, and Salesforce now has FirstName = $(ctl GET "/__emulator/records/salesforce/Contact/$RID9" | python3 -c 'import json, sys; print(json.load(sys.stdin)["FirstName"])'))"
 pause
