@@ -15,10 +15,12 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -1178,6 +1180,12 @@ push_record(SyncMirror *m, PushBatch *b, long blocked_ms, MemoryContext work,
  * size and little else, and the full sample cost the first batch as much
  * as its claim (autovacuum analyzes fully later).  Once analyzed, the
  * table must grow fourfold again, so a steady queue does not pay this.
+ *
+ * Only when the lock ANALYZE takes is free at once: a session's sync.push()
+ * that analyzed holds it to the end of its push (it cannot commit before),
+ * and the worker must not wait for that (121_shared_budget.pl saw the
+ * worker's first claim wait for a whole session push); nor for autovacuum.
+ * The lock taken here is ANALYZE's own, so ANALYZE does not wait either.
  */
 static void
 analyze_outbox_if_grown(int limit)
@@ -1185,6 +1193,7 @@ analyze_outbox_if_grown(int limit)
 	Oid			t[1] = {INT4OID};
 	Datum		a[1] = {Int32GetDatum(limit)};
 	int			level;
+	Oid			outbox_oid;
 
 	spi_exec("SELECT 1 FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) 'sync.outbox'::pg_catalog.regclass "
 			 "AND reltuples OPERATOR(pg_catalog.<) $1 "
@@ -1193,6 +1202,9 @@ analyze_outbox_if_grown(int limit)
 			 "     pg_catalog.current_setting('block_size')::pg_catalog.int8)",
 			 1, t, a, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
+		return;
+	outbox_oid = get_relname_relid("outbox", get_namespace_oid("sync", false));
+	if (!OidIsValid(outbox_oid) || !ConditionalLockRelationOid(outbox_oid, ShareUpdateExclusiveLock))
 		return;
 	level = NewGUCNestLevel();
 	(void) set_config_option("default_statistics_target", "10", PGC_USERSET, PGC_S_SESSION,
