@@ -1,6 +1,7 @@
 /*
- * capture.h — what the capture trigger shares: its echo flag, and outbox
- * coalescing (the one statement that queues a local write).
+ * capture.h — what the capture trigger shares: its echo flag, outbox
+ * coalescing (the one statement that queues a local write), and the fold
+ * of the capture log into the outbox.
  */
 #ifndef SYNC_CAPTURE_H
 #define SYNC_CAPTURE_H
@@ -18,8 +19,9 @@ extern int	sync_applying_mirror;
  * insert+update stays an insert (all columns), update+update unions the
  * columns.  Parameters: mirror int4, local_key text, op "char", columns
  * name[] (NULL: all), remote_id text.  Operators and functions are
- * qualified: it runs as the extension owner.  The capture trigger and
- * sync.resync's repairs use it.
+ * qualified: it runs as the extension owner.  sync.resync's repairs use
+ * it; the fold (capture.c) uses its ON CONFLICT clause, with the entry's
+ * id and time given.
  */
 #define OUTBOX_QUEUE_SQL \
 	"INSERT INTO sync.outbox AS o (mirror, local_key, op, columns, remote_id) " \
