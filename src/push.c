@@ -15,7 +15,6 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -496,12 +495,12 @@ claim_check(SyncMirror *m, const SyncProvider *prov, PushBatch *b, bool *found, 
  * Op 'W' is a write-back that failed earlier (the remote has the record;
  * the row lacked its remote ID): it is only written back, never sent.
  *
- * In a session (!own) the mirror's captured writes (capture.h) are folded
- * first, a claim's worth; the worker folds before its claim transaction
- * (fold_ahead).
+ * What the claim sees was folded from the capture log before (capture.h):
+ * by the worker ahead of each claim (fold_ahead), by a session's
+ * sync.push() at its start (push_mirror).
  */
 static PushBatch *
-push_claim(SyncMirror *m, const SyncProvider *prov, int limit, bool own, MemoryContext work);
+push_claim(SyncMirror *m, const SyncProvider *prov, int limit, MemoryContext work);
 
 /* Entries a worker's claim takes at most: what fold_ahead() folds. */
 static int	fold_hint = 1000;
@@ -521,19 +520,13 @@ fold_ahead(int mirror_id, bool own)
 }
 
 static PushBatch *
-push_claim(SyncMirror *m, const SyncProvider *prov, int limit, bool own, MemoryContext work)
+push_claim(SyncMirror *m, const SyncProvider *prov, int limit, MemoryContext work)
 {
 	char	  **keys;
 	int			nkeys = 0;
-	int			plans;
-	PushBatch  *b;
-	bool	   *found;
-
-	if (!own)
-		(void) capture_fold(m->id, true, limit);
-	plans = push_plans_begin();
-	b = claim_entries(m, limit, work, &keys, &nkeys);
-	found = MemoryContextAllocZero(work, sizeof(bool) * Max(1, b->nitems));
+	int			plans = push_plans_begin();
+	PushBatch  *b = claim_entries(m, limit, work, &keys, &nkeys);
+	bool	   *found = MemoryContextAllocZero(work, sizeof(bool) * Max(1, b->nitems));
 
 	claim_values(m, b, keys, nkeys, found, work);
 	claim_check(m, prov, b, found, work);
@@ -1194,8 +1187,9 @@ analyze_outbox_if_grown(int limit)
 	Datum		a[1] = {Int32GetDatum(limit)};
 	int			level;
 	Oid			outbox_oid;
+	bool		isnull;
 
-	spi_exec("SELECT 1 FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) 'sync.outbox'::pg_catalog.regclass "
+	spi_exec("SELECT oid FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) 'sync.outbox'::pg_catalog.regclass "
 			 "AND reltuples OPERATOR(pg_catalog.<) $1 "
 			 "AND pg_catalog.pg_relation_size(oid) OPERATOR(pg_catalog.>) "
 			 "    (GREATEST(relpages, 1)::pg_catalog.int8 OPERATOR(pg_catalog.*) 4 OPERATOR(pg_catalog.*) "
@@ -1203,8 +1197,8 @@ analyze_outbox_if_grown(int limit)
 			 1, t, a, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return;
-	outbox_oid = get_relname_relid("outbox", get_namespace_oid("sync", false));
-	if (!OidIsValid(outbox_oid) || !ConditionalLockRelationOid(outbox_oid, ShareUpdateExclusiveLock))
+	outbox_oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!ConditionalLockRelationOid(outbox_oid, ShareUpdateExclusiveLock))
 		return;
 	level = NewGUCNestLevel();
 	(void) set_config_option("default_statistics_target", "10", PGC_USERSET, PGC_S_SESSION,
@@ -1369,7 +1363,7 @@ pipe_claim(int mirror_id, bool own, SyncConnection *conn, MemoryContext work)
 	}
 	pb->limit = conn->provider->batch_max(conn, pb->m, 'U') * Max(1, conn_in_flight(conn) / push_sharers);
 	fold_hint = Max(fold_hint, pb->limit);
-	pb->b = push_claim(pb->m, conn->provider, pb->limit, own, cxt);
+	pb->b = push_claim(pb->m, conn->provider, pb->limit, cxt);
 	resolve_references(pb->m, connection, pb->b, cxt);
 	xact_end(own);
 	MemoryContextSwitchTo(old);
@@ -1612,14 +1606,14 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 
 		/*
 		 * sync.push() in a session: every write captured until now is the
-		 * push's (in the worker, each claim folds its own worth: push_claim)
+		 * push's (the worker folds ahead of each claim: fold_ahead)
 		 */
 		if (first && !own)
 			(void) capture_fold(mirror_id, true, -1);
 		if (first)
 			analyze_outbox_if_grown(limit);
 		claim_start = GetCurrentTimestamp();
-		b = push_claim(m, conn->provider, limit, own, batchcxt);
+		b = push_claim(m, conn->provider, limit, batchcxt);
 		if (first && b->nitems > 0)
 			elog(DEBUG1, "sync: mirror %d: first claim of a push: %d entries in %ld ms",
 				 mirror_id, b->nitems, (long) ((GetCurrentTimestamp() - claim_start) / 1000));
