@@ -1463,6 +1463,22 @@ queue_by_sql(CapturedWrite *w, bool to_log)
 }
 
 /*
+ * Does sync.capture_log exist?  Not in the schema of 0.1 or 0.2 (this
+ * library is installed before ALTER EXTENSION UPDATE runs); then the cache
+ * is marked to look again next time, for the update that creates it.
+ */
+static bool
+log_exists(void)
+{
+	if (!outbox.valid)
+		outbox_lookup();
+	if (OidIsValid(outbox.logid))
+		return true;
+	outbox.valid = false;
+	return false;
+}
+
+/*
  * The trigger's write: one row appended to sync.capture_log by a heap
  * insert (no index, nothing to check: no column it sets is null), or by SQL
  * when the log has triggers of its own.  The row's seq comes from the
@@ -1476,19 +1492,18 @@ log_write(CapturedWrite *w)
 	Datum	   *values;
 	bool	   *nulls;
 
-	if (!outbox.valid)
-		outbox_lookup();
+	bool		have_log = log_exists();
+
 	w->args[5] = Int64GetDatum(nextval_internal(outbox.seqid, false));
 	w->args[6] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
 	/*
 	 * The schema of an earlier version (0.1, 0.2: this library is installed
 	 * before ALTER EXTENSION UPDATE runs) has no log: queue into the outbox
-	 * at once, as the fold would, and look for the log again next time.
+	 * at once, as the fold would.
 	 */
-	if (!OidIsValid(outbox.logid))
+	if (!have_log)
 	{
-		outbox.valid = false;
 		if (w->is_delete || !queue_upsert(w))
 			queue_by_sql(w, false);
 		return;
@@ -1566,7 +1581,7 @@ log_has_rows(Relation logrel, int32 mirror)
 /*
  * The log rows of `mirror` (0: of any) in seq order, at most `limit` (-1:
  * all): a cursor, so that a large log is read (and sorted) once, in
- * bounded memory.  With tcount 1, a look whether there is any.
+ * bounded memory.
  */
 static Portal
 fold_cursor(int32 mirror, int64 limit)
@@ -1663,13 +1678,8 @@ capture_fold(int32 mirror, bool wait, int64 limit)
 	int			rc;
 
 	capture_cache_init();
-	if (!outbox.valid)
-		outbox_lookup();
-	if (!OidIsValid(outbox.logid))
-	{
-		outbox.valid = false;	/* look again next time */
+	if (!log_exists())
 		return 0;				/* before 0.3: nothing to fold */
-	}
 	logrel = log_open();
 	if (!log_has_rows(logrel, mirror))
 	{
