@@ -34,7 +34,7 @@ T0=$(date +%s.%N)
 psql_ -c "INSERT INTO crm.contact (firstname, lastname, jobtitle)
           SELECT 'F' || g, 'L' || g, 'Engineer' FROM generate_series(1, $N) g"
 T1=$(date +%s.%N)
-until [ "$(psql_ -At -c 'SELECT (SELECT count(*) FROM sync.outbox) + (SELECT count(*) FROM sync.capture_log)')" = 0 ]; do sleep 0.2; done
+sync_bench_wait 'NOT EXISTS (SELECT FROM sync.outbox) AND NOT EXISTS (SELECT FROM sync.capture_log)'
 T2=$(date +%s.%N)
 PUSHED=$(psql_ -At -c "SELECT count(*) FROM crm.contact WHERE remote_id IS NOT NULL")
 ctl GET '/__emulator/requests?api=hubspot' | python3 -c '

@@ -53,7 +53,7 @@ T0=$(date +%s.%N)
 psql_ -c "INSERT INTO erp.customer (company_name, email, phone)
           SELECT 'Co ' || g, 'ap' || g || '@example.com', '555-' || g FROM generate_series(1, $N) g"
 T1=$(date +%s.%N)
-until [ "$(psql_ -At -c "SELECT (SELECT count(*) FROM sync.outbox WHERE state = 'pending') + (SELECT count(*) FROM sync.capture_log)")" = 0 ]; do sleep 0.2; done
+sync_bench_wait "NOT EXISTS (SELECT FROM sync.outbox WHERE state = 'pending') AND NOT EXISTS (SELECT FROM sync.capture_log)"
 T2=$(date +%s.%N)
 PUSHED=$(psql_ -At -c "SELECT count(*) FROM erp.customer WHERE remote_id IS NOT NULL")
 PARKED=$(psql_ -At -c "SELECT count(*) FROM sync.errors")
@@ -89,7 +89,7 @@ echo "mode $MODE: updating the $N customers"
 U0=$(date +%s.%N)
 psql_ -c "UPDATE erp.customer SET phone = '556-' || id"
 U1=$(date +%s.%N)
-until [ "$(psql_ -At -c "SELECT (SELECT count(*) FROM sync.outbox WHERE state = 'pending') + (SELECT count(*) FROM sync.capture_log)")" = 0 ]; do sleep 0.2; done
+sync_bench_wait "NOT EXISTS (SELECT FROM sync.outbox WHERE state = 'pending') AND NOT EXISTS (SELECT FROM sync.capture_log)"
 U2=$(date +%s.%N)
 PARKED=$(psql_ -At -c "SELECT count(*) FROM sync.errors")
 ctl GET '/__emulator/requests?api=netsuite' | python3 -c '
