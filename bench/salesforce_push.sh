@@ -41,7 +41,7 @@ BEGIN;
 INSERT INTO crm.contact (remote_id, first_name, last_name, email)
 SELECT '003' || lpad(g::text, 15, '0'), 'E' || g, 'L' || g, 'e' || g || '@example.com'
   FROM generate_series(1, $EXISTING) g;
-DELETE FROM sync.outbox;
+DELETE FROM sync.capture_log; DELETE FROM sync.outbox;
 COMMIT;
 VACUUM ANALYZE crm.contact; VACUUM ANALYZE sync.outbox;
 SQL
@@ -60,7 +60,7 @@ T0=$(date +%s.%N)
 T1=$(psql_ -At -c "INSERT INTO crm.contact (first_name, last_name, email)
           SELECT 'F' || g, 'L' || g, 'p' || g || '@example.com' FROM generate_series(1, $N) g" \
        -c "SELECT extract(epoch FROM clock_timestamp())")
-until [ "$(psql_ -At -c 'SELECT NOT EXISTS (SELECT FROM sync.outbox) AND NOT EXISTS (SELECT FROM sync.capture_log)')" = t ]; do sleep 0.2; done
+sync_bench_wait 'NOT EXISTS (SELECT FROM sync.outbox) AND NOT EXISTS (SELECT FROM sync.capture_log)'
 T2=$(psql_ -At -c "SELECT extract(epoch FROM max(at)) FROM sync.journal WHERE direction = 'out'")
 PUSHED=$(psql_ -At -c "SELECT count(*) FROM crm.contact WHERE remote_id IS NOT NULL AND first_name LIKE 'F%'")
 CALLS=$(ctl GET '/__emulator/requests?api=salesforce' | python3 -c '
@@ -87,11 +87,18 @@ phase = re.compile(r"pipelined batch of (\d+): claim of the next \(\d+\) (\d+) m
                    r"wait for the network (\d+) ms, record (\d+) ms \(CPU ([\d.]+) ms\)")
 first = re.compile(r"first claim of a push: (\d+) entries in (\d+) ms")
 helper = re.compile(r"started a push helper")
+fold = re.compile(r"folded (\d+) captured writes \(mirror \d+\) in (\d+) ms")
 b = recs = claim = wait = rec = helpers = 0
+folds = frows = fms_total = 0
 cpu = 0.0
 fclaims = fentries = fms = 0
 for line in open(sys.argv[9], errors="replace"):
     helpers += bool(helper.search(line))
+    m = fold.search(line)
+    if m:
+        folds += 1
+        frows += int(m.group(1))
+        fms_total += int(m.group(2))
     m = first.search(line)
     if m:
         fclaims += 1
@@ -115,6 +122,11 @@ if b:
 # each push's first claim is outside the pipeline's lines
 if fclaims:
     print(f"  first claims of the pushes: {fclaims}, {fentries} entries, {fms / 1000:.2f} s")
+# the worker's folds of the capture log into the outbox (docs/worker.md,
+# "Folding ahead"): the pipeline's claim times above include those made
+# between its batches
+if folds:
+    print(f"  folds of the capture log: {folds}, {frows} rows, {fms_total / 1000:.2f} s")
 # the worker's push helper (sync.push_helper_backlog): its batches are in
 # the figures above too, each process's time counted apart
 print(f"  push helper: {'started' if helpers else 'none'}"
