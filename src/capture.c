@@ -1700,6 +1700,8 @@ capture_fold(int32 mirror, bool wait, int64 limit)
 		/* (one mirror: nothing to fold took no lock, above) */
 		if (mirror != 0)
 			go = fold_lock(mirror, wait);
+		if (!go)
+			folded = -1;		/* another process folds the mirror now */
 		portal = go ? fold_cursor(mirror, limit) : NULL;
 		while (portal != NULL)
 		{

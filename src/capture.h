@@ -39,7 +39,8 @@ extern int	sync_applying_mirror;
  * of capture.c): those of one mirror, or with mirror 0 those of every
  * mirror whose fold lock is free.  wait: wait for a mirror's fold lock
  * (else skip the mirror).  limit: at most that many rows, -1 all.  Returns
- * the number folded.  In a transaction, with SPI not connected by the
+ * the number folded; -1 when one mirror's lock was held by another process
+ * and not waited for.  In a transaction, with SPI not connected by the
  * caller or connected: it connects its own.
  */
 extern int64 capture_fold(int32 mirror, bool wait, int64 limit);

@@ -74,18 +74,23 @@ xact_end(bool own)
  * rows are back) and done again; and any later commit that depends on it
  * (the claim, the recording of a push) flushes the WAL up to itself, the
  * fold included.  A round that folds (at each commit of a local write)
- * would otherwise wait for one more flush than before the log.
+ * would otherwise wait for one more flush than before the log.  Returns
+ * what capture_fold() returns (-1: another process folds the mirror now).
  */
 int64
 xact_fold(int32 mirror, int64 limit)
 {
 	int64		n;
+	TimestampTz start = GetCurrentTimestamp();
 
 	xact_begin(true);
 	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
 	n = capture_fold(mirror, false, limit);
 	xact_end(true);
+	if (n > 0)
+		elog(DEBUG1, "sync: folded %ld captured writes (mirror %d) in %ld ms",
+			 (long) n, mirror, (long) ((GetCurrentTimestamp() - start) / 1000));
 	return n;
 }
 

@@ -202,7 +202,7 @@ release_orphaned_claims(void)
  * round with work needs).  Its tests are theirs: the same fragments
  * (engine_int.h's DUE_*_SQL), each with the pause test of this query.
  */
-#define FOLD_ROUND_ROWS 10000
+#define FOLD_ROUND_ROWS 2000
 
 static void
 round_due(RoundDue *due)
@@ -216,8 +216,11 @@ round_due(RoundDue *due)
 	/*
 	 * The writes captured since the last round go into the outbox first
 	 * (capture.h), of every mirror that no other transaction folds now: a
-	 * commit woke this round.  At most FOLD_ROUND_ROWS: a mirror with a
-	 * larger backlog folds the rest a claim at a time as it pushes.  In a
+	 * commit woke this round.  At most FOLD_ROUND_ROWS (a few claims'
+	 * worth): a mirror with a larger backlog folds the rest a claim at a
+	 * time as it pushes (push.c, fold_ahead), while its requests are on the
+	 * network and in the push helper too; a larger fold here would delay a
+	 * bulk write's first request by all of it (10,000 rows: 0.1-0.2 s).  In a
 	 * transaction of its own, committed before the query below, whose
 	 * snapshot must see it.
 	 */

@@ -496,27 +496,36 @@ claim_check(SyncMirror *m, const SyncProvider *prov, PushBatch *b, bool *found, 
  * the row lacked its remote ID): it is only written back, never sent.
  *
  * What the claim sees was folded from the capture log before (capture.h):
- * by the worker ahead of each claim (fold_ahead), by a session's
+ * by the worker ahead of its claims (fold_ahead), by a session's
  * sync.push() at its start (push_mirror).
  */
 static PushBatch *
 push_claim(SyncMirror *m, const SyncProvider *prov, int limit, MemoryContext work);
 
-/* Entries a worker's claim takes at most: what fold_ahead() folds. */
+/* The largest claim a worker has made: the first claim of a push folds for it. */
 static int	fold_hint = 1000;
 
 /*
- * In the worker (own), fold the mirror's captured writes (capture.h) ahead
- * of a claim, eight claims' worth (fewer reads of the log), in a
- * transaction of its own, so the mirror's fold lock is held for the fold
- * alone; not waiting for it: while another process (the push helper)
- * folds, this one claims and sends what is folded already.
+ * In the worker (own), fold up to `rows` more of the mirror's captured
+ * writes (capture.h), in a transaction of its own, so that the mirror's
+ * fold lock is held for the fold alone; not waiting for the lock: while
+ * another process (the push helper) folds, this one claims and sends what
+ * is folded already.  The pipeline folds twice a claim's worth after each
+ * claim, while the claim's requests are on the network (push_pipelined):
+ * the folded stock grows by a claim each time until the log is empty, and
+ * a bulk write's fold is spread between the waves instead of done before
+ * the first one.  Returns whether more of the log may be waiting: the fold
+ * stopped at `rows`, or another process was folding the mirror.
  */
-static void
-fold_ahead(int mirror_id, bool own)
+static bool
+fold_ahead(int mirror_id, bool own, int64 rows)
 {
-	if (own)
-		(void) xact_fold(mirror_id, 8 * (int64) fold_hint);
+	int64		n;
+
+	if (!own)
+		return false;
+	n = xact_fold(mirror_id, rows);
+	return n < 0 || n >= rows;
 }
 
 static PushBatch *
@@ -1333,6 +1342,7 @@ typedef struct PipeBatch
 	SyncMirror *m;
 	PushBatch  *b;
 	int			limit;			/* entries asked for */
+	bool		more;			/* the fold after its claim left more in the log */
 	int			ncalls;
 	void	   *calls[3 * 64];	/* the provider's, in flight */
 	int			ngroup[3];		/* per operation: the items sent, */
@@ -1350,7 +1360,6 @@ pipe_claim(int mirror_id, bool own, SyncConnection *conn, MemoryContext work)
 	char	   *connection;
 
 	pb->cxt = cxt;
-	fold_ahead(mirror_id, own);
 	xact_begin(own);
 	pb->m = mirror_load(mirror_id, cxt, &connection);
 	if (pb->m->direction == 'l' || pause_mirror_paused(mirror_id) ||
@@ -1457,6 +1466,9 @@ pipe_record(int mirror_id, bool own, SyncConnection *conn, PipeBatch *pb,
  * The pipeline, from a first batch claimed by push_mirror (in its context,
  * CurrentMemoryContext); returns the number of entries handled, and in
  * *more whether it ended only because its time was up (more is queued).
+ * A batch is followed by another while its claim was full, or while the
+ * capture log may hold more (fold_ahead): a claim can fall short because
+ * the other process (the push helper) was folding when this one would.
  */
 static int64
 push_pipelined(int mirror_id, bool own, MemoryContext work, SyncConnection *conn,
@@ -1475,6 +1487,7 @@ push_pipelined(int mirror_id, bool own, MemoryContext work, SyncConnection *conn
 	PG_TRY();
 	{
 		pipe_start(conn, pipe, cur);
+		cur->more = fold_ahead(mirror_id, own, 2 * (int64) limit);
 		for (;;)
 		{
 			TimestampTz t0 = GetCurrentTimestamp(),
@@ -1483,7 +1496,7 @@ push_pipelined(int mirror_id, bool own, MemoryContext work, SyncConnection *conn
 			double		c0 = thread_cpu_ms(),
 						c1,
 						c2;
-			bool		full = cur->b->nitems >= cur->limit && *nretry == 0 &&
+			bool		full = (cur->b->nitems >= cur->limit || cur->more) && *nretry == 0 &&
 				conn_blocked_ms(conn) == 0;
 
 			/* [cur on the network] the next batch, if the queue is still full */
@@ -1496,6 +1509,8 @@ push_pipelined(int mirror_id, bool own, MemoryContext work, SyncConnection *conn
 				{
 					MemoryContextSwitchTo(next->cxt);
 					pipe_start(conn, pipe, next);
+					/* for the claim after it, while both are on the network */
+					next->more = fold_ahead(mirror_id, own, 2 * (int64) next->limit);
 				}
 			}
 			/* cur's results; next's requests take cur's slots as they free */
@@ -1581,12 +1596,13 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		MemoryContext old;
 		bool		more;
 		bool		helper;
+		bool		folded_more;
 		int			threshold;
 		TimestampTz claim_start;
 
 		/* one batch at a time in memory, however long the queue */
 		MemoryContextReset(batchcxt);
-		fold_ahead(mirror_id, own);
+		folded_more = fold_ahead(mirror_id, own, 2 * (int64) fold_hint);
 		xact_begin(own);
 		m = mirror_load(mirror_id, batchcxt, &connection);
 		if (m->direction == 'l' || pause_mirror_paused(mirror_id))
@@ -1598,15 +1614,20 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		/*
 		 * One wave of requests is batch_max x max_in_flight records; claim
 		 * whole waves (at least sync.batch_size records) so that no wave
-		 * goes out half full.
+		 * goes out half full.  A pipelined push claims one wave of its share
+		 * of the requests each time, the first time too (pipe_claim): a
+		 * larger first batch only delays the pipeline by its recording.
 		 */
 		wave = conn->provider->batch_max(conn, m, 'U') * conn_in_flight(conn);
-		limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
+		if (conn_push_pipe(conn) != NULL)
+			limit = conn->provider->batch_max(conn, m, 'U') * Max(1, conn_in_flight(conn) / push_sharers);
+		else
+			limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
 		fold_hint = Max(fold_hint, limit);
 
 		/*
 		 * sync.push() in a session: every write captured until now is the
-		 * push's (the worker folds ahead of each claim: fold_ahead)
+		 * push's (the worker folds ahead of its claims: fold_ahead)
 		 */
 		if (first && !own)
 			(void) capture_fold(mirror_id, true, -1);
@@ -1622,7 +1643,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		 * pushes beside the worker, on the machine's other core (not for a
 		 * connection of one request at a time: nothing to share).
 		 */
-		helper = first && own && b->nitems >= limit && conn_in_flight(conn) >= 2 &&
+		helper = first && own && (b->nitems >= limit || folded_more) && conn_in_flight(conn) >= 2 &&
 			(threshold = sync_push_helper_threshold()) > 0 && backlog_at_least(mirror_id, threshold);
 		first = false;
 		resolve_references(m, connection, b, batchcxt);
@@ -1674,7 +1695,7 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		note_push_done(mirror_id);
 		xact_end(own);
 		total += b->nitems;
-		if (b->nitems < limit || *nretry > 0)
+		if ((b->nitems < limit && !folded_more) || *nretry > 0)
 			break;
 		CHECK_FOR_INTERRUPTS();
 	}
