@@ -1463,6 +1463,17 @@ queue_by_sql(CapturedWrite *w, bool to_log)
 }
 
 /*
+ * Queue a captured write into the outbox, coalescing: inserts and updates
+ * by the fast path, deletes and an outbox with triggers by SQL.
+ */
+static void
+queue_write(CapturedWrite *w)
+{
+	if (w->is_delete || !queue_upsert(w))
+		queue_by_sql(w, false);
+}
+
+/*
  * Does sync.capture_log exist?  Not in the schema of 0.1 or 0.2 (this
  * library is installed before ALTER EXTENSION UPDATE runs); then the cache
  * is marked to look again next time, for the update that creates it.
@@ -1491,7 +1502,6 @@ log_write(CapturedWrite *w)
 	TupleDesc	desc;
 	Datum	   *values;
 	bool	   *nulls;
-
 	bool		have_log = log_exists();
 
 	w->args[5] = Int64GetDatum(nextval_internal(outbox.seqid, false));
@@ -1504,8 +1514,7 @@ log_write(CapturedWrite *w)
 	 */
 	if (!have_log)
 	{
-		if (w->is_delete || !queue_upsert(w))
-			queue_by_sql(w, false);
+		queue_write(w);
 		return;
 	}
 	rel = log_open();
@@ -1632,8 +1641,7 @@ fold_row(Relation logrel, HeapTuple tup, TupleDesc desc)
 			w.nulls[i] = 'n';
 	}
 	w.is_delete = DatumGetChar(w.args[2]) == 'D';
-	if (w.is_delete || !queue_upsert(&w))
-		queue_by_sql(&w, false);
+	queue_write(&w);
 	return true;
 }
 

@@ -486,22 +486,6 @@ claim_check(SyncMirror *m, const SyncProvider *prov, PushBatch *b, bool *found, 
 	MemoryContextSwitchTo(old);
 }
 
-/*
- * Claim a batch of ready entries: the oldest entry of each row only (later
- * entries of a row wait for earlier ones), with a lease so that a crashed
- * claimer's entries are reclaimed.  Reads the values of inserts and updates
- * from the table, as its owner.  Inside SPI; results in `work`.
- *
- * Op 'W' is a write-back that failed earlier (the remote has the record;
- * the row lacked its remote ID): it is only written back, never sent.
- *
- * What the claim sees was folded from the capture log before (capture.h):
- * by the worker ahead of its claims (fold_ahead), by a session's
- * sync.push() at its start (push_mirror).
- */
-static PushBatch *
-push_claim(SyncMirror *m, const SyncProvider *prov, int limit, MemoryContext work);
-
 /* The largest claim a worker has made: the first claim of a push folds for it. */
 static int	fold_hint = 1000;
 
@@ -528,6 +512,19 @@ fold_ahead(int mirror_id, bool own, int64 rows)
 	return n < 0 || n >= rows;
 }
 
+/*
+ * Claim a batch of ready entries: the oldest entry of each row only (later
+ * entries of a row wait for earlier ones), with a lease so that a crashed
+ * claimer's entries are reclaimed.  Reads the values of inserts and updates
+ * from the table, as its owner.  Inside SPI; results in `work`.
+ *
+ * Op 'W' is a write-back that failed earlier (the remote has the record;
+ * the row lacked its remote ID): it is only written back, never sent.
+ *
+ * What the claim sees was folded from the capture log before (capture.h):
+ * by the worker ahead of its claims (fold_ahead), by a session's
+ * sync.push() at its start (push_mirror).
+ */
 static PushBatch *
 push_claim(SyncMirror *m, const SyncProvider *prov, int limit, MemoryContext work)
 {
@@ -1350,6 +1347,19 @@ typedef struct PipeBatch
 	int		   *index[3];		/* ... and where they are in b->items */
 } PipeBatch;
 
+/*
+ * A pipelined claim: one wave of this process's share of the requests in
+ * flight (half of them while a push helper shares the connection).
+ */
+static int
+pipe_limit(SyncConnection *conn, SyncMirror *m)
+{
+	int			limit = conn->provider->batch_max(conn, m, 'U') * Max(1, conn_in_flight(conn) / push_sharers);
+
+	fold_hint = Max(fold_hint, limit);
+	return limit;
+}
+
 /* Claim the next batch (one wave), or NULL when there is nothing to do. */
 static PipeBatch *
 pipe_claim(int mirror_id, bool own, SyncConnection *conn, MemoryContext work)
@@ -1370,8 +1380,7 @@ pipe_claim(int mirror_id, bool own, SyncConnection *conn, MemoryContext work)
 		MemoryContextDelete(cxt);
 		return NULL;
 	}
-	pb->limit = conn->provider->batch_max(conn, pb->m, 'U') * Max(1, conn_in_flight(conn) / push_sharers);
-	fold_hint = Max(fold_hint, pb->limit);
+	pb->limit = pipe_limit(conn, pb->m);
 	pb->b = push_claim(pb->m, conn->provider, pb->limit, cxt);
 	resolve_references(pb->m, connection, pb->b, cxt);
 	xact_end(own);
@@ -1618,12 +1627,14 @@ push_mirror(int mirror_id, bool own, MemoryContext work, int *nok, int *nrejecte
 		 * of the requests each time, the first time too (pipe_claim): a
 		 * larger first batch only delays the pipeline by its recording.
 		 */
-		wave = conn->provider->batch_max(conn, m, 'U') * conn_in_flight(conn);
 		if (conn_push_pipe(conn) != NULL)
-			limit = conn->provider->batch_max(conn, m, 'U') * Max(1, conn_in_flight(conn) / push_sharers);
+			limit = pipe_limit(conn, m);
 		else
+		{
+			wave = conn->provider->batch_max(conn, m, 'U') * conn_in_flight(conn);
 			limit = Max(1, (sync_batch_size + wave - 1) / wave) * wave;
-		fold_hint = Max(fold_hint, limit);
+			fold_hint = Max(fold_hint, limit);
+		}
 
 		/*
 		 * sync.push() in a session: every write captured until now is the
